@@ -1,0 +1,461 @@
+"""One run of the bot: the imperative shell that wires the pure core to git, forge and files.
+
+Order (SPEC §2): sync, ingest, measure deployed proposals, analyze, propose,
+write reports. Each agent is handled in isolation; every step compares what it
+wants with what exists and writes only the difference, so a second run with
+nothing new changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.core import markers, render
+from bot.core.agentfile import parse_agent
+from bot.core.analysis import current_stats, failure_problems
+from bot.core.metrics import MetricsSnapshot
+from bot.core.model import Policy, is_safe_id
+from bot.core.proposals import Proposal, Skipped, TokenCounter, branch_name, build
+from bot.core.report import analysis, analysis_text
+from bot.core.results import (
+    COMPLETED,
+    MEASURING,
+    PROPOSED,
+    REJECTED,
+    Deployment,
+    Result,
+    labels_for,
+    measure,
+)
+from bot.edges.forge import Forge, PullRequest
+from bot.edges.git import Git, GitTree
+from bot.errors import GitError, PromptbotError, UsageError
+from bot.load.metrics import ingest, resolve_sources
+from bot.load.repo import RepoState, load_repo
+
+RESULTS_BRANCH = "promptbot/results"
+
+
+@dataclass
+class Context:
+    root: Path
+    git: Git
+    forge: Forge
+    now: Callable[[], datetime]
+    count_tokens: TokenCounter
+    say: Callable[[str], None] = lambda _line: None
+
+
+@dataclass
+class RunReport:
+    actions: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    analysis: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"actions": self.actions, "errors": self.errors, "skipped": self.skipped}
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """A bot PR with its parsed marker."""
+
+    pr: PullRequest
+    marker: dict[str, str]
+
+    @property
+    def kind(self) -> str:
+        return self.marker.get("kind", "")
+
+    @property
+    def proposal_id(self) -> str:
+        return self.marker.get("proposal_id", "")
+
+    @property
+    def agent(self) -> str:
+        return self.marker.get("agent", "")
+
+
+# ---------------------------------------------------------------- loading
+
+
+def base_tree(ctx: Context, policy_base: str | None = None) -> tuple[str, str, RepoState]:
+    base = policy_base or "main"
+    sha = ctx.git.sha(f"refs/heads/{base}")
+    if sha is None:
+        raise GitError(f"the base branch '{base}' has no commits",
+                       fix=f"commit the prompts to '{base}' first, or set forge.base_branch")
+    state = load_repo(GitTree(ctx.git, sha))
+    if state.policy.forge.base_branch != base:
+        return base_tree(ctx, state.policy.forge.base_branch)
+    return base, sha, state
+
+
+def load_metrics(ctx: Context, policy: Policy, patterns: list[str] | None) -> MetricsSnapshot:
+    files = resolve_sources(patterns or [policy.metrics.source], ctx.root)
+    ctx.say(f"reading {len(files)} metrics file(s)")
+    return ingest(files, policy.metrics.columns, policy.metrics.window_days)
+
+
+def tracked_prs(ctx: Context) -> list[Tracked]:
+    out = []
+    for pr in ctx.forge.list_prs():
+        marker = markers.parse(pr.body)
+        # A marker alone can be typed by anyone; the branch must be the bot's too.
+        if marker is None or not pr.branch.startswith("promptbot/"):
+            continue
+        ids = (marker.get("agent", ""), marker.get("proposal_id", ""))
+        if all(is_safe_id(i) for i in ids):
+            out.append(Tracked(pr, marker))
+    return out
+
+
+# ---------------------------------------------------------------- the run
+
+
+def sync(ctx: Context, base: str) -> None:
+    """On a forge with a remote, bring the local base branch up to the remote's."""
+    if ctx.forge.name != "github" or not ctx.git.has_remote():
+        return
+    remote = ctx.git.fetch(base)
+    local = ctx.git.sha(f"refs/heads/{base}")
+    if remote and local and remote != local and ctx.git.is_ancestor(local, remote):
+        ctx.git.move_branch(base, remote, local)
+
+
+def run(ctx: Context, patterns: list[str] | None = None, dry_run: bool = False) -> RunReport:
+    report = RunReport()
+    base, _, _ = base_tree(ctx)
+    if not dry_run:
+        sync(ctx, base)
+    base, base_sha, state = base_tree(ctx)
+    for path, error in sorted(state.broken.items()):
+        report.errors.append(f"{path}: {error.render()}")
+    snapshot = load_metrics(ctx, state.policy, patterns)
+    prs = tracked_prs(ctx)
+    results = measure_all(ctx, state, base, snapshot, prs, report, dry_run)
+    current = {a: loaded.version for a, loaded in state.agents.items()}
+    report.analysis = analysis(snapshot, current)
+    propose_all(ctx, state, base, base_sha, snapshot, prs, results, report, dry_run)
+    if not dry_run:
+        write_reports(ctx, state.policy, report)
+    return report
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def version_at(ctx: Context, sha: str, path: str) -> str | None:
+    text = ctx.git.read(sha, path)
+    if text is None:
+        return None
+    try:
+        return parse_agent(text, path).version
+    except PromptbotError:
+        return None
+
+
+def deployment(ctx: Context, state: RepoState, base: str, t: Tracked) -> Deployment:
+    pr = t.pr
+    assert pr.merge_sha is not None and pr.merged_at is not None
+    path = f"prompts/{t.agent}/agent.yaml"
+    loaded = state.agents.get(t.agent)
+    reverted_at, revert_sha = None, None
+    log = ctx.git.first_parent_log(f"refs/heads/{base}", path)
+    if pr.merge_sha in log:
+        for sha in log[log.index(pr.merge_sha) + 1:]:
+            if version_at(ctx, sha, path) == t.marker.get("base_version"):
+                reverted_at, revert_sha = ctx.git.commit_time(sha), sha
+                break
+    expected = 0.0
+    record = ctx.git.read(f"refs/heads/{base}", f"prompts/{t.agent}/proposals/{t.proposal_id}.yaml")
+    if record:
+        try:
+            data = yaml.safe_load(record)
+            expected = float(data["expected_effect"]["success_rate_delta"])
+        except (yaml.YAMLError, KeyError, TypeError, ValueError):
+            expected = 0.0
+    return Deployment(
+        proposal_id=t.proposal_id,
+        agent_id=t.agent,
+        base_version=t.marker.get("base_version", ""),
+        new_version=t.marker.get("new_version", ""),
+        merged_at=pr.merged_at,
+        merge_sha=pr.merge_sha,
+        current_version=loaded.version if loaded else None,
+        reverted_at=reverted_at,
+        revert_sha=revert_sha,
+        expected_delta=expected,
+    )
+
+
+def results_paths(r: Result) -> tuple[str, str]:
+    stem = f"prompts/{r.agent_id}/results/{r.proposal_id}"
+    return f"{stem}.json", f"{stem}.md"
+
+
+def results_comment(r: Result) -> str:
+    body = render.render("results.md.j2", r=r)
+    return markers.attach(body, {"kind": "results", "proposal_id": r.proposal_id,
+                                 "state": r.state})
+
+
+def measure_all(
+    ctx: Context,
+    state: RepoState,
+    base: str,
+    snapshot: MetricsSnapshot,
+    prs: list[Tracked],
+    report: RunReport,
+    dry_run: bool,
+) -> dict[str, Result]:
+    prefix = state.policy.forge.label_prefix
+    results: dict[str, Result] = {}
+    files: dict[str, str] = {}
+    for t in prs:
+        if t.kind != "proposal":
+            continue
+        try:
+            if t.pr.state == "closed":
+                ensure_labels(ctx, t.pr, labels_for(prefix, REJECTED), report, dry_run)
+                continue
+            if t.pr.state == "open":
+                ensure_labels(ctx, t.pr, labels_for(prefix, PROPOSED), report, dry_run)
+                continue
+            result = measure(deployment(ctx, state, base, t), snapshot, state.policy.measure)
+            results[t.proposal_id] = result
+            json_path, md_path = results_paths(result)
+            want = {json_path: result.to_json(),
+                    md_path: f"# {result.agent_id} · {result.proposal_id}\n\n"
+                    + render.render("results.md.j2", r=result)}
+            if all(existing_results(ctx, state, base, p) == text for p, text in want.items()):
+                ensure_labels(ctx, t.pr, labels_for(prefix, result.state), report, dry_run)
+                continue
+            report.actions.append(f"#{t.pr.number} {t.agent}: results {result.headline}")
+            if not dry_run:
+                # The comment goes first: if the run dies before the commit, the next
+                # run sees the file missing, finds the comment unchanged and commits.
+                ctx.forge.upsert_comment(t.pr.number, "results", results_comment(result))
+            ensure_labels(ctx, t.pr, labels_for(prefix, result.state), report, dry_run)
+            files.update(want)
+        except PromptbotError as exc:
+            report.errors.append(f"#{t.pr.number} {t.agent}: {exc.render()}")
+    if files and not dry_run:
+        record_results(ctx, state.policy, base, files, report)
+    return results
+
+
+def existing_results(ctx: Context, state: RepoState, base: str, path: str) -> str | None:
+    on_base = ctx.git.read(f"refs/heads/{base}", path)
+    if on_base is not None or state.policy.forge.results != "pr":
+        return on_base
+    return ctx.git.read(f"refs/heads/{RESULTS_BRANCH}", path)
+
+
+def record_results(
+    ctx: Context, policy: Policy, base: str, files: dict[str, str], report: RunReport
+) -> None:
+    message = "promptbot: record measured results\n\n" + "\n".join(sorted(files))
+    if policy.forge.results == "commit":
+        old = ctx.git.sha(f"refs/heads/{base}")
+        assert old is not None
+        new = ctx.git.commit_files(old, files, message)
+        ctx.git.move_branch(base, new, old)
+        if ctx.forge.name == "github":
+            ctx.git.push(base)
+        report.actions.append(f"committed {len(files)} results file(s) to {base}")
+        return
+    # Branch protection forbids pushing to the base branch: one results PR, kept up to date.
+    old_branch = ctx.git.sha(f"refs/heads/{RESULTS_BRANCH}")
+    parent = old_branch or ctx.git.sha(f"refs/heads/{base}")
+    assert parent is not None
+    new = ctx.git.commit_files(parent, files, message)
+    ctx.git.move_branch(RESULTS_BRANCH, new, old_branch)
+    ctx.forge.publish(RESULTS_BRANCH)
+    if not any(p.branch == RESULTS_BRANCH and p.state == "open" for p in ctx.forge.list_prs()):
+        body = markers.attach("Measured results of deployed promptbot proposals.",
+                              {"kind": "results-pr", "agent": "results", "proposal_id": "results"})
+        ctx.forge.open_pr(branch=RESULTS_BRANCH, base=base, title="promptbot: measured results",
+                          body=body, labels=[policy.forge.label_prefix])
+    report.actions.append(f"updated results PR branch {RESULTS_BRANCH}")
+
+
+def ensure_labels(
+    ctx: Context, pr: PullRequest, labels: list[str], report: RunReport, dry_run: bool
+) -> None:
+    prefix = labels[0]
+    keep = [lab for lab in pr.labels if lab != prefix and not lab.startswith(prefix + ":")]
+    want = sorted(set(keep + labels))
+    if sorted(pr.labels) == want:
+        return
+    report.actions.append(f"#{pr.number}: labels {', '.join(labels[1:])}")
+    if not dry_run:
+        ctx.forge.set_labels(pr.number, want)
+
+
+# ---------------------------------------------------------------- proposing
+
+
+def pr_body(p: Proposal, window_days: int) -> str:
+    body = render.cap(render.render("pr_body.md.j2", p=p, window_days=window_days),
+                      f"prompts/{p.agent_id}/proposals/{p.id}.yaml")
+    return markers.attach(body, {"kind": "proposal", "proposal_id": p.id, "agent": p.agent_id,
+                                 "base_version": p.base_version, "new_version": p.new_version})
+
+
+def propose_all(
+    ctx: Context,
+    state: RepoState,
+    base: str,
+    base_sha: str,
+    snapshot: MetricsSnapshot,
+    prs: list[Tracked],
+    results: dict[str, Result],
+    report: RunReport,
+    dry_run: bool,
+) -> None:
+    policy = state.policy
+    by_id = {t.proposal_id: t for t in prs if t.kind == "proposal"}
+    busy = {t.agent for t in prs if t.kind == "proposal" and t.pr.state == "open"}
+    busy |= {r.agent_id for r in results.values() if r.state == MEASURING}
+    opened = 0
+    for agent_id, loaded in sorted(state.agents.items()):
+        stats = current_stats(snapshot, agent_id, loaded.version)
+        problems = failure_problems(stats, agent_id, loaded.version, policy.propose)
+        if not problems:
+            continue
+        try:
+            for problem in problems:
+                proposal = build(loaded, problem, policy, ctx.count_tokens)
+                if isinstance(proposal, Skipped):
+                    report.skipped.append(f"{agent_id}: {proposal.reason}")
+                    continue
+                existing = by_id.get(proposal.id)
+                if existing is not None and existing.pr.state != "open":
+                    word = "rejected" if existing.pr.state == "closed" else "already deployed"
+                    report.skipped.append(f"{agent_id}: proposal {proposal.id} {word} "
+                                          f"(#{existing.pr.number}); not reopened")
+                    continue
+                body = pr_body(proposal, snapshot.window_days)
+                if existing is not None:
+                    if existing.pr.body != body or existing.pr.title != proposal.title:
+                        report.actions.append(f"#{existing.pr.number} {agent_id}: refreshed")
+                        if not dry_run:
+                            ctx.forge.update_pr(existing.pr.number, title=proposal.title,
+                                                body=body)
+                    break
+                if agent_id in busy:
+                    report.skipped.append(f"{agent_id}: a change is open or being measured")
+                    break
+                if opened >= policy.propose.max_prs_per_run:
+                    report.skipped.append(f"{agent_id}: max_prs_per_run reached")
+                    break
+                opened += 1
+                report.actions.append(f"{agent_id}: open PR '{proposal.title}' "
+                                      f"({proposal.id}, {proposal.branch})")
+                if not dry_run:
+                    open_proposal(ctx, base, base_sha, proposal, body, policy)
+                break
+        except PromptbotError as exc:
+            report.errors.append(f"{agent_id}: {exc.render()}")
+
+
+def open_proposal(
+    ctx: Context, base: str, base_sha: str, p: Proposal, body: str, policy: Policy
+) -> PullRequest:
+    branch = p.branch
+    if ctx.git.sha(f"refs/heads/{branch}") is None:
+        message = f"{p.title}\n\npromptbot proposal {p.id}: {p.base_version} -> {p.new_version}"
+        commit = ctx.git.commit_files(base_sha, p.files, message)
+        ctx.git.move_branch(branch, commit, None)
+    ctx.forge.publish(branch)
+    return ctx.forge.open_pr(branch=branch, base=base, title=p.title, body=body,
+                             labels=labels_for(policy.forge.label_prefix, PROPOSED))
+
+
+# ---------------------------------------------------------------- reports
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return True
+
+
+def write_reports(ctx: Context, policy: Policy, report: RunReport) -> None:
+    folder = ctx.root / policy.reports_dir
+    data = report.analysis
+    write_if_changed(folder / "analysis.json", json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_if_changed(folder / "analysis.md", "# promptbot analysis\n\n```\n"
+                     + analysis_text(data) + "```\n")
+
+
+# ---------------------------------------------------------------- rollback
+
+
+def find_proposal(ctx: Context, ref: str) -> Tracked:
+    prs = [t for t in tracked_prs(ctx) if t.kind == "proposal"]
+    number = ref.lstrip("#")
+    for t in prs:
+        if t.proposal_id == ref or (number.isdigit() and t.pr.number == int(number)):
+            return t
+    if not (number.isdigit() or is_safe_id(ref)):
+        raise UsageError(f"'{ref[:80]}' is neither a PR number nor a proposal id",
+                         fix="pass a number from `promptbot pr list` or an id like p-3fa9c2d1e0")
+    raise UsageError(f"no promptbot proposal '{ref[:80]}'",
+                     fix="see `promptbot pr list` for the numbers and proposal ids")
+
+
+def rollback(ctx: Context, ref: str) -> tuple[PullRequest, bool]:
+    """Open (or find) the PR that reverts a deployed proposal. (pr, created)."""
+    t = find_proposal(ctx, ref)
+    if t.pr.state != "merged" or t.pr.merge_sha is None:
+        raise UsageError(f"proposal {t.proposal_id} (#{t.pr.number}) is {t.pr.state}, not merged",
+                         fix="only a merged proposal can be rolled back")
+    base, base_sha, state = base_tree(ctx)
+    loaded = state.agents.get(t.agent)
+    if loaded is not None and loaded.version == t.marker.get("base_version"):
+        raise UsageError(f"{t.agent} is already back on version {loaded.version}",
+                         fix="nothing to roll back; the next `promptbot run` records it")
+    rid = f"rollback-{t.proposal_id}"
+    branch = branch_name(t.agent, rid)
+    for other in tracked_prs(ctx):
+        if other.pr.branch == branch and other.pr.state == "open":
+            return other.pr, False
+    if ctx.git.sha(f"refs/heads/{branch}") is None:
+        message = f"Roll back {t.pr.title}\n\nReverts merge {t.pr.merge_sha} (#{t.pr.number})."
+        commit = ctx.git.revert_merge(t.pr.merge_sha, base_sha, message)
+        ctx.git.move_branch(branch, commit, None)
+    ctx.forge.publish(branch)
+    body = markers.attach(
+        f"Rolls back #{t.pr.number} (`{t.proposal_id}`): reverts merge commit "
+        f"`{t.pr.merge_sha}` so `{t.agent}` returns to version "
+        f"`{t.marker.get('base_version')}`.\n\nAfter merge, the next run records the "
+        "proposal as rolled back.",
+        {"kind": "rollback", "proposal_id": t.proposal_id, "agent": t.agent,
+         "base_version": t.marker.get("new_version", ""),
+         "new_version": t.marker.get("base_version", "")},
+    )
+    pr = ctx.forge.open_pr(branch=branch, base=base, title=f"Roll back: {t.pr.title}", body=body,
+                           labels=[state.policy.forge.label_prefix,
+                                   f"{state.policy.forge.label_prefix}:rollback"])
+    return pr, True
+
+
+__all__ = ["COMPLETED", "Context", "RunReport", "rollback", "run"]

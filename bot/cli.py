@@ -1,0 +1,311 @@
+"""Command line: `main(argv) -> int`. Exit codes live here: 0 ok, 1 findings/failures, 2 usage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from bot import __version__
+from bot.errors import Finding, PromptbotError, UsageError
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x1b]")
+
+
+def clean(text: str) -> str:
+    """Terminal-safe: metrics and PR text may carry escape sequences."""
+    return _CONTROL.sub("?", text)
+
+
+def out(text: str = "") -> None:
+    print(clean(text))
+
+
+def err(text: str) -> None:
+    print(clean(text), file=sys.stderr)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, fix=f"see `{self.prog} --help`")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="promptbot", description="GitOps bot for LLM agent prompts.")
+    p.add_argument("--version", action="version", version=f"promptbot {__version__}")
+    p.add_argument("-C", "--repo", default=".", help="the prompts repository (default: .)")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("run", help="the full cycle: sync, ingest, measure, analyze, propose")
+    r.add_argument("--metrics", action="append", help="metrics glob (repeatable)")
+    r.add_argument("--forge", choices=["auto", "local", "github"], default="auto")
+    r.add_argument("--dry-run", action="store_true", help="plan only; write nothing")
+    r.add_argument("--json", action="store_true")
+
+    c = sub.add_parser("check", help="validate agent files, tests and policies")
+    c.add_argument("paths", nargs="*")
+
+    a = sub.add_parser("analyze", help="per-agent, per-version statistics of the metrics")
+    a.add_argument("--metrics", action="append")
+    a.add_argument("--json", action="store_true")
+
+    v = sub.add_parser("version", help="print the prompt version of agents")
+    v.add_argument("agent", nargs="?")
+
+    s = sub.add_parser("simulate", help="write synthetic metrics exports with known effects")
+    s.add_argument("--out", required=True)
+    s.add_argument("--days", type=int, default=14)
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--per-day", type=int, default=400, help="executions per agent per day")
+    s.add_argument("--effect", type=float, default=None,
+                   help="true success-rate change of the latest deployed change (e.g. 0.04)")
+    s.add_argument("--effects", help="YAML file with per-agent base rates and effects")
+    s.add_argument("--no-version-column", action="store_true",
+                   help="omit prompt_version (attribution by deploy time)")
+
+    b = sub.add_parser("rollback", help="open the PR that reverts a deployed proposal")
+    b.add_argument("ref", help="proposal id or PR number")
+    b.add_argument("--forge", choices=["auto", "local", "github"], default="auto")
+
+    pr = sub.add_parser("pr", help="act as the reviewer on the local forge")
+    prs = pr.add_subparsers(dest="pr_command", required=True, parser_class=_Parser)
+    pl = prs.add_parser("list")
+    pl.add_argument("--json", action="store_true")
+    for name in ("show", "merge"):
+        x = prs.add_parser(name)
+        x.add_argument("number", type=int)
+    pc = prs.add_parser("close")
+    pc.add_argument("number", type=int)
+    pc.add_argument("--reason")
+    pm = prs.add_parser("comment")
+    pm.add_argument("number", type=int)
+    pm.add_argument("text")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        return _dispatch(args)
+    except PromptbotError as exc:
+        err(exc.render())
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err("interrupted; nothing half-written is left behind, run the command again")
+        return 130
+    except Exception as exc:
+        if os.environ.get("PROMPTBOT_DEBUG"):
+            raise
+        err(f"internal error: {type(exc).__name__}: {str(exc)[:300]}\n"
+            "  fix: this is a bug in promptbot; rerun with PROMPTBOT_DEBUG=1 and report it")
+        return 1
+
+
+def main_entry() -> None:
+    sys.exit(main())
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    root = Path(args.repo).resolve()
+    handler = {
+        "run": _run, "check": _check, "analyze": _analyze, "version": _version,
+        "simulate": _simulate, "rollback": _rollback, "pr": _pr,
+    }[args.command]
+    return handler(root, args)
+
+
+# ---------------------------------------------------------------- wiring
+
+
+def _context(root: Path, forge_choice: str, quiet: bool = False) -> Any:
+    from bot.app import Context
+    from bot.edges.clock import utc_now
+    from bot.edges.git import Git
+    from bot.edges.tokens import count_tokens
+
+    git = Git(root)
+    forge = _forge(git, forge_choice)
+    return Context(root=git.root, git=git, forge=forge, now=utc_now, count_tokens=count_tokens,
+                   say=(lambda _l: None) if quiet else (lambda line: err(f"· {line}")))
+
+
+def _forge(git: Any, choice: str) -> Any:
+    from bot.edges.clock import utc_now
+    from bot.edges.local_forge import LocalForge
+
+    token, repository = os.environ.get("GITHUB_TOKEN"), os.environ.get("GITHUB_REPOSITORY")
+    if choice == "auto":
+        in_actions = os.environ.get("GITHUB_ACTIONS") == "true"
+        choice = "github" if in_actions and token and repository else "local"
+    if choice == "local":
+        return LocalForge(git, "main", utc_now)
+    if not token or not repository:
+        raise UsageError("--forge github needs GITHUB_TOKEN and GITHUB_REPOSITORY",
+                         fix="export both (Actions sets GITHUB_REPOSITORY; pass the token "
+                         "from secrets), or use --forge local")
+    from bot.edges.github_forge import GitHubForge
+
+    return GitHubForge(git, token=token, repository=repository,
+                       base_url=os.environ.get("GITHUB_API_URL", "https://api.github.com"),
+                       bot_login=os.environ.get("PROMPTBOT_BOT_LOGIN"))
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _run(root: Path, args: argparse.Namespace) -> int:
+    from bot.app import run
+
+    ctx = _context(root, args.forge, quiet=args.json)
+    report = run(ctx, args.metrics, dry_run=args.dry_run)
+    if args.json:
+        out(json.dumps({**report.to_json(), "analysis": report.analysis}, indent=2))
+    else:
+        from bot.core.report import analysis_text
+
+        out(analysis_text(report.analysis).rstrip())
+        out()
+        verb = "would do" if args.dry_run else "did"
+        out(f"{verb}: " + ("nothing (everything is up to date)" if not report.actions else ""))
+        for line in report.actions:
+            out(f"  - {line}")
+        for line in report.skipped:
+            out(f"  skipped: {line}")
+        for line in report.errors:
+            err(f"error: {line}")
+        if report.actions and not args.dry_run and ctx.forge.name == "local":
+            out("\nnext: `promptbot pr list`, then `promptbot pr show N`")
+    return 1 if report.errors else 0
+
+
+def _check(root: Path, args: argparse.Namespace) -> int:
+    from bot.load.check import check_paths
+
+    findings: list[Finding] = check_paths(root, [Path(p) for p in args.paths])
+    for f in findings:
+        out(f.render())
+    if findings:
+        out(f"{len(findings)} problem(s) found")
+        return 1
+    out("all files valid")
+    return 0
+
+
+def _analyze(root: Path, args: argparse.Namespace) -> int:
+    from bot.core.report import analysis
+    from bot.load.metrics import ingest, resolve_sources
+    from bot.load.repo import WorkingTree, load_repo
+
+    state = load_repo(WorkingTree(root))
+    policy = state.policy
+    files = resolve_sources(args.metrics or [policy.metrics.source], root)
+    snapshot = ingest(files, policy.metrics.columns, policy.metrics.window_days)
+    data = analysis(snapshot, {a: x.version for a, x in state.agents.items()})
+    if args.json:
+        out(json.dumps(data, indent=2))
+    else:
+        from bot.core.report import analysis_text
+
+        out(analysis_text(data).rstrip())
+    return 0
+
+
+def _version(root: Path, args: argparse.Namespace) -> int:
+    from bot.load.repo import WorkingTree, agent_path, load_agent
+
+    tree = WorkingTree(root)
+    if args.agent:
+        rel = agent_path(args.agent)
+        if tree.read(rel) is None:
+            known = ", ".join(Path(p).parent.name for p in tree.agent_files()) or "none"
+            raise UsageError(f"unknown agent '{args.agent}'", fix=f"known agents: {known}")
+        out(load_agent(tree, rel).version)
+        return 0
+    failed = 0
+    for rel in tree.agent_files():
+        try:
+            loaded = load_agent(tree, rel)
+            out(f"{loaded.agent.id}  {loaded.version}")
+        except PromptbotError as exc:
+            err(exc.render())
+            failed = 1
+    return failed
+
+
+def _simulate(root: Path, args: argparse.Namespace) -> int:
+    from bot.edges.git import Git
+    from bot.load.simulate import simulate
+
+    if args.days < 1 or args.per_day < 1:
+        raise UsageError("--days and --per-day must be at least 1", fix="e.g. --days 14")
+    written = simulate(Git(root), Path(args.out), days=args.days, seed=args.seed,
+                       per_day=args.per_day, effect=args.effect, effects_file=args.effects,
+                       version_column=not args.no_version_column)
+    for path, rows in written:
+        out(f"wrote {rows} rows to {path}")
+    return 0
+
+
+def _rollback(root: Path, args: argparse.Namespace) -> int:
+    from bot.app import rollback
+
+    ctx = _context(root, args.forge)
+    pr, created = rollback(ctx, args.ref)
+    out(f"{'opened' if created else 'already open'}: #{pr.number} {pr.title} ({pr.branch})")
+    return 0
+
+
+def _pr(root: Path, args: argparse.Namespace) -> int:
+    from bot.edges.clock import utc_now
+    from bot.edges.git import Git
+    from bot.edges.local_forge import LocalForge
+
+    git = Git(root)
+    forge = LocalForge(git, "main", utc_now)
+    cmd = args.pr_command
+    if cmd == "list":
+        from bot.core import markers
+
+        rows: list[dict[str, Any]] = []
+        for pr in forge.list_prs():
+            marker = markers.parse(pr.body) or {}
+            rows.append({"number": pr.number, "state": pr.state, "branch": pr.branch,
+                         "title": pr.title, "agent": marker.get("agent"),
+                         "proposal_id": marker.get("proposal_id"), "labels": list(pr.labels)})
+        if args.json:
+            out(json.dumps(rows, indent=2))
+        elif not rows:
+            out("no pull requests yet: run `promptbot run`")
+        for r in rows if not args.json else []:
+            out(f"#{r['number']:<4}{r['state']:<8}{r['title']}  [{', '.join(r['labels'])}]")
+        return 0
+    if cmd == "show":
+        pr = forge.get(args.number)
+        out(f"#{pr.number} {pr.title}")
+        out(f"state: {pr.state}   branch: {pr.branch} -> {pr.base}")
+        out(f"labels: {', '.join(pr.labels) or '-'}")
+        if pr.merge_sha:
+            out(f"merged: {pr.merge_sha} at {pr.merged_at}")
+        out()
+        out(pr.body.rstrip())
+        for comment in forge.raw(args.number).get("comments", []):
+            out(f"\n--- comment by {comment['author']} ---")
+            out(comment["body"].rstrip())
+        return 0
+    if cmd == "merge":
+        pr = forge.merge(args.number)
+        out(f"merged #{pr.number} into {pr.base}: {pr.merge_sha}")
+        out("next: `promptbot simulate --out sim` then `promptbot run --metrics 'sim/*.csv'`")
+        return 0
+    if cmd == "close":
+        pr = forge.close(args.number, args.reason)
+        out(f"closed #{pr.number}; the next run records it as rejected")
+        return 0
+    forge.comment(args.number, args.text, author=os.environ.get("USER", "reviewer"))
+    out(f"commented on #{args.number}")
+    return 0

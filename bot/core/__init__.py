@@ -1,0 +1,1 @@
+"""The functional core: pure functions over plain data. No I/O library is imported here."""

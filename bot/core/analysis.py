@@ -1,0 +1,65 @@
+"""Problems worth a proposal, found in the per-version statistics of one agent."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from bot.core.metrics import ErrorGroup, MetricsSnapshot, VersionStats
+from bot.core.model import ProposePolicy
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str  # "failure_mode"
+    agent_id: str
+    version: str
+    signature: str  # stable across runs: the same failure mode gets the same signature
+    failure: ErrorGroup
+    stats: VersionStats
+
+    @property
+    def share(self) -> float:
+        return self.failure.count / self.stats.executions if self.stats.executions else 0.0
+
+    @property
+    def problem_id(self) -> str:
+        return hashlib.sha256(self.signature.encode()).hexdigest()[:10]
+
+
+def health(stats: VersionStats | None) -> str:
+    """Success rate bands: >= 98 % excellent, >= 95 % good, >= 90 % fair, else needs attention."""
+    if stats is None or stats.executions == 0:
+        return "no data"
+    rate = stats.success_rate
+    if rate >= 0.98:
+        return "excellent"
+    if rate >= 0.95:
+        return "good"
+    if rate >= 0.90:
+        return "fair"
+    return "needs attention"
+
+
+def current_stats(snapshot: MetricsSnapshot, agent_id: str, version: str) -> VersionStats | None:
+    """Stats of the version on main; without a version column, all of the agent's rows."""
+    if snapshot.has_version:
+        return snapshot.version(agent_id, version)
+    rows = snapshot.for_agent(agent_id)
+    return rows[0] if rows else None
+
+
+def failure_problems(
+    stats: VersionStats | None, agent_id: str, version: str, policy: ProposePolicy
+) -> list[Problem]:
+    """Failure modes of the current version with enough evidence, most frequent first."""
+    if stats is None or stats.executions < policy.min_executions:
+        return []
+    out = []
+    for group in stats.top_errors:
+        share = group.count / stats.executions
+        if group.count < policy.min_failure_count or share < policy.min_failure_share:
+            continue
+        signature = f"failure_mode|{agent_id}|{group.error_type}|{group.template}"
+        out.append(Problem("failure_mode", agent_id, version, signature, group, stats))
+    return out

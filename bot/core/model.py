@@ -1,0 +1,139 @@
+"""Plain data of the prompts repository: agent files and the bot's policy.
+
+Every model forbids unknown keys: a typo in a prompt file must be an error that
+points at the line, never a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Agent and proposal ids end up in branch names and file paths: keep them to a
+# small alphabet so no id can walk out of prompts/ or inject into a ref name.
+ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+_ID_RE = re.compile(ID_PATTERN)
+
+
+def is_safe_id(value: str) -> bool:
+    return bool(_ID_RE.match(value))
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(Strict):
+    name: str = Field(min_length=1)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=1024, ge=1, le=200_000)
+
+
+class Prompts(Strict):
+    system: str = Field(min_length=1)
+    user_template: str = Field(min_length=1)
+
+
+class Tool(Strict):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+    description: str = Field(min_length=1)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class Example(Strict):
+    input: str | dict[str, Any]
+    output: str
+
+
+class AgentFile(Strict):
+    """`prompts/<id>/agent.yaml`."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    owner: str = Field(min_length=1)
+    description: str = ""
+    model: ModelConfig
+    prompts: Prompts
+    tools: list[Tool] = Field(default_factory=list)
+    examples: list[Example] = Field(default_factory=list)
+
+
+class TestCase(Strict):
+    name: str = Field(min_length=1)
+    inputs: dict[str, Any]
+    assert_: list[dict[str, Any]] = Field(default_factory=list, alias="assert")
+
+
+class TestsFile(Strict):
+    """`prompts/<id>/tests.yaml`: offline evaluation cases (run by `promptbot eval`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    cases: list[TestCase] = Field(min_length=1)
+
+
+# ---------------------------------------------------------------- policy
+
+
+class MetricsPolicy(Strict):
+    # Glob, relative to the repository root, used when `--metrics` is not given.
+    source: str = "examples/metrics/*.csv"
+    # A team's own column names -> canonical names (SPEC §4).
+    columns: dict[str, str] = Field(default_factory=dict)
+    # Days of data, counted back from the newest row, that the analysis looks at.
+    window_days: int = Field(default=28, ge=1, le=3650)
+
+
+class ProposePolicy(Strict):
+    max_prs_per_run: int = Field(default=3, ge=0, le=100)
+    # Fewer executions of the current version than this: too little evidence.
+    min_executions: int = Field(default=200, ge=1)
+    # A failure mode must account for at least this share of executions.
+    min_failure_share: float = Field(default=0.01, ge=0.0, le=1.0)
+    min_failure_count: int = Field(default=20, ge=1)
+    # Prior share of the targeted failures an added instruction fixes.
+    fix_rate_prior: float = Field(default=0.4, ge=0.0, le=1.0)
+
+
+class MeasurePolicy(Strict):
+    min_executions_per_arm: int = Field(default=500, ge=10)
+    min_failures_per_arm: int = Field(default=10, ge=0)
+    # Two-sided significance level of the before/after comparison.
+    alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
+    # Stop with "no effect" once each arm has this many executions.
+    max_executions_per_arm: int = Field(default=20_000, ge=100)
+    # Recommend a rollback when the success rate drops by more than this.
+    rollback_threshold: float = Field(default=0.02, ge=0.0, le=1.0)
+
+
+class ForgePolicy(Strict):
+    base_branch: str = "main"
+    # How measured results reach the base branch: pushed as a commit, or as a
+    # pull request where branch protection forbids pushes.
+    results: Literal["commit", "pr"] = "commit"
+    label_prefix: str = Field(default="promptbot", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+
+
+class PricingPolicy(Strict):
+    # USD per million tokens, used for the cost delta of a proposal.
+    input_per_mtok: float = Field(default=3.0, ge=0)
+    output_per_mtok: float = Field(default=15.0, ge=0)
+
+
+class Policy(Strict):
+    """`policies/promptbot.yaml`."""
+
+    metrics: MetricsPolicy = Field(default_factory=MetricsPolicy)
+    propose: ProposePolicy = Field(default_factory=ProposePolicy)
+    measure: MeasurePolicy = Field(default_factory=MeasurePolicy)
+    forge: ForgePolicy = Field(default_factory=ForgePolicy)
+    pricing: PricingPolicy = Field(default_factory=PricingPolicy)
+    reports_dir: str = "reports"
+
+    @field_validator("reports_dir")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        parts = value.replace("\\", "/").split("/")
+        if value.startswith("/") or ".." in parts or not value.strip():
+            raise ValueError("must be a relative path inside the repository")
+        return value

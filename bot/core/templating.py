@@ -1,0 +1,48 @@
+"""Jinja2 user templates, compiled and rendered only in Jinja2's sandbox.
+
+A template in a prompt file is code written by whoever edits prompts; the
+sandbox keeps it from reaching Python internals (`{{ ''.__class__ }}` and kin).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+
+@lru_cache(maxsize=1)
+def sandbox() -> ImmutableSandboxedEnvironment:
+    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+def compile_error(source: str) -> tuple[int, str] | None:
+    """(line within the template, message) when the template does not compile."""
+    try:
+        sandbox().parse(source)
+    except TemplateSyntaxError as exc:
+        return exc.lineno, exc.message or "syntax error"
+    return None
+
+
+def variables(source: str) -> frozenset[str]:
+    """Top-level variables the template reads."""
+    return frozenset(meta.find_undeclared_variables(sandbox().parse(source)))
+
+
+class RenderError(ValueError):
+    pass
+
+
+def render(source: str, context: dict[str, Any]) -> str:
+    try:
+        return sandbox().from_string(source).render(**context)
+    except SecurityError as exc:
+        raise RenderError(f"template tried an unsafe operation: {exc}") from None
+    except UndefinedError as exc:
+        raise RenderError(f"template variable missing: {exc.message}") from None
+    except TemplateSyntaxError as exc:
+        raise RenderError(f"template syntax: {exc.message}") from None

@@ -1,0 +1,134 @@
+"""The offline variant generator: deterministic, real edits, no model and no network.
+
+Each failure mode is matched to a *category* by keywords in its error type and
+message template. The instruction added to the prompt comes from the table
+below, never from the error text: metrics content is untrusted data, and an
+error message that says "ignore previous instructions" must not reach a prompt.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bot.core import protected
+from bot.core.metrics import ErrorGroup
+
+RULES_HEADER = "Reliability rules (added from production failures):"
+
+
+@dataclass(frozen=True)
+class Category:
+    key: str
+    keywords: tuple[str, ...]
+    instruction: str
+    summary: str  # for the PR title: "Fix <summary>"
+
+
+CATEGORIES: tuple[Category, ...] = (
+    Category(
+        "invalid_json",
+        ("json", "parse", "decode", "expecting value", "unterminated string", "outputparser"),
+        "Return exactly one JSON object in the documented format: no text before or after it, "
+        "no Markdown code fences, double-quoted keys and strings, no trailing commas.",
+        "invalid JSON output",
+    ),
+    Category(
+        "missing_field",
+        ("missing", "required", "validation error", "field required", "schema"),
+        "Always include every field of the output format, even when a value is unknown "
+        "(use null); never rename or drop a field.",
+        "missing output fields",
+    ),
+    Category(
+        "sql_schema",
+        ("column", "relation", "table", "binder error", "catalog error", "ambiguous"),
+        "Use only tables and columns that appear in the provided schema; check every "
+        "identifier against it before answering and quote identifiers that contain capitals, "
+        "spaces or reserved words.",
+        "queries against unknown columns or tables",
+    ),
+    Category(
+        "sql_syntax",
+        ("syntax error", "parser error", "sql"),
+        "Write a single statement in the requested dialect and re-read it for balanced "
+        "parentheses, commas between select items and a GROUP BY that covers every "
+        "non-aggregated column.",
+        "SQL syntax errors",
+    ),
+    Category(
+        "tool_misuse",
+        ("tool", "function", "argument", "unknown_tool", "invalid_arguments"),
+        "Call only the tools listed for you, with exactly the parameters they declare and "
+        "the documented types; never invent a tool or an argument.",
+        "invalid tool calls",
+    ),
+    Category(
+        "too_long",
+        ("max_tokens", "length", "truncat", "too long", "context window", "timeout", "timed out"),
+        "Keep the answer as short as the task allows: no restating of the input, no "
+        "preamble, at most the number of items the format asks for.",
+        "truncated or slow answers",
+    ),
+    Category(
+        "ungrounded",
+        ("hallucinat", "not found", "unknown order", "ungrounded", "no such", "fabricat"),
+        "When a fact (an id, a name, a number, a policy) is neither in the input nor in a "
+        "tool result, say so or look it up with a tool; never guess it.",
+        "answers with invented facts",
+    ),
+)
+
+
+def categorize(group: ErrorGroup) -> Category | None:
+    """The first category whose keywords appear in the error type or template."""
+    haystack = f"{group.error_type} {group.template}".lower()
+    haystack = re.sub(r"[^a-z_ ]+", " ", haystack)
+    for category in CATEGORIES:
+        if any(k in haystack for k in category.keywords):
+            return category
+    return None
+
+
+@dataclass(frozen=True)
+class Variant:
+    category: Category
+    system: str  # the new system prompt
+    added_lines: tuple[str, ...]
+
+
+def add_rule(system: str, category: Category) -> Variant | None:
+    """Add the category's instruction to the system prompt, outside protected sections.
+
+    None when the prompt already carries it (nothing left for this generator to do).
+    """
+    if category.instruction in system:
+        return None
+    bullet = f"- {category.instruction}"
+    lines = system.split("\n")
+    trailing = system.endswith("\n")
+    if trailing:
+        lines = lines[:-1]
+    sections = protected.scan(system)[0]
+    inside = {i for s in sections for i in range(s.first_line, s.last_line + 1)}
+    if RULES_HEADER in lines:
+        # Append to the existing rules list, after its last bullet.
+        at = lines.index(RULES_HEADER) + 1
+        while at < len(lines) and lines[at].startswith("- ") and at not in inside:
+            at += 1
+        block = [bullet]
+    else:
+        at = len(lines)
+        while at > 0 and not lines[at - 1].strip():
+            at -= 1
+        ending = [s for s in sections if s.last_line == at - 1]
+        if ending:
+            # Never inside a protected section: when one closes the prompt, go before it.
+            at = ending[0].first_line
+            block = [RULES_HEADER, bullet, ""]
+        else:
+            block = ["", RULES_HEADER, bullet]
+    new_lines = [*lines[:at], *block, *lines[at:]]
+    added = tuple(line for line in block if line)
+    text = "\n".join(new_lines) + ("\n" if trailing else "")
+    return Variant(category, text, added)

@@ -1,0 +1,134 @@
+"""Safe YAML parsing that remembers where every key was written and rejects duplicates.
+
+PyYAML keeps the last of two equal keys without a word; in a prompt file that
+silently drops half a prompt, so a duplicate key is an error here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from bot.errors import Finding, InputError
+
+try:  # the C loader is much faster; fall back when libyaml is missing
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+except AttributeError:  # pragma: no cover - depends on the build
+    _Loader = yaml.SafeLoader
+
+Loc = tuple[str | int, ...]
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Located:
+    """Parsed YAML plus the 1-based line of every key path in it."""
+
+    data: Any
+    lines: dict[Loc, int]
+    path: str
+
+    def line_of(self, loc: Loc) -> int | None:
+        # pydantic locations may point below what the file spells out (e.g. a
+        # missing field): fall back to the nearest enclosing key.
+        for end in range(len(loc), -1, -1):
+            line = self.lines.get(tuple(loc[:end]))
+            if line is not None:
+                return line
+        return None
+
+
+def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], display: str) -> list[Finding]:
+    findings: list[Finding] = []
+    lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                where = ".".join(str(p) for p in (*loc, key))
+                findings.append(
+                    Finding(
+                        display,
+                        line,
+                        f"duplicate key '{where}' (first defined on line {seen[key]})",
+                        "keep one of the two; YAML would silently use only the last one",
+                    )
+                )
+                continue
+            seen[key] = line
+            lines[(*loc, key)] = line
+            findings += _walk(value_node, (*loc, key), lines, display)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines[(*loc, index)] = item.start_mark.line + 1
+            findings += _walk(item, (*loc, index), lines, display)
+    return findings
+
+
+def parse_yaml(text: str, display: str) -> Located:
+    """Parse `text` safely; raise InputError naming the line on syntax errors or duplicates."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise InputError(
+            f"{display} is not valid YAML",
+            findings=(
+                Finding(display, line, f"YAML syntax: {problem}", "fix the indentation or quoting"),
+            ),
+        ) from None
+    except yaml.YAMLError as exc:
+        raise InputError(
+            f"{display} is not valid YAML",
+            findings=(Finding(display, None, str(exc), "fix the YAML syntax"),),
+        ) from None
+    if node is None:
+        return Located(None, {}, display)
+    lines: dict[Loc, int] = {}
+    findings = _walk(node, (), lines, display)
+    if findings:
+        raise InputError(f"{display} has duplicate keys", findings=tuple(findings))
+    data = yaml.load(text, Loader=_Loader)
+    return Located(data, lines, display)
+
+
+def validation_findings(exc: ValidationError, located: Located) -> tuple[Finding, ...]:
+    out: list[Finding] = []
+    for err in exc.errors():
+        loc: Loc = tuple(err["loc"])
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            message = f"unknown key '{field}'"
+            fix = "remove it or check its spelling against the documented keys"
+        elif kind == "missing":
+            message = f"missing required key '{field}'"
+            fix = "add it"
+        else:
+            message = f"field '{field}': {err['msg']}"
+            fix = "correct the value"
+        out.append(Finding(located.path, located.line_of(loc), message, fix))
+    return tuple(out)
+
+
+def validate_as(model: type[M], located: Located) -> M:
+    """Validate parsed YAML as `model`; errors point at the file and line."""
+    if not isinstance(located.data, dict):
+        raise InputError(
+            f"{located.path} must be a mapping of keys",
+            findings=(Finding(located.path, 1, "top level is not a mapping", "see the docs"),),
+        )
+    try:
+        return model.model_validate(located.data)
+    except ValidationError as exc:
+        raise InputError(
+            f"{located.path} is not a valid {model.__name__}",
+            findings=validation_findings(exc, located),
+        ) from None

@@ -1,0 +1,52 @@
+"""The forge interface: where pull requests live (GitHub, or local records)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+PRState = Literal["open", "merged", "closed"]
+CommentOutcome = Literal["created", "updated", "unchanged"]
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    state: PRState
+    branch: str
+    base: str
+    title: str
+    body: str
+    labels: tuple[str, ...]
+    merge_sha: str | None = None
+    merged_at: datetime | None = None
+    url: str = ""
+    close_reason: str | None = None
+    comments: tuple[str, ...] = field(default=(), compare=False)
+
+
+class Forge(Protocol):
+    """Small on purpose: everything else is built from these calls."""
+
+    name: str
+
+    def list_prs(self) -> list[PullRequest]:
+        """The bot's pull requests (branches under promptbot/), in every state."""
+        ...
+
+    def open_pr(
+        self, *, branch: str, base: str, title: str, body: str, labels: list[str]
+    ) -> PullRequest: ...
+
+    def update_pr(self, number: int, *, title: str, body: str) -> None: ...
+
+    def set_labels(self, number: int, labels: list[str]) -> None: ...
+
+    def upsert_comment(self, number: int, key: str, body: str) -> CommentOutcome:
+        """Create the bot's comment marked `key`, or edit it in place if its text changed."""
+        ...
+
+    def publish(self, branch: str) -> None:
+        """Make a local branch visible to the forge (push it)."""
+        ...

@@ -1,0 +1,239 @@
+"""Git through GitPython, mostly with plumbing commands.
+
+Branches and commits are built from trees with a temporary index, so the
+person's working copy, index and checked-out branch are never disturbed, and
+a ref moves only as the very last step: a run killed half-way leaves no
+half-made branch. When the branch that moves is checked out, its working tree
+is brought along with `read-tree -m -u`, which refuses rather than overwrite a
+person's local changes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import git
+from gitdb.base import IStream
+
+from bot.errors import GitError
+
+BOT_NAME = "promptbot"
+BOT_EMAIL = "promptbot@users.noreply.github.com"
+
+
+def _bot_env() -> dict[str, str]:
+    return {
+        "GIT_AUTHOR_NAME": BOT_NAME,
+        "GIT_AUTHOR_EMAIL": BOT_EMAIL,
+        "GIT_COMMITTER_NAME": BOT_NAME,
+        "GIT_COMMITTER_EMAIL": BOT_EMAIL,
+    }
+
+
+class Git:
+    def __init__(self, root: Path) -> None:
+        try:
+            self.repo = git.Repo(root, search_parent_directories=False)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise GitError(
+                f"{root} is not a git repository",
+                fix="run promptbot at the top of a clone of your prompts repository "
+                "(or `git init` one)",
+            ) from None
+        self.root = Path(self.repo.working_tree_dir or root)
+
+    # ------------------------------------------------------------ reading
+    def sha(self, ref: str) -> str | None:
+        try:
+            return str(self.repo.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}"))
+        except git.GitCommandError:
+            return None
+
+    def read(self, ref: str, path: str) -> str | None:
+        try:
+            return str(self.repo.git.show(f"{ref}:{path}", strip_newline_in_stdout=False))
+        except git.GitCommandError:
+            return None
+
+    def ls(self, ref: str, prefix: str) -> list[str]:
+        try:
+            out = self.repo.git.ls_tree("-r", "--name-only", ref, "--", prefix)
+        except git.GitCommandError:
+            return []
+        return [line for line in out.splitlines() if line]
+
+    def head_branch(self) -> str | None:
+        try:
+            return str(self.repo.git.symbolic_ref("--quiet", "--short", "HEAD"))
+        except git.GitCommandError:
+            return None
+
+    def commit_time(self, sha: str) -> datetime:
+        return datetime.fromtimestamp(self.repo.commit(sha).committed_date, UTC).replace(
+            tzinfo=None
+        )
+
+    def parents(self, sha: str) -> list[str]:
+        return [p.hexsha for p in self.repo.commit(sha).parents]
+
+    def first_parent_log(self, ref: str, path: str) -> list[str]:
+        """Commits on `ref`'s first-parent line that changed `path`, oldest first."""
+        try:
+            out = self.repo.git.log("--first-parent", "--format=%H", "--reverse", ref, "--", path)
+        except git.GitCommandError:
+            return []
+        return [line for line in out.splitlines() if line]
+
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        try:
+            self.repo.git.merge_base("--is-ancestor", older, newer)
+        except git.GitCommandError:
+            return False
+        return True
+
+    def dirty_paths(self, paths: list[str]) -> list[str]:
+        out = self.repo.git.status("--porcelain", "--", *paths)
+        return [line[3:] for line in out.splitlines() if line]
+
+    # ------------------------------------------------------------ writing
+    def commit_files(self, parent: str, files: dict[str, str], message: str) -> str:
+        """A new commit on top of `parent` with `files` replaced; no ref moves."""
+        with tempfile.TemporaryDirectory(prefix="promptbot-index-") as tmp:
+            env = {**_bot_env(), "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            g = self.repo.git
+            g.read_tree(parent, env=env)
+            for path, content in sorted(files.items()):
+                data = content.encode("utf-8")
+                stored = self.repo.odb.store(IStream("blob", len(data), io.BytesIO(data)))
+                blob = stored.hexsha.decode()
+                g.update_index("--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+            tree = g.write_tree(env=env)
+            return str(g.commit_tree(tree, "-p", parent, "-m", message, env=env))
+
+    def merge_commit(self, ours: str, theirs: str, message: str, *, as_person: bool) -> str:
+        """A --no-ff merge commit of `theirs` into `ours`, as GitHub's merge button makes."""
+        try:
+            tree = str(self.repo.git.merge_tree("--write-tree", ours, theirs)).splitlines()[0]
+        except git.GitCommandError:
+            raise GitError(
+                "the branch does not merge cleanly into the base branch",
+                fix="resolve the conflict on the branch (or close the PR and let the bot "
+                "propose again from the new base)",
+            ) from None
+        env = {} if as_person and self._has_identity() else _bot_env()
+        return str(
+            self.repo.git.commit_tree(tree, "-p", ours, "-p", theirs, "-m", message, env=env)
+        )
+
+    def revert_merge(self, merge_sha: str, onto: str, message: str) -> str:
+        """A commit on top of `onto` that reverts merge `merge_sha` (like `git revert -m 1`)."""
+        with self._worktree(onto) as wt:
+            try:
+                wt.git.revert("-m", "1", "--no-edit", merge_sha, env=_bot_env())
+            except git.GitCommandError:
+                raise GitError(
+                    f"reverting {merge_sha[:10]} conflicts with later changes",
+                    fix="revert it by hand (`git revert -m 1 <merge>`) and resolve the conflict",
+                ) from None
+            wt.git.commit("--amend", "-m", message, env=_bot_env())
+            return str(wt.head.commit.hexsha)
+
+    def move_branch(self, branch: str, new: str, old: str | None) -> None:
+        """Point `branch` at `new` (only if it still is at `old`), bringing a checkout along."""
+        ref = f"refs/heads/{branch}"
+        if old is not None and self.head_branch() == branch:
+            try:
+                self.repo.git.read_tree("-m", "-u", old, new)
+            except git.GitCommandError as exc:
+                raise GitError(
+                    f"cannot update the checked-out branch {branch}: local changes are in the way "
+                    f"({str(exc.stderr).strip()[:200]})",
+                    fix="commit or stash your changes and run the command again",
+                ) from None
+        try:
+            if old is None:
+                self.repo.git.update_ref(ref, new, "0" * 40)
+            else:
+                self.repo.git.update_ref(ref, new, old)
+        except git.GitCommandError:
+            raise GitError(
+                f"branch {branch} moved while promptbot was working",
+                fix="run the command again",
+            ) from None
+
+    def delete_branch(self, branch: str) -> None:
+        self.repo.git.update_ref("-d", f"refs/heads/{branch}")
+
+    # ------------------------------------------------------------ remotes
+    def has_remote(self, name: str = "origin") -> bool:
+        return name in [r.name for r in self.repo.remotes]
+
+    def push(self, branch: str, *, force: bool = False) -> None:
+        spec = f"{'+' if force else ''}refs/heads/{branch}:refs/heads/{branch}"
+        try:
+            self.repo.git.push("--quiet", "origin", spec)
+        except git.GitCommandError as exc:
+            raise GitError(
+                f"pushing {branch} to origin failed: {_first_line(exc)}",
+                fix="check that the token may push (contents: write) and that the branch "
+                "is not protected against the bot",
+            ) from None
+
+    def fetch(self, branch: str) -> str | None:
+        """Fetch `branch` from origin; its sha there, or None if it does not exist."""
+        try:
+            self.repo.git.fetch("--quiet", "origin", f"+refs/heads/{branch}:refs/remotes/origin/"
+                                f"{branch}")
+        except git.GitCommandError:
+            return None
+        return self.sha(f"refs/remotes/origin/{branch}")
+
+    # ------------------------------------------------------------ helpers
+    def _has_identity(self) -> bool:
+        try:
+            self.repo.git.var("GIT_COMMITTER_IDENT")
+        except git.GitCommandError:
+            return False
+        return True
+
+    @contextmanager
+    def _worktree(self, commit: str) -> Iterator[git.Repo]:
+        tmp = Path(tempfile.mkdtemp(prefix="promptbot-wt-"))
+        path = tmp / "wt"
+        self.repo.git.worktree("add", "--quiet", "--detach", str(path), commit)
+        try:
+            yield git.Repo(path)
+        finally:
+            self.repo.git.worktree("remove", "--force", str(path))
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class GitTree:
+    """A FileSource over one commit."""
+
+    def __init__(self, g: Git, ref: str) -> None:
+        self.git, self.ref = g, ref
+
+    def read(self, rel: str) -> str | None:
+        return self.git.read(self.ref, rel)
+
+    def agent_files(self) -> list[str]:
+        return sorted(
+            p for p in self.git.ls(self.ref, "prompts/")
+            if p.count("/") == 2 and p.endswith("/agent.yaml")
+        )
+
+
+def _first_line(exc: git.GitCommandError) -> str:
+    text = str(exc.stderr or exc).strip()
+    token = os.environ.get("GITHUB_TOKEN")
+    if token:
+        text = text.replace(token, "***")
+    return text.splitlines()[0][:200] if text else "unknown error"

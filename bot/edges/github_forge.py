@@ -1,0 +1,140 @@
+"""The GitHub forge through PyGithub; branches pushed with git.
+
+Few calls: one paginated list of pull requests per run carries bodies, labels
+and merge state; comments are listed only for a PR whose results changed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+from github import Auth, Github, GithubException
+from github.Issue import Issue
+from github.PullRequest import PullRequest as GHPull
+from github.Repository import Repository
+
+from bot.core import markers
+from bot.edges.forge import CommentOutcome, PullRequest
+from bot.edges.git import Git
+from bot.errors import ForgeError
+
+BRANCH_PREFIX = "promptbot/"
+
+
+class GitHubForge:
+    name = "github"
+
+    def __init__(
+        self,
+        git: Git,
+        *,
+        token: str,
+        repository: str,
+        base_url: str = "https://api.github.com",
+        bot_login: str | None = None,
+        fast: bool = False,
+    ) -> None:
+        if "/" not in repository:
+            raise ForgeError(f"GITHUB_REPOSITORY '{repository}' is not owner/name",
+                             fix="set GITHUB_REPOSITORY=owner/repo")
+        extra: dict[str, Any] = {}
+        if fast:  # tests: no politeness delays between requests
+            extra = {"seconds_between_requests": 0, "seconds_between_writes": 0}
+        self.client = Github(auth=Auth.Token(token), base_url=base_url, per_page=100, **extra)
+        self.repo: Repository = self.client.get_repo(repository, lazy=True)
+        self.git = git
+        self.bot_login = bot_login
+        self._pulls: dict[int, GHPull] = {}
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except GithubException as exc:
+            message = exc.data.get("message") if isinstance(exc.data, dict) else None
+            raise ForgeError(
+                f"GitHub refused to {what}: HTTP {exc.status} {str(message or '')[:200]}",
+                fix="check GITHUB_TOKEN's permissions (contents, pull-requests, issues: write) "
+                "and GITHUB_REPOSITORY",
+            ) from None
+
+    def _to_pr(self, pull: GHPull) -> PullRequest:
+        merged_at = pull.merged_at
+        state = "merged" if merged_at is not None else pull.state
+        return PullRequest(
+            number=pull.number,
+            state=state,  # type: ignore[arg-type]
+            branch=pull.head.ref,
+            base=pull.base.ref,
+            title=pull.title or "",
+            body=pull.body or "",
+            labels=tuple(label.name for label in pull.labels),
+            merge_sha=pull.merge_commit_sha if merged_at is not None else None,
+            merged_at=merged_at.astimezone(UTC).replace(tzinfo=None) if merged_at else None,
+            url=pull.html_url or "",
+        )
+
+    def list_prs(self) -> list[PullRequest]:
+        def fetch() -> list[PullRequest]:
+            out = []
+            for pull in self.repo.get_pulls(state="all", sort="created", direction="asc"):
+                if not pull.head.ref.startswith(BRANCH_PREFIX):
+                    continue
+                self._pulls[pull.number] = pull
+                out.append(self._to_pr(pull))
+            return out
+
+        result: list[PullRequest] = self._call("list pull requests", fetch)
+        return result
+
+    def open_pr(
+        self, *, branch: str, base: str, title: str, body: str, labels: list[str]
+    ) -> PullRequest:
+        pull: GHPull = self._call(
+            "open a pull request", self.repo.create_pull, base=base, head=branch, title=title,
+            body=body,
+        )
+        self._pulls[pull.number] = pull
+        self._call("label the pull request", pull.add_to_labels, *labels)
+        return PullRequest(pull.number, "open", branch, base, title, body, tuple(labels),
+                           url=pull.html_url or "")
+
+    def _pull(self, number: int) -> GHPull:
+        pull = self._pulls.get(number)
+        if pull is None:
+            pull = self._call("read a pull request", self.repo.get_pull, number)
+            self._pulls[number] = pull
+        return pull
+
+    def _issue(self, number: int) -> Issue:
+        # Lazy: PATCHing labels through the issue needs no GET first.
+        return Issue(self.repo._requester, url=f"{self.repo.url}/issues/{number}")
+
+    def update_pr(self, number: int, *, title: str, body: str) -> None:
+        self._call("edit a pull request", self._pull(number).edit, title=title, body=body)
+
+    def set_labels(self, number: int, labels: list[str]) -> None:
+        self._call("set labels", self._issue(number).edit, labels=labels)
+
+    def upsert_comment(self, number: int, key: str, body: str) -> CommentOutcome:
+        issue = self._issue(number)
+
+        def find() -> Any:
+            for comment in issue.get_comments():
+                marker = markers.parse(comment.body)
+                mine = self.bot_login is None or comment.user.login == self.bot_login
+                if mine and marker and marker.get("kind") == key:
+                    return comment
+            return None
+
+        existing = self._call("read comments", find)
+        if existing is None:
+            self._call("comment", issue.create_comment, body)
+            return "created"
+        if existing.body == body:
+            return "unchanged"
+        self._call("edit a comment", existing.edit, body)
+        return "updated"
+
+    def publish(self, branch: str) -> None:
+        self.git.push(branch)

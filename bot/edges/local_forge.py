@@ -1,0 +1,190 @@
+"""The embedded forge: pull requests as records in the working copy, branches in git.
+
+Records live in `.promptbot/forge.json` (git-ignored). Every change rewrites
+the file atomically under a lock, so two commands at once cannot lose a record.
+A person acts as the reviewer with `promptbot pr list|show|merge|close|comment`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from bot.core import markers
+from bot.edges.forge import CommentOutcome, PullRequest
+from bot.edges.git import Git
+from bot.errors import ForgeError, UsageError
+
+STATE_DIR = ".promptbot"
+BOT_USER = "promptbot"
+
+
+class LocalForge:
+    name = "local"
+
+    def __init__(self, git: Git, base: str, now: Callable[[], datetime]) -> None:
+        self.git = git
+        self.base = base
+        self.now = now
+        self.dir = git.root / STATE_DIR
+        self.path = self.dir / "forge.json"
+
+    # ------------------------------------------------------------ storage
+    def _load(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"next_number": 1, "prs": []}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ForgeError(
+                f"{self.path} is damaged",
+                fix="move it away; the bot finds its branches again on the next run",
+            ) from None
+        return data
+
+    def _save(self, data: dict[str, Any]) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".forge-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        os.replace(tmp, self.path)
+
+    @contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        self.dir.mkdir(exist_ok=True)
+        ignore = self.dir / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# local forge records: never committed\n*\n", encoding="utf-8")
+        with (self.dir / "lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = self._load()
+            before = json.dumps(data, sort_keys=True)
+            yield data
+            if json.dumps(data, sort_keys=True) != before:
+                self._save(data)
+
+    @staticmethod
+    def _find(data: dict[str, Any], number: int) -> dict[str, Any]:
+        for record in data["prs"]:
+            if record["number"] == number:
+                return record  # type: ignore[no-any-return]
+        known = ", ".join(str(r["number"]) for r in data["prs"]) or "none yet"
+        raise UsageError(
+            f"there is no pull request #{number}",
+            fix=f"see `promptbot pr list` (numbers: {known})",
+        )
+
+    @staticmethod
+    def _to_pr(record: dict[str, Any]) -> PullRequest:
+        merged = record.get("merged_at")
+        return PullRequest(
+            number=record["number"],
+            state=record["state"],
+            branch=record["branch"],
+            base=record["base"],
+            title=record["title"],
+            body=record["body"],
+            labels=tuple(record["labels"]),
+            merge_sha=record.get("merge_sha"),
+            merged_at=datetime.fromisoformat(merged) if merged else None,
+            url=f"local:{record['number']}",
+            close_reason=record.get("close_reason"),
+            comments=tuple(c["body"] for c in record.get("comments", [])),
+        )
+
+    # ------------------------------------------------------------ Forge
+    def list_prs(self) -> list[PullRequest]:
+        return [self._to_pr(r) for r in self._load()["prs"]]
+
+    def get(self, number: int) -> PullRequest:
+        return self._to_pr(self._find(self._load(), number))
+
+    def raw(self, number: int) -> dict[str, Any]:
+        return self._find(self._load(), number)
+
+    def open_pr(
+        self, *, branch: str, base: str, title: str, body: str, labels: list[str]
+    ) -> PullRequest:
+        with self._locked() as data:
+            for record in data["prs"]:
+                if record["branch"] == branch and record["state"] == "open":
+                    raise ForgeError(f"a pull request for {branch} is already open")
+            record = {
+                "number": data["next_number"], "state": "open", "branch": branch, "base": base,
+                "title": title, "body": body, "labels": labels, "comments": [],
+                "created_at": self.now().isoformat(timespec="seconds"),
+            }
+            data["next_number"] += 1
+            data["prs"].append(record)
+        return self._to_pr(record)
+
+    def update_pr(self, number: int, *, title: str, body: str) -> None:
+        with self._locked() as data:
+            record = self._find(data, number)
+            record["title"], record["body"] = title, body
+
+    def set_labels(self, number: int, labels: list[str]) -> None:
+        with self._locked() as data:
+            self._find(data, number)["labels"] = list(labels)
+
+    def upsert_comment(self, number: int, key: str, body: str) -> CommentOutcome:
+        with self._locked() as data:
+            comments = self._find(data, number).setdefault("comments", [])
+            for comment in comments:
+                marker = markers.parse(comment["body"])
+                if comment["author"] == BOT_USER and marker and marker.get("kind") == key:
+                    if comment["body"] == body:
+                        return "unchanged"
+                    comment["body"] = body
+                    return "updated"
+            comments.append({"id": len(comments) + 1, "author": BOT_USER, "body": body})
+            return "created"
+
+    def publish(self, branch: str) -> None:
+        """Branches already live in this repository."""
+
+    # ------------------------------------------------------------ reviewer actions
+    def comment(self, number: int, text: str, author: str) -> None:
+        with self._locked() as data:
+            comments = self._find(data, number).setdefault("comments", [])
+            comments.append({"id": len(comments) + 1, "author": author, "body": text})
+
+    def close(self, number: int, reason: str | None) -> PullRequest:
+        with self._locked() as data:
+            record = self._find(data, number)
+            if record["state"] != "open":
+                raise UsageError(f"pull request #{number} is already {record['state']}",
+                                 fix="only open pull requests can be closed")
+            record["state"] = "closed"
+            record["close_reason"] = reason
+            if reason:
+                comments = record.setdefault("comments", [])
+                comments.append({"id": len(comments) + 1, "author": "reviewer",
+                                 "body": f"Closed: {reason}"})
+        return self._to_pr(record)
+
+    def merge(self, number: int) -> PullRequest:
+        """Merge with a merge commit into the base branch, as GitHub's merge button does."""
+        with self._locked() as data:
+            record = self._find(data, number)
+            if record["state"] != "open":
+                raise UsageError(f"pull request #{number} is already {record['state']}",
+                                 fix="only open pull requests can be merged")
+            base_sha = self.git.sha(f"refs/heads/{record['base']}")
+            head_sha = self.git.sha(f"refs/heads/{record['branch']}")
+            if base_sha is None or head_sha is None:
+                missing = record["base"] if base_sha is None else record["branch"]
+                raise ForgeError(f"branch {missing} no longer exists",
+                                 fix="close this pull request; the bot proposes again")
+            message = f"Merge pull request #{number} from {record['branch']}\n\n{record['title']}"
+            merge = self.git.merge_commit(base_sha, head_sha, message, as_person=True)
+            self.git.move_branch(record["base"], merge, base_sha)
+            record.update(state="merged", merge_sha=merge,
+                          merged_at=self.git.commit_time(merge).isoformat(timespec="seconds"))
+        return self._to_pr(record)

@@ -1,0 +1,1 @@
+"""Reading the repository's files and the metrics exports into plain data."""

@@ -1,0 +1,60 @@
+"""`promptbot check`: validate agent files, tests files and policies; collect every finding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.core.agentfile import parse_agent
+from bot.core.model import Policy, TestsFile
+from bot.core.yamlparse import parse_yaml, validate_as
+from bot.errors import Finding, InputError
+
+
+def _display(root: Path, path: Path) -> str:
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _targets(root: Path, paths: list[Path]) -> list[Path]:
+    if not paths:
+        paths = [root / "prompts", root / "policies"]
+    out: list[Path] = []
+    for given in paths:
+        path = given if given.is_absolute() else root / given
+        if path.is_dir():
+            out += sorted(path.rglob("agent.yaml")) + sorted(path.rglob("tests.yaml"))
+            out += sorted(p for p in path.rglob("*.yaml") if p.parent.name == "policies")
+        else:
+            out.append(path)
+    return list(dict.fromkeys(out))
+
+
+def check_file(root: Path, path: Path) -> list[Finding]:
+    display = _display(root, path)
+    if not path.exists():
+        return [Finding(display, None, "does not exist", "check the path")]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return [Finding(display, None, "is not UTF-8 text", "save it as UTF-8")]
+    try:
+        if path.name == "agent.yaml":
+            parse_agent(text, display, folder_id=path.parent.name)
+        elif path.name == "tests.yaml":
+            validate_as(TestsFile, parse_yaml(text, display))
+        elif path.name == "promptbot.yaml" and path.parent.name == "policies":
+            validate_as(Policy, parse_yaml(text, display))
+        else:
+            parse_yaml(text, display)
+    except InputError as exc:
+        return list(exc.findings) or [Finding(display, None, exc.message, exc.fix)]
+    return []
+
+
+def check_paths(root: Path, paths: list[Path]) -> list[Finding]:
+    findings: list[Finding] = []
+    for path in _targets(root, paths):
+        findings += check_file(root, path)
+    return findings
