@@ -134,6 +134,12 @@ def _context(root: Path, forge_choice: str, quiet: bool = False) -> Any:
                    say=(lambda _l: None) if quiet else (lambda line: err(f"· {line}")))
 
 
+def _base_branch(root: Path) -> str:
+    from bot.load.repo import WorkingTree, load_policy
+
+    return load_policy(WorkingTree(root)).forge.base_branch
+
+
 def _forge(git: Any, choice: str) -> Any:
     from bot.edges.clock import utc_now
     from bot.edges.local_forge import LocalForge
@@ -143,7 +149,7 @@ def _forge(git: Any, choice: str) -> Any:
         in_actions = os.environ.get("GITHUB_ACTIONS") == "true"
         choice = "github" if in_actions and token and repository else "local"
     if choice == "local":
-        return LocalForge(git, "main", utc_now)
+        return LocalForge(git, _base_branch(git.root), utc_now)
     if not token or not repository:
         raise UsageError("--forge github needs GITHUB_TOKEN and GITHUB_REPOSITORY",
                          fix="export both (Actions sets GITHUB_REPOSITORY; pass the token "
@@ -245,7 +251,7 @@ def _simulate(root: Path, args: argparse.Namespace) -> int:
         raise UsageError("--days and --per-day must be at least 1", fix="e.g. --days 14")
     written = simulate(Git(root), Path(args.out), days=args.days, seed=args.seed,
                        per_day=args.per_day, effect=args.effect, effects_file=args.effects,
-                       version_column=not args.no_version_column)
+                       version_column=not args.no_version_column, base=_base_branch(root))
     for path, rows in written:
         out(f"wrote {rows} rows to {path}")
     return 0
@@ -266,7 +272,7 @@ def _pr(root: Path, args: argparse.Namespace) -> int:
     from bot.edges.local_forge import LocalForge
 
     git = Git(root)
-    forge = LocalForge(git, "main", utc_now)
+    forge = LocalForge(git, _base_branch(git.root), utc_now)
     cmd = args.pr_command
     if cmd == "list":
         from bot.core import markers

@@ -119,8 +119,8 @@ def build(
         f"with at least {measure.min_executions_per_arm} executions per version",
         f"'{category.summary}' failures fall below {problem.share / 2:.1%} of executions "
         f"(from {problem.share:.1%})",
-        f"guardrail: success rate does not drop by more than {measure.rollback_threshold:.0%} "
-        "points (else the bot recommends a rollback)",
+        f"guardrail: success rate does not drop by more than "
+        f"{measure.rollback_threshold * 100:.0f} points (else the bot recommends a rollback)",
     )
     rollback = (
         "Revert the merge commit (`git revert -m 1 <merge-commit>`) or run "

@@ -9,6 +9,7 @@ error message that says "ignore previous instructions" must not reach a prompt.
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass
 
 from bot.core import protected
@@ -102,10 +103,12 @@ def add_rule(system: str, category: Category) -> Variant | None:
 
     None when the prompt already carries it (nothing left for this generator to do).
     """
-    if category.instruction in system:
+    if category.instruction in " ".join(system.split()):
         return None
-    bullet = f"- {category.instruction}"
     lines = system.split("\n")
+    width = max(60, min(100, max(len(line) for line in lines)))
+    bullet_lines = textwrap.wrap(f"- {category.instruction}", width=width,
+                                 subsequent_indent="  ")
     trailing = system.endswith("\n")
     if trailing:
         lines = lines[:-1]
@@ -114,9 +117,9 @@ def add_rule(system: str, category: Category) -> Variant | None:
     if RULES_HEADER in lines:
         # Append to the existing rules list, after its last bullet.
         at = lines.index(RULES_HEADER) + 1
-        while at < len(lines) and lines[at].startswith("- ") and at not in inside:
+        while at < len(lines) and lines[at].startswith(("- ", "  ")) and at not in inside:
             at += 1
-        block = [bullet]
+        block = bullet_lines
     else:
         at = len(lines)
         while at > 0 and not lines[at - 1].strip():
@@ -125,9 +128,9 @@ def add_rule(system: str, category: Category) -> Variant | None:
         if ending:
             # Never inside a protected section: when one closes the prompt, go before it.
             at = ending[0].first_line
-            block = [RULES_HEADER, bullet, ""]
+            block = [RULES_HEADER, *bullet_lines, ""]
         else:
-            block = ["", RULES_HEADER, bullet]
+            block = ["", RULES_HEADER, *bullet_lines]
     new_lines = [*lines[:at], *block, *lines[at:]]
     added = tuple(line for line in block if line)
     text = "\n".join(new_lines) + ("\n" if trailing else "")

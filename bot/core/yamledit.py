@@ -6,7 +6,6 @@ the lines that really change.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -18,29 +17,52 @@ class RoundTripError(ValueError):
     pass
 
 
-def _yaml_for(text: str) -> tuple[YAML, Any]:
-    _, indent, block_seq_indent = load_yaml_guess_indent(text)
+def _yaml(mapping: int, sequence: int, offset: int) -> YAML:
     yaml = YAML()
     yaml.preserve_quotes = True
     yaml.width = 4096
-    yaml.indent(mapping=indent or 2, sequence=(indent or 2) + (block_seq_indent or 0),
-                offset=block_seq_indent or 0)
-    return yaml, yaml.load(text)
+    yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
+    return yaml
+
+
+class _Text:
+    """A write-only text sink (ruamel dumps to streams; the core keeps to strings)."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, chunk: str | bytes) -> None:
+        self.parts.append(chunk.decode("utf-8") if isinstance(chunk, bytes) else chunk)
 
 
 def _dump(yaml: YAML, data: Any) -> str:
-    buf = io.StringIO()
-    yaml.dump(data, buf)
-    return buf.getvalue()
+    sink = _Text()
+    yaml.dump(data, sink)
+    return "".join(sink.parts)
+
+
+def _yaml_for(text: str) -> tuple[YAML, Any]:
+    """A YAML instance whose round trip reproduces `text` exactly, with the loaded data.
+
+    ruamel's indentation guess misses common styles, so the usual ones are tried too.
+    """
+    _, indent, offset = load_yaml_guess_indent(text)
+    styles = [(indent or 2, (indent or 2) + (offset or 0), offset or 0),
+              (2, 4, 2), (2, 2, 0), (4, 4, 0), (4, 6, 2), (4, 4, 2)]
+    for style in dict.fromkeys(styles):
+        yaml = _yaml(*style)
+        data = yaml.load(text)
+        if _dump(yaml, data) == text:
+            return yaml, data
+    raise RoundTripError(
+        "this file's formatting does not survive a YAML round trip unchanged, so an "
+        "automatic edit would touch unrelated lines (use 2-space indentation, no tabs, "
+        "and a newline at the end of the file)"
+    )
 
 
 def set_prompt(text: str, field: str, value: str) -> str:
     """Return `text` with prompts.<field> replaced by `value` (kept as a literal block)."""
     yaml, data = _yaml_for(text)
-    if _dump(yaml, data) != text:
-        raise RoundTripError(
-            "this file's formatting does not survive a YAML round trip unchanged, so an "
-            "automatic edit would touch unrelated lines"
-        )
     data["prompts"][field] = LiteralScalarString(value) if "\n" in value else value
     return _dump(yaml, data)

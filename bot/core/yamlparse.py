@@ -95,7 +95,18 @@ def parse_yaml(text: str, display: str) -> Located:
     findings = _walk(node, (), lines, display)
     if findings:
         raise InputError(f"{display} has duplicate keys", findings=tuple(findings))
-    data = yaml.load(text, Loader=_Loader)
+    try:
+        data = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise InputError(
+            f"{display} uses YAML that is not allowed",
+            findings=(
+                Finding(display, mark.line + 1 if mark else None,
+                        f"YAML: {exc.problem or exc.context}",
+                        "use plain mappings, lists and strings; tags like !!python are refused"),
+            ),
+        ) from None
     return Located(data, lines, display)
 
 

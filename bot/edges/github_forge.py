@@ -41,8 +41,10 @@ class GitHubForge:
         extra: dict[str, Any] = {}
         if fast:  # tests: no politeness delays between requests
             extra = {"seconds_between_requests": 0, "seconds_between_writes": 0}
-        self.client = Github(auth=Auth.Token(token), base_url=base_url, per_page=100, **extra)
-        self.repo: Repository = self.client.get_repo(repository, lazy=True)
+        self.client = Github(auth=Auth.Token(token), base_url=base_url, per_page=100, lazy=True,
+                             **extra)
+        # Lazy: no GET of the repository itself; the first request is the PR list.
+        self.repo: Repository = self.client.get_repo(repository)
         self.git = git
         self.bot_login = bot_login
         self._pulls: dict[int, GHPull] = {}

@@ -66,11 +66,11 @@ def timelines(git: Git, base: str, per_day: int, effect: float | None,
 
 def simulate(git: Git, out_dir: Path, *, days: int, seed: int, per_day: int,
              effect: float | None, effects_file: str | None,
-             version_column: bool) -> list[tuple[Path, int]]:
-    lines = timelines(git, "main", per_day, effect, _effects(effects_file))
+             version_column: bool, base: str = "main") -> list[tuple[Path, int]]:
+    lines = timelines(git, base, per_day, effect, _effects(effects_file))
     if not lines:
         raise UsageError("no agents with history on main to simulate",
-                         fix="commit prompts/<agent>/agent.yaml files to main first")
+                         fix=f"commit prompts/<agent>/agent.yaml files to {base} first")
     latest = max(when for tl in lines for when, _ in tl.changes)
     # Traffic `days` before the newest deploy (older versions) and `days` after it
     # (the version on main); the later half may lie in the future: it is a simulation.

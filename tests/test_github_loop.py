@@ -1,0 +1,183 @@
+"""The same loop on GitHub: real PyGithub against the stand-in on 127.0.0.1, a bare origin."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import PROJECT, git, make_repo
+from standin.github_server import GitHubStandIn
+
+from bot.app import Context, run
+from bot.cli import main
+from bot.core.markers import parse
+from bot.edges.clock import utc_now
+from bot.edges.git import Git
+from bot.edges.github_forge import GitHubForge
+from bot.edges.tokens import count_tokens
+from bot.load.simulate import simulate
+
+METRICS = [str(PROJECT / "examples" / "metrics" / "*.csv")]
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Path:
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "--bare", "-q", "-b", "main", str(bare))
+    return bare
+
+
+@pytest.fixture
+def clone(tmp_path: Path, origin: Path) -> Path:
+    work = make_repo(tmp_path / "work")
+    git(work, "remote", "add", "origin", str(origin))
+    git(work, "push", "-q", "origin", "main")
+    return work
+
+
+@pytest.fixture
+def standin(origin: Path) -> Iterator[GitHubStandIn]:
+    with GitHubStandIn(bare_repo=origin) as server:
+        yield server
+        assert server.validation_errors == []
+
+
+def context(clone: Path, standin: GitHubStandIn) -> Context:
+    g = Git(clone)
+    forge = GitHubForge(g, token="test-token", repository="acme/prompts",
+                        base_url=standin.base_url, bot_login=standin.actor, fast=True)
+    return Context(root=clone, git=g, forge=forge, now=utc_now, count_tokens=count_tokens)
+
+
+def bot_prs(standin: GitHubStandIn) -> dict[str, dict[str, object]]:
+    """Proposal PRs on the stand-in by agent."""
+    out: dict[str, dict[str, object]] = {}
+    number = 1
+    while True:
+        try:
+            pr = standin.pull(number)
+        except (KeyError, LookupError):
+            break
+        marker = parse(str(pr.get("body") or ""))
+        if marker and marker.get("kind") == "proposal":
+            out.setdefault(marker["agent"], pr)
+        number += 1
+    return out
+
+
+def results_comments(standin: GitHubStandIn, number: int) -> list[str]:
+    return [str(c["body"]) for c in standin.comments(number)
+            if (parse(str(c["body"])) or {}).get("kind") == "results"]
+
+
+def test_first_run_opens_labelled_prs_and_second_run_writes_nothing(
+    clone: Path, standin: GitHubStandIn, origin: Path
+) -> None:
+    report = run(context(clone, standin), METRICS)
+    assert report.errors == []
+    prs = bot_prs(standin)
+    assert set(prs) == {"support-triage", "sql-writer", "meeting-summarizer"}
+    for agent, pr in prs.items():
+        assert pr["state"] == "open"
+        assert standin.labels(int(str(pr["number"]))) == ["promptbot", "promptbot:proposed"]
+        head = pr["head"]
+        assert isinstance(head, dict)
+        branch = str(head["ref"])
+        assert branch.startswith(f"promptbot/{agent}/p-")
+        # The branch really is on origin, with the edited agent file.
+        text = git(origin, "show", f"{branch}:prompts/{agent}/agent.yaml")
+        assert "Reliability rules" in text
+    assert all(w.method in ("POST", "PATCH") for w in standin.writes())
+
+    standin.reset_log()
+    report = run(context(clone, standin), METRICS)
+    assert report.actions == []
+    assert standin.writes() == []
+    # No-change run with three open proposal PRs: a handful of requests at most.
+    assert len(standin.requests) <= 5, [(r.method, r.path) for r in standin.requests]
+    assert len(bot_prs(standin)) == 3
+
+
+def test_merge_on_github_gets_exactly_one_results_comment(
+    clone: Path, standin: GitHubStandIn, origin: Path
+) -> None:
+    run(context(clone, standin), METRICS)
+    pr = bot_prs(standin)["support-triage"]
+    number = int(str(pr["number"]))
+    merge_sha = standin.merge(number)
+    # Actions checks out the new main; here the clone pulls it.
+    git(clone, "pull", "-q", "--ff-only", "origin", "main")
+    assert git(clone, "rev-parse", "HEAD") == merge_sha
+    sim = clone.parent / "sim"
+    simulate(Git(clone), sim, days=14, seed=5, per_day=400, effect=0.04, effects_file=None,
+             version_column=True)
+    metrics = [str(sim / "*.csv")]
+
+    standin.reset_log()
+    report = run(context(clone, standin), metrics)
+    assert report.errors == []
+    comments = results_comments(standin, number)
+    assert len(comments) == 1 and "promptbot results: success" in comments[0]
+    assert "promptbot:completed" in standin.labels(number)
+    # Results reached origin's main as a commit on top of the merge.
+    marker = parse(str(pr["body"])) or {}
+    result_path = f"prompts/support-triage/results/{marker['proposal_id']}.json"
+    result = json.loads(git(origin, "show", f"main:{result_path}"))
+    assert result["state"] == "completed"
+    assert git(origin, "rev-parse", "main~1") == merge_sha
+
+    standin.reset_log()
+    report = run(context(clone, standin), metrics)
+    assert standin.writes() == [], report.actions
+    assert len(results_comments(standin, number)) == 1
+
+    # A person reverts on main; the next run records the rollback in the same comment.
+    git(clone, "revert", "-m", "1", "--no-edit", merge_sha)
+    git(clone, "push", "-q", "origin", "main")
+    run(context(clone, standin), metrics)
+    comments = results_comments(standin, number)
+    assert len(comments) == 1 and "rolled back" in comments[0]
+    assert "promptbot:rolled-back" in standin.labels(number)
+    assert "promptbot:completed" not in standin.labels(number)
+
+
+def test_closed_unmerged_is_rejected_and_never_reopened(
+    clone: Path, standin: GitHubStandIn
+) -> None:
+    run(context(clone, standin), METRICS)
+    pr = bot_prs(standin)["meeting-summarizer"]
+    number = int(str(pr["number"]))
+    standin.close(number)
+    standin.reset_log()
+    report = run(context(clone, standin), METRICS)
+    assert "promptbot:rejected" in standin.labels(number)
+    rejected_id = (parse(str(pr["body"])) or {})["proposal_id"]
+    opened = [w for w in standin.writes() if w.method == "POST" and w.path.endswith("/pulls")]
+    # The next failure mode of the agent may get its own proposal; the rejected one never.
+    assert all(rejected_id not in str(w.body) for w in opened)
+    assert any("not reopened" in s for s in report.skipped)
+    standin.reset_log()
+    run(context(clone, standin), METRICS)
+    assert standin.writes() == []
+
+
+def test_cli_github_forge_needs_token(clone: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["-C", str(clone), "run", "--forge", "github"])
+    assert code == 2
+    assert "GITHUB_TOKEN" in capsys.readouterr().err
+
+
+def test_cli_reports_refused_token_without_traceback(
+    clone: Path, standin: GitHubStandIn, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", "wrong-token")
+    monkeypatch.setenv("GITHUB_REPOSITORY", "acme/prompts")
+    monkeypatch.setenv("GITHUB_API_URL", standin.base_url)
+    code = main(["-C", str(clone), "run", "--forge", "github", "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "HTTP 401" in err and "Traceback" not in err
+    assert "wrong-token" not in err

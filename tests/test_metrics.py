@@ -1,0 +1,128 @@
+"""Metrics ingest through DuckDB over real CSV, JSONL and Parquet files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+from conftest import PROJECT, Cli, snapshot_state
+
+from bot.errors import MetricsError
+from bot.load.metrics import ingest, resolve_sources
+
+ROWS = [
+    # timestamp, agent, version, id, status, latency, error_type, message
+    ("2026-11-01T10:00:00Z", "a", "v1", "e1", "success", 100, "", ""),
+    ("2026-11-01T10:05:00Z", "a", "v1", "e2", "error", 300, "ToolCallError",
+     "lookup_order failed: order 'ORD-12345' not found"),
+    ("2026-11-01T10:06:00Z", "a", "v1", "e3", "error", 350, "ToolCallError",
+     "lookup_order failed: order 'ORD-99' not found"),
+    ("2026-11-01T10:06:00Z", "a", "v1", "e3", "error", 350, "ToolCallError",
+     "lookup_order failed: order 'ORD-99' not found"),  # re-sent: counts once
+    ("2026-11-01T11:00:00Z", "a", "v2", "e4", "success", 200, "", ""),
+    ("2026-11-01T11:30:00Z", "a", "v2", "e5", "timeout", 30000, "Timeout",
+     "Request timed out after 30s"),
+    ("not a time", "a", "v2", "e6", "success", 100, "", ""),  # bad timestamp
+    ("2026-11-01T12:00:00Z", "a", "v2", "e7", "succeeded", 100, "", ""),  # bad status
+    ("2026-11-01T12:30:00Z", "a", "v2", "e8", "success", -5, "", ""),  # negative latency
+]
+COLS = ["timestamp", "agent_id", "prompt_version", "execution_id", "status", "latency_ms",
+        "error_type", "error_message"]
+
+
+def _write_csv(path: Path, rows: list[tuple[object, ...]], cols: list[str] = COLS) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(cols)
+        writer.writerows(rows)
+    return path
+
+
+def _check_snapshot(files: list[str]) -> None:
+    snap = ingest(files, window_days=3650)
+    assert snap.rows_read == 9
+    assert snap.bad_rows == 3
+    assert snap.bad_by_reason == {"unparseable timestamp": 1, "unknown status": 1,
+                                  "negative latency_ms": 1}
+    assert snap.duplicates == 1
+    assert snap.rows_used == 5
+    v1 = snap.version("a", "v1")
+    v2 = snap.version("a", "v2")
+    assert v1 is not None and v2 is not None
+    assert (v1.executions, v1.successes) == (3, 1)
+    assert (v2.executions, v2.successes, v2.timeouts) == (2, 1, 1)
+    assert v1.latency_p50_ms == 300.0
+    top = v1.top_errors[0]
+    assert top.count == 2 and top.error_type == "ToolCallError"
+    assert top.template == "lookup_order failed: order '<str>' not found"
+
+
+def test_csv(tmp_path: Path) -> None:
+    _check_snapshot([str(_write_csv(tmp_path / "m.csv", ROWS))])
+
+
+def test_jsonl_and_parquet_give_the_same_numbers(tmp_path: Path) -> None:
+    src = _write_csv(tmp_path / "m.csv", ROWS)
+    con = duckdb.connect()
+    rel = f"read_csv('{src}', all_varchar=true)"
+    jsonl, parquet = tmp_path / "m.jsonl", tmp_path / "m.parquet"
+    with jsonl.open("w") as handle:
+        for row in ROWS:
+            handle.write(json.dumps(dict(zip(COLS, row, strict=True))) + "\n")
+    con.execute(f"COPY (SELECT * FROM {rel}) TO '{parquet}' (FORMAT parquet)")
+    _check_snapshot([str(jsonl)])
+    _check_snapshot([str(parquet)])
+
+
+def test_missing_columns_name_the_file_and_the_fix(tmp_path: Path) -> None:
+    bad = _write_csv(tmp_path / "bad.csv", [("2026-11-01", "x")], ["ts", "agent_id"])
+    with pytest.raises(MetricsError) as info:
+        ingest([str(bad)])
+    text = info.value.render()
+    assert "bad.csv is missing required column(s): timestamp, status" in text
+    assert "metrics.columns" in text and "the file has: agent_id, ts" in text
+
+
+def test_column_mapping_renames(tmp_path: Path) -> None:
+    cols = ["ts", "agent", "prompt_version", "execution_id", "outcome", "latency_ms",
+            "error_type", "error_message"]
+    path = _write_csv(tmp_path / "team.csv", ROWS, cols)
+    snap = ingest([str(path)], {"ts": "timestamp", "agent": "agent_id", "outcome": "status"},
+                  window_days=3650)
+    assert snap.rows_used == 5
+
+
+def test_no_files_match(tmp_path: Path) -> None:
+    with pytest.raises(MetricsError) as info:
+        resolve_sources(["nothing/*.csv"], tmp_path)
+    assert "no metrics files match 'nothing/*.csv'" in info.value.render()
+
+
+def test_shipped_export_carries_the_current_versions(cli: Cli) -> None:
+    data = cli.json("analyze", "--json")
+    assert isinstance(data, dict)
+    for agent in ("support-triage", "sql-writer", "meeting-summarizer"):
+        info = data["agents"][agent]
+        current = [v for v in info["versions"] if v["prompt_version"] == info["current_version"]]
+        assert current and current[0]["executions"] > 1000, (
+            f"{agent}: examples/metrics has no rows for the version in prompts/; "
+            "run scripts/make_example_metrics.py"
+        )
+    assert data["agents"]["legacy-router"]["in_repository"] is False
+    assert data["input"]["bad_rows"] == 3 and data["input"]["duplicates_dropped"] == 10
+
+
+def test_run_with_wrong_columns_changes_nothing(cli: Cli, repo: Path, tmp_path: Path) -> None:
+    bad = _write_csv(tmp_path / "bad.csv", [("2026-11-01", "x")], ["ts", "agent_id"])
+    before = snapshot_state(repo)
+    code, _, err = cli("run", "--metrics", str(bad))
+    assert code == 1
+    assert "missing required column(s)" in err and "Traceback" not in err
+    assert snapshot_state(repo) == before
+
+
+def test_example_export_exists() -> None:
+    assert (PROJECT / "examples" / "metrics" / "executions.csv").stat().st_size > 100_000
