@@ -181,3 +181,19 @@ def test_cli_reports_refused_token_without_traceback(
     assert code == 1
     assert "HTTP 401" in err and "Traceback" not in err
     assert "wrong-token" not in err
+
+
+def test_standin_pull_objects_have_the_shape_of_real_webhook_payloads(
+    clone: Path, standin: GitHubStandIn
+) -> None:
+    run(context(clone, standin), METRICS)
+    ours = standin.pull(1)
+    reference = PROJECT / "tests" / "reference" / "webhooks"
+    for name in ("pull_request.opened.json", "pull_request.closed.merged.json"):
+        real = json.loads((reference / name).read_text())["pull_request"]
+        # Every field a real pull request carries is there, with a value of the same kind.
+        missing = sorted(set(real) - set(ours))
+        assert missing == [], (name, missing)
+        for key, value in real.items():
+            if value is not None and ours[key] is not None:
+                assert type(ours[key]) is type(value), (name, key)

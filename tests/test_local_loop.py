@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import Cli, git, snapshot_state
 
 from bot.core.markers import parse
@@ -195,3 +196,43 @@ def test_no_version_column_falls_back_to_deploy_time(cli: Cli, repo: Path) -> No
     )
     assert "deploy time" in result["attribution"]
     assert result["comparison"]["decision"] == "success"
+
+
+def test_results_as_pr_where_main_is_protected(cli: Cli, repo: Path) -> None:
+    policy = repo / "policies/promptbot.yaml"
+    policy.write_text(policy.read_text().replace("results: commit", "results: pr"))
+    git(repo, "commit", "-qam", "results through a PR")
+    assert cli("run")[0] == 0
+    pr = _by_agent(cli, "support-triage")
+    assert cli("pr", "merge", str(pr["number"]))[0] == 0
+    main_before = git(repo, "rev-parse", "main")
+    cli("simulate", "--out", str(repo / "sim"))
+    assert cli("run", "--metrics", str(repo / "sim" / "*.csv"))[0] == 0
+    assert git(repo, "rev-parse", "main") == main_before  # nothing pushed to main
+    path = f"prompts/support-triage/results/{pr['proposal_id']}.json"
+    assert json.loads(git(repo, "show", f"promptbot/results:{path}"))["state"] == "completed"
+    results_prs = [p for p in _prs(cli) if p["branch"] == "promptbot/results"]
+    assert len(results_prs) == 1 and results_prs[0]["state"] == "open"
+    before = snapshot_state(repo)
+    assert cli("run", "--metrics", str(repo / "sim" / "*.csv"))[0] == 0
+    assert snapshot_state(repo) == before
+
+
+def test_run_killed_after_branch_is_finished_by_next_run(
+    cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.edges.local_forge import LocalForge
+
+    def die(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt  # the run is killed between the push and the PR
+
+    with monkeypatch.context() as patch:
+        patch.setattr(LocalForge, "open_pr", die)
+        code, _, _ = cli("run")
+    assert code == 130
+    branches = git(repo, "branch", "--list", "promptbot/*").split()
+    assert len(branches) == 1  # one branch made, no PR record yet
+    assert cli("run")[0] == 0
+    prs = _prs(cli)
+    assert len(prs) == 3 and len({p["branch"] for p in prs}) == 3
+    assert git(repo, "branch", "--list", "promptbot/*").split().count(branches[0]) == 1
