@@ -12,7 +12,6 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,14 @@ from bot.core.agentfile import parse_agent
 from bot.core.analysis import current_stats, failure_problems
 from bot.core.metrics import MetricsSnapshot
 from bot.core.model import Policy, is_safe_id
-from bot.core.proposals import Proposal, Skipped, TokenCounter, branch_name, build
+from bot.core.proposals import (
+    Proposal,
+    Skipped,
+    TokenCounter,
+    branch_name,
+    build,
+    proposal_id,
+)
 from bot.core.report import analysis, analysis_text
 from bot.core.results import (
     COMPLETED,
@@ -49,7 +55,6 @@ class Context:
     root: Path
     git: Git
     forge: Forge
-    now: Callable[[], datetime]
     count_tokens: TokenCounter
     say: Callable[[str], None] = lambda _line: None
 
@@ -335,15 +340,23 @@ def propose_all(
             continue
         try:
             for problem in problems:
+                pid = proposal_id(agent_id, loaded.version, problem.signature)
+                existing = by_id.get(pid)
+                if existing is not None and existing.pr.state != "open":
+                    word = "rejected" if existing.pr.state == "closed" else "already merged"
+                    report.skipped.append(f"{agent_id}: proposal {pid} {word} "
+                                          f"(#{existing.pr.number}); not reopened")
+                    continue
+                # Cheap checks first: building a variant is the expensive part of a run.
+                if existing is None and agent_id in busy:
+                    report.skipped.append(f"{agent_id}: a change is open or being measured")
+                    break
+                if existing is None and opened >= policy.propose.max_prs_per_run:
+                    report.skipped.append(f"{agent_id}: max_prs_per_run reached")
+                    break
                 proposal = build(loaded, problem, policy, ctx.count_tokens)
                 if isinstance(proposal, Skipped):
                     report.skipped.append(f"{agent_id}: {proposal.reason}")
-                    continue
-                existing = by_id.get(proposal.id)
-                if existing is not None and existing.pr.state != "open":
-                    word = "rejected" if existing.pr.state == "closed" else "already deployed"
-                    report.skipped.append(f"{agent_id}: proposal {proposal.id} {word} "
-                                          f"(#{existing.pr.number}); not reopened")
                     continue
                 body = pr_body(proposal, snapshot.window_days)
                 if existing is not None:
@@ -352,12 +365,6 @@ def propose_all(
                         if not dry_run:
                             ctx.forge.update_pr(existing.pr.number, title=proposal.title,
                                                 body=body)
-                    break
-                if agent_id in busy:
-                    report.skipped.append(f"{agent_id}: a change is open or being measured")
-                    break
-                if opened >= policy.propose.max_prs_per_run:
-                    report.skipped.append(f"{agent_id}: max_prs_per_run reached")
                     break
                 opened += 1
                 report.actions.append(f"{agent_id}: open PR '{proposal.title}' "

@@ -124,13 +124,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _context(root: Path, forge_choice: str, quiet: bool = False) -> Any:
     from bot.app import Context
-    from bot.edges.clock import utc_now
     from bot.edges.git import Git
     from bot.edges.tokens import count_tokens
 
     git = Git(root)
     forge = _forge(git, forge_choice)
-    return Context(root=git.root, git=git, forge=forge, now=utc_now, count_tokens=count_tokens,
+    return Context(root=git.root, git=git, forge=forge, count_tokens=count_tokens,
                    say=(lambda _l: None) if quiet else (lambda line: err(f"· {line}")))
 
 
@@ -149,7 +148,7 @@ def _forge(git: Any, choice: str) -> Any:
         in_actions = os.environ.get("GITHUB_ACTIONS") == "true"
         choice = "github" if in_actions and token and repository else "local"
     if choice == "local":
-        return LocalForge(git, _base_branch(git.root), utc_now)
+        return LocalForge(git, utc_now)
     if not token or not repository:
         raise UsageError("--forge github needs GITHUB_TOKEN and GITHUB_REPOSITORY",
                          fix="export both (Actions sets GITHUB_REPOSITORY; pass the token "
@@ -272,7 +271,7 @@ def _pr(root: Path, args: argparse.Namespace) -> int:
     from bot.edges.local_forge import LocalForge
 
     git = Git(root)
-    forge = LocalForge(git, _base_branch(git.root), utc_now)
+    forge = LocalForge(git, utc_now)
     cmd = args.pr_command
     if cmd == "list":
         from bot.core import markers

@@ -13,7 +13,6 @@ from standin.github_server import GitHubStandIn
 from bot.app import Context, run
 from bot.cli import main
 from bot.core.markers import parse
-from bot.edges.clock import utc_now
 from bot.edges.git import Git
 from bot.edges.github_forge import GitHubForge
 from bot.edges.tokens import count_tokens
@@ -48,7 +47,7 @@ def context(clone: Path, standin: GitHubStandIn) -> Context:
     g = Git(clone)
     forge = GitHubForge(g, token="test-token", repository="acme/prompts",
                         base_url=standin.base_url, bot_login=standin.actor, fast=True)
-    return Context(root=clone, git=g, forge=forge, now=utc_now, count_tokens=count_tokens)
+    return Context(root=clone, git=g, forge=forge, count_tokens=count_tokens)
 
 
 def bot_prs(standin: GitHubStandIn) -> dict[str, dict[str, object]]:

@@ -106,7 +106,7 @@ def generate(
                 row: dict[str, Any] = {
                     "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
                     "agent_id": tl.agent_id,
-                    "execution_id": f"{tl.agent_id[:3]}-{seed}-{day:03d}-{i:05d}",
+                    "execution_id": f"{tl.agent_id}-{seed}-{day:03d}-{i:05d}",
                     "status": "success",
                     "latency_ms": round(latency),
                     "input_tokens": max(tin, 50),

@@ -28,10 +28,9 @@ BOT_USER = "promptbot"
 class LocalForge:
     name = "local"
 
-    def __init__(self, git: Git, base: str, now: Callable[[], datetime]) -> None:
+    def __init__(self, git: Git, now: Callable[[], datetime]) -> None:
         self.git = git
-        self.base = base
-        self.now = now
+        self.now = now  # only for the records' created_at
         self.dir = git.root / STATE_DIR
         self.path = self.dir / "forge.json"
 
