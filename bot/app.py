@@ -36,6 +36,7 @@ from bot.core.results import (
     MEASURING,
     PROPOSED,
     REJECTED,
+    ROLLED_BACK,
     Deployment,
     Result,
     labels_for,
@@ -239,6 +240,10 @@ def measure_all(
             result = measure(deployment(ctx, state, base, t), snapshot, state.policy.measure)
             results[t.proposal_id] = result
             json_path, md_path = results_paths(result)
+            if is_final(existing_results(ctx, state, base, json_path), result.state):
+                # A decided result stays as recorded; later traffic does not rewrite it.
+                ensure_labels(ctx, t.pr, labels_for(prefix, result.state), report, dry_run)
+                continue
             want = {json_path: result.to_json(),
                     md_path: f"# {result.agent_id} · {result.proposal_id}\n\n"
                     + render.render("results.md.j2", r=result)}
@@ -255,8 +260,21 @@ def measure_all(
         except PromptbotError as exc:
             report.errors.append(f"#{t.pr.number} {t.agent}: {exc.render()}")
     if files and not dry_run:
-        record_results(ctx, state.policy, base, files, report)
+        try:
+            record_results(ctx, state.policy, base, files, report)
+        except PromptbotError as exc:
+            report.errors.append(f"results not recorded (the next run retries): {exc.render()}")
     return results
+
+
+def is_final(recorded: str | None, state: str) -> bool:
+    if recorded is None or state not in (COMPLETED, ROLLED_BACK):
+        return False
+    try:
+        data = json.loads(recorded)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and data.get("state") == state
 
 
 def existing_results(ctx: Context, state: RepoState, base: str, path: str) -> str | None:
@@ -273,20 +291,27 @@ def record_results(
     if policy.forge.results == "commit":
         old = ctx.git.sha(f"refs/heads/{base}")
         assert old is not None
-        new = ctx.git.commit_files(old, files, message)
-        ctx.git.move_branch(base, new, old)
-        if ctx.forge.name == "github":
-            ctx.git.push(base)
+        remote = ctx.forge.name == "github" and ctx.git.has_remote()
+        # On GitHub the remote branch is the record: build on its tip and push that, so a
+        # failed push leaves nothing local that would hide the results from the next run.
+        parent = (ctx.git.fetch(base) or old) if remote else old
+        new = ctx.git.commit_files(parent, files, message)
+        if remote:
+            ctx.git.push(base, sha=new)
+        if ctx.git.is_ancestor(old, new):
+            ctx.git.move_branch(base, new, old)
         report.actions.append(f"committed {len(files)} results file(s) to {base}")
         return
     # Branch protection forbids pushing to the base branch: one results PR, kept up to date.
     old_branch = ctx.git.sha(f"refs/heads/{RESULTS_BRANCH}")
-    parent = old_branch or ctx.git.sha(f"refs/heads/{base}")
-    assert parent is not None
-    new = ctx.git.commit_files(parent, files, message)
+    is_open = any(p.branch == RESULTS_BRANCH and p.state == "open" for p in ctx.forge.list_prs())
+    # A merged or closed results PR is done with: start the branch again from the base.
+    start = old_branch if is_open and old_branch else ctx.git.sha(f"refs/heads/{base}")
+    assert start is not None
+    new = ctx.git.commit_files(start, files, message)
     ctx.git.move_branch(RESULTS_BRANCH, new, old_branch)
-    ctx.forge.publish(RESULTS_BRANCH)
-    if not any(p.branch == RESULTS_BRANCH and p.state == "open" for p in ctx.forge.list_prs()):
+    ctx.forge.publish(RESULTS_BRANCH, force=not is_open)
+    if not is_open:
         body = markers.attach("Measured results of deployed promptbot proposals.",
                               {"kind": "results-pr", "agent": "results", "proposal_id": "results"})
         ctx.forge.open_pr(branch=RESULTS_BRANCH, base=base, title="promptbot: measured results",

@@ -236,3 +236,21 @@ def test_run_killed_after_branch_is_finished_by_next_run(
     prs = _prs(cli)
     assert len(prs) == 3 and len({p["branch"] for p in prs}) == 3
     assert git(repo, "branch", "--list", "promptbot/*").split().count(branches[0]) == 1
+
+
+def test_a_decided_result_is_not_rewritten_by_later_traffic(cli: Cli, repo: Path) -> None:
+    assert cli("run")[0] == 0
+    pr = _by_agent(cli, "support-triage")
+    assert cli("pr", "merge", str(pr["number"]))[0] == 0
+    cli("simulate", "--out", str(repo / "sim"), "--seed", "1")
+    assert cli("run", "--metrics", str(repo / "sim" / "*.csv"))[0] == 0
+    path = repo / f"prompts/support-triage/results/{pr['proposal_id']}.json"
+    decided = path.read_text()
+    assert json.loads(decided)["state"] == "completed"
+    # New traffic with other numbers: the recorded decision stands, no new commit.
+    cli("simulate", "--out", str(repo / "sim"), "--seed", "2", "--per-day", "500")
+    head = git(repo, "rev-parse", "main")
+    assert cli("run", "--metrics", str(repo / "sim" / "*.csv"))[0] == 0
+    assert path.read_text() == decided
+    assert git(repo, "log", "--format=%s", f"{head}..main", "--",
+               "prompts/support-triage/results") == ""

@@ -47,6 +47,6 @@ class Forge(Protocol):
         """Create the bot's comment marked `key`, or edit it in place if its text changed."""
         ...
 
-    def publish(self, branch: str) -> None:
-        """Make a local branch visible to the forge (push it)."""
+    def publish(self, branch: str, *, force: bool = False) -> None:
+        """Make a local branch visible to the forge (push it; `force` for bot-owned ones)."""
         ...

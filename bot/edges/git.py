@@ -175,8 +175,12 @@ class Git:
     def has_remote(self, name: str = "origin") -> bool:
         return name in [r.name for r in self.repo.remotes]
 
-    def push(self, branch: str, *, force: bool = False) -> None:
-        spec = f"{'+' if force else ''}refs/heads/{branch}:refs/heads/{branch}"
+    def push(self, branch: str, *, sha: str | None = None, force: bool = False) -> None:
+        """Push the local branch (or the commit `sha`) to `branch` on origin.
+
+        Fast-forward only unless `force`, which only bot-owned branches use.
+        """
+        spec = f"{'+' if force else ''}{sha or f'refs/heads/{branch}'}:refs/heads/{branch}"
         try:
             self.repo.git.push("--quiet", "origin", spec)
         except git.GitCommandError as exc:

@@ -138,5 +138,5 @@ class GitHubForge:
         self._call("edit a comment", existing.edit, body)
         return "updated"
 
-    def publish(self, branch: str) -> None:
-        self.git.push(branch)
+    def publish(self, branch: str, *, force: bool = False) -> None:
+        self.git.push(branch, force=force)

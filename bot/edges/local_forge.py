@@ -145,7 +145,7 @@ class LocalForge:
             comments.append({"id": len(comments) + 1, "author": BOT_USER, "body": body})
             return "created"
 
-    def publish(self, branch: str) -> None:
+    def publish(self, branch: str, *, force: bool = False) -> None:
         """Branches already live in this repository."""
 
     # ------------------------------------------------------------ reviewer actions
