@@ -170,3 +170,26 @@ def test_python_dash_m_bot(repo: Path) -> None:
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert "support-triage" in done.stdout
+
+
+def test_template_injection_is_reported(cli: Cli, repo: Path) -> None:
+    path = repo / AGENT
+    hostile = "{{ ticket.__class__.__mro__[1].__subclasses__() }}"
+    path.write_text(path.read_text().replace("{{ ticket.channel }}", hostile, 1))
+    code, out, _ = cli("check")
+    assert code == 1
+    assert "private attribute '__class__'" in out
+    # And the sandbox refuses it at render time too.
+    from bot.core.templating import RenderError, render
+
+    with pytest.raises(RenderError, match="unsafe"):
+        render(hostile, {"ticket": {"channel": "mail"}})
+
+
+def test_run_outside_a_git_repository(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.cli import main
+
+    code = main(["-C", str(tmp_path), "run"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "is not a git repository" in err and "fix:" in err

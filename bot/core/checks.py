@@ -44,6 +44,16 @@ def check_agent(agent: AgentFile, path: str, line_of: LineOf) -> list[Finding]:
                 "fix the Jinja2 syntax ({{ var }}, {% if %}...{% endif %})",
             )
         )
+    else:
+        for line, name in templating.unsafe_access(agent.prompts.user_template):
+            findings.append(
+                Finding(
+                    path,
+                    _text_line(line_of, ("prompts", "user_template"), line - 1),
+                    f"prompts.user_template reaches for the private attribute '{name}'",
+                    "use only the data's public fields; the sandbox refuses '_' names",
+                )
+            )
     names = [tool.name for tool in agent.tools]
     for index, name in enumerate(names):
         if name in names[:index]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -26,6 +26,19 @@ def compile_error(source: str) -> tuple[int, str] | None:
     except TemplateSyntaxError as exc:
         return exc.lineno, exc.message or "syntax error"
     return None
+
+
+def unsafe_access(source: str) -> list[tuple[int, str]]:
+    """(line, name) of every underscore attribute or key the template reaches for.
+
+    The sandbox would refuse them at render time; `check` reports them before that.
+    """
+    found: list[tuple[int, str]] = []
+    for node in sandbox().parse(source).find_all((nodes.Getattr, nodes.Getitem)):
+        name = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+        if isinstance(name, str) and name.startswith("_"):
+            found.append((node.lineno, name))
+    return found
 
 
 def variables(source: str) -> frozenset[str]:
