@@ -35,7 +35,10 @@ def unsafe_access(source: str) -> list[tuple[int, str]]:
     """
     found: list[tuple[int, str]] = []
     for node in sandbox().parse(source).find_all((nodes.Getattr, nodes.Getitem)):
-        name = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+        if isinstance(node, nodes.Getattr):
+            name: object = node.attr
+        else:
+            name = node.arg.value if isinstance(node.arg, nodes.Const) else None
         if isinstance(name, str) and name.startswith("_"):
             found.append((node.lineno, name))
     return found
