@@ -34,14 +34,15 @@ def unsafe_access(source: str) -> list[tuple[int, str]]:
     The sandbox would refuse them at render time; `check` reports them before that.
     """
     found: list[tuple[int, str]] = []
-    for node in sandbox().parse(source).find_all((nodes.Getattr, nodes.Getitem)):
-        if isinstance(node, nodes.Getattr):
-            name: object = node.attr
-        else:
-            name = node.arg.value if isinstance(node.arg, nodes.Const) else None
-        if isinstance(name, str) and name.startswith("_"):
-            found.append((node.lineno, name))
-    return found
+    tree = sandbox().parse(source)
+    for attr in tree.find_all(nodes.Getattr):
+        if attr.attr.startswith("_"):
+            found.append((attr.lineno, attr.attr))
+    for item in tree.find_all(nodes.Getitem):
+        key = item.arg.value if isinstance(item.arg, nodes.Const) else None
+        if isinstance(key, str) and key.startswith("_"):
+            found.append((item.lineno, key))
+    return sorted(found)
 
 
 def variables(source: str) -> frozenset[str]:
