@@ -67,6 +67,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--effects", help="YAML file with per-agent base rates and effects")
     s.add_argument("--no-version-column", action="store_true",
                    help="omit prompt_version (attribution by deploy time)")
+    s.add_argument("--format", action="append", choices=["csv", "jsonl", "parquet"],
+                   help="output format (repeatable; default csv)")
+    s.add_argument("--duplicates", type=float, default=0.0,
+                   help="share of rows re-sent with the same execution_id (e.g. 0.001)")
+    s.add_argument("--bad-rows", type=float, default=0.0,
+                   help="share of rows made invalid (e.g. 0.0005)")
+    s.add_argument("--drift", type=float, default=0.0,
+                   help="change of every success rate per simulated week (e.g. -0.005)")
 
     b = sub.add_parser("rollback", help="open the PR that reverts a deployed proposal")
     b.add_argument("ref", help="proposal id or PR number")
@@ -95,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PromptbotError as exc:
         err(exc.render())
         return exc.exit_code
+    except BrokenPipeError:
+        # The reader went away (`promptbot analyze | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         err("interrupted; nothing half-written is left behind, run the command again")
         return 130
@@ -248,9 +260,14 @@ def _simulate(root: Path, args: argparse.Namespace) -> int:
 
     if args.days < 1 or args.per_day < 1:
         raise UsageError("--days and --per-day must be at least 1", fix="e.g. --days 14")
+    if not (0 <= args.duplicates < 1 and 0 <= args.bad_rows < 1):
+        raise UsageError("--duplicates and --bad-rows are shares between 0 and 1",
+                         fix="e.g. --duplicates 0.001 --bad-rows 0.0005")
     written = simulate(Git(root), Path(args.out), days=args.days, seed=args.seed,
                        per_day=args.per_day, effect=args.effect, effects_file=args.effects,
-                       version_column=not args.no_version_column, base=_base_branch(root))
+                       version_column=not args.no_version_column, base=_base_branch(root),
+                       formats=tuple(args.format or ["csv"]), duplicate_rate=args.duplicates,
+                       bad_rate=args.bad_rows, drift_per_week=args.drift)
     for path, rows in written:
         out(f"wrote {rows} rows to {path}")
     return 0

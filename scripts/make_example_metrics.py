@@ -11,12 +11,12 @@ agent so the export carries the agent's new version.
 
 from __future__ import annotations
 
-import csv
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from bot.core.simulate import COLUMNS, Timeline, generate
+from bot.core.simulate import Options, Timeline, query
 from bot.load.repo import WorkingTree, load_repo
+from bot.load.simulate import write
 
 ROOT = Path(__file__).resolve().parents[1]
 START = datetime(2026, 10, 5)
@@ -36,27 +36,13 @@ def main() -> None:
         changes = ((START, OLD[agent_id]), (START + timedelta(days=20), loaded.version))
         timelines.append(Timeline(agent_id, changes, per_day=110,
                                   rates={OLD[agent_id]: old_rate, loaded.version: new_rate}))
-    rows = generate(timelines, START, START + timedelta(days=DAYS), seed=2026)
-    # Real exports are messy: re-sent executions, broken rows, agents from elsewhere.
-    rows += [dict(rows[i]) for i in range(100, 3000, 300)]
-    bad = dict(rows[5])
-    rows += [
-        {**bad, "execution_id": "bad-1", "timestamp": "2026-13-01 25:00"},
-        {**bad, "execution_id": "bad-2", "status": "succeeded"},
-        {**bad, "execution_id": "bad-3", "latency_ms": -120},
-    ]
-    legacy = [{**r, "agent_id": "legacy-router", "prompt_version": "7f1e0d2c9b3a",
-               "execution_id": f"lr-{i}"}
-              for i, r in enumerate(rows[::140])]
-    rows += legacy
-    rows.sort(key=lambda r: (str(r["timestamp"]), r["agent_id"], r["execution_id"]))
-    out = ROOT / "examples" / "metrics" / "executions.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(COLUMNS))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {len(rows)} rows to {out.relative_to(ROOT)}")
+    # An agent the export knows but this repository does not.
+    timelines.append(Timeline("legacy-router", ((START, "7f1e0d2c9b3a"),), per_day=3,
+                              rates={"7f1e0d2c9b3a": 0.93}))
+    sql = query(timelines, START, START + timedelta(days=DAYS),
+                Options(seed=2026, duplicate_rate=0.0008, bad_rate=0.0008))
+    for path, rows in write(sql, ROOT / "examples" / "metrics", ["csv"]):
+        print(f"wrote {rows} rows to {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,23 @@
-"""Synthetic executions with known true effects, following an agent's version timeline."""
+"""Synthetic executions with known true effects, as one SQL query for DuckDB to run.
+
+Pure: this module only builds the query text and its small parameter tables; the
+edge (bot/load/simulate.py) runs it. Every random draw is a hash of (row, seed,
+stream), so the output is deterministic and DuckDB can generate in parallel:
+10 M rows take seconds, not minutes.
+
+What the data has, on purpose: per-version true success rates (the ground truth
+a measurement must recover), daily and weekly seasonality, optional drift of the
+success rate over time, realistic error messages with variable parts, log-normal
+latency, re-sent executions (duplicate ids) and a few bad rows.
+"""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-import numpy as np
-
-# Realistic failures per agent kind: (error_type, message with {n}/{id} placeholders, weight).
+# Realistic failures per agent kind: (error_type, message with {n}/{id}/{word} parts, weight).
 ERRORS: dict[str, tuple[tuple[str, str, float], ...]] = {
     "support": (
         ("OutputParserException",
@@ -35,6 +43,13 @@ ERRORS: dict[str, tuple[tuple[str, str, float], ...]] = {
     ),
 }
 WORDS = ("customer_name", "signup_dt", "Revenue", "region_code", "orderDate", "total_amt")
+COLUMNS = (
+    "timestamp", "agent_id", "prompt_version", "execution_id", "status", "latency_ms",
+    "input_tokens", "output_tokens", "cost_usd", "error_type", "error_message", "model",
+)
+# Share of a day's traffic by hour is 0.6 + 0.4 cos(2 pi (hour - 14) / 24); weekends x 0.6.
+# Rows are drawn uniformly and thinned by that weight, so volume is corrected by its mean.
+_MEAN_WEIGHT = 0.6 * (5 + 2 * 0.6) / 7
 
 
 def kind_of(agent_id: str) -> str:
@@ -75,64 +90,136 @@ class Timeline:
         return rates
 
 
-def generate(
-    timelines: list[Timeline],
-    start: datetime,
-    end: datetime,
-    seed: int,
-    version_column: bool = True,
-) -> list[dict[str, Any]]:
-    rng = np.random.default_rng(seed)
-    rows: list[dict[str, Any]] = []
-    days = max(1, math.ceil((end - start) / timedelta(days=1)))
-    for tl in timelines:
+@dataclass(frozen=True)
+class Options:
+    seed: int = 1
+    version_column: bool = True
+    duplicate_rate: float = 0.0  # share of rows re-sent with the same execution_id
+    bad_rate: float = 0.0  # share of rows made invalid (timestamp, status or latency)
+    drift_per_week: float = 0.0  # change of every success rate per week of simulated time
+    seasonality: bool = True
+
+
+def _lit(value: object) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, datetime):
+        return f"TIMESTAMP '{value.strftime('%Y-%m-%d %H:%M:%S')}'"
+    return repr(value)
+
+
+def _values(rows: Sequence[tuple[object, ...]], names: str) -> str:
+    body = ", ".join("(" + ", ".join(_lit(v) for v in row) + ")" for row in rows)
+    return f"(VALUES {body}) AS t({names})"
+
+
+def _h(stream: int, seed: int) -> str:
+    # One integer per (row, stream, seed) through the single-argument hash: DuckDB's
+    # multi-argument hash combines its inputs too weakly (draws came out correlated).
+    return f"hash(i * 64 + {stream} + {seed % 1_000_000} * 1099511627776)"
+
+
+def _u(stream: int, seed: int) -> str:
+    """A uniform draw in [0, 1) for this row and stream, reproducible and parallel."""
+    return f"({_h(stream, seed)} / 18446744073709551616.0)"
+
+
+def _normal(a: int, b: int, seed: int) -> str:
+    # Box-Muller from two uniforms (nudged off 0 for the logarithm).
+    return (f"(sqrt(-2 * ln({_u(a, seed)} + 1e-12)) * cos(2 * pi() * {_u(b, seed)}))")
+
+
+def query(timelines: list[Timeline], start: datetime, end: datetime, opts: Options) -> str:
+    """SELECT producing the canonical columns, ordered by time."""
+    span = int((end - start).total_seconds())
+    days = span / 86_400
+    agents, versions, errors = [], [], []
+    for idx, tl in enumerate(timelines):
+        thin = _MEAN_WEIGHT if opts.seasonality else 1.0
+        agents.append((idx, tl.agent_id, kind_of(tl.agent_id), int(tl.per_day * days / thin)))
         rates = tl.rate_of()
-        errors = ERRORS[kind_of(tl.agent_id)]
-        weights = np.array([w for _, _, w in errors], dtype=float)
-        weights /= weights.sum()
-        for day in range(days):
-            day_start = start + timedelta(days=day)
-            count = int(rng.poisson(tl.per_day))
-            seconds = np.sort(rng.uniform(0, 86_400, size=count))
-            for i, sec in enumerate(seconds):
-                ts = day_start + timedelta(seconds=float(sec))
-                if ts >= end:
-                    break
-                version = tl.version_at(ts)
-                ok = bool(rng.random() < rates[version])
-                latency = float(rng.lognormal(math.log(1800), 0.45))
-                tin = int(rng.normal(1400, 250))
-                tout = int(rng.lognormal(math.log(320), 0.35))
-                row: dict[str, Any] = {
-                    "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
-                    "agent_id": tl.agent_id,
-                    "execution_id": f"{tl.agent_id}-{seed}-{day:03d}-{i:05d}",
-                    "status": "success",
-                    "latency_ms": round(latency),
-                    "input_tokens": max(tin, 50),
-                    "output_tokens": max(tout, 5),
-                    "cost_usd": round((max(tin, 50) * 3 + max(tout, 5) * 15) / 1e6, 6),
-                    "error_type": "",
-                    "error_message": "",
-                    "model": "claude-sonnet-4-5",
-                }
-                if version_column:
-                    row["prompt_version"] = version
-                if not ok:
-                    etype, template, _ = errors[int(rng.choice(len(errors), p=weights))]
-                    row["status"] = "timeout" if etype == "Timeout" else "error"
-                    row["error_type"] = etype
-                    row["error_message"] = template.format(
-                        n=int(rng.integers(2, 900)),
-                        id=f"{int(rng.integers(10_000, 99_999))}",
-                        word=WORDS[int(rng.integers(0, len(WORDS)))],
-                    )
-                rows.append(row)
-    rows.sort(key=lambda r: (r["timestamp"], r["agent_id"]))
-    return rows
-
-
-COLUMNS = (
-    "timestamp", "agent_id", "prompt_version", "execution_id", "status", "latency_ms",
-    "input_tokens", "output_tokens", "cost_usd", "error_type", "error_message", "model",
+        changes = list(tl.changes)
+        for pos, (when, version) in enumerate(changes):
+            lo = start if pos == 0 else max(when, start)
+            hi = changes[pos + 1][0] if pos + 1 < len(changes) else end + timedelta(days=1)
+            if hi <= start or lo >= hi:
+                continue
+            versions.append((idx, version, lo, hi, rates[version]))
+    for kind, table in ERRORS.items():
+        total = sum(w for _, _, w in table)
+        cum = 0.0
+        for etype, template, share in table:
+            errors.append((kind, etype, template, cum / total, (cum + share) / total))
+            cum += share
+    n_max = max(a[3] for a in agents)
+    s = opts.seed
+    words = "[" + ", ".join(_lit(w) for w in WORDS) + "]"
+    weight = (
+        "(0.6 + 0.4 * cos(2 * pi() * (hour(ts) - 14) / 24)) "
+        "* (CASE WHEN dayofweek(ts) IN (0, 6) THEN 0.6 ELSE 1.0 END)"
+        if opts.seasonality else "1.0"
+    )
+    drift = f"{opts.drift_per_week} * epoch(ts - {_lit(start)}) / 604800.0"
+    status_ok = f"{_u(4, s)} < r.rate + {drift}"
+    version_col = "version AS prompt_version, " if opts.version_column else ""
+    return f"""
+WITH agents AS (SELECT * FROM {_values(agents, "agent_idx, agent_id, kind, n")}),
+versions AS (SELECT * FROM {_values(versions, "agent_idx, version, lo, hi, rate")}),
+errs AS (SELECT * FROM {_values(errors, "kind, etype, template, cum_lo, cum_hi")}),
+draws AS (
+    SELECT a.agent_idx, a.agent_id, a.kind, r.range * {len(agents)} + a.agent_idx AS i,
+           {_lit(start)} + to_seconds(CAST(floor({_u(1, s)} * {span}) AS BIGINT)) AS ts
+    FROM agents a JOIN range({n_max}) r ON r.range < a.n
+),
+rows AS (
+    SELECT d.*, v.version, v.rate, {_u(3, s)} AS u_keep FROM draws d
+    JOIN versions v ON v.agent_idx = d.agent_idx AND d.ts >= v.lo AND d.ts < v.hi
+),
+execs AS (
+    SELECT r.*, ({status_ok}) AS ok, {_u(5, s)} AS u_err FROM rows r
+    WHERE u_keep < {weight}
+),
+full_rows AS (
+    SELECT x.*, e.etype, e.template FROM execs x
+    LEFT JOIN errs e ON NOT x.ok AND e.kind = x.kind
+        AND x.u_err >= e.cum_lo AND x.u_err < e.cum_hi
+),
+out AS (
+    SELECT ts, agent_id, {version_col}
+           agent_id || '-' || {s} || '-' || i AS execution_id,
+           CASE WHEN ok THEN 'success' WHEN etype = 'Timeout' THEN 'timeout' ELSE 'error' END
+               AS status,
+           round(exp(ln(1800) + 0.45 * {_normal(6, 7, s)})) AS latency_ms,
+           greatest(50, CAST(1400 + 250 * {_normal(8, 9, s)} AS INTEGER)) AS input_tokens,
+           greatest(5, CAST(exp(ln(320) + 0.35 * {_normal(10, 11, s)}) AS INTEGER))
+               AS output_tokens,
+           coalesce(etype, '') AS error_type,
+           coalesce(replace(replace(replace(template,
+               '{{n}}', CAST(2 + {_h(12, s)} % 898 AS VARCHAR)),
+               '{{id}}', CAST(10000 + {_h(13, s)} % 89999 AS VARCHAR)),
+               '{{word}}', {words}[1 + CAST({_h(14, s)} % {len(WORDS)} AS INTEGER)]), '')
+               AS error_message,
+           'claude-sonnet-4-5' AS model, i,
+           {_u(15, s)} AS u_dup, {_u(16, s)} AS u_bad
+    FROM full_rows
+),
+priced AS (
+    SELECT *, round((input_tokens * 3 + output_tokens * 15) / 1e6, 6) AS cost_usd FROM out
+),
+with_dups AS (
+    SELECT * FROM priced
+    UNION ALL
+    SELECT * FROM priced WHERE u_dup < {opts.duplicate_rate}
 )
+SELECT
+    CASE WHEN u_bad < {opts.bad_rate / 3} THEN 'not-a-time'
+         ELSE strftime(ts, '%Y-%m-%dT%H:%M:%SZ') END AS timestamp,
+    agent_id, {"prompt_version, " if opts.version_column else ""}execution_id,
+    CASE WHEN u_bad >= {opts.bad_rate / 3} AND u_bad < {2 * opts.bad_rate / 3}
+         THEN 'succeeded' ELSE status END AS status,
+    CASE WHEN u_bad >= {2 * opts.bad_rate / 3} AND u_bad < {opts.bad_rate}
+         THEN -latency_ms ELSE latency_ms END AS latency_ms,
+    input_tokens, output_tokens, cost_usd, error_type, error_message, model
+FROM with_dups
+ORDER BY ts, agent_id, execution_id
+"""

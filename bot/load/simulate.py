@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -11,9 +10,10 @@ from typing import Any
 import yaml
 
 from bot.core.agentfile import parse_agent
-from bot.core.simulate import COLUMNS, Timeline, generate
+from bot.core.simulate import Options, Timeline, query
 from bot.edges.git import Git, GitTree
 from bot.errors import InputError, PromptbotError, UsageError
+from bot.load.metrics import connect
 
 DEFAULT_EFFECT = 0.04
 
@@ -64,25 +64,42 @@ def timelines(git: Git, base: str, per_day: int, effect: float | None,
     return out
 
 
+FORMATS = {"csv": "(FORMAT csv, HEADER)", "jsonl": "(FORMAT json)",
+           "parquet": "(FORMAT parquet, COMPRESSION zstd)"}
+
+
+def write(sql: str, out_dir: Path, formats: list[str]) -> list[tuple[Path, int]]:
+    """Run the simulation query once per format straight into files (never through Python)."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise UsageError(f"unknown format {unknown[0]!r}", fix="use csv, jsonl or parquet")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    con = connect(out_dir)
+    written = []
+    for fmt in formats:
+        path = out_dir / f"executions.{fmt}"
+        tmp = out_dir / f".executions.{fmt}.tmp"
+        target = str(tmp).replace("'", "''")
+        row = con.execute(f"COPY ({sql}) TO '{target}' {FORMATS[fmt]}").fetchone()
+        os.replace(tmp, path)
+        written.append((path, int(row[0]) if row else 0))
+    return written
+
+
 def simulate(git: Git, out_dir: Path, *, days: int, seed: int, per_day: int,
-             effect: float | None, effects_file: str | None,
-             version_column: bool, base: str = "main") -> list[tuple[Path, int]]:
+             effect: float | None, effects_file: str | None, version_column: bool,
+             base: str = "main", formats: tuple[str, ...] = ("csv",),
+             duplicate_rate: float = 0.0, bad_rate: float = 0.0,
+             drift_per_week: float = 0.0) -> list[tuple[Path, int]]:
     lines = timelines(git, base, per_day, effect, _effects(effects_file))
     if not lines:
-        raise UsageError("no agents with history on main to simulate",
+        raise UsageError(f"no agents with history on {base} to simulate",
                          fix=f"commit prompts/<agent>/agent.yaml files to {base} first")
     latest = max(when for tl in lines for when, _ in tl.changes)
     # Traffic `days` before the newest deploy (older versions) and `days` after it
     # (the version on main); the later half may lie in the future: it is a simulation.
     start = (latest - timedelta(days=days)).replace(minute=0, second=0)
-    rows = generate(lines, start, latest + timedelta(days=days), seed, version_column)
-    columns = [c for c in COLUMNS if version_column or c != "prompt_version"]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "executions.csv"
-    tmp = path.with_name(".executions.csv.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return [(path, len(rows))]
+    opts = Options(seed=seed, version_column=version_column, duplicate_rate=duplicate_rate,
+                   bad_rate=bad_rate, drift_per_week=drift_per_week)
+    return write(query(lines, start, latest + timedelta(days=days), opts), out_dir,
+                 list(formats))
