@@ -54,7 +54,8 @@ def _check_snapshot(files: list[str]) -> None:
     assert v1 is not None and v2 is not None
     assert (v1.executions, v1.successes) == (3, 1)
     assert (v2.executions, v2.successes, v2.timeouts) == (2, 1, 1)
-    assert v1.latency_p50_ms == 300.0
+    # Percentiles come from log-binned histograms: within 2.5 % of the exact value.
+    assert v1.latency_p50_ms == pytest.approx(300.0, rel=0.025)
     top = v1.top_errors[0]
     assert top.count == 2 and top.error_type == "ToolCallError"
     assert top.template == "lookup_order failed: order '<str>' not found"

@@ -1,22 +1,99 @@
-"""Plain data coming out of metrics ingest (see bot/load/metrics.py)."""
+"""Plain data coming out of metrics ingest (bot/load/metrics.py), and what is derived from it.
+
+Ingest returns sufficient statistics only: hourly counts and sums per agent and
+version, daily log-binned histograms of latency and cost, and daily counts per
+failure template. Every number the bot reports or decides on is computed from
+these, so a decision costs the same at 10 M rows as at 10 K.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import math
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+# Histogram bins are 1/20 of a natural-log unit wide (about 5 %), so a percentile
+# read from them is within about 2.5 % of the exact one.
+BINS_PER_LN = 20
+COST_UNIT = 1e-6  # costs are binned in micro-dollars
+
+
+def bin_of(value: float, unit: float = 1.0) -> int:
+    return math.floor(math.log(max(value / unit, 1e-3)) * BINS_PER_LN)
+
+
+def bin_value(index: int, unit: float = 1.0) -> float:
+    return math.exp((index + 0.5) / BINS_PER_LN) * unit
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Sufficient statistics of one agent and version in one hour."""
+
+    agent_id: str
+    prompt_version: str | None
+    hour: datetime
+    executions: int
+    successes: int
+    timeouts: int
+    errors: int = 0
+    latency_n: int = 0
+    log_latency_sum: float = 0.0
+    log_latency_sumsq: float = 0.0
+    cost_n: int = 0
+    cost_sum: float = 0.0
+    input_tokens_sum: float = 0.0
+    output_tokens_sum: float = 0.0
+    tokens_n: int = 0
+    quality_n: int = 0
+    quality_sum: float = 0.0
+
+
+@dataclass(frozen=True)
+class HistBin:
+    agent_id: str
+    prompt_version: str | None
+    day: datetime
+    metric: str  # "latency" (ms) or "cost" (micro-USD)
+    index: int
+    count: int
+
+
+@dataclass(frozen=True)
+class ErrorDay:
+    agent_id: str
+    prompt_version: str | None
+    day: datetime
+    status: str
+    error_type: str
+    template: str
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+    example: str  # one real message, untrusted: never used as an instruction
 
 
 @dataclass(frozen=True)
 class ErrorGroup:
-    """One failure mode: error messages that differ only in ids, numbers, quoted values."""
+    """One failure mode: messages that differ only in ids, numbers, quoted values, paths."""
 
     error_type: str
     template: str
     count: int
     first_seen: datetime
     last_seen: datetime
-    example: str  # one real message, untrusted text: never used as an instruction
+    example: str
+    failure_id: str = ""
+
+
+def failure_id(agent_id: str, error_type: str, template: str) -> str:
+    """Stable across runs and versions: the same failure mode keeps its id."""
+    key = f"{agent_id}|{error_type}|{template}".encode()
+    return "f-" + hashlib.sha256(key).hexdigest()[:10]
 
 
 @dataclass(frozen=True)
@@ -36,6 +113,8 @@ class VersionStats:
     last_seen: datetime
     quality_mean: float | None
     top_errors: tuple[ErrorGroup, ...]
+    errors: int = 0
+    latency_p99_ms: float | None = None
 
     @property
     def failures(self) -> int:
@@ -44,18 +123,6 @@ class VersionStats:
     @property
     def success_rate(self) -> float:
         return self.successes / self.executions if self.executions else 0.0
-
-
-@dataclass(frozen=True)
-class Bucket:
-    """Counts of one agent and version in one hour: enough for before/after comparisons."""
-
-    agent_id: str
-    prompt_version: str | None
-    hour: datetime
-    executions: int
-    successes: int
-    timeouts: int
 
 
 @dataclass(frozen=True)
@@ -73,6 +140,9 @@ class MetricsSnapshot:
     window_days: int
     versions: tuple[VersionStats, ...]
     buckets: tuple[Bucket, ...]
+    histograms: tuple[HistBin, ...] = ()
+    error_days: tuple[ErrorDay, ...] = ()
+    skipped_files: tuple[str, ...] = ()
 
     def for_agent(self, agent_id: str) -> list[VersionStats]:
         return [v for v in self.versions if v.agent_id == agent_id]
@@ -82,6 +152,97 @@ class MetricsSnapshot:
             if v.agent_id == agent_id and v.prompt_version == version:
                 return v
         return None
+
+
+def quantile(bins: dict[int, int], q: float, unit: float = 1.0) -> float | None:
+    total = sum(bins.values())
+    if total == 0:
+        return None
+    target = q * total
+    seen = 0
+    for index in sorted(bins):
+        seen += bins[index]
+        if seen >= target:
+            return bin_value(index, unit)
+    return bin_value(max(bins), unit)
+
+
+def error_groups(days: Iterable[ErrorDay], limit: int = 5) -> list[ErrorGroup]:
+    merged: dict[tuple[str, str], list[ErrorDay]] = defaultdict(list)
+    for e in days:
+        merged[(e.error_type, e.template)].append(e)
+    groups = [
+        ErrorGroup(
+            error_type=etype,
+            template=template,
+            count=sum(e.count for e in items),
+            first_seen=min(e.first_seen for e in items),
+            last_seen=max(e.last_seen for e in items),
+            example=min(items, key=lambda e: e.first_seen).example,
+            failure_id=failure_id(items[0].agent_id, etype, template),
+        )
+        for (etype, template), items in merged.items()
+    ]
+    groups.sort(key=lambda g: (-g.count, g.error_type, g.template))
+    return groups[:limit]
+
+
+def _mean(total: float, n: int) -> float | None:
+    return total / n if n else None
+
+
+def version_stats(
+    buckets: Iterable[Bucket],
+    histograms: Iterable[HistBin],
+    error_days: Iterable[ErrorDay],
+    since: datetime,
+) -> list[VersionStats]:
+    """Per agent and version, from `since` on (the analysis window)."""
+    by_key: dict[tuple[str, str | None], list[Bucket]] = defaultdict(list)
+    for b in buckets:
+        if b.hour >= since:
+            by_key[(b.agent_id, b.prompt_version)].append(b)
+    day_since = since.replace(hour=0, minute=0, second=0, microsecond=0)
+    hists: dict[tuple[str, str | None, str], dict[int, int]] = defaultdict(dict)
+    for h in histograms:
+        if h.day >= day_since:
+            bins = hists[(h.agent_id, h.prompt_version, h.metric)]
+            bins[h.index] = bins.get(h.index, 0) + h.count
+    errs: dict[tuple[str, str | None], list[ErrorDay]] = defaultdict(list)
+    for e in error_days:
+        if e.day >= day_since:
+            errs[(e.agent_id, e.prompt_version)].append(e)
+    out = []
+    for (agent, version), items in by_key.items():
+        n = sum(b.executions for b in items)
+        latency = hists.get((agent, version, "latency"), {})
+        cost_n = sum(b.cost_n for b in items)
+        cost_sum = sum(b.cost_sum for b in items)
+        tokens_n = sum(b.tokens_n for b in items)
+        quality_n = sum(b.quality_n for b in items)
+        out.append(
+            VersionStats(
+                agent_id=agent,
+                prompt_version=version,
+                executions=n,
+                successes=sum(b.successes for b in items),
+                timeouts=sum(b.timeouts for b in items),
+                errors=sum(b.errors for b in items),
+                latency_p50_ms=quantile(latency, 0.5),
+                latency_p95_ms=quantile(latency, 0.95),
+                latency_p99_ms=quantile(latency, 0.99),
+                cost_per_execution=_mean(cost_sum, cost_n),
+                cost_total=cost_sum if cost_n else None,
+                input_tokens_mean=_mean(sum(b.input_tokens_sum for b in items), tokens_n),
+                output_tokens_mean=_mean(sum(b.output_tokens_sum for b in items), tokens_n),
+                first_seen=min(b.hour for b in items),
+                last_seen=max(b.hour for b in items) + timedelta(hours=1),
+                quality_mean=_mean(sum(b.quality_sum for b in items), quality_n),
+                top_errors=tuple(error_groups(errs.get((agent, version), []))),
+            )
+        )
+    out.sort(key=lambda v: (v.agent_id, v.first_seen, v.prompt_version or ""))
+    return out
 
 
 def jsonable(value: Any) -> Any:

@@ -1,21 +1,37 @@
-"""Metrics exports (CSV, JSONL, Parquet) read by DuckDB straight from files.
+"""Metrics exports (CSV, JSONL, Parquet; gzip too) read by DuckDB straight from the files.
 
-Rows never pass through Python one by one: DuckDB normalizes, checks,
-deduplicates and aggregates, and only small aggregates come back as plain data.
+Rows never pass through Python. Three scans, whatever the size:
+  1. hashes of `execution_id` that occur more than once (a few thousand in 10 M rows);
+  2. the few rows behind those hashes, settled exactly (earliest row of an id wins);
+  3. one GROUP BY GROUPING SETS over all other rows plus the settled ones: hourly sums,
+     daily log-binned histograms, daily counts per error message, bad rows per reason.
+Deduplicating 10 M string ids with a window function is the slow way; finding the
+duplicated ids first through a 64-bit hash is about ten times faster (SPEC §15).
+Memory is capped and DuckDB spills to a temporary directory instead of failing.
 """
 
 from __future__ import annotations
 
 import glob as globlib
+import gzip
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from bot.core.metrics import Bucket, ErrorGroup, MetricsSnapshot, VersionStats
+from bot.core.metrics import (
+    BINS_PER_LN,
+    COST_UNIT,
+    Bucket,
+    ErrorDay,
+    HistBin,
+    MetricsSnapshot,
+    version_stats,
+)
 from bot.errors import MetricsError
 
 CANONICAL = (
@@ -26,16 +42,17 @@ CANONICAL = (
 REQUIRED = ("timestamp", "agent_id", "status")
 STATUSES = ("success", "failure", "error", "timeout")
 NUMERIC = ("latency_ms", "input_tokens", "output_tokens", "cost_usd", "quality_score")
+MESSAGE_LIMIT = 2_000  # characters of an error message kept (some are whole stack traces)
+# One reader per CSV file: DuckDB records rejected rows only without union_by_name.
+_CSV = "read_csv({files}, header=true, store_rejects=true{extra})"
+_JSON = "read_json({files}, format='newline_delimited', union_by_name=true)"
 _READERS = {
-    ".csv": "read_csv({files}, union_by_name=true, all_varchar=true, header=true)",
-    ".csv.gz": "read_csv({files}, union_by_name=true, all_varchar=true, header=true)",
-    ".jsonl": "read_json({files}, format='newline_delimited', union_by_name=true)",
-    ".jsonl.gz": "read_json({files}, format='newline_delimited', union_by_name=true)",
-    ".json": "read_json({files}, format='newline_delimited', union_by_name=true)",
+    ".csv": _CSV, ".csv.gz": _CSV, ".tsv": _CSV, ".tsv.gz": _CSV,
+    ".jsonl": _JSON, ".jsonl.gz": _JSON, ".ndjson": _JSON, ".json": _JSON,
     ".parquet": "read_parquet({files}, union_by_name=true)",
 }
 # Variable parts of error messages, masked so that one failure mode is one group.
-_MASKS = (
+MASKS = (
     (r"https?://[^\s'\"]+", "<url>"),
     (r"'[^']*'", "'<str>'"),
     (r'"[^"]*"', '"<str>"'),
@@ -77,39 +94,74 @@ def resolve_sources(patterns: Sequence[str], root: Path) -> list[str]:
     return files
 
 
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _quote_list(files: Sequence[str]) -> str:
-    return "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+    return "[" + ", ".join(_lit(f) for f in files) + "]"
 
 
-def _quote_ident(name: str) -> str:
+def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def _is_empty(path: str) -> bool:
+    """No bytes, or (gzip) no bytes inside: DuckDB cannot even sniff such a file."""
+    try:
+        if path.lower().endswith(".gz"):
+            with gzip.open(path, "rb") as handle:
+                return not handle.read(1)
+        return Path(path).stat().st_size == 0
+    except (OSError, EOFError):
+        return False
 
 
 @dataclass
 class _Source:
     relation: str
     columns: dict[str, str] = field(default_factory=dict)  # canonical -> column in the file
+    types: dict[str, str] = field(default_factory=dict)  # canonical -> DuckDB type
+
+    def id_hash(self) -> str:
+        # Ids are compared exactly as written; the hash only finds candidate duplicates.
+        if "execution_id" not in self.columns:
+            return "CAST(NULL AS UBIGINT)"
+        return f"hash(CAST({_ident(self.columns['execution_id'])} AS VARCHAR))"
 
 
-def _describe(con: duckdb.DuckDBPyConnection, reader: str, display: str) -> list[str]:
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+
+
+def _reader(ext: str, files: Sequence[str]) -> str:
+    if _READERS[ext] is _CSV:
+        extra = ", delim='\\t'" if ext.startswith(".tsv") else ""
+        parts = [f"(SELECT * FROM {_CSV.format(files=_lit(f), extra=extra)})" for f in files]
+        return "(" + " UNION ALL BY NAME ".join(parts) + ")"
+    return _READERS[ext].format(files=_quote_list(files))
+
+
+def _describe(
+    con: duckdb.DuckDBPyConnection, reader: str, display: str
+) -> list[tuple[str, str]]:
     try:
         rows = con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
     except duckdb.Error as exc:
-        first = str(exc).splitlines()[0][:300]
         raise MetricsError(
-            f"{display} cannot be read: {first}",
-            fix="check that the file is a complete CSV (with a header row), JSONL or Parquet file",
+            f"{display} cannot be read: {_first_line(exc)}",
+            fix="check that the file is a complete CSV (with a header row), JSONL or Parquet "
+            "file; a CSV with another delimiter is detected automatically",
         ) from None
-    return [str(r[0]) for r in rows]
+    return [(str(r[0]), str(r[1]).upper()) for r in rows]
 
 
 def _source_for(
     con: duckdb.DuckDBPyConnection, files: list[str], ext: str, mapping: dict[str, str]
 ) -> _Source:
-    reader = _READERS[ext].format(files=_quote_list(files))
     # Each file is checked on its own so the error names the file that is wrong.
     for f in files:
-        cols = set(_describe(con, _READERS[ext].format(files=_quote_list([f])), f))
+        cols = {name for name, _ in _describe(con, _reader(ext, [f]), f)}
         renamed = {mapping.get(c, c) for c in cols}
         missing = [c for c in REQUIRED if c not in renamed]
         if missing:
@@ -121,40 +173,65 @@ def _source_for(
                     f"the file has: {', '.join(sorted(cols))}"
                 ),
             )
-    available = _describe(con, reader, ", ".join(files))
+    reader = _reader(ext, files)
     by_canonical: dict[str, str] = {}
-    for col in available:
+    types: dict[str, str] = {}
+    for col, kind in _describe(con, reader, ", ".join(files)):
         canonical = mapping.get(col, col)
-        if canonical in CANONICAL:
-            by_canonical.setdefault(canonical, col)
-    return _Source(reader, by_canonical)
+        if canonical in CANONICAL and canonical not in by_canonical:
+            by_canonical[canonical] = col
+            types[canonical] = kind
+    return _Source(reader, by_canonical, types)
 
 
-def _normalized_select(src: _Source) -> str:
-    def col(name: str) -> str:
-        return (
-            f"CAST({_quote_ident(src.columns[name])} AS VARCHAR)"
-            if name in src.columns
-            else "CAST(NULL AS VARCHAR)"
-        )
+_NUMERIC_TYPES = ("DOUBLE", "FLOAT", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT",
+                  "UBIGINT", "UINTEGER", "USMALLINT", "UTINYINT", "DECIMAL", "REAL")
 
+
+def _normalized(src: _Source, where: str = "") -> str:
+    """Canonical, typed columns; `raw_*` text only where a value may fail to convert."""
+
+    def raw(name: str) -> str:
+        return _ident(src.columns[name]) if name in src.columns else "NULL"
+
+    def text(name: str) -> str:
+        return f"CAST({raw(name)} AS VARCHAR)"
+
+    def typed(name: str) -> bool:
+        return src.types.get(name, "VARCHAR").startswith(_NUMERIC_TYPES)
+
+    ts_type = src.types.get("timestamp", "VARCHAR")
+    ts = text("timestamp")
+    if ts_type.startswith("TIMESTAMP"):
+        ts_expr = f"CAST({raw('timestamp')} AS TIMESTAMPTZ)::TIMESTAMP"
+    else:
+        # ISO 8601 with or without zone (UTC when none), or epoch seconds.
+        ts_expr = (f"coalesce(try_cast({ts} AS TIMESTAMPTZ), "
+                   f"CASE WHEN regexp_full_match({ts}, '[0-9]{{9,10}}(\\.[0-9]+)?') "
+                   f"THEN to_timestamp(CAST({ts} AS DOUBLE)) END)::TIMESTAMP")
     parts = [
-        f"{col('timestamp')} AS raw_timestamp",
-        f"try_cast({col('timestamp')} AS TIMESTAMPTZ)::TIMESTAMP AS ts",
-        f"nullif(trim({col('agent_id')}), '') AS agent_id",
-        f"nullif(trim({col('prompt_version')}), '') AS prompt_version",
-        f"nullif(trim({col('execution_id')}), '') AS execution_id",
-        f"lower(trim({col('status')})) AS status",
-        f"{col('error_type')} AS error_type",
-        f"{col('error_message')} AS error_message",
-        f"{col('model')} AS model",
+        f"{ts} AS raw_timestamp",
+        f"{ts_expr} AS ts",
+        f"nullif(trim({text('agent_id')}), '') AS agent_id",
+        f"nullif(trim({text('prompt_version')}), '') AS prompt_version",
+        f"nullif(trim({text('execution_id')}), '') AS execution_id",
+        f"lower(trim({text('status')})) AS status",
+        f"nullif(trim({text('error_type')}), '') AS error_type",
+        f"left({text('error_message')}, {MESSAGE_LIMIT}) AS error_message",
+        f"{src.id_hash()} AS h",
     ]
-    parts += [f"try_cast({col(n)} AS DOUBLE) AS {n}" for n in NUMERIC]
-    parts += [f"{col(n)} AS raw_{n}" for n in NUMERIC]
-    return f"SELECT {', '.join(parts)} FROM {src.relation}"
+    for n in NUMERIC:
+        if typed(n) or n not in src.columns:
+            parts.append(f"CAST({raw(n)} AS DOUBLE) AS {n}")
+            parts.append(f"CAST(NULL AS VARCHAR) AS raw_{n}")
+        else:
+            parts.append(f"try_cast({raw(n)} AS DOUBLE) AS {n}")
+            parts.append(f"{text(n)} AS raw_{n}")
+    filtered = f"(SELECT * FROM {src.relation} WHERE {where})" if where else src.relation
+    return f"SELECT {', '.join(parts)} FROM {filtered}"
 
 
-def _bad_reason_sql() -> str:
+def _bad_reason() -> str:
     statuses = ", ".join(f"'{s}'" for s in STATUSES)
     checks = [
         ("ts IS NULL", "unparseable timestamp"),
@@ -168,29 +245,48 @@ def _bad_reason_sql() -> str:
         ("latency_ms < 0", "negative latency_ms"),
         ("input_tokens < 0 OR output_tokens < 0", "negative token count"),
         ("cost_usd < 0", "negative cost_usd"),
+        ("isinf(latency_ms) OR isinf(cost_usd) OR isnan(latency_ms) OR isnan(cost_usd)",
+         "latency_ms or cost_usd is not finite"),
     ]
-    cases = " ".join(f"WHEN {cond} THEN '{reason}'" for cond, reason in checks)
-    return f"CASE {cases} ELSE NULL END"
+    return "CASE " + " ".join(f"WHEN {c} THEN '{r}'" for c, r in checks) + " ELSE NULL END"
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _template_sql(expr: str) -> str:
+def template_sql(expr: str) -> str:
     out = f"coalesce({expr}, '')"
-    for pattern, repl in _MASKS:
-        out = f"regexp_replace({out}, {_literal(pattern)}, {_literal(repl)}, 'g')"
-    return f"trim(regexp_replace({out}, '\\s+', ' ', 'g'))"
+    for pattern, repl in MASKS:
+        out = f"regexp_replace({out}, {_lit(pattern)}, {_lit(repl)}, 'g')"
+    return f"left(trim(regexp_replace({out}, '\\s+', ' ', 'g')), 300)"
 
 
-def connect(temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+def connect(temp_dir: Path | None = None, memory_limit: str = "1GB") -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone='UTC'")
-    con.execute("SET memory_limit='1GB'")
-    if temp_dir is not None:
-        con.execute(f"SET temp_directory='{str(temp_dir).replace(chr(39), chr(39) * 2)}'")
+    con.execute(f"SET memory_limit={_lit(memory_limit)}")
+    con.execute("SET enable_progress_bar=false")
+    con.execute("SET preserve_insertion_order=false")
+    spill = temp_dir if temp_dir is not None else Path(tempfile.gettempdir()) / "promptbot-duckdb"
+    con.execute(f"SET temp_directory={_lit(str(spill))}")
     return con
+
+
+def _csv_rejects(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Rows the CSV reader could not convert to the types it detected (counted once)."""
+    try:
+        rows = con.execute(
+            "SELECT column_name, error_type, count(*), min(csv_line) FROM reject_errors "
+            "WHERE scan_id = (SELECT min(scan_id) FROM reject_errors) GROUP BY ALL"
+        ).fetchall()
+    except duckdb.Error:
+        return {}, []
+    counts: dict[str, int] = {}
+    samples = []
+    for column, kind, n, line in rows:
+        reason = ("unparseable timestamp" if column == "timestamp"
+                  else f"{column} is not a number" if column in NUMERIC
+                  else f"malformed CSV row ({str(kind).lower()})")
+        counts[reason] = counts.get(reason, 0) + int(n)
+        samples.append({"reason": reason, "line": int(line) if line else None})
+    return counts, samples
 
 
 def ingest(
@@ -198,6 +294,7 @@ def ingest(
     mapping: dict[str, str] | None = None,
     window_days: int = 28,
     con: duckdb.DuckDBPyConnection | None = None,
+    progress: bool = False,
 ) -> MetricsSnapshot:
     mapping = dict(mapping or {})
     bad_targets = sorted(set(mapping.values()) - set(CANONICAL))
@@ -207,150 +304,185 @@ def ingest(
             fix=f"map your columns onto the canonical ones: {', '.join(CANONICAL)}",
         )
     con = con or connect()
+    if progress:
+        con.execute("SET enable_progress_bar=true")
+    skipped = tuple(f for f in files if _is_empty(f))
+    readable = [f for f in files if f not in skipped]
+    if not readable:
+        raise MetricsError("every metrics file is empty: " + ", ".join(files)[:300],
+                           fix="point --metrics at exports that contain rows")
     groups: dict[str, list[str]] = {}
-    for f in files:
+    for f in readable:
         groups.setdefault(_suffix(f), []).append(f)
     sources = [_source_for(con, fs, ext, mapping) for ext, fs in sorted(groups.items())]
     has_version = all("prompt_version" in s.columns for s in sources)
-    union = " UNION ALL BY NAME ".join(f"({_normalized_select(s)})" for s in sources)
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE raw AS SELECT *, {_bad_reason_sql()} AS bad "
-                    f"FROM ({union})")
+        return _aggregate(con, sources, readable, skipped, has_version, window_days)
     except duckdb.Error as exc:
         raise MetricsError(
-            f"metrics cannot be read: {str(exc).splitlines()[0][:300]}",
-            fix="check the files for truncated lines or mixed types in one column",
+            f"metrics cannot be read: {_first_line(exc)}",
+            fix="check the files for truncated lines or a column whose type changes between "
+            "files",
         ) from None
-    rows_read = _scalar(con, "SELECT count(*) FROM raw")
-    bad_rows = _scalar(con, "SELECT count(*) FROM raw WHERE bad IS NOT NULL")
-    bad_by_reason = {
-        str(r): int(n)
-        for r, n in con.execute(
-            "SELECT bad, count(*) FROM raw WHERE bad IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1"
-        ).fetchall()
-    }
-    bad_samples = [
-        {"reason": str(r[0]), "timestamp": r[1], "agent_id": r[2], "status": r[3]}
-        for r in con.execute(
-            "SELECT bad, raw_timestamp, agent_id, status FROM raw WHERE bad IS NOT NULL "
-            "ORDER BY bad, raw_timestamp LIMIT 5"
-        ).fetchall()
-    ]
-    # A re-sent execution (same id) counts once: the earliest row wins.
+
+
+def _union(parts: list[str]) -> str:
+    return " UNION ALL BY NAME ".join(f"({p})" for p in parts)
+
+
+def _aggregate(
+    con: duckdb.DuckDBPyConnection,
+    sources: list[_Source],
+    files: list[str],
+    skipped: tuple[str, ...],
+    has_version: bool,
+    window_days: int,
+) -> MetricsSnapshot:
+    # 1. Candidate duplicates: ids whose 64-bit hash occurs twice or more. Only the id
+    #    column is read; nothing else is converted.
+    ids = _union([f"SELECT {s.id_hash()} AS h FROM {s.relation}" for s in sources])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE dup AS SELECT h FROM ({ids}) "
+                "WHERE h IS NOT NULL GROUP BY h HAVING count(*) > 1")
+    csv_bad, csv_samples = _csv_rejects(con)
+    # 2. The few rows behind those hashes, normalized; among the good rows of one id
+    #    the earliest wins.
+    in_dup = "IN (SELECT h FROM dup)"
+    cand = _union([_normalized(s, f"{s.id_hash()} {in_dup}") for s in sources])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE cand AS SELECT *, {_bad_reason()} AS bad "
+                f"FROM ({cand})")
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE good AS SELECT * FROM raw WHERE bad IS NULL "
-        "QUALIFY execution_id IS NULL OR "
-        "row_number() OVER (PARTITION BY execution_id ORDER BY ts, status) = 1"
+        "CREATE OR REPLACE TEMP TABLE settled AS SELECT * FROM cand WHERE bad IS NOT NULL "
+        "UNION ALL SELECT * FROM cand WHERE bad IS NULL "
+        "QUALIFY row_number() OVER (PARTITION BY execution_id ORDER BY ts, status) = 1"
     )
-    rows_used = _scalar(con, "SELECT count(*) FROM good")
-    duplicates = rows_read - bad_rows - rows_used
-    newest_row = con.execute("SELECT max(ts), min(ts) FROM good").fetchone()
-    newest: datetime | None = newest_row[0] if newest_row else None
-    oldest: datetime | None = newest_row[1] if newest_row else None
-    buckets = [
-        Bucket(str(r[0]), r[1], r[2], int(r[3]), int(r[4]), int(r[5]))
+    candidates = _count(con, "SELECT count(*) FROM cand")
+    settled = _count(con, "SELECT count(*) FROM settled")
+    rest = _union([
+        _normalized(s, f"{s.id_hash()} IS NULL OR {s.id_hash()} NOT {in_dup}") for s in sources
+    ])
+    con.execute(f"CREATE OR REPLACE TEMP VIEW norm AS SELECT *, {_bad_reason()} AS bad "
+                f"FROM ({rest})")
+    # 3. Everything else: one GROUP BY for counts and sums (failures keep their message),
+    #    one for the histograms; DuckDB computes every aggregate for every grouping set,
+    #    so the histograms, which need only a count, get their own pass.
+    lat_bin = f"floor(ln(greatest(latency_ms, 1e-3)) * {BINS_PER_LN})"
+    cost_bin = f"floor(ln(greatest(cost_usd / {COST_UNIT}, 1e-3)) * {BINS_PER_LN})"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE agg AS
+        WITH r AS (
+            SELECT bad, agent_id AS a, prompt_version AS v, status AS s, ts,
+                   date_trunc('hour', ts) AS hr, date_trunc('day', ts) AS d,
+                   CASE WHEN latency_ms IS NOT NULL THEN {lat_bin} END AS lb,
+                   CASE WHEN cost_usd IS NOT NULL THEN {cost_bin} END AS cb,
+                   CASE WHEN status <> 'success' THEN coalesce(error_type, status) END AS e,
+                   CASE WHEN status <> 'success' THEN coalesce(error_message, '') END AS m,
+                   latency_ms, cost_usd, input_tokens, output_tokens, quality_score,
+                   raw_timestamp
+            FROM (SELECT * FROM norm UNION ALL BY NAME SELECT * FROM settled)
+        )
+        SELECT grouping(lb, cb) AS gid, bad, a, v, hr, d, lb, cb, s, e, m,
+               count(*) AS n,
+               count(latency_ms) AS lat_n,
+               sum(ln(greatest(latency_ms, 1e-3))) AS lat_log,
+               sum(ln(greatest(latency_ms, 1e-3)) ^ 2) AS lat_log2,
+               count(cost_usd) AS cost_n, sum(cost_usd) AS cost_sum,
+               count(input_tokens) AS tok_n,
+               sum(input_tokens) AS tin, sum(output_tokens) AS tout,
+               count(quality_score) AS q_n, sum(quality_score) AS q_sum,
+               min(ts) AS first, max(ts) AS last,
+               any_value(raw_timestamp) AS sample_ts
+        FROM r
+        GROUP BY GROUPING SETS ((bad, a, v, hr, s, e, m), (bad, a, v, d, lb), (bad, a, v, d, cb))
+        """
+    )
+    # grouping(lb, cb): 3 = the fine set (neither kept), 1 = latency bins, 2 = cost bins.
+    con.execute("CREATE OR REPLACE TEMP VIEW fine AS SELECT * FROM agg WHERE gid = 3")
+    histograms = [
+        HistBin(str(r[0]), r[1], r[2], str(r[3]), int(r[4]), int(r[5]))
         for r in con.execute(
-            "SELECT agent_id, prompt_version, date_trunc('hour', ts) AS hour, count(*), "
-            "count(*) FILTER (status = 'success'), count(*) FILTER (status = 'timeout') "
-            "FROM good GROUP BY ALL ORDER BY 1, 3, 2"
+            """SELECT a, v, d, 'latency', lb, n FROM agg
+               WHERE gid = 1 AND bad IS NULL AND lb IS NOT NULL
+               UNION ALL
+               SELECT a, v, d, 'cost', cb, n FROM agg
+               WHERE gid = 2 AND bad IS NULL AND cb IS NOT NULL
+               ORDER BY 1, 3, 4, 5"""
         ).fetchall()
     ]
-    versions = _version_stats(con, window_days) if newest is not None else []
+    totals = con.execute(
+        "SELECT coalesce(sum(n), 0), coalesce(sum(n) FILTER (bad IS NOT NULL), 0) FROM fine"
+    ).fetchone()
+    rows_seen, bad_rows = (int(totals[0]), int(totals[1])) if totals else (0, 0)
+    bad_by_reason: dict[str, int] = {}
+    bad_samples: list[dict[str, Any]] = []
+    for reason, n, ts, agent, status in con.execute(
+        "SELECT bad, sum(n), any_value(sample_ts), any_value(a), any_value(s) FROM fine "
+        "WHERE bad IS NOT NULL GROUP BY bad ORDER BY sum(n) DESC, bad"
+    ).fetchall():
+        bad_by_reason[str(reason)] = int(n)
+        bad_samples.append({"reason": str(reason), "timestamp": ts, "agent_id": agent,
+                            "status": status})
+    for reason, n in csv_bad.items():
+        bad_by_reason[reason] = bad_by_reason.get(reason, 0) + n
+    bad_rows += sum(csv_bad.values())
+    bad_samples += csv_samples[:5]
+    duplicates = candidates - settled
+    rows_used = rows_seen - (bad_rows - sum(csv_bad.values()))
+    buckets = [
+        Bucket(str(r[0]), r[1], r[2], int(r[3]), int(r[4]), int(r[5]), int(r[6]), int(r[7]),
+               float(r[8] or 0), float(r[9] or 0), int(r[10]), float(r[11] or 0),
+               float(r[12] or 0), float(r[13] or 0), int(r[14]), int(r[15]), float(r[16] or 0))
+        for r in con.execute(
+            """SELECT a, v, hr, sum(n), coalesce(sum(n) FILTER (s = 'success'), 0),
+                      coalesce(sum(n) FILTER (s = 'timeout'), 0),
+                      coalesce(sum(n) FILTER (s IN ('error', 'failure')), 0),
+                      sum(lat_n), sum(lat_log), sum(lat_log2), sum(cost_n), sum(cost_sum),
+                      sum(tin), sum(tout), sum(tok_n), sum(q_n), sum(q_sum)
+               FROM fine WHERE bad IS NULL GROUP BY a, v, hr ORDER BY a, hr, v"""
+        ).fetchall()
+    ]
+    # Mask each distinct message once, then add up per template and day.
+    error_days = [
+        ErrorDay(str(r[0]), r[1], r[2], str(r[3]), str(r[4]), str(r[5]), int(r[6]), r[7], r[8],
+                 str(r[9] or "")[:500])
+        for r in con.execute(
+            f"""
+            WITH e AS (
+                SELECT a, v, date_trunc('day', hr) AS d, s, e, m, n, first, last FROM fine
+                WHERE bad IS NULL AND s <> 'success'
+            ), t AS (
+                SELECT m, {template_sql('m')} AS template FROM (SELECT DISTINCT m FROM e)
+            )
+            SELECT a, v, d, s, e, t.template, sum(n), min(first), max(last),
+                   arg_min(e.m, first)
+            FROM e JOIN t ON e.m = t.m
+            GROUP BY a, v, d, s, e, t.template ORDER BY a, v, d, sum(n) DESC
+            """
+        ).fetchall()
+    ]
+    oldest = con.execute("SELECT min(first), max(last) FROM fine WHERE bad IS NULL").fetchone()
+    newest: datetime | None = oldest[1] if oldest else None
+    since = (newest - timedelta(days=window_days)) if newest else datetime.min
     return MetricsSnapshot(
         sources=tuple(files),
-        rows_read=rows_read,
+        rows_read=rows_seen + duplicates + sum(csv_bad.values()),
         rows_used=rows_used,
         duplicates=duplicates,
         bad_rows=bad_rows,
         bad_by_reason=bad_by_reason,
         bad_samples=tuple(bad_samples),
         has_version=has_version,
-        oldest=oldest,
+        oldest=oldest[0] if oldest else None,
         newest=newest,
         window_days=window_days,
-        versions=tuple(versions),
+        versions=tuple(version_stats(buckets, histograms, error_days, since)),
         buckets=tuple(buckets),
+        histograms=tuple(histograms),
+        error_days=tuple(error_days),
+        skipped_files=skipped,
     )
 
 
-def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     row = con.execute(sql).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
-
-
-def _version_stats(con: duckdb.DuckDBPyConnection, window_days: int) -> list[VersionStats]:
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE win AS SELECT * FROM good "
-        f"WHERE ts > (SELECT max(ts) FROM good) - INTERVAL {int(window_days)} DAY"
-    )
-    rows = con.execute(
-        """
-        SELECT agent_id, coalesce(prompt_version, '') AS v, count(*) AS n,
-               count(*) FILTER (status = 'success'),
-               count(*) FILTER (status = 'timeout'),
-               quantile_cont(latency_ms, 0.5), quantile_cont(latency_ms, 0.95),
-               avg(cost_usd), sum(cost_usd), avg(input_tokens), avg(output_tokens),
-               min(ts), max(ts), avg(quality_score)
-        FROM win GROUP BY 1, 2 ORDER BY 1, min(ts), 2
-        """
-    ).fetchall()
-    errors = _error_groups(con)
-    out: list[VersionStats] = []
-    for r in rows:
-        key = (str(r[0]), str(r[1]))
-        out.append(
-            VersionStats(
-                agent_id=key[0],
-                prompt_version=key[1] or None,
-                executions=int(r[2]),
-                successes=int(r[3]),
-                timeouts=int(r[4]),
-                latency_p50_ms=_f(r[5]),
-                latency_p95_ms=_f(r[6]),
-                cost_per_execution=_f(r[7]),
-                cost_total=_f(r[8]),
-                input_tokens_mean=_f(r[9]),
-                output_tokens_mean=_f(r[10]),
-                first_seen=r[11],
-                last_seen=r[12],
-                quality_mean=_f(r[13]),
-                top_errors=tuple(errors.get(key, [])),
-            )
-        )
-    return out
-
-
-def _error_groups(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], list[ErrorGroup]]:
-    sql = f"""
-        WITH f AS (
-            SELECT agent_id, coalesce(prompt_version, '') AS v, status,
-                   coalesce(nullif(trim(error_type), ''), status) AS etype,
-                   {_template_sql('error_message')} AS template, error_message, ts
-            FROM win WHERE status <> 'success'
-        ), g AS (
-            SELECT agent_id, v, etype, template, count(*) AS n, min(ts) AS first, max(ts) AS last,
-                   min(error_message) AS example,
-                   row_number() OVER (PARTITION BY agent_id, v ORDER BY count(*) DESC,
-                                      etype, template) AS rank
-            FROM f GROUP BY agent_id, v, etype, template
-        )
-        SELECT agent_id, v, etype, template, n, first, last, example FROM g
-        WHERE rank <= 5 ORDER BY agent_id, v, rank
-    """
-    out: dict[tuple[str, str], list[ErrorGroup]] = {}
-    for r in con.execute(sql).fetchall():
-        out.setdefault((str(r[0]), str(r[1])), []).append(
-            ErrorGroup(
-                error_type=str(r[2]),
-                template=str(r[3]),
-                count=int(r[4]),
-                first_seen=r[5],
-                last_seen=r[6],
-                example=str(r[7] or "")[:500],
-            )
-        )
-    return out
-
-
-def _f(value: Any) -> float | None:
-    return None if value is None else float(value)
