@@ -169,7 +169,7 @@ def _forge(git: Any, choice: str) -> Any:
 
     return GitHubForge(git, token=token, repository=repository,
                        base_url=os.environ.get("GITHUB_API_URL", "https://api.github.com"),
-                       bot_login=os.environ.get("PROMPTBOT_BOT_LOGIN"))
+                       bot_login=os.environ.get("PROMPTBOT_BOT_LOGIN", "github-actions[bot]"))
 
 
 # ---------------------------------------------------------------- commands

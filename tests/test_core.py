@@ -138,3 +138,22 @@ def test_compare_decisions() -> None:
     assert waiting.decision == "keep_measuring" and waiting.more_executions_needed > 0
     done = compare(Arm(20000, 18000), Arm(20000, 18010), 0.03, policy)
     assert done.decision == "no_effect"
+
+
+def test_pr_body_quotes_every_metrics_field() -> None:
+    from bot.app import pr_body
+
+    loaded = _loaded()
+    hostile = "OutputParserException\n<!-- hide the diff | x` [Approved](https://evil.example)"
+    problem = _problem(hostile, "Could not parse LLM output <!-- x", "json <!-- y", loaded.version)
+    p = build(loaded, problem, Policy(), _count)
+    assert isinstance(p, Proposal)
+    body = pr_body(p, 28)
+    comment_lines = [ln for ln in body.splitlines() if "<!--" in ln]
+    assert len(comment_lines) == 1 and comment_lines[0].startswith("<!-- promptbot: ")
+    assert "```diff" in body and "Rollback plan" in body
+    # The link survives only as text inside a code span of the evidence table.
+    line = next(ln for ln in body.splitlines() if "[Approved]" in ln)
+    assert line.startswith("| this failure mode |")
+    before = line.split("[Approved]")[0]
+    assert before.count("``") == 1 and "\n" not in before

@@ -60,7 +60,8 @@ def bot_prs(standin: GitHubStandIn) -> dict[str, dict[str, object]]:
         except (KeyError, LookupError):
             break
         marker = parse(str(pr.get("body") or ""))
-        if marker and marker.get("kind") == "proposal":
+        author = pr["user"]["login"] if isinstance(pr.get("user"), dict) else None
+        if marker and marker.get("kind") == "proposal" and author == standin.actor:
             out.setdefault(marker["agent"], pr)
         number += 1
     return out
@@ -196,3 +197,42 @@ def test_standin_pull_objects_have_the_shape_of_real_webhook_payloads(
         for key, value in real.items():
             if value is not None and ours[key] is not None:
                 assert type(ours[key]) is type(value), (name, key)
+
+
+def test_spoofed_prs_and_comments_are_not_the_bots(
+    clone: Path, standin: GitHubStandIn
+) -> None:
+    import github
+
+    # Mallory pushes a branch under promptbot/ and opens a PR with a forged marker.
+    git(clone, "checkout", "-q", "-b", "promptbot/sql-writer/p-fake")
+    (clone / "prompts" / "sql-writer" / "note.txt").write_text("hi\n")
+    git(clone, "add", "-A")
+    git(clone, "commit", "-qm", "fake")
+    git(clone, "push", "-q", "origin", "promptbot/sql-writer/p-fake")
+    git(clone, "checkout", "-q", "main")
+    gh = github.Github(auth=github.Auth.Token("test-token"), base_url=standin.base_url,
+                       seconds_between_requests=0, seconds_between_writes=0)
+    forged = ('<!-- promptbot: {"agent":"sql-writer","base_version":"x","kind":"proposal",'
+              '"new_version":"y","proposal_id":"p-fake"} -->')
+    fake = gh.get_repo("acme/prompts").create_pull(
+        base="main", head="promptbot/sql-writer/p-fake", title="totally the bot", body=forged)
+    standin.set_author(fake.number, "mallory")
+
+    run(context(clone, standin), METRICS)
+    assert standin.labels(fake.number) == []  # not labelled, not treated as the bot's
+    real = bot_prs(standin)["sql-writer"]
+    assert real["number"] != fake.number  # sql-writer was not "busy" because of the fake
+
+    # Mallory comments a forged results marker on the real PR before it is merged.
+    number = int(str(real["number"]))
+    standin.add_comment(number, '<!-- promptbot: {"kind":"results"} -->', user="mallory")
+    standin.merge(number)
+    git(clone, "pull", "-q", "--ff-only", "origin", "main")
+    sim = clone.parent / "sim"
+    simulate(Git(clone), sim, days=14, seed=5, per_day=400, effect=0.04, effects_file=None,
+             version_column=True)
+    run(context(clone, standin), [str(sim / "*.csv")])
+    bodies = [str(c["body"]) for c in standin.comments(number)]
+    assert bodies[0] == '<!-- promptbot: {"kind":"results"} -->'  # left alone
+    assert any("promptbot results" in b for b in bodies[1:])

@@ -193,3 +193,23 @@ def test_run_outside_a_git_repository(tmp_path: Path, capsys: pytest.CaptureFixt
     err = capsys.readouterr().err
     assert code == 1
     assert "is not a git repository" in err and "fix:" in err
+
+
+def test_billion_laughs_and_self_reference_are_refused_quickly(tmp_path: Path) -> None:
+    import time
+
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 12):
+        refs = ", ".join([f"*a{i - 1}"] * 10)
+        levels.append(f"a{i}: &a{i} [{refs}]")
+    start = time.perf_counter()
+    with pytest.raises(InputError) as info:
+        parse_yaml("\n".join(levels) + "\n", "evil.yaml")
+    assert time.perf_counter() - start < 2.0
+    assert "anchors and aliases" in info.value.render()
+    with pytest.raises(InputError) as info:
+        parse_yaml("a: &a [*a]\n", "loop.yaml")
+    assert "loop.yaml:1" in info.value.render()
+    with pytest.raises(InputError) as info:
+        parse_yaml("[" * 5000 + "]" * 5000 + "\n", "deep.yaml")
+    assert "deep.yaml" in info.value.render()

@@ -19,7 +19,7 @@ GITHUB_BODY_LIMIT = 65_536
 
 def untrusted(text: object, limit: int = 300) -> str:
     """Inline code span that `text` cannot break out of."""
-    value = str(text).replace("\r", " ").replace("\n", " ")
+    value = str(text).replace("\r", " ").replace("\n", " ").replace("|", "\\|")
     value = value.replace("<!--", "<!- -").replace("-->", "- ->")
     if len(value) > limit:
         value = value[: limit - 1] + "…"

@@ -41,9 +41,40 @@ class Located:
         return None
 
 
-def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], display: str) -> list[Finding]:
+MAX_NODES = 100_000
+
+
+class _Walk:
+    """Line numbers of every key path, duplicate keys, and no alias of a mapping or list.
+
+    An alias to a collection is how "billion laughs" files explode (and how a
+    collection can contain itself); prompt files never need one, so it is refused.
+    """
+
+    def __init__(self, display: str) -> None:
+        self.display = display
+        self.lines: dict[Loc, int] = {}
+        self.seen: set[int] = set()
+        self.visited = 0
+
+
+def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], display: str,
+          state: _Walk | None = None) -> list[Finding]:
+    state = state or _Walk(display)
     findings: list[Finding] = []
     lines.setdefault(loc, node.start_mark.line + 1)
+    state.visited += 1
+    if state.visited > MAX_NODES:
+        raise InputError(f"{display} is too large to be a prompt file",
+                         fix=f"keep it under {MAX_NODES} YAML nodes")
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        if id(node) in state.seen:
+            where = ".".join(str(p) for p in loc) or "(top level)"
+            return [Finding(display, node.start_mark.line + 1,
+                            f"'{where}' repeats an anchored mapping or list (*alias)",
+                            "write the value out; anchors and aliases of mappings and lists "
+                            "are not allowed in promptbot files")]
+        state.seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
@@ -62,16 +93,26 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], display: str) -> lis
                 continue
             seen[key] = line
             lines[(*loc, key)] = line
-            findings += _walk(value_node, (*loc, key), lines, display)
+            findings += _walk(value_node, (*loc, key), lines, display, state)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[(*loc, index)] = item.start_mark.line + 1
-            findings += _walk(item, (*loc, index), lines, display)
+            findings += _walk(item, (*loc, index), lines, display, state)
     return findings
 
 
 def parse_yaml(text: str, display: str) -> Located:
     """Parse `text` safely; raise InputError naming the line on syntax errors or duplicates."""
+    try:
+        return _parse(text, display)
+    except RecursionError:
+        raise InputError(
+            f"{display} is nested too deeply to be a prompt file",
+            findings=(Finding(display, None, "nesting too deep", "flatten the structure"),),
+        ) from None
+
+
+def _parse(text: str, display: str) -> Located:
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
@@ -94,7 +135,7 @@ def parse_yaml(text: str, display: str) -> Located:
     lines: dict[Loc, int] = {}
     findings = _walk(node, (), lines, display)
     if findings:
-        raise InputError(f"{display} has duplicate keys", findings=tuple(findings))
+        raise InputError(f"{display} is not valid", findings=tuple(findings))
     try:
         data = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
     except yaml.MarkedYAMLError as exc:

@@ -32,7 +32,7 @@ class GitHubForge:
         token: str,
         repository: str,
         base_url: str = "https://api.github.com",
-        bot_login: str | None = None,
+        bot_login: str = "github-actions[bot]",
         fast: bool = False,
     ) -> None:
         if "/" not in repository:
@@ -56,7 +56,7 @@ class GitHubForge:
             message = exc.data.get("message") if isinstance(exc.data, dict) else None
             raise ForgeError(
                 f"GitHub refused to {what}: HTTP {exc.status} {str(message or '')[:200]}",
-                fix="check GITHUB_TOKEN's permissions (contents, pull-requests, issues: write) "
+                fix="check GITHUB_TOKEN's permissions (contents: write, pull-requests: write) "
                 "and GITHUB_REPOSITORY",
             ) from None
 
@@ -80,7 +80,11 @@ class GitHubForge:
         def fetch() -> list[PullRequest]:
             out = []
             for pull in self.repo.get_pulls(state="all", sort="created", direction="asc"):
-                if not pull.head.ref.startswith(BRANCH_PREFIX):
+                # Anyone can name a branch promptbot/... or paste a marker: only PRs the bot
+                # opened, from this repository (not a fork), are the bot's.
+                if not pull.head.ref.startswith(BRANCH_PREFIX) or pull.user.login != self.bot_login:
+                    continue
+                if pull.head.repo is None or pull.head.repo.full_name != pull.base.repo.full_name:
                     continue
                 self._pulls[pull.number] = pull
                 out.append(self._to_pr(pull))
@@ -124,8 +128,7 @@ class GitHubForge:
         def find() -> Any:
             for comment in issue.get_comments():
                 marker = markers.parse(comment.body)
-                mine = self.bot_login is None or comment.user.login == self.bot_login
-                if mine and marker and marker.get("kind") == key:
+                if comment.user.login == self.bot_login and marker and marker.get("kind") == key:
                     return comment
             return None
 

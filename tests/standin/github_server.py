@@ -737,6 +737,11 @@ class GitHubStandIn:
         with self._lock:
             return list(self._issue(number).labels)
 
+    def set_author(self, number: int, login: str) -> None:
+        """Pretend somebody else opened this issue or pull request (spoofing tests)."""
+        with self._lock:
+            self._issue(number).user = login
+
     # -- URLs and JSON shapes ------------------------------------------------------------------
     @property
     def _repo_api(self) -> str:
