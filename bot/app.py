@@ -37,6 +37,7 @@ from bot.core.results import (
     PROPOSED,
     REJECTED,
     ROLLED_BACK,
+    SUPERSEDED,
     Deployment,
     Result,
     labels_for,
@@ -66,6 +67,7 @@ class RunReport:
     errors: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     analysis: dict[str, Any] = field(default_factory=dict)
+    superseded: set[int] = field(default_factory=set)  # PRs this run closed as out of date
 
     def to_json(self) -> dict[str, Any]:
         return {"actions": self.actions, "errors": self.errors, "skipped": self.skipped}
@@ -171,19 +173,38 @@ def version_at(ctx: Context, sha: str, path: str) -> str | None:
 
 
 def deployment(ctx: Context, state: RepoState, base: str, t: Tracked) -> Deployment:
+    """What git says about a merged proposal: versions as merged, when each was live."""
     pr = t.pr
     assert pr.merge_sha is not None and pr.merged_at is not None
     path = f"prompts/{t.agent}/agent.yaml"
     loaded = state.agents.get(t.agent)
+    parents = ctx.git.parents(pr.merge_sha)
+    # The versions really merged, not what the marker promised: a person may have
+    # pushed to the branch, or the base may have moved before the merge.
+    base_version = (version_at(ctx, parents[0], path) if parents else None) \
+        or t.marker.get("base_version", "")
+    new_version = version_at(ctx, pr.merge_sha, path) or t.marker.get("new_version", "")
+    history = [(sha, version_at(ctx, sha, path))
+               for sha in ctx.git.first_parent_log(f"refs/heads/{base}", path)]
+    shas = [sha for sha, _ in history]
+    base_since = until = None
     reverted_at, revert_sha = None, None
-    log = ctx.git.first_parent_log(f"refs/heads/{base}", path)
-    if pr.merge_sha in log:
-        for sha in log[log.index(pr.merge_sha) + 1:]:
-            if version_at(ctx, sha, path) == t.marker.get("base_version"):
-                reverted_at, revert_sha = ctx.git.commit_time(sha), sha
+    if pr.merge_sha in shas:
+        at = shas.index(pr.merge_sha)
+        start = at
+        while start > 0 and history[start - 1][1] == base_version:
+            start -= 1
+        if start > 0:  # an older version ran before: the base side starts at this commit
+            base_since = ctx.git.commit_time(history[start][0])
+        for sha, version in history[at + 1:]:
+            if version != new_version:
+                until = ctx.git.commit_time(sha)
+                if version == base_version:
+                    reverted_at, revert_sha = until, sha
                 break
     expected = 0.0
-    record = ctx.git.read(f"refs/heads/{base}", f"prompts/{t.agent}/proposals/{t.proposal_id}.yaml")
+    # Read the pre-registration as merged: a revert deletes it from the base branch.
+    record = ctx.git.read(pr.merge_sha, f"prompts/{t.agent}/proposals/{t.proposal_id}.yaml")
     if record:
         try:
             data = yaml.safe_load(record)
@@ -193,14 +214,16 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked) -> Deploym
     return Deployment(
         proposal_id=t.proposal_id,
         agent_id=t.agent,
-        base_version=t.marker.get("base_version", ""),
-        new_version=t.marker.get("new_version", ""),
+        base_version=base_version,
+        new_version=new_version,
         merged_at=pr.merged_at,
         merge_sha=pr.merge_sha,
         current_version=loaded.version if loaded else None,
         reverted_at=reverted_at,
         revert_sha=revert_sha,
         expected_delta=expected,
+        base_since=base_since,
+        new_until=until,
     )
 
 
@@ -232,9 +255,14 @@ def measure_all(
             continue
         try:
             if t.pr.state == "closed":
-                ensure_labels(ctx, t.pr, labels_for(prefix, REJECTED), report, dry_run)
+                closed = SUPERSEDED if t.marker.get("state") == SUPERSEDED else REJECTED
+                ensure_labels(ctx, t.pr, labels_for(prefix, closed), report, dry_run)
                 continue
             if t.pr.state == "open":
+                loaded = state.agents.get(t.agent)
+                if loaded is not None and loaded.version != t.marker.get("base_version"):
+                    supersede(ctx, base, t, loaded.version, prefix, report, dry_run)
+                    continue
                 ensure_labels(ctx, t.pr, labels_for(prefix, PROPOSED), report, dry_run)
                 continue
             result = measure(deployment(ctx, state, base, t), snapshot, state.policy.measure)
@@ -265,6 +293,48 @@ def measure_all(
         except PromptbotError as exc:
             report.errors.append(f"results not recorded (the next run retries): {exc.render()}")
     return results
+
+
+def supersede(
+    ctx: Context, base: str, t: Tracked, current: str, prefix: str, report: RunReport,
+    dry_run: bool,
+) -> None:
+    """The agent changed on the base branch: this proposal no longer applies.
+
+    Closed (and proposed again from the new version by this same run) unless a person
+    pushed to its branch; their work is never thrown away, the PR stays open.
+    """
+    branch = t.pr.branch
+    if ctx.forge.name == "github":
+        ctx.git.fetch(branch)
+        tip = ctx.git.sha(f"refs/remotes/origin/{branch}")
+    else:
+        tip = ctx.git.sha(f"refs/heads/{branch}")
+    touched = tip is not None and ctx.git.touched_by_people(f"refs/heads/{base}", tip)
+    if touched:
+        note = (f"`{t.agent}` changed on `{base}` (now version `{current}`); this proposal "
+                f"was made for `{t.marker.get('base_version')}`. Someone pushed to this "
+                "branch, so promptbot leaves it open for them; rebase it or close it.")
+    else:
+        note = (f"Superseded: `{t.agent}` changed on `{base}` (now version `{current}`); "
+                f"this proposal was made for `{t.marker.get('base_version')}`. promptbot "
+                "closes it and proposes again from the new version.")
+    body = markers.attach(note, {"kind": "superseded", "proposal_id": t.proposal_id})
+    report.actions.append(f"#{t.pr.number} {t.agent}: "
+                          + ("base changed; left open (a person pushed to it)" if touched
+                             else "superseded by a change on the base branch; closed"))
+    if not touched:
+        report.superseded.add(t.pr.number)
+    if dry_run:
+        return
+    ctx.forge.upsert_comment(t.pr.number, "superseded", body)
+    if touched:
+        return
+    marker = {**{k: v for k, v in t.marker.items() if k != "body_hash"}, "state": SUPERSEDED}
+    visible = t.pr.body.split("<!-- promptbot:")[0]
+    ctx.forge.update_pr(t.pr.number, title=t.pr.title, body=markers.attach(visible, marker))
+    ctx.forge.close_pr(t.pr.number)
+    ensure_labels(ctx, t.pr, labels_for(prefix, SUPERSEDED), report, dry_run)
 
 
 def is_final(recorded: str | None, state: str) -> bool:
@@ -355,7 +425,8 @@ def propose_all(
 ) -> None:
     policy = state.policy
     by_id = {t.proposal_id: t for t in prs if t.kind == "proposal"}
-    busy = {t.agent for t in prs if t.kind == "proposal" and t.pr.state == "open"}
+    busy = {t.agent for t in prs if t.kind in ("proposal", "rollback") and t.pr.state == "open"
+            and t.pr.number not in report.superseded}
     busy |= {r.agent_id for r in results.values() if r.state == MEASURING}
     opened = 0
     for agent_id, loaded in sorted(state.agents.items()):
@@ -367,6 +438,8 @@ def propose_all(
             for problem in problems:
                 pid = proposal_id(agent_id, loaded.version, problem.signature)
                 existing = by_id.get(pid)
+                if existing is not None and existing.marker.get("state") == SUPERSEDED:
+                    existing = None  # the agent is back on that version: propose it again
                 if existing is not None and existing.pr.state != "open":
                     word = "rejected" if existing.pr.state == "closed" else "already merged"
                     report.skipped.append(f"{agent_id}: proposal {pid} {word} "

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import Cli, git, snapshot_state
 
 from bot.core.markers import parse
@@ -254,3 +255,98 @@ def test_a_decided_result_is_not_rewritten_by_later_traffic(cli: Cli, repo: Path
     assert path.read_text() == decided
     assert git(repo, "log", "--format=%s", f"{head}..main", "--",
                "prompts/support-triage/results") == ""
+
+
+def _change_on_main(repo: Path, agent: str, old: str, new: str) -> None:
+    path = repo / f"prompts/{agent}/agent.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    git(repo, "commit", "-qam", f"person edits {agent}")
+
+
+def test_stale_proposal_is_superseded_and_proposed_again(cli: Cli, repo: Path) -> None:
+    assert cli("run")[0] == 0
+    old = _by_agent(cli, "meeting-summarizer")
+    _change_on_main(repo, "meeting-summarizer", "temperature: 0.3", "temperature: 0.25")
+    code, out, _ = cli("run")
+    assert code == 0
+    prs = [p for p in _prs(cli) if p["agent"] == "meeting-summarizer"]
+    closed = next(p for p in prs if p["number"] == old["number"])
+    assert closed["state"] == "closed" and "promptbot:superseded" in closed["labels"]
+    # The shipped export has no traffic of the new version yet: nothing to propose.
+    assert [p for p in prs if p["state"] == "open"] == []
+    code, shown, _ = cli("pr", "show", str(old["number"]))
+    assert "Superseded" in shown
+    before = snapshot_state(repo)
+    assert cli("run")[0] == 0
+    assert snapshot_state(repo) == before
+    # With traffic of the new version, the bot proposes again, from the new version.
+    cli("simulate", "--out", str(repo / "sim"))
+    assert cli("run", "--metrics", str(repo / "sim" / "*.csv"))[0] == 0
+    fresh = [p for p in _prs(cli) if p["agent"] == "meeting-summarizer" and p["state"] == "open"]
+    assert len(fresh) == 1 and fresh[0]["proposal_id"] != old["proposal_id"]
+
+
+def test_a_branch_a_person_pushed_to_is_never_closed(cli: Cli, repo: Path) -> None:
+    assert cli("run")[0] == 0
+    pr = _by_agent(cli, "sql-writer")
+    git(repo, "checkout", "-q", pr["branch"])
+    (repo / "prompts/sql-writer/NOTES.md").write_text("reviewer's tweak\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "reviewer tweak")
+    tip = git(repo, "rev-parse", "HEAD")
+    git(repo, "checkout", "-q", "main")
+    _change_on_main(repo, "sql-writer", "max_tokens: 2048", "max_tokens: 2000")
+    code, out, _ = cli("run")
+    assert code == 0
+    assert "left open (a person pushed to it)" in out
+    same = next(p for p in _prs(cli) if p["number"] == pr["number"])
+    assert same["state"] == "open"
+    assert git(repo, "rev-parse", pr["branch"]) == tip
+    assert len([p for p in _prs(cli) if p["agent"] == "sql-writer"]) == 1  # still busy
+
+
+def test_results_keep_the_estimate_after_a_revert(cli: Cli, repo: Path) -> None:
+    assert cli("run")[0] == 0
+    pr = _by_agent(cli, "support-triage")
+    assert cli("pr", "merge", str(pr["number"]))[0] == 0
+    merge = git(repo, "rev-parse", "main")
+    record = yaml.safe_load(
+        (repo / f"prompts/support-triage/proposals/{pr['proposal_id']}.yaml").read_text())
+    expected = record["expected_effect"]["success_rate_delta"]
+    assert expected > 0
+    cli("simulate", "--out", str(repo / "sim"))
+    git(repo, "revert", "-m", "1", "--no-edit", merge)
+    assert cli("run", "--metrics", str(repo / "sim" / "*.csv"))[0] == 0
+    result = json.loads(
+        (repo / f"prompts/support-triage/results/{pr['proposal_id']}.json").read_text())
+    assert result["state"] == "rolled_back"
+    assert result["expected_delta"] == pytest.approx(expected)
+
+
+def test_deploy_time_attribution_is_bounded_by_the_next_deploy(cli: Cli, repo: Path) -> None:
+    import os
+    import subprocess
+    from datetime import UTC, datetime, timedelta
+
+    assert cli("run")[0] == 0
+    pr = _by_agent(cli, "support-triage")
+    assert cli("pr", "merge", str(pr["number"]))[0] == 0
+    # A person changes the agent again a week after the deploy.
+    path = repo / "prompts/support-triage/agent.yaml"
+    path.write_text(path.read_text().replace("temperature: 0.2", "temperature: 0.1", 1))
+    later = (datetime.now(UTC) + timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    env = {**os.environ, "GIT_AUTHOR_DATE": later, "GIT_COMMITTER_DATE": later}
+    subprocess.run(["git", "commit", "-qam", "person tunes temperature"], cwd=repo, env=env,
+                   check=True)
+    # True rates: base and the proposal's version equal; the person's version is +6 pts.
+    cli("simulate", "--out", str(repo / "sim"), "--no-version-column", "--effect", "0.06",
+        "--per-day", "600")
+    assert cli("run", "--metrics", str(repo / "sim" / "*.csv"))[0] == 0
+    result = json.loads(
+        (repo / f"prompts/support-triage/results/{pr['proposal_id']}.json").read_text())
+    new = result["comparison"]["new"]["executions"]
+    # Only the week the proposal's version was live counts, not the person's version after.
+    assert 600 * 7 * 0.8 < new < 600 * 7 * 1.1
+    assert result["comparison"]["decision"] != "success"

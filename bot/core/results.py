@@ -12,10 +12,10 @@ from bot.core.metrics import Bucket, MetricsSnapshot, jsonable
 from bot.core.model import MeasurePolicy
 from bot.core.stats import Arm, Comparison, compare
 
-PROPOSED, MEASURING, COMPLETED, ROLLED_BACK, REJECTED = (
-    "proposed", "measuring", "completed", "rolled_back", "rejected",
+PROPOSED, MEASURING, COMPLETED, ROLLED_BACK, REJECTED, SUPERSEDED = (
+    "proposed", "measuring", "completed", "rolled_back", "rejected", "superseded",
 )
-STATES = (PROPOSED, MEASURING, COMPLETED, ROLLED_BACK, REJECTED)
+STATES = (PROPOSED, MEASURING, COMPLETED, ROLLED_BACK, REJECTED, SUPERSEDED)
 
 
 def state_label(prefix: str, state: str) -> str:
@@ -40,6 +40,8 @@ class Deployment:
     reverted_at: datetime | None  # when the base version came back, if it did
     revert_sha: str | None
     expected_delta: float
+    base_since: datetime | None = None  # when the base version went live, if known
+    new_until: datetime | None = None  # when the new version stopped being live, if it did
 
 
 @dataclass(frozen=True)
@@ -76,12 +78,16 @@ def arms(dep: Deployment, snapshot: MetricsSnapshot) -> tuple[Arm, Arm, str, flo
         new = [b for b in mine if b.prompt_version == dep.new_version]
         how = "by prompt_version column"
     else:
-        # No version column: attribute by deploy time, dropping the hour of the
-        # deploy (and of the revert), when both versions may have served traffic.
-        start = dep.merged_at.replace(minute=0, second=0, microsecond=0)
-        end = dep.reverted_at.replace(minute=0, second=0, microsecond=0) if dep.reverted_at \
-            else None
-        base = [b for b in mine if b.hour < start]
+        # No version column: attribute by deploy time. Each side is bounded by the commits
+        # that put its version live and took it down, and the hours of those changes,
+        # when two versions may have served traffic, are dropped.
+        def hour(t: datetime) -> datetime:
+            return t.replace(minute=0, second=0, microsecond=0)
+
+        start = hour(dep.merged_at)
+        since = hour(dep.base_since) if dep.base_since else None
+        end = hour(dep.new_until) if dep.new_until else None
+        base = [b for b in mine if b.hour < start and (since is None or b.hour > since)]
         new = [b for b in mine if b.hour > start and (end is None or b.hour < end)]
         how = "by deploy time (merge commit time; the export has no prompt_version column)"
     hours = {b.hour for b in new}

@@ -98,6 +98,14 @@ class Git:
             return False
         return True
 
+    def touched_by_people(self, base: str, tip: str) -> bool:
+        """Whether any commit on `tip` that `base` lacks was authored by someone else."""
+        try:
+            emails = self.repo.git.log("--format=%ae", f"{base}..{tip}").split()
+        except git.GitCommandError:
+            return True  # unknown history: assume a person, never throw their work away
+        return any(email != BOT_EMAIL for email in emails)
+
     def dirty_paths(self, paths: list[str]) -> list[str]:
         out = self.repo.git.status("--porcelain", "--", *paths)
         return [line[3:] for line in out.splitlines() if line]

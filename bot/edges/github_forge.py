@@ -119,6 +119,9 @@ class GitHubForge:
     def update_pr(self, number: int, *, title: str, body: str) -> None:
         self._call("edit a pull request", self._pull(number).edit, title=title, body=body)
 
+    def close_pr(self, number: int) -> None:
+        self._call("close a pull request", self._pull(number).edit, state="closed")
+
     def set_labels(self, number: int, labels: list[str]) -> None:
         self._call("set labels", self._issue(number).edit, labels=labels)
 

@@ -145,6 +145,10 @@ class LocalForge:
             comments.append({"id": len(comments) + 1, "author": BOT_USER, "body": body})
             return "created"
 
+    def close_pr(self, number: int) -> None:
+        with self._locked() as data:
+            self._find(data, number)["state"] = "closed"
+
     def publish(self, branch: str, *, force: bool = False) -> None:
         """Branches already live in this repository."""
 
