@@ -136,3 +136,23 @@ def test_run_with_wrong_columns_changes_nothing(cli: Cli, repo: Path, tmp_path: 
 
 def test_example_export_exists() -> None:
     assert (PROJECT / "examples" / "metrics" / "executions.csv").stat().st_size > 100_000
+
+
+def test_a_far_future_row_does_not_move_the_window(tmp_path: Path) -> None:
+    rows = [(f"2026-11-{d:02d}T10:00:00Z", "a", "v1", f"e{d}-{i}", "success", 100, "", "")
+            for d in range(1, 29) for i in range(50)]
+    rows.append(("9999-12-31T23:59:59Z", "a", "v1", "far", "success", 100, "", ""))
+    snap = ingest([str(_write_csv(tmp_path / "m.csv", rows))], window_days=7)
+    assert snap.newest is not None and snap.newest.year == 2026
+    assert snap.bad_by_reason == {"timestamp far after the rest of the export": 1}
+    v1 = snap.version("a", "v1")
+    assert v1 is not None and v1.executions == 7 * 50
+
+
+def test_infinite_and_nan_numbers_are_bad_rows(tmp_path: Path) -> None:
+    rows = [("2026-11-01T10:00:00Z", "a", "v1", "e1", "success", "inf", "", ""),
+            ("2026-11-01T10:00:00Z", "a", "v1", "e2", "success", "nan", "", ""),
+            ("2026-11-01T10:00:00Z", "a", "v1", "e3", "success", "120", "", "")]
+    snap = ingest([str(_write_csv(tmp_path / "m.csv", rows))], window_days=30)
+    assert snap.bad_by_reason == {"a number is not finite (inf/nan)": 2}
+    assert snap.rows_used == 1

@@ -213,3 +213,22 @@ def test_billion_laughs_and_self_reference_are_refused_quickly(tmp_path: Path) -
     with pytest.raises(InputError) as info:
         parse_yaml("[" * 5000 + "]" * 5000 + "\n", "deep.yaml")
     assert "deep.yaml" in info.value.render()
+
+
+def test_template_tricks_that_build_names_at_render_time(cli: Cli, repo: Path) -> None:
+    path = repo / AGENT
+    tricks = '{{ ticket|attr("__class__") }}{{ ticket["__cl" ~ "ass__"] }}'
+    path.write_text(path.read_text().replace("{{ ticket.channel }}", tricks, 1))
+    code, out, _ = cli("check")
+    assert code == 1
+    assert "'__class__'" in out and "'__cl'" in out
+
+
+def test_templates_render_with_the_tests_inputs(cli: Cli, repo: Path) -> None:
+    path = repo / AGENT
+    # Iterating over a number fails at render time only, with the case's inputs.
+    path.write_text(path.read_text().replace(
+        "{{ ticket.channel }}", "{% for c in ticket.channel %}{{ c }}{% endfor %}{{ 1 / 0 }}", 1))
+    code, out, _ = cli("check")
+    assert code == 1
+    assert "fails on tests case" in out

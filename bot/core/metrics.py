@@ -154,6 +154,32 @@ class MetricsSnapshot:
         return None
 
 
+TAIL_GAP = timedelta(days=7)
+TAIL_SHARE = 0.001
+
+
+def isolated_tail(buckets: Iterable[Bucket]) -> datetime | None:
+    """The first hour of a far-future tail to ignore, if the export has one.
+
+    One row stamped 9999-12-31 must not move the analysis window past all real
+    traffic: hours separated from the rest by more than a week at the end of the
+    export, holding at most 0.1 % of the rows, are set aside (and reported).
+    """
+    per_hour: dict[datetime, int] = defaultdict(int)
+    for b in buckets:
+        per_hour[b.hour] += b.executions
+    hours = sorted(per_hour)
+    total = sum(per_hour.values())
+    tail = 0
+    for index in range(len(hours) - 1, 0, -1):
+        tail += per_hour[hours[index]]
+        if tail > max(1, total * TAIL_SHARE):
+            return None
+        if hours[index] - hours[index - 1] > TAIL_GAP:
+            return hours[index]
+    return None
+
+
 def quantile(bins: dict[int, int], q: float, unit: float = 1.0) -> float | None:
     total = sum(bins.values())
     if total == 0:
@@ -256,5 +282,5 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%dT%H:%M:%SZ")
     if isinstance(value, float):
-        return round(value, 6)
+        return round(value, 6) if math.isfinite(value) else None
     return value

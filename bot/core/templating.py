@@ -9,14 +9,16 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
-@lru_cache(maxsize=1)
-def sandbox() -> ImmutableSandboxedEnvironment:
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+@lru_cache(maxsize=2)
+def sandbox(strict: bool = True) -> ImmutableSandboxedEnvironment:
+    # Lenient mode renders a missing optional field as empty, as agent runtimes do.
+    return ImmutableSandboxedEnvironment(undefined=StrictUndefined if strict else Undefined,
+                                         autoescape=False)
 
 
 def compile_error(source: str) -> tuple[int, str] | None:
@@ -42,7 +44,12 @@ def unsafe_access(source: str) -> list[tuple[int, str]]:
         key = item.arg.value if isinstance(item.arg, nodes.Const) else None
         if isinstance(key, str) and key.startswith("_"):
             found.append((item.lineno, key))
-    return sorted(found)
+    # Names assembled at render time (`|attr("__class__")`, "__cl" ~ "ass__") cannot be
+    # resolved statically; a dunder fragment in any string constant is reason enough.
+    for const in tree.find_all(nodes.Const):
+        if isinstance(const.value, str) and "__" in const.value:
+            found.append((const.lineno, const.value))
+    return sorted(set(found))
 
 
 def variables(source: str) -> frozenset[str]:
@@ -54,12 +61,14 @@ class RenderError(ValueError):
     pass
 
 
-def render(source: str, context: dict[str, Any]) -> str:
+def render(source: str, context: dict[str, Any], strict: bool = True) -> str:
     try:
-        return sandbox().from_string(source).render(**context)
+        return sandbox(strict).from_string(source).render(**context)
     except SecurityError as exc:
         raise RenderError(f"template tried an unsafe operation: {exc}") from None
     except UndefinedError as exc:
         raise RenderError(f"template variable missing: {exc.message}") from None
     except TemplateSyntaxError as exc:
         raise RenderError(f"template syntax: {exc.message}") from None
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise RenderError(f"template failed: {type(exc).__name__}: {str(exc)[:200]}") from None

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from bot.core.agentfile import parse_agent
 from bot.core.model import Policy, TestsFile
+from bot.core.templating import RenderError, render
 from bot.core.yamlparse import parse_yaml, validate_as
 from bot.errors import Finding, InputError
 
@@ -41,7 +42,9 @@ def check_file(root: Path, path: Path) -> list[Finding]:
         return [Finding(display, None, "is not UTF-8 text", "save it as UTF-8")]
     try:
         if path.name == "agent.yaml":
-            parse_agent(text, display, folder_id=path.parent.name)
+            loaded = parse_agent(text, display, folder_id=path.parent.name)
+            return _render_with_tests(root, path, loaded.agent.prompts.user_template, display,
+                                      loaded.located.line_of(("prompts", "user_template")))
         elif path.name == "tests.yaml":
             validate_as(TestsFile, parse_yaml(text, display))
         elif path.name == "promptbot.yaml" and path.parent.name == "policies":
@@ -51,6 +54,29 @@ def check_file(root: Path, path: Path) -> list[Finding]:
     except InputError as exc:
         return list(exc.findings) or [Finding(display, None, exc.message, exc.fix)]
     return []
+
+
+def _render_with_tests(
+    root: Path, agent: Path, template: str, display: str, line: int | None
+) -> list[Finding]:
+    """Render the user template in the sandbox with the inputs of every tests.yaml case."""
+    tests = agent.parent / "tests.yaml"
+    if not tests.exists():
+        return []
+    try:
+        cases = validate_as(TestsFile, parse_yaml(tests.read_text(encoding="utf-8"),
+                                                  _display(root, tests))).cases
+    except (InputError, UnicodeDecodeError):
+        return []  # tests.yaml gets its own findings when it is checked
+    findings = []
+    for case in cases:
+        try:
+            render(template, case.inputs, strict=False)
+        except RenderError as exc:
+            findings.append(Finding(
+                display, line, f"prompts.user_template fails on tests case '{case.name}': {exc}",
+                "give the case every variable the template uses, or fix the template"))
+    return findings
 
 
 def check_paths(root: Path, paths: list[Path]) -> list[Finding]:

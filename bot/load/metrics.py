@@ -30,6 +30,7 @@ from bot.core.metrics import (
     ErrorDay,
     HistBin,
     MetricsSnapshot,
+    isolated_tail,
     version_stats,
 )
 from bot.errors import MetricsError
@@ -245,8 +246,7 @@ def _bad_reason() -> str:
         ("latency_ms < 0", "negative latency_ms"),
         ("input_tokens < 0 OR output_tokens < 0", "negative token count"),
         ("cost_usd < 0", "negative cost_usd"),
-        ("isinf(latency_ms) OR isinf(cost_usd) OR isnan(latency_ms) OR isnan(cost_usd)",
-         "latency_ms or cost_usd is not finite"),
+        (" OR ".join(f"NOT isfinite({n})" for n in NUMERIC), "a number is not finite (inf/nan)"),
     ]
     return "CASE " + " ".join(f"WHEN {c} THEN '{r}'" for c, r in checks) + " ELSE NULL END"
 
@@ -460,9 +460,26 @@ def _aggregate(
             """
         ).fetchall()
     ]
-    oldest = con.execute("SELECT min(first), max(last) FROM fine WHERE bad IS NULL").fetchone()
+    cut = isolated_tail(buckets)
+    if cut is not None:
+        far = sum(b.executions for b in buckets if b.hour >= cut)
+        reason = "timestamp far after the rest of the export"
+        bad_by_reason[reason] = far
+        bad_samples.append({"reason": reason, "timestamp": cut.isoformat(), "agent_id": None,
+                            "status": None})
+        bad_rows += far
+        rows_used -= far
+        buckets = [b for b in buckets if b.hour < cut]
+        histograms = [h for h in histograms if h.day < cut]
+        error_days = [e for e in error_days if e.day < cut]
+    bound = f"AND hr < TIMESTAMP '{cut.isoformat(sep=' ')}'" if cut else ""
+    oldest = con.execute(
+        f"SELECT min(first), max(last) FROM fine WHERE bad IS NULL {bound}").fetchone()
     newest: datetime | None = oldest[1] if oldest else None
-    since = (newest - timedelta(days=window_days)) if newest else datetime.min
+    # The window is whole hours: the newest hour and the window_days * 24 - 1 before it
+    # (histograms and failure counts are daily and start at that day).
+    since = (newest.replace(minute=0, second=0, microsecond=0) - timedelta(days=window_days)
+             + timedelta(hours=1)) if newest else datetime.min
     return MetricsSnapshot(
         sources=tuple(files),
         rows_read=rows_seen + duplicates + sum(csv_bad.values()),
