@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -433,6 +434,11 @@ def propose_all(
         stats = current_stats(snapshot, agent_id, loaded.version)
         problems = failure_problems(stats, agent_id, loaded.version, policy.propose)
         if not problems:
+            continue
+        cooldown = timedelta(days=policy.propose.cooldown_days)
+        if stats and snapshot.newest and stats.first_seen > snapshot.newest - cooldown:
+            report.skipped.append(f"{agent_id}: version {loaded.version} is live for less than "
+                                  f"{policy.propose.cooldown_days:g} days (cooldown)")
             continue
         try:
             for problem in problems:

@@ -188,13 +188,13 @@ def _run(root: Path, args: argparse.Namespace) -> int:
         out(analysis_text(report.analysis).rstrip())
         out()
         verb = "would do" if args.dry_run else "did"
-        out(f"{verb}: " + ("nothing (everything is up to date)" if not report.actions else ""))
+        out(f"{verb}:" if report.actions else f"{verb}: nothing (everything is up to date)")
         for line in report.actions:
             out(f"  - {line}")
         for line in report.skipped:
             out(f"  skipped: {line}")
         for line in report.errors:
-            err(f"error: {line}")
+            err(line if line.startswith("error:") else f"error: {line}")
         if report.actions and not args.dry_run and ctx.forge.name == "local":
             out("\nnext: `promptbot pr list`, then `promptbot pr show N`")
     return 1 if report.errors else 0

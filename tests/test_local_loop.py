@@ -270,7 +270,7 @@ def test_stale_proposal_is_superseded_and_proposed_again(cli: Cli, repo: Path) -
     old = _by_agent(cli, "meeting-summarizer")
     _change_on_main(repo, "meeting-summarizer", "temperature: 0.3", "temperature: 0.25")
     code, out, _ = cli("run")
-    assert code == 0
+    assert code == 0 and "superseded by a change on the base branch; closed" in out
     prs = [p for p in _prs(cli) if p["agent"] == "meeting-summarizer"]
     closed = next(p for p in prs if p["number"] == old["number"])
     assert closed["state"] == "closed" and "promptbot:superseded" in closed["labels"]
@@ -350,3 +350,15 @@ def test_deploy_time_attribution_is_bounded_by_the_next_deploy(cli: Cli, repo: P
     # Only the week the proposal's version was live counts, not the person's version after.
     assert 600 * 7 * 0.8 < new < 600 * 7 * 1.1
     assert result["comparison"]["decision"] != "success"
+
+
+def test_cooldown_after_a_deploy(cli: Cli, repo: Path) -> None:
+    assert cli("run")[0] == 0
+    pr = _by_agent(cli, "support-triage")
+    assert cli("pr", "merge", str(pr["number"]))[0] == 0
+    # One day of plenty of traffic after the deploy: enough rows, not enough time.
+    cli("simulate", "--out", str(repo / "sim"), "--days", "1", "--per-day", "3000")
+    code, out, _ = cli("run", "--metrics", str(repo / "sim" / "*.csv"))
+    assert code == 0
+    assert "support-triage: version" in out and "(cooldown)" in out
+    assert not [p for p in _prs(cli) if p["agent"] == "support-triage" and p["state"] == "open"]

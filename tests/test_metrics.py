@@ -156,3 +156,25 @@ def test_infinite_and_nan_numbers_are_bad_rows(tmp_path: Path) -> None:
     snap = ingest([str(_write_csv(tmp_path / "m.csv", rows))], window_days=30)
     assert snap.bad_by_reason == {"a number is not finite (inf/nan)": 2}
     assert snap.rows_used == 1
+
+
+def test_malformed_csv_rows_are_counted_once_with_their_line(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    good = [f"2026-11-01T10:00:{i:02d}Z,a,v1,e{i},success,100,," for i in range(40)]
+    path.write_text(",".join(COLS) + "\n" + "\n".join(good[:20]) + "\n"
+                    + "2026-11-01T10:01:00Z,a,v1\n"  # too few fields
+                    + "\n".join(good[20:]) + "\n")
+    snap = ingest([str(path)], window_days=30)
+    assert snap.rows_used == 40
+    assert snap.bad_rows == 1 and snap.rows_read == 41
+    assert [s.get("line") for s in snap.bad_samples] == [22]
+
+
+def test_empty_files_are_skipped_and_reported(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    full = _write_csv(tmp_path / "m.csv", ROWS)
+    snap = ingest([str(empty), str(full)], window_days=3650)
+    assert snap.skipped_files == (str(empty),) and snap.rows_read == 9
+    with pytest.raises(MetricsError, match="every metrics file is empty"):
+        ingest([str(empty)])

@@ -93,6 +93,8 @@ class ProposePolicy(Strict):
     min_failure_count: int = Field(default=20, ge=1)
     # Prior share of the targeted failures an added instruction fixes.
     fix_rate_prior: float = Field(default=0.4, ge=0.0, le=1.0)
+    # Days a prompt version must have been live (in the data) before it gets a proposal.
+    cooldown_days: float = Field(default=3.0, ge=0.0, le=365.0)
 
 
 class MeasurePolicy(Strict):

@@ -50,7 +50,7 @@ def analysis(snapshot: MetricsSnapshot, current: dict[str, str]) -> dict[str, An
         agents[agent] = {
             "in_repository": agent in current,
             "current_version": version,
-            "health": health(stats),
+            "health": health(stats) if agent in current else "not in prompts/",
             "versions": [_version(v) for v in snapshot.for_agent(agent)],
         }
     data: dict[str, Any] = jsonable(
@@ -67,6 +67,7 @@ def analysis(snapshot: MetricsSnapshot, current: dict[str, str]) -> dict[str, An
                 "window_days": snapshot.window_days,
                 "data_from": snapshot.oldest,
                 "data_through": snapshot.newest,
+                "skipped_files": list(snapshot.skipped_files),
             },
             "agents": agents,
         }
@@ -80,22 +81,28 @@ def _num(value: float | None, fmt: str) -> str:
 
 def analysis_text(data: dict[str, Any]) -> str:
     src = data["input"]
+    span = (f"{src['data_from']} → {src['data_through']}, window {src['window_days']} days"
+            if src["data_through"] else "no usable rows")
     lines = [
         f"metrics: {src['rows_used']} executions used of {src['rows_read']} rows "
-        f"({src['duplicates_dropped']} duplicates, {src['bad_rows']} bad rows dropped), "
-        f"{src['data_from']} → {src['data_through']}, window {src['window_days']} days",
+        f"({src['duplicates_dropped']} duplicates, {src['bad_rows']} bad rows dropped), {span}",
     ]
+    for skipped in src.get("skipped_files", []):
+        lines.append(f"  skipped empty file: {skipped}")
     for reason, count in src["bad_rows_by_reason"].items():
         lines.append(f"  bad rows: {count} × {reason}")
     for agent, info in data["agents"].items():
-        marker = "" if info["in_repository"] else "  (not in prompts/: unknown agent)"
         lines.append("")
-        lines.append(f"{agent}  [{info['health']}]  current version {info['current_version']}"
-                     f"{marker}")
+        if info["in_repository"]:
+            lines.append(f"{agent}  [{info['health']}]  version on main: "
+                         f"{info['current_version']}")
+        else:
+            lines.append(f"{agent}  [unknown agent: in the metrics, not in prompts/]")
         lines.append(f"  {'version':<14}{'execs':>8}{'success':>9}{'p50 ms':>9}{'p95 ms':>9}"
                      f"{'$/exec':>10}")
         for v in info["versions"]:
-            star = "*" if v["prompt_version"] == info["current_version"] else " "
+            current = info["in_repository"] and v["prompt_version"] == info["current_version"]
+            star = "*" if current else " "
             lines.append(
                 f" {star}{v['prompt_version'] or '-'!s:<14}{v['executions']:>8}"
                 f"{v['success_rate'] * 100:>8.1f}%{_num(v['latency_p50_ms'], '.0f'):>9}"

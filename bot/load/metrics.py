@@ -163,6 +163,13 @@ def _source_for(
     # Each file is checked on its own so the error names the file that is wrong.
     for f in files:
         cols = {name for name, _ in _describe(con, _reader(ext, [f]), f)}
+        if len(cols) == 1 and any(sep in next(iter(cols)) for sep in ",;\t|"):
+            raise MetricsError(
+                f"{f}: the CSV layout could not be detected (the whole header reads as one "
+                "column)",
+                fix="check that every row has as many fields as the header and that quotes "
+                "are balanced",
+            )
         renamed = {mapping.get(c, c) for c in cols}
         missing = [c for c in REQUIRED if c not in renamed]
         if missing:
@@ -270,22 +277,27 @@ def connect(temp_dir: Path | None = None, memory_limit: str = "1GB") -> duckdb.D
 
 
 def _csv_rejects(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    """Rows the CSV reader could not convert to the types it detected (counted once)."""
+    """CSV rows the reader could not parse or convert to the types it detected.
+
+    A row is rejected by every scan that reads it; each (file, line) counts once.
+    """
     try:
         rows = con.execute(
-            "SELECT column_name, error_type, count(*), min(csv_line) FROM reject_errors "
-            "WHERE scan_id = (SELECT min(scan_id) FROM reject_errors) GROUP BY ALL"
+            """SELECT any_value(e.column_name), any_value(e.error_type), s.file_path, e.line
+               FROM reject_errors e JOIN reject_scans s USING (scan_id, file_id)
+               GROUP BY s.file_path, e.line ORDER BY s.file_path, e.line"""
         ).fetchall()
     except duckdb.Error:
         return {}, []
     counts: dict[str, int] = {}
-    samples = []
-    for column, kind, n, line in rows:
+    samples: list[dict[str, Any]] = []
+    for column, kind, path, line in rows:
         reason = ("unparseable timestamp" if column == "timestamp"
                   else f"{column} is not a number" if column in NUMERIC
                   else f"malformed CSV row ({str(kind).lower()})")
-        counts[reason] = counts.get(reason, 0) + int(n)
-        samples.append({"reason": reason, "line": int(line) if line else None})
+        counts[reason] = counts.get(reason, 0) + 1
+        if len(samples) < 5:
+            samples.append({"reason": reason, "file": path, "line": int(line) if line else None})
     return counts, samples
 
 
@@ -343,7 +355,6 @@ def _aggregate(
     ids = _union([f"SELECT {s.id_hash()} AS h FROM {s.relation}" for s in sources])
     con.execute(f"CREATE OR REPLACE TEMP TABLE dup AS SELECT h FROM ({ids}) "
                 "WHERE h IS NOT NULL GROUP BY h HAVING count(*) > 1")
-    csv_bad, csv_samples = _csv_rejects(con)
     # 2. The few rows behind those hashes, normalized; among the good rows of one id
     #    the earliest wins.
     in_dup = "IN (SELECT h FROM dup)"
@@ -409,6 +420,7 @@ def _aggregate(
                ORDER BY 1, 3, 4, 5"""
         ).fetchall()
     ]
+    csv_bad, csv_samples = _csv_rejects(con)
     totals = con.execute(
         "SELECT coalesce(sum(n), 0), coalesce(sum(n) FILTER (bad IS NOT NULL), 0) FROM fine"
     ).fetchone()

@@ -73,7 +73,14 @@ def write(sql: str, out_dir: Path, formats: list[str]) -> list[tuple[Path, int]]
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise UsageError(f"unknown format {unknown[0]!r}", fix="use csv, jsonl or parquet")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".promptbot-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write to {out_dir}: {exc.strerror or exc}",
+                         fix="pass --out a directory you can write to") from None
     con = connect(out_dir)
     written = []
     for fmt in formats:
