@@ -106,6 +106,12 @@ class MeasurePolicy(Strict):
     max_executions_per_arm: int = Field(default=20_000, ge=100)
     # Recommend a rollback when the success rate drops by more than this.
     rollback_threshold: float = Field(default=0.02, ge=0.0, le=1.0)
+    # Smallest success-rate change worth detecting when a proposal has no estimate.
+    min_detectable_effect: float = Field(default=0.02, gt=0.0, le=1.0)
+    # Guardrails: a win whose latency (geometric mean) or cost per execution is shown
+    # to be more than this much higher is not called a success.
+    latency_margin: float = Field(default=0.10, ge=0.0, le=10.0)
+    cost_margin: float = Field(default=0.10, ge=0.0, le=10.0)
 
 
 class ForgePolicy(Strict):

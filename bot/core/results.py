@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.core.metrics import Bucket, MetricsSnapshot, jsonable
 from bot.core.model import MeasurePolicy
-from bot.core.stats import Arm, Comparison, compare
+from bot.core.stats import Arm, Comparison, arm_of, compare, two_proportion
 
 PROPOSED, MEASURING, COMPLETED, ROLLED_BACK, REJECTED, SUPERSEDED = (
     "proposed", "measuring", "completed", "rolled_back", "rejected", "superseded",
@@ -60,48 +60,106 @@ class Result:
     days_needed: int | None
     merge_sha: str
     rolled_back_by: str | None
+    daily: tuple[tuple[str, float | None, float | None], ...] = ()
 
     def to_json(self) -> str:
         data: dict[str, Any] = jsonable(self)
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
-def _sum(buckets: list[Bucket]) -> Arm:
-    return Arm(sum(b.executions for b in buckets), sum(b.successes for b in buckets))
+def _hour(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
 
 
-def arms(dep: Deployment, snapshot: MetricsSnapshot) -> tuple[Arm, Arm, str, float]:
-    """(base, new, how attributed, executions/day of the new arm)."""
+@dataclass(frozen=True)
+class Arms:
+    base: Arm
+    new: Arm
+    how: str
+    per_day: float  # executions per day of the new arm
+    drift: str | None
+    daily: tuple[tuple[str, float | None, float | None], ...]  # (day, base rate, new rate)
+
+
+def _cost_bins(snapshot: MetricsSnapshot, agent: str, version: str | None,
+               lo: datetime, hi: datetime) -> dict[int, int]:
+    bins: dict[int, int] = {}
+    for h in snapshot.histograms:
+        if (h.metric == "cost" and h.agent_id == agent and lo <= h.day < hi
+                and (version is None or h.prompt_version == version)):
+            bins[h.index] = bins.get(h.index, 0) + h.count
+    return bins
+
+
+def _daily(buckets: list[Bucket]) -> dict[str, float]:
+    days: dict[str, list[int]] = {}
+    for b in buckets:
+        n_ok = days.setdefault(b.hour.strftime("%Y-%m-%d"), [0, 0])
+        n_ok[0] += b.executions
+        n_ok[1] += b.successes
+    return {d: ok / n for d, (n, ok) in days.items() if n}
+
+
+def arms(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -> Arms:
+    """The two arms, as adjacent windows of equal length around the deploy.
+
+    Before/after is not a randomized experiment: the base side is the stretch of
+    base-version traffic just before the deploy, as long as the new side has run,
+    and a placebo comparison of the two stretches before that tells whether the
+    baseline itself was moving (drift).
+    """
     mine = [b for b in snapshot.buckets if b.agent_id == dep.agent_id]
+    deploy = _hour(dep.merged_at)
     if snapshot.has_version:
-        base = [b for b in mine if b.prompt_version == dep.base_version]
-        new = [b for b in mine if b.prompt_version == dep.new_version]
+        base_all = [b for b in mine if b.prompt_version == dep.base_version and b.hour < deploy]
+        new = [b for b in mine if b.prompt_version == dep.new_version and b.hour >= deploy]
         how = "by prompt_version column"
+        base_v: str | None = dep.base_version
+        new_v: str | None = dep.new_version
     else:
         # No version column: attribute by deploy time. Each side is bounded by the commits
         # that put its version live and took it down, and the hours of those changes,
         # when two versions may have served traffic, are dropped.
-        def hour(t: datetime) -> datetime:
-            return t.replace(minute=0, second=0, microsecond=0)
-
-        start = hour(dep.merged_at)
-        since = hour(dep.base_since) if dep.base_since else None
-        end = hour(dep.new_until) if dep.new_until else None
-        base = [b for b in mine if b.hour < start and (since is None or b.hour > since)]
-        new = [b for b in mine if b.hour > start and (end is None or b.hour < end)]
+        since = _hour(dep.base_since) if dep.base_since else None
+        end = _hour(dep.new_until) if dep.new_until else None
+        base_all = [b for b in mine if b.hour < deploy and (since is None or b.hour > since)]
+        new = [b for b in mine if b.hour > deploy and (end is None or b.hour < end)]
         how = "by deploy time (merge commit time; the export has no prompt_version column)"
-    hours = {b.hour for b in new}
-    span_days = (
-        max((max(hours) - min(hours)) / timedelta(days=1), 1.0) if hours else 0.0
-    )
-    new_arm = _sum(new)
-    per_day = new_arm.executions / span_days if span_days else 0.0
-    return _sum(base), new_arm, how, per_day
+        base_v = new_v = None
+    if new:
+        length = max(b.hour for b in new) + timedelta(hours=1) - deploy
+        length = max(length, timedelta(hours=1))
+    else:
+        length = timedelta(0)
+    base = [b for b in base_all if b.hour >= deploy - length]
+    earlier = [b for b in base_all if deploy - 2 * length <= b.hour < deploy - length]
+    drift = None
+    a, c = arm_of(earlier), arm_of(base)
+    if min(a.executions, c.executions) >= policy.min_executions_per_arm:
+        delta, _, _, p = two_proportion(a, c, policy.alpha)
+        if p < policy.alpha:
+            drift = (f"the base version's success rate moved {delta * 100:+.1f} pts between the "
+                     f"two stretches before the deploy (placebo p = {p:.2g}): part of the "
+                     "measured change may be drift, not the prompt")
+    span_days = length / timedelta(days=1)
+    new_arm = arm_of(new, _cost_bins(snapshot, dep.agent_id, new_v, _day(deploy),
+                                     deploy + length + timedelta(days=1)))
+    base_arm = arm_of(base, _cost_bins(snapshot, dep.agent_id, base_v,
+                                       _day(deploy - length), deploy))
+    before, after = _daily(base), _daily(new)
+    daily = tuple((d, before.get(d), after.get(d)) for d in sorted(set(before) | set(after)))
+    per_day = new_arm.executions / max(span_days, 1 / 24) if span_days else 0.0
+    return Arms(base_arm, new_arm, how, per_day, drift, daily)
+
+
+def _day(t: datetime) -> datetime:
+    return t.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def measure(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -> Result:
-    base, new, how, per_day = arms(dep, snapshot)
-    comparison = compare(base, new, dep.expected_delta, policy)
+    sides = arms(dep, snapshot, policy)
+    base, new, how, per_day = sides.base, sides.new, sides.how, sides.per_day
+    comparison = compare(base, new, dep.expected_delta, policy, sides.drift)
     rolled_back = dep.current_version == dep.base_version and dep.reverted_at is not None
     decided = comparison.decision in ("success", "regression", "no_effect")
     state = ROLLED_BACK if rolled_back else COMPLETED if decided else MEASURING
@@ -143,4 +201,5 @@ def measure(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -
         days_needed=days,
         merge_sha=dep.merge_sha,
         rolled_back_by=dep.revert_sha if rolled_back else None,
+        daily=sides.daily,
     )

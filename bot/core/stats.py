@@ -1,24 +1,47 @@
-"""Before/after comparison of success rates (basic version).
+"""The decision after a deploy, from sufficient statistics of two arms.
 
-A two-proportion z-test with a fixed maximum sample: the decision is only taken
-once both arms reach the policy's minimum size, and "no effect" only once they
-reach the maximum, which bounds how often a daily look can cry wolf.
+The bot looks at every deployed change on every run, so every interval here is an
+always-valid confidence sequence (core/sequential.py): the chance that it ever
+excludes the truth stays below alpha however many days one looks.
+
+- success rate: difference of two proportions (unpooled variance);
+- latency: difference of mean log latency (Welch variance), reported as a ratio;
+  heavy right tails barely move a log mean;
+- cost: difference of mean cost per execution, each execution capped at the 99.9th
+  percentile of both arms (read from the cost histograms), so one runaway call
+  cannot decide; reported as a ratio of means.
+Latency and cost are guardrails: a success-rate win whose latency or cost is
+clearly worse than the policy's margin is not called a success.
+
+Decisions: success | regression | no_effect | keep_measuring | insufficient_data.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from scipy.stats import norm
 
+from bot.core.metrics import COST_UNIT, Bucket, bin_value
 from bot.core.model import MeasurePolicy
+from bot.core.sequential import (
+    Sequence,
+    executions_for,
+    mixing_variance,
+    sequence,
+)
 
 
 @dataclass(frozen=True)
 class Arm:
     executions: int
     successes: int
+    lat_n: int = 0
+    lat_log_sum: float = 0.0
+    lat_log_sumsq: float = 0.0
+    cost_bins: dict[int, int] = field(default_factory=dict, compare=False)
 
     @property
     def rate(self) -> float:
@@ -28,22 +51,55 @@ class Arm:
     def failures(self) -> int:
         return self.executions - self.successes
 
+    @property
+    def log_latency(self) -> tuple[float, float]:
+        """(mean, variance) of log latency."""
+        if self.lat_n < 2:
+            return 0.0, 0.0
+        mean = self.lat_log_sum / self.lat_n
+        var = max(self.lat_log_sumsq - self.lat_n * mean * mean, 0.0) / (self.lat_n - 1)
+        return mean, var
+
+
+def arm_of(buckets: Iterable[Bucket], cost_bins: dict[int, int] | None = None) -> Arm:
+    items = list(buckets)
+    return Arm(
+        executions=sum(b.executions for b in items),
+        successes=sum(b.successes for b in items),
+        lat_n=sum(b.latency_n for b in items),
+        lat_log_sum=sum(b.log_latency_sum for b in items),
+        lat_log_sumsq=sum(b.log_latency_sumsq for b in items),
+        cost_bins=dict(cost_bins or {}),
+    )
+
+
+@dataclass(frozen=True)
+class Guardrail:
+    metric: str  # "latency" | "cost"
+    ratio: float  # new / base (geometric mean for latency, capped mean for cost)
+    low: float
+    high: float
+    margin: float  # allowed relative increase
+    verdict: str  # "ok" (shown within margin) | "worse" (shown beyond margin) | "unclear"
+
 
 @dataclass(frozen=True)
 class Comparison:
     base: Arm
     new: Arm
     delta: float  # new - base success rate
-    ci_low: float
+    ci_low: float  # always-valid confidence sequence
     ci_high: float
-    p_value: float | None
+    p_value: float | None  # always-valid p-value
     decision: str  # success | regression | no_effect | keep_measuring | insufficient_data
     more_executions_needed: int  # per arm, 0 when decided
     reason: str
+    guardrails: tuple[Guardrail, ...] = ()
+    drift: str | None = None
 
 
 def two_proportion(base: Arm, new: Arm, alpha: float) -> tuple[float, float, float, float]:
-    """(delta, ci_low, ci_high, two-sided p) for new - base."""
+    """Fixed-horizon (delta, low, high, two-sided p): for the drift check, which looks once."""
     delta = new.rate - base.rate
     se = math.sqrt(
         base.rate * (1 - base.rate) / base.executions + new.rate * (1 - new.rate) / new.executions
@@ -56,7 +112,7 @@ def two_proportion(base: Arm, new: Arm, alpha: float) -> tuple[float, float, flo
 
 
 def sample_size(rate: float, delta: float, alpha: float, power: float = 0.8) -> int:
-    """Executions per arm to detect `delta` from `rate` (normal approximation)."""
+    """Fixed-horizon executions per arm to detect `delta` from `rate` (normal approximation)."""
     delta = abs(delta) or 0.01
     other = min(max(rate + delta, 1e-6), 1 - 1e-6)
     za, zb = float(norm.ppf(1 - alpha / 2)), float(norm.ppf(power))
@@ -64,29 +120,119 @@ def sample_size(rate: float, delta: float, alpha: float, power: float = 0.8) -> 
     return math.ceil((za + zb) ** 2 * var / delta**2)
 
 
-def compare(base: Arm, new: Arm, expected_delta: float, policy: MeasurePolicy) -> Comparison:
-    target = sample_size(base.rate if base.executions else 0.9, expected_delta, policy.alpha)
-    target = min(max(target, policy.min_executions_per_arm), policy.max_executions_per_arm)
-    short = max(0, target - min(base.executions, new.executions))
+def _unit_variance(rate: float) -> float:
+    rate = min(max(rate, 0.01), 0.99)
+    return 2 * rate * (1 - rate)
+
+
+def success_sequence(base: Arm, new: Arm, policy: MeasurePolicy, tau2: float) -> Sequence:
+    var = (base.rate * (1 - base.rate) / base.executions
+           + new.rate * (1 - new.rate) / new.executions)
+    # Rates of exactly 0 or 1 have no sampling variance; a floor keeps the interval finite.
+    return sequence(new.rate - base.rate, max(var, 1e-12), tau2, policy.alpha)
+
+
+def _capped_cost(arm: Arm, cap_bin: int) -> tuple[float, float, int]:
+    """(mean, variance, n) of cost per execution, each execution capped at `cap_bin`."""
+    n = sum(arm.cost_bins.values())
+    if n < 2:
+        return 0.0, 0.0, n
+    values = [(bin_value(min(b, cap_bin), COST_UNIT), c) for b, c in arm.cost_bins.items()]
+    mean = sum(v * c for v, c in values) / n
+    var = sum(c * (v - mean) ** 2 for v, c in values) / (n - 1)
+    return mean, var, n
+
+
+def _verdict(low: float, high: float, margin: float) -> str:
+    limit = math.log1p(margin)
+    if high <= limit:
+        return "ok"
+    if low > limit:
+        return "worse"
+    return "unclear"
+
+
+def guardrails(base: Arm, new: Arm, policy: MeasurePolicy) -> tuple[Guardrail, ...]:
+    out: list[Guardrail] = []
+    (mb, vb), (mn, vn) = base.log_latency, new.log_latency
+    if base.lat_n >= 2 and new.lat_n >= 2 and (vb > 0 or vn > 0):
+        var = vb / base.lat_n + vn / new.lat_n
+        horizon = (vb + vn) / policy.max_executions_per_arm
+        s = sequence(mn - mb, var, mixing_variance(max(horizon, 1e-12), policy.alpha),
+                     policy.alpha)
+        out.append(Guardrail("latency", math.exp(s.estimate), math.exp(s.low),
+                             math.exp(s.high), policy.latency_margin,
+                             _verdict(s.low, s.high, policy.latency_margin)))
+    both: dict[int, int] = {}
+    for bins in (base.cost_bins, new.cost_bins):
+        for b, c in bins.items():
+            both[b] = both.get(b, 0) + c
+    if sum(both.values()) >= 4:
+        total, seen, cap_bin = sum(both.values()), 0, max(both)
+        for b in sorted(both):
+            seen += both[b]
+            if seen >= 0.999 * total:
+                cap_bin = b
+                break
+        (cb, vcb, nb), (cn, vcn, nn) = _capped_cost(base, cap_bin), _capped_cost(new, cap_bin)
+        if nb >= 2 and nn >= 2 and cb > 0:
+            # Delta method on the log of the ratio of means.
+            var = vcb / (nb * cb * cb) + vcn / (nn * max(cn, 1e-12) ** 2)
+            horizon = (vcb / cb**2 + vcn / max(cn, 1e-12) ** 2) / policy.max_executions_per_arm
+            s = sequence(math.log(max(cn, 1e-12) / cb), max(var, 1e-18),
+                         mixing_variance(max(horizon, 1e-12), policy.alpha), policy.alpha)
+            out.append(Guardrail("cost", math.exp(s.estimate), math.exp(s.low),
+                                 math.exp(s.high), policy.cost_margin,
+                                 _verdict(s.low, s.high, policy.cost_margin)))
+    return tuple(out)
+
+
+def compare(
+    base: Arm,
+    new: Arm,
+    expected_delta: float,
+    policy: MeasurePolicy,
+    drift: str | None = None,
+) -> Comparison:
+    rate0 = base.rate if base.executions else 0.9
+    tau2 = mixing_variance(_unit_variance(rate0) / policy.max_executions_per_arm, policy.alpha)
+    target = abs(expected_delta) or policy.min_detectable_effect
+    need_total = executions_for(target, _unit_variance(rate0), tau2, policy.alpha)
+    need_total = min(max(need_total, policy.min_executions_per_arm),
+                     policy.max_executions_per_arm)
+    smaller = min(base.executions, new.executions)
     too_few = (
-        min(base.executions, new.executions) < policy.min_executions_per_arm
+        smaller < policy.min_executions_per_arm
         or (min(base.failures, new.failures) < policy.min_failures_per_arm
-        and min(base.executions, new.executions) < target)
+            and smaller < need_total)
     )
     if base.executions == 0 or new.executions == 0 or too_few:
-        need = max(short, policy.min_executions_per_arm - min(base.executions, new.executions))
+        need = max(need_total - smaller, policy.min_executions_per_arm - smaller, 1)
         delta = new.rate - base.rate if base.executions and new.executions else 0.0
-        return Comparison(base, new, delta, 0.0, 0.0, None, "insufficient_data", max(need, 1),
-                          "too few executions in one arm to compare")
-    delta, low, high, p = two_proportion(base, new, policy.alpha)
-    if p < policy.alpha and delta > 0:
-        return Comparison(base, new, delta, low, high, p, "success", 0,
-                          "success rate improved significantly")
-    if p < policy.alpha and delta < 0:
-        return Comparison(base, new, delta, low, high, p, "regression", 0,
-                          "success rate dropped significantly")
-    if short == 0:
-        return Comparison(base, new, delta, low, high, p, "no_effect", 0,
-                          "enough executions and no significant change")
-    return Comparison(base, new, delta, low, high, p, "keep_measuring", short,
-                      "no significant change yet")
+        return Comparison(base, new, delta, 0.0, 0.0, None, "insufficient_data", need,
+                          "too few executions (or failures) in one arm to compare", (), drift)
+    s = success_sequence(base, new, policy, tau2)
+    rails = guardrails(base, new, policy)
+    worse = [g for g in rails if g.verdict == "worse"]
+    if s.low > 0 and not worse:
+        return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "success", 0,
+                          "success rate improved (the always-valid interval excludes 0)",
+                          rails, drift)
+    if s.high < 0:
+        return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "regression", 0,
+                          "success rate dropped (the always-valid interval excludes 0)",
+                          rails, drift)
+    if worse:
+        names = " and ".join(f"{g.metric} ×{g.ratio:.2f}" for g in worse)
+        return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "regression", 0,
+                          f"guardrail breached: {names} beyond the allowed margin", rails, drift)
+    if smaller >= policy.max_executions_per_arm or (smaller >= need_total and (
+        s.high - s.low
+    ) / 2 <= target):
+        return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "no_effect", 0,
+                          "enough executions and no change the interval can tell from 0",
+                          rails, drift)
+    more = executions_for(target, _unit_variance(rate0), tau2, policy.alpha) - smaller
+    more = max(1, min(more, policy.max_executions_per_arm - smaller))
+    return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "keep_measuring", more,
+                      "no significant change yet", rails, drift)
