@@ -152,13 +152,19 @@ def _verdict(low: float, high: float, margin: float) -> str:
     return "unclear"
 
 
+def welch(base: Arm, new: Arm) -> tuple[float, float]:
+    """(difference of mean log latency, its Welch variance), from sums and sums of squares."""
+    (mb, vb), (mn, vn) = base.log_latency, new.log_latency
+    return mn - mb, vb / base.lat_n + vn / new.lat_n
+
+
 def guardrails(base: Arm, new: Arm, policy: MeasurePolicy) -> tuple[Guardrail, ...]:
     out: list[Guardrail] = []
-    (mb, vb), (mn, vn) = base.log_latency, new.log_latency
+    (_, vb), (_, vn) = base.log_latency, new.log_latency
     if base.lat_n >= 2 and new.lat_n >= 2 and (vb > 0 or vn > 0):
-        var = vb / base.lat_n + vn / new.lat_n
+        diff, var = welch(base, new)
         horizon = (vb + vn) / policy.max_executions_per_arm
-        s = sequence(mn - mb, var, mixing_variance(max(horizon, 1e-12), policy.alpha),
+        s = sequence(diff, var, mixing_variance(max(horizon, 1e-12), policy.alpha),
                      policy.alpha)
         out.append(Guardrail("latency", math.exp(s.estimate), math.exp(s.low),
                              math.exp(s.high), policy.latency_margin,

@@ -1,0 +1,102 @@
+"""Statistics against statsmodels / scipy references, and the decisions they lead to."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
+
+from bot.core.metrics import COST_UNIT, Bucket, bin_of
+from bot.core.model import MeasurePolicy
+from bot.core.stats import Arm, arm_of, compare, guardrails, sample_size, two_proportion, welch
+
+POLICY = MeasurePolicy()
+
+
+def test_two_proportion_matches_statsmodels() -> None:
+    base, new = Arm(4000, 3580), Arm(4200, 3860)
+    delta, low, high, p = two_proportion(base, new, 0.05)
+    _, p_ref = proportions_ztest([3860, 3580], [4200, 4000])
+    low_ref, high_ref = confint_proportions_2indep(3860, 4200, 3580, 4000, method="wald")
+    assert p == pytest.approx(p_ref, rel=1e-9)
+    assert (low, high) == pytest.approx((low_ref, high_ref), rel=1e-9)
+    assert delta == pytest.approx(3860 / 4200 - 3580 / 4000)
+
+
+def test_sample_size_matches_statsmodels_power() -> None:
+    from statsmodels.stats.power import NormalIndPower
+    from statsmodels.stats.proportion import proportion_effectsize
+
+    n = sample_size(0.90, 0.03, 0.05, power=0.8)
+    h = proportion_effectsize(0.93, 0.90)
+    n_ref = NormalIndPower().solve_power(effect_size=h, alpha=0.05, power=0.8)
+    assert n == pytest.approx(n_ref, rel=0.05)
+
+
+def _latency_arm(values: np.ndarray) -> Arm:
+    logs = np.log(values)
+    return Arm(len(values), len(values), len(values), float(logs.sum()),
+               float((logs**2).sum()))
+
+
+def test_welch_from_sufficient_statistics_matches_scipy() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.lognormal(7.5, 0.4, 3000)
+    b = rng.lognormal(7.55, 0.6, 2500)
+    diff, var = welch(_latency_arm(a), _latency_arm(b))
+    ref = sps.ttest_ind(np.log(b), np.log(a), equal_var=False)
+    assert diff / math.sqrt(var) == pytest.approx(ref.statistic, rel=1e-6)
+
+
+def test_latency_guardrail_blocks_a_win_that_is_much_slower() -> None:
+    rng = np.random.default_rng(4)
+    base = _latency_arm(rng.lognormal(7.5, 0.4, 8000))
+    slow = _latency_arm(rng.lognormal(7.5 + math.log(1.3), 0.4, 8000))
+    base = Arm(8000, 7200, base.lat_n, base.lat_log_sum, base.lat_log_sumsq)
+    slow = Arm(8000, 7600, slow.lat_n, slow.lat_log_sum, slow.lat_log_sumsq)
+    result = compare(base, slow, 0.03, POLICY)
+    assert result.decision == "regression"
+    assert "latency" in result.reason
+    rail = next(g for g in result.guardrails if g.metric == "latency")
+    assert rail.verdict == "worse" and rail.low > 1.1
+
+
+def _cost_bins(values: np.ndarray) -> dict[int, int]:
+    bins: dict[int, int] = {}
+    for v in values:
+        b = bin_of(float(v), COST_UNIT)
+        bins[b] = bins.get(b, 0) + 1
+    return bins
+
+
+def test_one_runaway_execution_does_not_decide_cost() -> None:
+    rng = np.random.default_rng(5)
+    base_costs = rng.lognormal(math.log(0.009), 0.3, 6000)
+    new_costs = rng.lognormal(math.log(0.009), 0.3, 6000)
+    new_costs[0] = 500.0  # one call that looped for an hour
+    base = Arm(6000, 5400, cost_bins=_cost_bins(base_costs))
+    new = Arm(6000, 5400, cost_bins=_cost_bins(new_costs))
+    rail = next(g for g in guardrails(base, new, POLICY) if g.metric == "cost")
+    assert rail.verdict != "worse"
+    assert 0.95 < rail.ratio < 1.05
+    # Uncapped, that one call would have moved the mean cost by over 90 %.
+    assert new_costs.mean() / base_costs.mean() > 1.9
+
+
+def test_arm_of_sums_buckets() -> None:
+    hour = datetime(2026, 11, 1)
+    buckets = [Bucket("a", "v", hour, 10, 9, 1, 0, 10, 70.0, 500.0),
+               Bucket("a", "v", hour, 5, 5, 0, 0, 5, 35.0, 250.0)]
+    arm = arm_of(buckets)
+    assert (arm.executions, arm.successes, arm.lat_n) == (15, 14, 15)
+    assert arm.log_latency[0] == pytest.approx(105.0 / 15)
+
+
+def test_insufficient_data_says_how_much_more() -> None:
+    result = compare(Arm(300, 270), Arm(280, 260), 0.03, POLICY)
+    assert result.decision == "insufficient_data"
+    assert result.more_executions_needed >= POLICY.min_executions_per_arm - 280
