@@ -47,7 +47,7 @@ from bot.core.results import (
 from bot.edges.forge import Forge, PullRequest
 from bot.edges.git import Git, GitTree
 from bot.errors import GitError, PromptbotError, UsageError
-from bot.load.metrics import ingest, resolve_sources
+from bot.load.metrics import ingest_with, resolve_sources
 from bot.load.repo import RepoState, load_repo
 
 RESULTS_BRANCH = "promptbot/results"
@@ -60,6 +60,7 @@ class Context:
     forge: Forge
     count_tokens: TokenCounter
     say: Callable[[str], None] = lambda _line: None
+    progress: bool = False  # a progress bar while reading large exports
 
 
 @dataclass
@@ -112,7 +113,7 @@ def base_tree(ctx: Context, policy_base: str | None = None) -> tuple[str, str, R
 def load_metrics(ctx: Context, policy: Policy, patterns: list[str] | None) -> MetricsSnapshot:
     files = resolve_sources(patterns or [policy.metrics.source], ctx.root)
     ctx.say(f"reading {len(files)} metrics file(s)")
-    return ingest(files, policy.metrics.columns, policy.metrics.window_days)
+    return ingest_with(files, policy.metrics, policy.pricing, progress=ctx.progress)
 
 
 def tracked_prs(ctx: Context) -> list[Tracked]:

@@ -142,7 +142,13 @@ def _context(root: Path, forge_choice: str, quiet: bool = False) -> Any:
     git = Git(root)
     forge = _forge(git, forge_choice)
     return Context(root=git.root, git=git, forge=forge, count_tokens=count_tokens,
-                   say=(lambda _l: None) if quiet else (lambda line: err(f"· {line}")))
+                   say=(lambda _l: None) if quiet else (lambda line: err(f"· {line}")),
+                   progress=_progress(quiet))
+
+
+def _progress(quiet: bool) -> bool:
+    """A progress bar only for a person at a terminal: never in CI, pipes or --json."""
+    return not quiet and sys.stderr.isatty() and not os.environ.get("CI")
 
 
 def _base_branch(root: Path) -> str:
@@ -215,13 +221,13 @@ def _check(root: Path, args: argparse.Namespace) -> int:
 
 def _analyze(root: Path, args: argparse.Namespace) -> int:
     from bot.core.report import analysis
-    from bot.load.metrics import ingest, resolve_sources
+    from bot.load.metrics import ingest_with, resolve_sources
     from bot.load.repo import WorkingTree, load_repo
 
     state = load_repo(WorkingTree(root))
     policy = state.policy
     files = resolve_sources(args.metrics or [policy.metrics.source], root)
-    snapshot = ingest(files, policy.metrics.columns, policy.metrics.window_days)
+    snapshot = ingest_with(files, policy.metrics, policy.pricing, progress=_progress(args.json))
     data = analysis(snapshot, {a: x.version for a, x in state.agents.items()})
     if args.json:
         out(json.dumps(data, indent=2))

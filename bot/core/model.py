@@ -82,6 +82,9 @@ class MetricsPolicy(Strict):
     columns: dict[str, str] = Field(default_factory=dict)
     # Days of data, counted back from the newest row, that the analysis looks at.
     window_days: int = Field(default=28, ge=1, le=3650)
+    # "otel": the files are flat OpenTelemetry GenAI span exports (see docs/METRICS.md).
+    # OTLP/JSON trace files are recognized by their content with either preset.
+    preset: Literal["canonical", "otel"] = "canonical"
 
 
 class ProposePolicy(Strict):

@@ -33,7 +33,9 @@ from bot.core.metrics import (
     isolated_tail,
     version_stats,
 )
+from bot.core.model import MetricsPolicy, PricingPolicy
 from bot.errors import MetricsError
+from bot.load import otel
 
 CANONICAL = (
     "timestamp", "agent_id", "prompt_version", "execution_id", "status", "latency_ms",
@@ -155,6 +157,32 @@ def _describe(
             "file; a CSV with another delimiter is detected automatically",
         ) from None
     return [(str(r[0]), str(r[1]).upper()) for r in rows]
+
+
+def _typed_source(con: duckdb.DuckDBPyConnection, relation: str, display: str) -> _Source:
+    """A source whose relation already yields canonical column names."""
+    described = _describe(con, relation, display)
+    return _Source(relation, {c: c for c, _ in described if c in CANONICAL},
+                   {c: t for c, t in described if c in CANONICAL})
+
+
+def _otel_source(
+    con: duckdb.DuckDBPyConnection, files: list[str], ext: str | None,
+    prices: tuple[float, float],
+) -> _Source:
+    display = ", ".join(files)
+    if ext is None:
+        return _typed_source(con, otel.otlp_relation(files, prices), display)
+    reader = _reader(ext, files)
+    columns = dict(_describe(con, reader, display))
+    relation = otel.flat_relation(reader, columns, prices)
+    if "make_timestamp(CAST((NULL)" in relation:
+        raise MetricsError(
+            f"{display}: no span start time column",
+            fix="the OpenTelemetry preset needs start_time (or startTimeUnixNano, "
+            f"start_time_unix_nano, timestamp); the file has: {', '.join(sorted(columns))}",
+        )
+    return _typed_source(con, relation, display)
 
 
 def _source_for(
@@ -307,7 +335,15 @@ def ingest(
     window_days: int = 28,
     con: duckdb.DuckDBPyConnection | None = None,
     progress: bool = False,
+    preset: str = "canonical",
+    prices: tuple[float, float] = (3.0, 15.0),
 ) -> MetricsSnapshot:
+    """Read `files` into sufficient statistics.
+
+    `preset` "otel" reads flat OpenTelemetry span exports; OTLP/JSON trace files are
+    recognized by their content whatever the preset. `prices` (USD per million input and
+    output tokens) give spans a cost, which OpenTelemetry does not record.
+    """
     mapping = dict(mapping or {})
     bad_targets = sorted(set(mapping.values()) - set(CANONICAL))
     if bad_targets:
@@ -323,10 +359,17 @@ def ingest(
     if not readable:
         raise MetricsError("every metrics file is empty: " + ", ".join(files)[:300],
                            fix="point --metrics at exports that contain rows")
+    otlp = [f for f in readable if otel.is_otlp_json(f)]
     groups: dict[str, list[str]] = {}
     for f in readable:
-        groups.setdefault(_suffix(f), []).append(f)
-    sources = [_source_for(con, fs, ext, mapping) for ext, fs in sorted(groups.items())]
+        if f not in otlp:
+            groups.setdefault(_suffix(f), []).append(f)
+    if preset == "otel":
+        sources = [_otel_source(con, fs, ext, prices) for ext, fs in sorted(groups.items())]
+    else:
+        sources = [_source_for(con, fs, ext, mapping) for ext, fs in sorted(groups.items())]
+    if otlp:
+        sources.append(_otel_source(con, otlp, None, prices))
     has_version = all("prompt_version" in s.columns for s in sources)
     try:
         return _aggregate(con, sources, readable, skipped, has_version, window_days)
@@ -336,6 +379,14 @@ def ingest(
             fix="check the files for truncated lines or a column whose type changes between "
             "files",
         ) from None
+
+
+def ingest_with(
+    files: Sequence[str], policy: MetricsPolicy, prices: PricingPolicy, progress: bool = False
+) -> MetricsSnapshot:
+    """`ingest` configured by the policy's metrics and pricing sections."""
+    return ingest(files, policy.columns, policy.window_days, progress=progress,
+                  preset=policy.preset, prices=(prices.input_per_mtok, prices.output_per_mtok))
 
 
 def _union(parts: list[str]) -> str:
@@ -492,6 +543,9 @@ def _aggregate(
     # (histograms and failure counts are daily and start at that day).
     since = (newest.replace(minute=0, second=0, microsecond=0) - timedelta(days=window_days)
              + timedelta(hours=1)) if newest else datetime.min
+    # A version column that is empty everywhere (or an OTel export without prompt.version)
+    # means attribution by deploy time.
+    has_version = has_version and any(b.prompt_version for b in buckets)
     return MetricsSnapshot(
         sources=tuple(files),
         rows_read=rows_seen + duplicates + sum(csv_bad.values()),
