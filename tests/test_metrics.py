@@ -178,3 +178,40 @@ def test_empty_files_are_skipped_and_reported(tmp_path: Path) -> None:
     assert snap.skipped_files == (str(empty),) and snap.rows_read == 9
     with pytest.raises(MetricsError, match="every metrics file is empty"):
         ingest([str(empty)])
+
+
+def test_pre_aggregated_daily_form(tmp_path: Path) -> None:
+    daily = tmp_path / "daily.csv"
+    rows = [("date", "agent_id", "prompt_version", "executions", "successes", "timeouts",
+             "latency_log_sum", "latency_n", "cost_sum")]
+    for day in range(1, 11):
+        rows.append((f"2026-11-{day:02d}", "a", "v1", 1000, 900, 20, 7.5 * 1000, 1000, 9.0))
+    rows.append(("2026-11-11", "a", "v1", 10, 20, 0, 0, 0, 0))  # more successes than runs
+    rows.append(("someday", "a", "v1", 10, 5, 0, 0, 0, 0))
+    with daily.open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    failures = tmp_path / "failures.csv"
+    with failures.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("date", "agent_id", "prompt_version", "error_type", "error_message",
+                         "count"))
+        for day in range(1, 11):
+            writer.writerow((f"2026-11-{day:02d}", "a", "v1", "ToolCallError",
+                             f"order 'ORD-{day}' not found", 60))
+    snap = ingest([str(daily), str(failures)], window_days=30)
+    v1 = snap.version("a", "v1")
+    assert v1 is not None
+    assert (v1.executions, v1.successes, v1.timeouts) == (10_000, 9_000, 200)
+    assert v1.cost_per_execution == pytest.approx(0.009)
+    assert v1.top_errors[0].count == 600
+    assert v1.top_errors[0].template == "order '<str>' not found"
+    assert snap.bad_by_reason == {"daily form: successes outside 0..executions": 1,
+                                  "daily form: unparseable date": 1}
+    assert snap.has_version
+
+
+def test_daily_form_missing_columns(tmp_path: Path) -> None:
+    daily = tmp_path / "daily.csv"
+    daily.write_text("date,agent_id,executions\n2026-11-01,a,10\n")
+    with pytest.raises(MetricsError, match=r"daily form\) is missing column\(s\): successes"):
+        ingest([str(daily)])

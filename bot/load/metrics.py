@@ -43,6 +43,13 @@ CANONICAL = (
     "quality_score", "model",
 )
 REQUIRED = ("timestamp", "agent_id", "status")
+# The pre-aggregated daily form: one row per day, agent and version with counts and sums,
+# and optionally failure counts per day and message (rows with `count`, no `executions`).
+DAILY = (
+    "date", "executions", "successes", "timeouts", "errors", "latency_n", "latency_log_sum",
+    "latency_log_sumsq", "cost_sum", "input_tokens_sum", "output_tokens_sum", "quality_n",
+    "quality_sum", "count",
+)
 STATUSES = ("success", "failure", "error", "timeout")
 NUMERIC = ("latency_ms", "input_tokens", "output_tokens", "cost_usd", "quality_score")
 MESSAGE_LIMIT = 2_000  # characters of an error message kept (some are whole stack traces)
@@ -345,7 +352,7 @@ def ingest(
     output tokens) give spans a cost, which OpenTelemetry does not record.
     """
     mapping = dict(mapping or {})
-    bad_targets = sorted(set(mapping.values()) - set(CANONICAL))
+    bad_targets = sorted(set(mapping.values()) - set(CANONICAL) - set(DAILY))
     if bad_targets:
         raise MetricsError(
             f"metrics.columns maps to unknown column(s): {', '.join(bad_targets)}",
@@ -360,9 +367,10 @@ def ingest(
         raise MetricsError("every metrics file is empty: " + ", ".join(files)[:300],
                            fix="point --metrics at exports that contain rows")
     otlp = [f for f in readable if otel.is_otlp_json(f)]
+    daily = [f for f in readable if f not in otlp and _is_daily(con, f, mapping)]
     groups: dict[str, list[str]] = {}
     for f in readable:
-        if f not in otlp:
+        if f not in otlp and f not in daily:
             groups.setdefault(_suffix(f), []).append(f)
     if preset == "otel":
         sources = [_otel_source(con, fs, ext, prices) for ext, fs in sorted(groups.items())]
@@ -370,15 +378,118 @@ def ingest(
         sources = [_source_for(con, fs, ext, mapping) for ext, fs in sorted(groups.items())]
     if otlp:
         sources.append(_otel_source(con, otlp, None, prices))
-    has_version = all("prompt_version" in s.columns for s in sources)
+    has_version = all("prompt_version" in s.columns for s in sources) and not (
+        daily and not all("prompt_version" in _columns(con, f, mapping) for f in daily))
     try:
-        return _aggregate(con, sources, readable, skipped, has_version, window_days)
+        parts = [_aggregate(con, sources)] if sources else []
+        if daily:
+            parts.append(_daily_part(con, daily, mapping))
+        return _finish(parts, readable, skipped, has_version, window_days)
     except duckdb.Error as exc:
         raise MetricsError(
             f"metrics cannot be read: {_first_line(exc)}",
             fix="check the files for truncated lines or a column whose type changes between "
             "files",
         ) from None
+
+
+def _columns(con: duckdb.DuckDBPyConnection, path: str, mapping: dict[str, str]) -> set[str]:
+    return {mapping.get(c, c) for c, _ in _describe(con, _reader(_suffix(path), [path]), path)}
+
+
+def _is_daily(con: duckdb.DuckDBPyConnection, path: str, mapping: dict[str, str]) -> bool:
+    cols = _columns(con, path, mapping)
+    return "date" in cols and "timestamp" not in cols and (
+        "executions" in cols or "count" in cols)
+
+
+def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
+                mapping: dict[str, str]) -> _Part:
+    """Daily aggregates straight into buckets (at midnight) and daily failure counts."""
+    counts, errors = [], []
+    for f in files:
+        described = _describe(con, _reader(_suffix(f), [f]), f)
+        names = {mapping.get(c, c): c for c, _ in described}
+        missing = [c for c in ("agent_id", "executions" if "executions" in names else "count")
+                   if c not in names]
+        if "executions" in names and "successes" not in names:
+            missing.append("successes")
+        if missing:
+            raise MetricsError(
+                f"{f} (daily form) is missing column(s): {', '.join(missing)}",
+                fix="the daily form needs date, agent_id, executions, successes (and optional "
+                "prompt_version and sums); failure rows need date, agent_id, error_message, "
+                "count",
+            )
+
+        def pick(name: str, kind: str = "VARCHAR", names: dict[str, str] = names) -> str:
+            return (f"try_cast({_ident(names[name])} AS {kind})" if name in names
+                    else f"CAST(NULL AS {kind})")
+
+        common = (f"try_cast(CAST({_ident(names['date'])} AS VARCHAR) AS DATE) AS d, "
+                  f"nullif(trim({pick('agent_id')}), '') AS a, "
+                  f"nullif(trim({pick('prompt_version')}), '') AS v")
+        relation = _reader(_suffix(f), [f])
+        if "executions" in names:
+            sums = ", ".join(f"{pick(c, 'DOUBLE')} AS {c}" for c in DAILY[2:-1])
+            counts.append(f"SELECT {common}, {pick('executions', 'BIGINT')} AS n, "
+                          f"{pick('successes', 'BIGINT')} AS ok, {sums} FROM {relation}")
+        else:
+            errors.append(f"SELECT {common}, {pick('error_type')} AS e, "
+                          f"left({pick('error_message')}, {MESSAGE_LIMIT}) AS m, "
+                          f"{pick('count', 'BIGINT')} AS n FROM {relation}")
+    part = _Part()
+    reason = ("CASE WHEN d IS NULL THEN 'unparseable date' "
+              "WHEN a IS NULL THEN 'missing agent_id' "
+              "WHEN n IS NULL OR n < 0 THEN 'count is not a non-negative number' "
+              "{extra}ELSE NULL END")
+    if counts:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE daily AS SELECT *, "
+            + reason.format(extra="WHEN ok IS NULL OR ok < 0 OR ok > n THEN "
+                            "'successes outside 0..executions' ")
+            + f" AS bad FROM ({_union(counts)})")
+        for bad, rows in con.execute(
+            "SELECT bad, count(*) FROM daily WHERE bad IS NOT NULL GROUP BY bad"
+        ).fetchall():
+            part.bad_by_reason[f"daily form: {bad}"] = int(rows)
+        part.rows_read += _count(con, "SELECT count(*) FROM daily")
+        part.buckets = [
+            Bucket(str(r[0]), r[1], r[2], int(r[3]), int(r[4]), int(r[5]), int(r[6]),
+                   int(r[7]), float(r[8]), float(r[9]), int(r[10]), float(r[11]),
+                   float(r[12]), float(r[13]), int(r[14]), int(r[15]), float(r[16]))
+            for r in con.execute(
+                """SELECT a, v, CAST(d AS TIMESTAMP), sum(n), sum(ok),
+                          coalesce(sum(timeouts), 0),
+                          coalesce(sum(errors), sum(n - ok - coalesce(timeouts, 0))),
+                          coalesce(sum(latency_n), 0), coalesce(sum(latency_log_sum), 0),
+                          coalesce(sum(latency_log_sumsq), 0),
+                          sum(CASE WHEN cost_sum IS NOT NULL THEN n ELSE 0 END),
+                          coalesce(sum(cost_sum), 0), coalesce(sum(input_tokens_sum), 0),
+                          coalesce(sum(output_tokens_sum), 0),
+                          sum(CASE WHEN input_tokens_sum IS NOT NULL THEN n ELSE 0 END),
+                          coalesce(sum(quality_n), 0), coalesce(sum(quality_sum), 0)
+                   FROM daily WHERE bad IS NULL GROUP BY a, v, d ORDER BY a, d, v"""
+            ).fetchall()
+        ]
+        part.rows_used = sum(b.executions for b in part.buckets)
+        span = con.execute("SELECT min(d), max(d) FROM daily WHERE bad IS NULL").fetchone()
+        if span and span[0] is not None:
+            part.oldest = datetime.combine(span[0], datetime.min.time())
+            part.newest = datetime.combine(span[1], datetime.min.time()) + timedelta(days=1)
+    if errors:
+        rows = con.execute(
+            f"""WITH x AS (SELECT *, {reason.format(extra='')} AS bad FROM ({_union(errors)}))
+                SELECT a, v, CAST(d AS TIMESTAMP), coalesce(e, 'error'), {template_sql('m')},
+                       sum(n), arg_max(m, n)
+                FROM x WHERE bad IS NULL GROUP BY ALL ORDER BY 1, 2, 3, 6 DESC"""
+        ).fetchall()
+        part.error_days = [
+            ErrorDay(str(r[0]), r[1], r[2], "error", str(r[3]), str(r[4]), int(r[5]), r[2],
+                     r[2] + timedelta(days=1) - timedelta(seconds=1), str(r[6] or "")[:500])
+            for r in rows
+        ]
+    return part
 
 
 def ingest_with(
@@ -393,14 +504,7 @@ def _union(parts: list[str]) -> str:
     return " UNION ALL BY NAME ".join(f"({p})" for p in parts)
 
 
-def _aggregate(
-    con: duckdb.DuckDBPyConnection,
-    sources: list[_Source],
-    files: list[str],
-    skipped: tuple[str, ...],
-    has_version: bool,
-    window_days: int,
-) -> MetricsSnapshot:
+def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source]) -> _Part:
     # 1. Candidate duplicates: ids whose 64-bit hash occurs twice or more. Only the id
     #    column is read; nothing else is converted.
     ids = _union([f"SELECT {s.id_hash()} AS h FROM {s.relation}" for s in sources])
@@ -523,22 +627,62 @@ def _aggregate(
             """
         ).fetchall()
     ]
+    oldest = con.execute("SELECT min(first), max(last) FROM fine WHERE bad IS NULL").fetchone()
+    return _Part(
+        rows_read=rows_seen + duplicates + sum(csv_bad.values()),
+        rows_used=rows_used,
+        duplicates=duplicates,
+        bad_by_reason=bad_by_reason,
+        bad_samples=bad_samples,
+        buckets=buckets,
+        histograms=histograms,
+        error_days=error_days,
+        oldest=oldest[0] if oldest else None,
+        newest=oldest[1] if oldest else None,
+    )
+
+
+@dataclass
+class _Part:
+    """What one kind of input (per-execution rows, or daily aggregates) contributes."""
+
+    rows_read: int = 0
+    rows_used: int = 0
+    duplicates: int = 0
+    bad_by_reason: dict[str, int] = field(default_factory=dict)
+    bad_samples: list[dict[str, Any]] = field(default_factory=list)
+    buckets: list[Bucket] = field(default_factory=list)
+    histograms: list[HistBin] = field(default_factory=list)
+    error_days: list[ErrorDay] = field(default_factory=list)
+    oldest: datetime | None = None
+    newest: datetime | None = None
+
+
+def _finish(parts: list[_Part], files: list[str], skipped: tuple[str, ...], has_version: bool,
+            window_days: int) -> MetricsSnapshot:
+    bad_by_reason: dict[str, int] = {}
+    for part in parts:
+        for reason, n in part.bad_by_reason.items():
+            bad_by_reason[reason] = bad_by_reason.get(reason, 0) + n
+    bad_samples = [s for part in parts for s in part.bad_samples]
+    buckets = [b for part in parts for b in part.buckets]
+    histograms = [h for part in parts for h in part.histograms]
+    error_days = [e for part in parts for e in part.error_days]
+    rows_used = sum(part.rows_used for part in parts)
+    stamps = [t for part in parts for t in (part.oldest, part.newest) if t is not None]
+    oldest, newest = (min(stamps), max(stamps)) if stamps else (None, None)
     cut = isolated_tail(buckets)
     if cut is not None:
         far = sum(b.executions for b in buckets if b.hour >= cut)
         reason = "timestamp far after the rest of the export"
-        bad_by_reason[reason] = far
+        bad_by_reason[reason] = bad_by_reason.get(reason, 0) + far
         bad_samples.append({"reason": reason, "timestamp": cut.isoformat(), "agent_id": None,
                             "status": None})
-        bad_rows += far
         rows_used -= far
         buckets = [b for b in buckets if b.hour < cut]
         histograms = [h for h in histograms if h.day < cut]
         error_days = [e for e in error_days if e.day < cut]
-    bound = f"AND hr < TIMESTAMP '{cut.isoformat(sep=' ')}'" if cut else ""
-    oldest = con.execute(
-        f"SELECT min(first), max(last) FROM fine WHERE bad IS NULL {bound}").fetchone()
-    newest: datetime | None = oldest[1] if oldest else None
+        newest = max(b.hour for b in buckets) + timedelta(hours=1) if buckets else None
     # The window is whole hours: the newest hour and the window_days * 24 - 1 before it
     # (histograms and failure counts are daily and start at that day).
     since = (newest.replace(minute=0, second=0, microsecond=0) - timedelta(days=window_days)
@@ -548,14 +692,14 @@ def _aggregate(
     has_version = has_version and any(b.prompt_version for b in buckets)
     return MetricsSnapshot(
         sources=tuple(files),
-        rows_read=rows_seen + duplicates + sum(csv_bad.values()),
+        rows_read=sum(part.rows_read for part in parts),
         rows_used=rows_used,
-        duplicates=duplicates,
-        bad_rows=bad_rows,
+        duplicates=sum(part.duplicates for part in parts),
+        bad_rows=sum(bad_by_reason.values()),
         bad_by_reason=bad_by_reason,
-        bad_samples=tuple(bad_samples),
+        bad_samples=tuple(bad_samples[:10]),
         has_version=has_version,
-        oldest=oldest[0] if oldest else None,
+        oldest=oldest,
         newest=newest,
         window_days=window_days,
         versions=tuple(version_stats(buckets, histograms, error_days, since)),
