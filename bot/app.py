@@ -154,7 +154,7 @@ def run(ctx: Context, patterns: list[str] | None = None, dry_run: bool = False) 
     prs = tracked_prs(ctx)
     results = measure_all(ctx, state, base, snapshot, prs, report, dry_run)
     current = {a: loaded.version for a, loaded in state.agents.items()}
-    report.analysis = analysis(snapshot, current)
+    report.analysis = analysis(snapshot, current, state.policy)
     propose_all(ctx, state, base, base_sha, snapshot, prs, results, report, dry_run)
     if not dry_run:
         write_reports(ctx, state.policy, report)

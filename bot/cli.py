@@ -228,14 +228,15 @@ def _analyze(root: Path, args: argparse.Namespace) -> int:
     policy = state.policy
     files = resolve_sources(args.metrics or [policy.metrics.source], root)
     snapshot = ingest_with(files, policy.metrics, policy.pricing, progress=_progress(args.json))
-    data = analysis(snapshot, {a: x.version for a, x in state.agents.items()})
+    data = analysis(snapshot, {a: x.version for a, x in state.agents.items()}, policy)
     if args.json:
         out(json.dumps(data, indent=2))
     else:
         from bot.core.report import analysis_text
 
         out(analysis_text(data).rstrip())
-    return 0
+    # Exit 1 when a trigger fires, so a scheduled job can alert on it.
+    return 1 if data["triggers"] else 0
 
 
 def _version(root: Path, args: argparse.Namespace) -> int:

@@ -187,9 +187,12 @@ def quantile(bins: dict[int, int], q: float, unit: float = 1.0) -> float | None:
     target = q * total
     seen = 0
     for index in sorted(bins):
-        seen += bins[index]
-        if seen >= target:
-            return bin_value(index, unit)
+        count = bins[index]
+        if seen + count >= target:
+            # Interpolate inside the bin, on the log scale the bins are cut on.
+            frac = (target - seen) / count if count else 0.5
+            return math.exp((index + frac) / BINS_PER_LN) * unit
+        seen += count
     return bin_value(max(bins), unit)
 
 

@@ -117,6 +117,21 @@ class MeasurePolicy(Strict):
     cost_margin: float = Field(default=0.10, ge=0.0, le=10.0)
 
 
+class TriggerPolicy(Strict):
+    # The most recent stretch of data (ending at the newest row) compared with the week
+    # before it.
+    recent_days: float = Field(default=1.0, gt=0.0, le=30.0)
+    # Degradation: success rate down by more than this (and significantly) ...
+    success_drop: float = Field(default=0.05, ge=0.0, le=1.0)
+    # ... or p95 latency up by more than this share (0.5 = +50 %). 0 turns it off.
+    latency_increase: float = Field(default=0.5, ge=0.0, le=100.0)
+    # One failure mode more often than this in the recent stretch. 0 turns it off.
+    repeated_errors: int = Field(default=50, ge=0)
+    # SLA (0 = off): minimum success rate and maximum p95 latency in the recent stretch.
+    sla_success_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    sla_latency_p95_ms: float = Field(default=0.0, ge=0.0)
+
+
 class ForgePolicy(Strict):
     base_branch: str = "main"
     # How measured results reach the base branch: pushed as a commit, or as a
@@ -137,6 +152,7 @@ class Policy(Strict):
     metrics: MetricsPolicy = Field(default_factory=MetricsPolicy)
     propose: ProposePolicy = Field(default_factory=ProposePolicy)
     measure: MeasurePolicy = Field(default_factory=MeasurePolicy)
+    triggers: TriggerPolicy = Field(default_factory=TriggerPolicy)
     forge: ForgePolicy = Field(default_factory=ForgePolicy)
     pricing: PricingPolicy = Field(default_factory=PricingPolicy)
     reports_dir: str = "reports"

@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 from bot.core.analysis import current_stats, health
 from bot.core.metrics import MetricsSnapshot, VersionStats, jsonable
+from bot.core.model import Policy
+from bot.core.triggers import Trigger, triggers
+
+TOKEN_BLOAT = 0.25  # input tokens per execution up by more than this vs the previous version
+
+
+def _daily(snapshot: MetricsSnapshot, agent: str, version: str | None,
+           since: datetime | None) -> list[dict[str, Any]]:
+    days: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for b in snapshot.buckets:
+        if b.agent_id == agent and b.prompt_version == version and (since is None or
+                                                                     b.hour >= since):
+            day = days[b.hour.strftime("%Y-%m-%d")]
+            day[0] += b.executions
+            day[1] += b.successes
+    return [{"date": d, "executions": n, "success_rate": round(ok / n, 6) if n else None}
+            for d, (n, ok) in sorted(days.items())]
 
 
 def _version(v: VersionStats) -> dict[str, Any]:
@@ -14,10 +33,14 @@ def _version(v: VersionStats) -> dict[str, Any]:
         "executions": v.executions,
         "successes": v.successes,
         "failures": v.failures,
+        "errors": v.errors,
         "timeouts": v.timeouts,
         "success_rate": round(v.success_rate, 6),
+        "error_rate": round(v.errors / v.executions, 6) if v.executions else None,
+        "timeout_rate": round(v.timeouts / v.executions, 6) if v.executions else None,
         "latency_p50_ms": v.latency_p50_ms,
         "latency_p95_ms": v.latency_p95_ms,
+        "latency_p99_ms": v.latency_p99_ms,
         "cost_per_execution_usd": v.cost_per_execution,
         "cost_total_usd": v.cost_total,
         "input_tokens_mean": v.input_tokens_mean,
@@ -27,6 +50,7 @@ def _version(v: VersionStats) -> dict[str, Any]:
         "last_seen": v.last_seen,
         "top_errors": [
             {
+                "failure_id": e.failure_id,
                 "error_type": e.error_type,
                 "template": e.template,
                 "count": e.count,
@@ -40,18 +64,57 @@ def _version(v: VersionStats) -> dict[str, Any]:
     }
 
 
-def analysis(snapshot: MetricsSnapshot, current: dict[str, str]) -> dict[str, Any]:
+def _findings(snapshot: MetricsSnapshot, agent: str,
+              current: VersionStats | None) -> list[str]:
+    """Cost and token observations about the current version (not triggers)."""
+    out: list[str] = []
+    versions = [v for v in snapshot.for_agent(agent) if v.executions]
+    total = sum(v.cost_total or 0 for v in snapshot.versions)
+    mine = sum(v.cost_total or 0 for v in versions)
+    if total and mine / total >= 0.4 and len({v.agent_id for v in snapshot.versions}) > 1:
+        out.append(f"cost sink: {mine / total:.0%} of all spend in the window "
+                   f"(${mine:,.2f} of ${total:,.2f})")
+    if current is not None and current.input_tokens_mean:
+        earlier = [v for v in versions if v.first_seen < current.first_seen
+                   and v.input_tokens_mean]
+        if earlier:
+            prev = earlier[-1]
+            assert prev.input_tokens_mean is not None
+            growth = current.input_tokens_mean / prev.input_tokens_mean - 1
+            if growth > TOKEN_BLOAT:
+                out.append(f"token bloat: {current.input_tokens_mean:.0f} input tokens per "
+                           f"execution, {growth:+.0%} vs version {prev.prompt_version}")
+    return out
+
+
+def analysis(snapshot: MetricsSnapshot, current: dict[str, str],
+             policy: Policy | None = None) -> dict[str, Any]:
     """`current` maps agent id -> the version on the base branch."""
+    policy = policy or Policy()
     agents: dict[str, Any] = {}
     names = sorted({v.agent_id for v in snapshot.versions} | set(current))
+    fired = triggers(snapshot, policy.triggers, policy.measure.alpha, names)
+    by_agent: dict[str, list[Trigger]] = defaultdict(list)
+    for t in fired:
+        by_agent[t.agent_id].append(t)
+    # The daily series cover the analysis window.
+    since = min((v.first_seen for v in snapshot.versions), default=None)
     for agent in names:
         version = current.get(agent)
         stats = current_stats(snapshot, agent, version) if version else None
+        state = health(stats) if agent in current else "not in prompts/"
+        if by_agent[agent] and agent in current:
+            state = "needs attention"
         agents[agent] = {
             "in_repository": agent in current,
             "current_version": version,
-            "health": health(stats) if agent in current else "not in prompts/",
-            "versions": [_version(v) for v in snapshot.for_agent(agent)],
+            "health": state,
+            "triggers": [{"kind": t.kind, "message": t.message} for t in by_agent[agent]],
+            "findings": _findings(snapshot, agent, stats),
+            "versions": [
+                {**_version(v), "daily": _daily(snapshot, agent, v.prompt_version, since)}
+                for v in snapshot.for_agent(agent)
+            ],
         }
     data: dict[str, Any] = jsonable(
         {
@@ -70,6 +133,8 @@ def analysis(snapshot: MetricsSnapshot, current: dict[str, str]) -> dict[str, An
                 "skipped_files": list(snapshot.skipped_files),
             },
             "agents": agents,
+            "triggers": [{"agent": t.agent_id, "kind": t.kind, "message": t.message}
+                         for t in fired],
         }
     )
     return data
@@ -98,6 +163,10 @@ def analysis_text(data: dict[str, Any]) -> str:
                          f"{info['current_version']}")
         else:
             lines.append(f"{agent}  [unknown agent: in the metrics, not in prompts/]")
+        for t in info["triggers"]:
+            lines.append(f"  ! {t['kind']}: {t['message']}")
+        for f in info["findings"]:
+            lines.append(f"  · {f}")
         lines.append(f"  {'version':<14}{'execs':>8}{'success':>9}{'p50 ms':>9}{'p95 ms':>9}"
                      f"{'$/exec':>10}")
         for v in info["versions"]:
