@@ -215,3 +215,45 @@ def test_daily_form_missing_columns(tmp_path: Path) -> None:
     daily.write_text("date,agent_id,executions\n2026-11-01,a,10\n")
     with pytest.raises(MetricsError, match=r"daily form\) is missing column\(s\): successes"):
         ingest([str(daily)])
+
+
+def test_bom_semicolons_mixed_zones_and_huge_messages(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    huge = "x" * 50_000
+    lines = [";".join(COLS),
+             "2026-11-01T10:00:00Z;a;v1;e1;success;100;;",
+             "2026-11-01 12:00:00+02:00;a;v1;e2;error;100;Boom;" + huge,  # 10:00 UTC
+             "1761991200;a;v1;e3;success;100;;"]  # epoch seconds: 2025-11-01T10:00:00Z
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n")
+    snap = ingest([str(path)], window_days=3650)
+    assert snap.rows_used == 3 and snap.bad_rows == 0
+    hours = sorted({b.hour for b in snap.buckets})
+    assert [h.isoformat() for h in hours] == ["2025-11-01T10:00:00", "2026-11-01T10:00:00"]
+    error = snap.error_days[0]
+    assert len(error.example) <= 500 and error.template.startswith("x")
+
+
+def test_non_utf8_bytes_are_a_clear_error_or_a_counted_row(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_bytes(",".join(COLS).encode() + b"\n"
+                     + b"2026-11-01T10:00:00Z,a,v1,e1,success,100,,\n"
+                     + b"2026-11-01T10:01:00Z,a,v1,e2,error,100,Boom,caf\xe9 \xff\n")
+    try:
+        snap = ingest([str(path)], window_days=3650)
+    except MetricsError as exc:
+        assert "m.csv" in exc.render() and "fix:" in exc.render()
+    else:
+        assert snap.rows_read == 2 and snap.rows_used + snap.bad_rows == 2
+
+
+def test_parquet_with_wrong_types(tmp_path: Path) -> None:
+    parquet = tmp_path / "m.parquet"
+    con = duckdb.connect()
+    con.execute(f"""COPY (SELECT '2026-11-01T10:00:00Z' AS timestamp, 'a' AS agent_id,
+                    'v1' AS prompt_version, 'e' || range AS execution_id, 'success' AS status,
+                    CASE WHEN range = 3 THEN 'slow' ELSE CAST(range * 10 AS VARCHAR) END
+                        AS latency_ms
+                    FROM range(5)) TO '{parquet}' (FORMAT parquet)""")
+    snap = ingest([str(parquet)], window_days=3650)
+    assert snap.rows_used == 4
+    assert snap.bad_by_reason == {"latency_ms is not a number": 1}
