@@ -253,7 +253,10 @@ def _normalized(src: _Source, where: str = "") -> str:
                    f"CASE WHEN regexp_full_match({ts}, '[0-9]{{9,10}}(\\.[0-9]+)?') "
                    f"THEN to_timestamp(CAST({ts} AS DOUBLE)) END)::TIMESTAMP")
     parts = [
-        f"{ts} AS raw_timestamp",
+        # Text for bad-row samples; a typed timestamp is never formatted as text here (10 M
+        # of them cost seconds), a sample falls back to the parsed value.
+        ("CAST(NULL AS VARCHAR)" if ts_type.startswith("TIMESTAMP") else ts)
+        + " AS raw_timestamp",
         f"{ts_expr} AS ts",
         f"nullif(trim({text('agent_id')}), '') AS agent_id",
         f"nullif(trim({text('prompt_version')}), '') AS prompt_version",
@@ -557,7 +560,8 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source]) -> _Part:
                sum(input_tokens) AS tin, sum(output_tokens) AS tout,
                count(quality_score) AS q_n, sum(quality_score) AS q_sum,
                min(ts) AS first, max(ts) AS last,
-               any_value(raw_timestamp) AS sample_ts
+               any_value(coalesce(raw_timestamp, CAST(ts AS VARCHAR)))
+                   FILTER (WHERE bad IS NOT NULL) AS sample_ts
         FROM r
         GROUP BY GROUPING SETS ((bad, a, v, hr, s, e, m), (bad, a, v, d, lb), (bad, a, v, d, cb))
         """

@@ -87,7 +87,11 @@ def write(sql: str, out_dir: Path, formats: list[str]) -> list[tuple[Path, int]]
         path = out_dir / f"executions.{fmt}"
         tmp = out_dir / f".executions.{fmt}.tmp"
         target = str(tmp).replace("'", "''")
-        row = con.execute(f"COPY ({sql}) TO '{target}' {FORMATS[fmt]}").fetchone()
+        # Parquet carries types: timestamps as timestamps (a broken one becomes NULL), as a
+        # warehouse export would; CSV and JSONL keep the text, broken values included.
+        body = (f"SELECT * REPLACE (try_cast(timestamp AS TIMESTAMPTZ) AS timestamp) FROM ({sql})"
+                if fmt == "parquet" else sql)
+        row = con.execute(f"COPY ({body}) TO '{target}' {FORMATS[fmt]}").fetchone()
         os.replace(tmp, path)
         written.append((path, int(row[0]) if row else 0))
     return written
