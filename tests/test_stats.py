@@ -100,3 +100,61 @@ def test_insufficient_data_says_how_much_more() -> None:
     result = compare(Arm(300, 270), Arm(280, 260), 0.03, POLICY)
     assert result.decision == "insufficient_data"
     assert result.more_executions_needed >= POLICY.min_executions_per_arm - 280
+
+
+def _buckets(version: str, start: datetime, hours: int, per_hour: int, rate: float,
+             agent: str = "a") -> list[Bucket]:
+    from datetime import timedelta
+
+    return [Bucket(agent, version, start + timedelta(hours=h), per_hour,
+                   round(per_hour * rate), 0) for h in range(hours)]
+
+
+def _snapshot(buckets: list[Bucket]) -> object:
+    from bot.core.metrics import MetricsSnapshot
+
+    return MetricsSnapshot(sources=(), rows_read=0, rows_used=0, duplicates=0, bad_rows=0,
+                           bad_by_reason={}, bad_samples=(), has_version=True, oldest=None,
+                           newest=max(b.hour for b in buckets), window_days=28, versions=(),
+                           buckets=tuple(buckets))
+
+
+def _deployment(merged: datetime) -> object:
+    from bot.core.results import Deployment
+
+    return Deployment("p-1", "a", "v1", "v2", merged, "sha", "v2", None, None, 0.03)
+
+
+def test_canary_split_is_compared_concurrently_and_its_ratio_checked() -> None:
+    from datetime import timedelta
+
+    from bot.core.results import measure
+
+    deploy = datetime(2026, 11, 1)
+    before = _buckets("v1", deploy - timedelta(days=7), 24 * 7, 100, 0.80)  # a worse past
+    after_base = _buckets("v1", deploy, 24 * 7, 70, 0.90)
+    after_new = _buckets("v2", deploy, 24 * 7, 30, 0.93)
+    snap = _snapshot(before + after_base + after_new)
+    policy = MeasurePolicy(canary_share=0.1)
+    result = measure(_deployment(deploy), snap, policy)  # type: ignore[arg-type]
+    assert "concurrent" in result.attribution and "30% new" in result.attribution
+    # Compared with the concurrent 90 %, not with the 80 % before the deploy.
+    assert result.comparison.base.rate == pytest.approx(0.90, abs=0.005)
+    assert result.comparison.drift is not None and "sample-ratio mismatch" in \
+        result.comparison.drift
+    assert measure(_deployment(deploy), snap,  # type: ignore[arg-type]
+                   MeasurePolicy(canary_share=0.3)).comparison.drift is None
+
+
+def test_drift_in_the_baseline_is_flagged() -> None:
+    from datetime import timedelta
+
+    from bot.core.results import measure
+
+    deploy = datetime(2026, 11, 1)
+    earlier = _buckets("v1", deploy - timedelta(days=14), 24 * 7, 50, 0.80)
+    recent = _buckets("v1", deploy - timedelta(days=7), 24 * 7, 50, 0.90)
+    new = _buckets("v2", deploy, 24 * 7, 50, 0.92)
+    result = measure(_deployment(deploy), _snapshot(earlier + recent + new),  # type: ignore[arg-type]
+                     MeasurePolicy())
+    assert result.comparison.drift is not None and "moved +10.0 pts" in result.comparison.drift

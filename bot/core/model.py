@@ -114,6 +114,9 @@ class MeasurePolicy(Strict):
     # Guardrails: a win whose latency (geometric mean) or cost per execution is shown
     # to be more than this much higher is not called a success.
     latency_margin: float = Field(default=0.10, ge=0.0, le=10.0)
+    # Share of traffic a canary deploy sends to the new version (0 = not a canary); when
+    # both versions serve at once, the split is checked against it (sample-ratio mismatch).
+    canary_share: float = Field(default=0.0, ge=0.0, lt=1.0)
     cost_margin: float = Field(default=0.10, ge=0.0, le=10.0)
 
 

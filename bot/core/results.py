@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from scipy.stats import chisquare
+
 from bot.core.metrics import Bucket, MetricsSnapshot, jsonable
 from bot.core.model import MeasurePolicy
 from bot.core.stats import Arm, Comparison, arm_of, compare, two_proportion
@@ -113,7 +115,8 @@ def arms(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -> A
     if snapshot.has_version:
         base_all = [b for b in mine if b.prompt_version == dep.base_version and b.hour < deploy]
         new = [b for b in mine if b.prompt_version == dep.new_version and b.hour >= deploy]
-        how = "by prompt_version column"
+        how = ("before/after: the new version since the deploy against the same length of "
+               "base-version traffic just before it (by prompt_version)")
         base_v: str | None = dep.base_version
         new_v: str | None = dep.new_version
     else:
@@ -124,7 +127,8 @@ def arms(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -> A
         end = _hour(dep.new_until) if dep.new_until else None
         base_all = [b for b in mine if b.hour < deploy and (since is None or b.hour > since)]
         new = [b for b in mine if b.hour > deploy and (end is None or b.hour < end)]
-        how = "by deploy time (merge commit time; the export has no prompt_version column)"
+        how = ("before/after by deploy time (the merge commit; the export has no "
+               "prompt_version): the same length of traffic on each side")
         base_v = new_v = None
     if new:
         length = max(b.hour for b in new) + timedelta(hours=1) - deploy
@@ -132,6 +136,12 @@ def arms(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -> A
     else:
         length = timedelta(0)
     base = [b for b in base_all if b.hour >= deploy - length]
+    # Both versions serving after the deploy is a canary split: compare them over the same
+    # hours instead (a randomized comparison, no drift to worry about), and check the split.
+    concurrent = [b for b in mine if snapshot.has_version and b.hour >= deploy
+                  and b.prompt_version == dep.base_version]
+    if arm_of(concurrent).executions >= policy.min_executions_per_arm and new:
+        return _canary(dep, snapshot, policy, concurrent, new, length)
     earlier = [b for b in base_all if deploy - 2 * length <= b.hour < deploy - length]
     drift = None
     a, c = arm_of(earlier), arm_of(base)
@@ -149,6 +159,35 @@ def arms(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -> A
     before, after = _daily(base), _daily(new)
     daily = tuple((d, before.get(d), after.get(d)) for d in sorted(set(before) | set(after)))
     per_day = new_arm.executions / max(span_days, 1 / 24) if span_days else 0.0
+    return Arms(base_arm, new_arm, how, per_day, drift, daily)
+
+
+def _canary(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy,
+            base: list[Bucket], new: list[Bucket], length: timedelta) -> Arms:
+    base_arm, new_arm = arm_of(base), arm_of(new)
+    total = base_arm.executions + new_arm.executions
+    share = new_arm.executions / total
+    drift = None
+    if policy.canary_share > 0:
+        # Sample-ratio mismatch: a split far from the configured one means the runtime
+        # routes differently than intended, and the arms may not be comparable.
+        test = chisquare([new_arm.executions, base_arm.executions],
+                         [total * policy.canary_share, total * (1 - policy.canary_share)])
+        if float(test.pvalue) < 0.001:
+            drift = (f"sample-ratio mismatch: the new version got {share:.1%} of the traffic, "
+                     f"the policy expects {policy.canary_share:.1%} (p = "
+                     f"{float(test.pvalue):.2g}); check the runtime's routing before trusting "
+                     "this comparison")
+    deploy = _hour(dep.merged_at)
+    hi = deploy + length + timedelta(days=1)
+    new_arm = arm_of(new, _cost_bins(snapshot, dep.agent_id, dep.new_version, _day(deploy), hi))
+    base_arm = arm_of(base, _cost_bins(snapshot, dep.agent_id, dep.base_version, _day(deploy),
+                                       hi))
+    before, after = _daily(base), _daily(new)
+    daily = tuple((d, before.get(d), after.get(d)) for d in sorted(set(before) | set(after)))
+    per_day = new_arm.executions / max(length / timedelta(days=1), 1 / 24)
+    how = (f"concurrent: both versions served after the deploy (canary split, "
+           f"{share:.0%} new)")
     return Arms(base_arm, new_arm, how, per_day, drift, daily)
 
 

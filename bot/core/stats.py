@@ -95,7 +95,7 @@ class Comparison:
     more_executions_needed: int  # per arm, 0 when decided
     reason: str
     guardrails: tuple[Guardrail, ...] = ()
-    drift: str | None = None
+    drift: str | None = None  # a reason to distrust the comparison: drift, or a skewed split
 
 
 def two_proportion(base: Arm, new: Arm, alpha: float) -> tuple[float, float, float, float]:
