@@ -151,44 +151,47 @@ def arms(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -> A
             drift = (f"the base version's success rate moved {delta * 100:+.1f} pts between the "
                      f"two stretches before the deploy (placebo p = {p:.2g}): part of the "
                      "measured change may be drift, not the prompt")
-    span_days = length / timedelta(days=1)
-    new_arm = arm_of(new, _cost_bins(snapshot, dep.agent_id, new_v, _day(deploy),
-                                     deploy + length + timedelta(days=1)))
-    base_arm = arm_of(base, _cost_bins(snapshot, dep.agent_id, base_v,
-                                       _day(deploy - length), deploy))
-    before, after = _daily(base), _daily(new)
+    return _arms(snapshot, dep.agent_id, (base, base_v, _day(deploy - length), deploy),
+                 (new, new_v, _day(deploy), deploy + length + timedelta(days=1)),
+                 length, how, drift)
+
+
+Side = tuple[list[Bucket], str | None, datetime, datetime]  # buckets, version, cost-bin days
+
+
+def _arms(snapshot: MetricsSnapshot, agent: str, base: Side, new: Side, length: timedelta,
+          how: str, caution: str | None) -> Arms:
+    base_arm = arm_of(base[0], _cost_bins(snapshot, agent, *base[1:]))
+    new_arm = arm_of(new[0], _cost_bins(snapshot, agent, *new[1:]))
+    before, after = _daily(base[0]), _daily(new[0])
     daily = tuple((d, before.get(d), after.get(d)) for d in sorted(set(before) | set(after)))
+    span_days = length / timedelta(days=1)
     per_day = new_arm.executions / max(span_days, 1 / 24) if span_days else 0.0
-    return Arms(base_arm, new_arm, how, per_day, drift, daily)
+    return Arms(base_arm, new_arm, how, per_day, caution, daily)
 
 
 def _canary(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy,
             base: list[Bucket], new: list[Bucket], length: timedelta) -> Arms:
-    base_arm, new_arm = arm_of(base), arm_of(new)
-    total = base_arm.executions + new_arm.executions
-    share = new_arm.executions / total
+    n_base, n_new = arm_of(base).executions, arm_of(new).executions
+    total = n_base + n_new
+    share = n_new / total
     drift = None
     if policy.canary_share > 0:
         # Sample-ratio mismatch: a split far from the configured one means the runtime
         # routes differently than intended, and the arms may not be comparable.
-        test = chisquare([new_arm.executions, base_arm.executions],
+        test = chisquare([n_new, n_base],
                          [total * policy.canary_share, total * (1 - policy.canary_share)])
         if float(test.pvalue) < 0.001:
             drift = (f"sample-ratio mismatch: the new version got {share:.1%} of the traffic, "
                      f"the policy expects {policy.canary_share:.1%} (p = "
                      f"{float(test.pvalue):.2g}); check the runtime's routing before trusting "
                      "this comparison")
-    deploy = _hour(dep.merged_at)
-    hi = deploy + length + timedelta(days=1)
-    new_arm = arm_of(new, _cost_bins(snapshot, dep.agent_id, dep.new_version, _day(deploy), hi))
-    base_arm = arm_of(base, _cost_bins(snapshot, dep.agent_id, dep.base_version, _day(deploy),
-                                       hi))
-    before, after = _daily(base), _daily(new)
-    daily = tuple((d, before.get(d), after.get(d)) for d in sorted(set(before) | set(after)))
-    per_day = new_arm.executions / max(length / timedelta(days=1), 1 / 24)
+    lo = _day(_hour(dep.merged_at))
+    hi = lo + length + timedelta(days=2)
     how = (f"concurrent: both versions served after the deploy (canary split, "
            f"{share:.0%} new)")
-    return Arms(base_arm, new_arm, how, per_day, drift, daily)
+    return _arms(snapshot, dep.agent_id, (base, dep.base_version, lo, hi),
+                 (new, dep.new_version, lo, hi), length, how, drift)
 
 
 def _day(t: datetime) -> datetime:
