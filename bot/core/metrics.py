@@ -51,6 +51,7 @@ class Bucket:
     tokens_n: int = 0
     quality_n: int = 0
     quality_sum: float = 0.0
+    cost_sumsq: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ class MetricsSnapshot:
     histograms: tuple[HistBin, ...] = ()
     error_days: tuple[ErrorDay, ...] = ()
     skipped_files: tuple[str, ...] = ()
+    daily_rows: int = 0  # rows of the pre-aggregated daily form (their counts are in rows_used)
 
     def for_agent(self, agent_id: str) -> list[VersionStats]:
         return [v for v in self.versions if v.agent_id == agent_id]

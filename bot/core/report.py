@@ -121,6 +121,7 @@ def analysis(snapshot: MetricsSnapshot, current: dict[str, str],
             "input": {
                 "sources": list(snapshot.sources),
                 "rows_read": snapshot.rows_read,
+                "daily_rows": snapshot.daily_rows,
                 "rows_used": snapshot.rows_used,
                 "duplicates_dropped": snapshot.duplicates,
                 "bad_rows": snapshot.bad_rows,
@@ -148,8 +149,9 @@ def analysis_text(data: dict[str, Any]) -> str:
     src = data["input"]
     span = (f"{src['data_from']} → {src['data_through']}, window {src['window_days']} days"
             if src["data_through"] else "no usable rows")
+    daily = f" + {src['daily_rows']} daily rows" if src.get("daily_rows") else ""
     lines = [
-        f"metrics: {src['rows_used']} executions used of {src['rows_read']} rows "
+        f"metrics: {src['rows_used']} executions used, from {src['rows_read']} rows{daily} "
         f"({src['duplicates_dropped']} duplicates, {src['bad_rows']} bad rows dropped), {span}",
     ]
     for skipped in src.get("skipped_files", []):

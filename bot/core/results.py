@@ -12,7 +12,14 @@ from scipy.stats import chisquare
 
 from bot.core.metrics import Bucket, MetricsSnapshot, jsonable
 from bot.core.model import MeasurePolicy
-from bot.core.stats import Arm, Comparison, arm_of, compare, two_proportion
+from bot.core.stats import (
+    Arm,
+    Comparison,
+    arm_of,
+    compare,
+    planning_tau2,
+    success_sequence,
+)
 
 PROPOSED, MEASURING, COMPLETED, ROLLED_BACK, REJECTED, SUPERSEDED = (
     "proposed", "measuring", "completed", "rolled_back", "rejected", "superseded",
@@ -81,14 +88,18 @@ class Arms:
     per_day: float  # executions per day of the new arm
     drift: str | None
     daily: tuple[tuple[str, float | None, float | None], ...]  # (day, base rate, new rate)
+    planning_rate: float | None = None  # the base rate the test is tuned with
 
 
 def _cost_bins(snapshot: MetricsSnapshot, agent: str, version: str | None,
                lo: datetime, hi: datetime) -> dict[int, int]:
+    """Daily cost histograms of one version; none without versions (days mix both sides)."""
+    if version is None:
+        return {}
     bins: dict[int, int] = {}
     for h in snapshot.histograms:
         if (h.metric == "cost" and h.agent_id == agent and lo <= h.day < hi
-                and (version is None or h.prompt_version == version)):
+                and h.prompt_version == version):
             bins[h.index] = bins.get(h.index, 0) + h.count
     return bins
 
@@ -130,9 +141,10 @@ def arms(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -> A
         how = ("before/after by deploy time (the merge commit; the export has no "
                "prompt_version): the same length of traffic on each side")
         base_v = new_v = None
+    # The new side's span, from its first hour (the deploy hour is dropped without a
+    # version column), and the same span of base traffic right before the deploy.
     if new:
-        length = max(b.hour for b in new) + timedelta(hours=1) - deploy
-        length = max(length, timedelta(hours=1))
+        length = max(b.hour for b in new) + timedelta(hours=1) - min(b.hour for b in new)
     else:
         length = timedelta(0)
     base = [b for b in base_all if b.hour >= deploy - length]
@@ -145,29 +157,32 @@ def arms(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -> A
     earlier = [b for b in base_all if deploy - 2 * length <= b.hour < deploy - length]
     drift = None
     a, c = arm_of(earlier), arm_of(base)
+    planning = arm_of(base_all).rate if base_all else None
     if min(a.executions, c.executions) >= policy.min_executions_per_arm:
-        delta, _, _, p = two_proportion(a, c, policy.alpha)
-        if p < policy.alpha:
-            drift = (f"the base version's success rate moved {delta * 100:+.1f} pts between the "
-                     f"two stretches before the deploy (placebo p = {p:.2g}): part of the "
-                     "measured change may be drift, not the prompt")
+        # The placebo is looked at every run too, so it gets the always-valid test as well.
+        s = success_sequence(a, c, policy, planning_tau2(planning or 0.9, policy))
+        if s.excludes_zero:
+            drift = (f"the base version's success rate moved {s.estimate * 100:+.1f} pts "
+                     "between the two stretches before the deploy (placebo, always-valid "
+                     f"p = {s.p_value:.2g}): part of the measured change may be drift, not "
+                     "the prompt")
     return _arms(snapshot, dep.agent_id, (base, base_v, _day(deploy - length), deploy),
                  (new, new_v, _day(deploy), deploy + length + timedelta(days=1)),
-                 length, how, drift)
+                 length, how, drift, planning)
 
 
 Side = tuple[list[Bucket], str | None, datetime, datetime]  # buckets, version, cost-bin days
 
 
 def _arms(snapshot: MetricsSnapshot, agent: str, base: Side, new: Side, length: timedelta,
-          how: str, caution: str | None) -> Arms:
+          how: str, caution: str | None, planning_rate: float | None) -> Arms:
     base_arm = arm_of(base[0], _cost_bins(snapshot, agent, *base[1:]))
     new_arm = arm_of(new[0], _cost_bins(snapshot, agent, *new[1:]))
     before, after = _daily(base[0]), _daily(new[0])
     daily = tuple((d, before.get(d), after.get(d)) for d in sorted(set(before) | set(after)))
     span_days = length / timedelta(days=1)
     per_day = new_arm.executions / max(span_days, 1 / 24) if span_days else 0.0
-    return Arms(base_arm, new_arm, how, per_day, caution, daily)
+    return Arms(base_arm, new_arm, how, per_day, caution, daily, planning_rate)
 
 
 def _canary(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy,
@@ -191,7 +206,7 @@ def _canary(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy,
     how = (f"concurrent: both versions served after the deploy (canary split, "
            f"{share:.0%} new)")
     return _arms(snapshot, dep.agent_id, (base, dep.base_version, lo, hi),
-                 (new, dep.new_version, lo, hi), length, how, drift)
+                 (new, dep.new_version, lo, hi), length, how, drift, arm_of(base).rate)
 
 
 def _day(t: datetime) -> datetime:
@@ -201,7 +216,8 @@ def _day(t: datetime) -> datetime:
 def measure(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -> Result:
     sides = arms(dep, snapshot, policy)
     base, new, how, per_day = sides.base, sides.new, sides.how, sides.per_day
-    comparison = compare(base, new, dep.expected_delta, policy, sides.drift)
+    comparison = compare(base, new, dep.expected_delta, policy, sides.drift,
+                         sides.planning_rate)
     rolled_back = dep.current_version == dep.base_version and dep.reverted_at is not None
     decided = comparison.decision in ("success", "regression", "no_effect")
     state = ROLLED_BACK if rolled_back else COMPLETED if decided else MEASURING

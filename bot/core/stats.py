@@ -8,8 +8,12 @@ excludes the truth stays below alpha however many days one looks.
 - latency: difference of mean log latency (Welch variance), reported as a ratio;
   heavy right tails barely move a log mean;
 - cost: difference of mean cost per execution, each execution capped at the 99.9th
-  percentile of both arms (read from the cost histograms), so one runaway call
-  cannot decide; reported as a ratio of means.
+  percentile of both arms (read from the per-version cost histograms), so one runaway
+  call cannot decide; reported as a ratio of means. Without a version column the daily
+  histograms would mix both sides, so the mean comes uncapped from the hourly sums.
+- fewer than `min_failures_per_arm` failures on either side: insufficient data, never a
+  decision; variances use Agresti-Caffo (one success and one failure added) so a rate of
+  exactly 0 or 1 cannot give a zero-width interval.
 Latency and cost are guardrails: a success-rate win whose latency or cost is
 clearly worse than the policy's margin is not called a success.
 
@@ -42,6 +46,9 @@ class Arm:
     lat_log_sum: float = 0.0
     lat_log_sumsq: float = 0.0
     cost_bins: dict[int, int] = field(default_factory=dict, compare=False)
+    cost_n: int = 0
+    cost_sum: float = 0.0
+    cost_sumsq: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -70,6 +77,9 @@ def arm_of(buckets: Iterable[Bucket], cost_bins: dict[int, int] | None = None) -
         lat_log_sum=sum(b.log_latency_sum for b in items),
         lat_log_sumsq=sum(b.log_latency_sumsq for b in items),
         cost_bins=dict(cost_bins or {}),
+        cost_n=sum(b.cost_n for b in items),
+        cost_sum=sum(b.cost_sum for b in items),
+        cost_sumsq=sum(b.cost_sumsq for b in items),
     )
 
 
@@ -125,11 +135,19 @@ def _unit_variance(rate: float) -> float:
     return 2 * rate * (1 - rate)
 
 
+def planning_tau2(rate: float, policy: MeasurePolicy) -> float:
+    """Mixing variance tuned to the planned horizon. `rate` should not move with the data
+    being tested (the pre-deploy base rate), or the always-valid guarantee bends."""
+    return mixing_variance(_unit_variance(rate) / policy.max_executions_per_arm, policy.alpha)
+
+
 def success_sequence(base: Arm, new: Arm, policy: MeasurePolicy, tau2: float) -> Sequence:
-    var = (base.rate * (1 - base.rate) / base.executions
-           + new.rate * (1 - new.rate) / new.executions)
-    # Rates of exactly 0 or 1 have no sampling variance; a floor keeps the interval finite.
-    return sequence(new.rate - base.rate, max(var, 1e-12), tau2, policy.alpha)
+    # Agresti-Caffo: one success and one failure added to each arm for the variance only,
+    # so a rate of exactly 0 or 1 does not give a zero-width interval.
+    var = sum(p * (1 - p) / (arm.executions + 2)
+              for arm in (base, new)
+              for p in [(arm.successes + 1) / (arm.executions + 2)])
+    return sequence(new.rate - base.rate, var, tau2, policy.alpha)
 
 
 def _capped_cost(arm: Arm, cap_bin: int) -> tuple[float, float, int]:
@@ -169,6 +187,11 @@ def guardrails(base: Arm, new: Arm, policy: MeasurePolicy) -> tuple[Guardrail, .
         out.append(Guardrail("latency", math.exp(s.estimate), math.exp(s.low),
                              math.exp(s.high), policy.latency_margin,
                              _verdict(s.low, s.high, policy.latency_margin)))
+    if not (base.cost_bins and new.cost_bins):
+        # No per-version histograms (attribution by deploy time): an uncapped mean from
+        # the hourly sums, so the arms are exactly the hours each side covers.
+        rail = _uncapped_cost(base, new, policy)
+        return (*out, rail) if rail else tuple(out)
     both: dict[int, int] = {}
     for bins in (base.cost_bins, new.cost_bins):
         for b, c in bins.items():
@@ -193,25 +216,42 @@ def guardrails(base: Arm, new: Arm, policy: MeasurePolicy) -> tuple[Guardrail, .
     return tuple(out)
 
 
+def _uncapped_cost(base: Arm, new: Arm, policy: MeasurePolicy) -> Guardrail | None:
+    if base.cost_n < 2 or new.cost_n < 2 or base.cost_sum <= 0 or new.cost_sum <= 0:
+        return None
+    stats = []
+    for arm in (base, new):
+        mean = arm.cost_sum / arm.cost_n
+        var = max(arm.cost_sumsq - arm.cost_n * mean * mean, 0.0) / (arm.cost_n - 1)
+        stats.append((mean, var, arm.cost_n))
+    (cb, vb, nb), (cn, vn, nn) = stats
+    var = vb / (nb * cb * cb) + vn / (nn * cn * cn)
+    horizon = (vb / cb**2 + vn / cn**2) / policy.max_executions_per_arm
+    s = sequence(math.log(cn / cb), max(var, 1e-18),
+                 mixing_variance(max(horizon, 1e-12), policy.alpha), policy.alpha)
+    return Guardrail("cost (uncapped)", math.exp(s.estimate), math.exp(s.low), math.exp(s.high),
+                     policy.cost_margin, _verdict(s.low, s.high, policy.cost_margin))
+
+
 def compare(
     base: Arm,
     new: Arm,
     expected_delta: float,
     policy: MeasurePolicy,
     drift: str | None = None,
+    planning_rate: float | None = None,
 ) -> Comparison:
-    rate0 = base.rate if base.executions else 0.9
-    tau2 = mixing_variance(_unit_variance(rate0) / policy.max_executions_per_arm, policy.alpha)
+    rate0 = planning_rate if planning_rate is not None else (
+        base.rate if base.executions else 0.9)
+    tau2 = planning_tau2(rate0, policy)
     target = abs(expected_delta) or policy.min_detectable_effect
     need_total = executions_for(target, _unit_variance(rate0), tau2, policy.alpha)
     need_total = min(max(need_total, policy.min_executions_per_arm),
                      policy.max_executions_per_arm)
     smaller = min(base.executions, new.executions)
-    too_few = (
-        smaller < policy.min_executions_per_arm
-        or (min(base.failures, new.failures) < policy.min_failures_per_arm
-            and smaller < need_total)
-    )
+    # Too few executions, or too few failures to say anything about a failure rate.
+    too_few = (smaller < policy.min_executions_per_arm
+               or min(base.failures, new.failures) < policy.min_failures_per_arm)
     if base.executions == 0 or new.executions == 0 or too_few:
         need = max(need_total - smaller, policy.min_executions_per_arm - smaller, 1)
         delta = new.rate - base.rate if base.executions and new.executions else 0.0

@@ -36,6 +36,9 @@ from bot.core.metrics import (
 from bot.core.model import MetricsPolicy, PricingPolicy
 from bot.errors import MetricsError
 from bot.load import otel
+from bot.load.sql import file_literal
+from bot.load.sql import ident as _ident
+from bot.load.sql import lit as _lit
 
 CANONICAL = (
     "timestamp", "agent_id", "prompt_version", "execution_id", "status", "latency_ms",
@@ -55,7 +58,9 @@ NUMERIC = ("latency_ms", "input_tokens", "output_tokens", "cost_usd", "quality_s
 MESSAGE_LIMIT = 2_000  # characters of an error message kept (some are whole stack traces)
 # One reader per CSV file: DuckDB records rejected rows only without union_by_name.
 _CSV = "read_csv({files}, header=true, store_rejects=true{extra})"
-_JSON = "read_json({files}, format='newline_delimited', union_by_name=true)"
+# sample_size=-1: types are detected over every row, so one odd value late in a file makes
+# its column text (and the row a counted bad row) instead of failing the whole read.
+_JSON = "read_json({files}, format='newline_delimited', union_by_name=true, sample_size=-1)"
 _READERS = {
     ".csv": _CSV, ".csv.gz": _CSV, ".tsv": _CSV, ".tsv.gz": _CSV,
     ".jsonl": _JSON, ".jsonl.gz": _JSON, ".ndjson": _JSON, ".json": _JSON,
@@ -104,16 +109,8 @@ def resolve_sources(patterns: Sequence[str], root: Path) -> list[str]:
     return files
 
 
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _quote_list(files: Sequence[str]) -> str:
-    return "[" + ", ".join(_lit(f) for f in files) + "]"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    return "[" + ", ".join(file_literal(f) for f in files) + "]"
 
 
 def _is_empty(path: str) -> bool:
@@ -134,10 +131,12 @@ class _Source:
     types: dict[str, str] = field(default_factory=dict)  # canonical -> DuckDB type
 
     def id_hash(self) -> str:
-        # Ids are compared exactly as written; the hash only finds candidate duplicates.
+        # The hash of the id as normalized (trimmed; empty = no id), so it agrees with the
+        # execution_id column the duplicates are settled on. It only finds candidates.
         if "execution_id" not in self.columns:
             return "CAST(NULL AS UBIGINT)"
-        return f"hash(CAST({_ident(self.columns['execution_id'])} AS VARCHAR))"
+        text = f"nullif(trim(CAST({_ident(self.columns['execution_id'])} AS VARCHAR)), '')"
+        return f"CASE WHEN {text} IS NOT NULL THEN hash({text}) END"
 
 
 def _first_line(exc: Exception) -> str:
@@ -147,7 +146,8 @@ def _first_line(exc: Exception) -> str:
 def _reader(ext: str, files: Sequence[str]) -> str:
     if _READERS[ext] is _CSV:
         extra = ", delim='\\t'" if ext.startswith(".tsv") else ""
-        parts = [f"(SELECT * FROM {_CSV.format(files=_lit(f), extra=extra)})" for f in files]
+        parts = [f"(SELECT * FROM {_CSV.format(files=file_literal(f), extra=extra)})"
+                 for f in files]
         return "(" + " UNION ALL BY NAME ".join(parts) + ")"
     return _READERS[ext].format(files=_quote_list(files))
 
@@ -314,7 +314,9 @@ def connect(temp_dir: Path | None = None, memory_limit: str = "1GB") -> duckdb.D
     return con
 
 
-def _csv_rejects(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, int], list[dict[str, Any]]]:
+def _csv_rejects(
+    con: duckdb.DuckDBPyConnection, mapping: dict[str, str]
+) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """CSV rows the reader could not parse or convert to the types it detected.
 
     A row is rejected by every scan that reads it; each (file, line) counts once.
@@ -329,7 +331,8 @@ def _csv_rejects(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, int], list[d
         return {}, []
     counts: dict[str, int] = {}
     samples: list[dict[str, Any]] = []
-    for column, kind, path, line in rows:
+    for name, kind, path, line in rows:
+        column = mapping.get(name, name)
         reason = ("unparseable timestamp" if column == "timestamp"
                   else f"{column} is not a number" if column in NUMERIC
                   else f"malformed CSV row ({str(kind).lower()})")
@@ -384,7 +387,7 @@ def ingest(
     has_version = all("prompt_version" in s.columns for s in sources) and not (
         daily and not all("prompt_version" in _columns(con, f, mapping) for f in daily))
     try:
-        parts = [_aggregate(con, sources)] if sources else []
+        parts = [_aggregate(con, sources, mapping)] if sources else []
         if daily:
             parts.append(_daily_part(con, daily, mapping))
         return _finish(parts, readable, skipped, has_version, window_days)
@@ -456,7 +459,7 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
             "SELECT bad, count(*) FROM daily WHERE bad IS NOT NULL GROUP BY bad"
         ).fetchall():
             part.bad_by_reason[f"daily form: {bad}"] = int(rows)
-        part.rows_read += _count(con, "SELECT count(*) FROM daily")
+        part.daily_rows += _count(con, "SELECT count(*) FROM daily")
         part.buckets = [
             Bucket(str(r[0]), r[1], r[2], int(r[3]), int(r[4]), int(r[5]), int(r[6]),
                    int(r[7]), float(r[8]), float(r[9]), int(r[10]), float(r[11]),
@@ -479,8 +482,10 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
         span = con.execute("SELECT min(d), max(d) FROM daily WHERE bad IS NULL").fetchone()
         if span and span[0] is not None:
             part.oldest = datetime.combine(span[0], datetime.min.time())
-            part.newest = datetime.combine(span[1], datetime.min.time()) + timedelta(days=1)
+            # The last second of the last day: the window then holds whole days.
+            part.newest = datetime.combine(span[1], datetime.max.time()).replace(microsecond=0)
     if errors:
+        part.daily_rows += _count(con, f"SELECT count(*) FROM ({_union(errors)})")
         rows = con.execute(
             f"""WITH x AS (SELECT *, {reason.format(extra='')} AS bad FROM ({_union(errors)}))
                 SELECT a, v, CAST(d AS TIMESTAMP), coalesce(e, 'error'), {template_sql('m')},
@@ -507,7 +512,8 @@ def _union(parts: list[str]) -> str:
     return " UNION ALL BY NAME ".join(f"({p})" for p in parts)
 
 
-def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source]) -> _Part:
+def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
+               mapping: dict[str, str]) -> _Part:
     # 1. Candidate duplicates: ids whose 64-bit hash occurs twice or more. Only the id
     #    column is read; nothing else is converted.
     ids = _union([f"SELECT {s.id_hash()} AS h FROM {s.relation}" for s in sources])
@@ -520,9 +526,10 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source]) -> _Part:
     con.execute(f"CREATE OR REPLACE TEMP TABLE cand AS SELECT *, {_bad_reason()} AS bad "
                 f"FROM ({cand})")
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE settled AS SELECT * FROM cand WHERE bad IS NOT NULL "
-        "UNION ALL SELECT * FROM cand WHERE bad IS NULL "
-        "QUALIFY row_number() OVER (PARTITION BY execution_id ORDER BY ts, status) = 1"
+        # One row per id: the earliest good row, or (if none is good) one bad row; every
+        # other row of that id is a duplicate, whether good or bad.
+        "CREATE OR REPLACE TEMP TABLE settled AS SELECT * FROM cand QUALIFY row_number() "
+        "OVER (PARTITION BY execution_id ORDER BY bad IS NOT NULL, ts, status) = 1"
     )
     candidates = _count(con, "SELECT count(*) FROM cand")
     settled = _count(con, "SELECT count(*) FROM settled")
@@ -556,6 +563,7 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source]) -> _Part:
                sum(ln(greatest(latency_ms, 1e-3))) AS lat_log,
                sum(ln(greatest(latency_ms, 1e-3)) ^ 2) AS lat_log2,
                count(cost_usd) AS cost_n, sum(cost_usd) AS cost_sum,
+               sum(cost_usd * cost_usd) AS cost_sum2,
                count(input_tokens) AS tok_n,
                sum(input_tokens) AS tin, sum(output_tokens) AS tout,
                count(quality_score) AS q_n, sum(quality_score) AS q_sum,
@@ -579,7 +587,7 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source]) -> _Part:
                ORDER BY 1, 3, 4, 5"""
         ).fetchall()
     ]
-    csv_bad, csv_samples = _csv_rejects(con)
+    csv_bad, csv_samples = _csv_rejects(con, mapping)
     totals = con.execute(
         "SELECT coalesce(sum(n), 0), coalesce(sum(n) FILTER (bad IS NOT NULL), 0) FROM fine"
     ).fetchone()
@@ -602,13 +610,14 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source]) -> _Part:
     buckets = [
         Bucket(str(r[0]), r[1], r[2], int(r[3]), int(r[4]), int(r[5]), int(r[6]), int(r[7]),
                float(r[8] or 0), float(r[9] or 0), int(r[10]), float(r[11] or 0),
-               float(r[12] or 0), float(r[13] or 0), int(r[14]), int(r[15]), float(r[16] or 0))
+               float(r[12] or 0), float(r[13] or 0), int(r[14]), int(r[15]), float(r[16] or 0),
+               float(r[17] or 0))
         for r in con.execute(
             """SELECT a, v, hr, sum(n), coalesce(sum(n) FILTER (s = 'success'), 0),
                       coalesce(sum(n) FILTER (s = 'timeout'), 0),
                       coalesce(sum(n) FILTER (s IN ('error', 'failure')), 0),
                       sum(lat_n), sum(lat_log), sum(lat_log2), sum(cost_n), sum(cost_sum),
-                      sum(tin), sum(tout), sum(tok_n), sum(q_n), sum(q_sum)
+                      sum(tin), sum(tout), sum(tok_n), sum(q_n), sum(q_sum), sum(cost_sum2)
                FROM fine WHERE bad IS NULL GROUP BY a, v, hr ORDER BY a, hr, v"""
         ).fetchall()
     ]
@@ -650,8 +659,9 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source]) -> _Part:
 class _Part:
     """What one kind of input (per-execution rows, or daily aggregates) contributes."""
 
-    rows_read: int = 0
-    rows_used: int = 0
+    rows_read: int = 0  # per-execution rows
+    daily_rows: int = 0  # rows of the pre-aggregated daily form
+    rows_used: int = 0  # executions used: rows, or the counts in daily rows
     duplicates: int = 0
     bad_by_reason: dict[str, int] = field(default_factory=dict)
     bad_samples: list[dict[str, Any]] = field(default_factory=list)
@@ -683,10 +693,14 @@ def _finish(parts: list[_Part], files: list[str], skipped: tuple[str, ...], has_
         bad_samples.append({"reason": reason, "timestamp": cut.isoformat(), "agent_id": None,
                             "status": None})
         rows_used -= far
+        # Histograms and failure counts are daily; the cut day holds only the tail (it is
+        # more than a week after everything else).
+        cut_day = cut.replace(hour=0)
         buckets = [b for b in buckets if b.hour < cut]
-        histograms = [h for h in histograms if h.day < cut]
-        error_days = [e for e in error_days if e.day < cut]
-        newest = max(b.hour for b in buckets) + timedelta(hours=1) if buckets else None
+        histograms = [h for h in histograms if h.day < cut_day]
+        error_days = [e for e in error_days if e.day < cut_day]
+        newest = (max(b.hour for b in buckets) + timedelta(minutes=59, seconds=59)
+                  if buckets else None)
     # The window is whole hours: the newest hour and the window_days * 24 - 1 before it
     # (histograms and failure counts are daily and start at that day).
     since = (newest.replace(minute=0, second=0, microsecond=0) - timedelta(days=window_days)
@@ -697,6 +711,7 @@ def _finish(parts: list[_Part], files: list[str], skipped: tuple[str, ...], has_
     return MetricsSnapshot(
         sources=tuple(files),
         rows_read=sum(part.rows_read for part in parts),
+        daily_rows=sum(part.daily_rows for part in parts),
         rows_used=rows_used,
         duplicates=sum(part.duplicates for part in parts),
         bad_rows=sum(bad_by_reason.values()),

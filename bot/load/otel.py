@@ -22,11 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from bot.load.sql import file_literal
+from bot.load.sql import lit as _lit
+
 INFERENCE_OPS = ("chat", "generate_content", "text_completion")
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def is_otlp_json(path: str) -> bool:
@@ -78,24 +77,28 @@ def _canonical(attr: Lookup, res: Lookup, start_ns: str, end_ns: str, trace: str
             AS error_message,
         coalesce({attr('gen_ai.response.model')},
                  {attr('gen_ai.request.model')}) AS model,
-        {attr('gen_ai.operation.name')} AS _op"""
+        {attr('gen_ai.operation.name')} AS _op,
+        coalesce({trace}, '') AS _trace"""
 
 
 def _pick_spans(spans: str) -> str:
-    """One row per execution: invoke_agent spans if any, else inference spans, else all."""
+    """One row per execution, decided per trace: its invoke_agent spans if it has any, else
+    its inference spans, else (a trace without GenAI attributes) all its spans."""
     inference = ", ".join(_lit(op) for op in INFERENCE_OPS)
     return f"""
-        SELECT * EXCLUDE (_op) FROM ({spans})
-        WHERE CASE
-            WHEN (SELECT count(*) FROM ({spans}) WHERE _op = 'invoke_agent') > 0
-                THEN _op = 'invoke_agent'
-            WHEN (SELECT count(*) FROM ({spans}) WHERE _op IN ({inference})) > 0
-                THEN _op IN ({inference})
-            ELSE true END"""
+        SELECT * EXCLUDE (_op, _trace, _agents, _inference) FROM (
+            SELECT *,
+                   count(*) FILTER (_op = 'invoke_agent') OVER (PARTITION BY _trace) AS _agents,
+                   count(*) FILTER (_op IN ({inference})) OVER (PARTITION BY _trace)
+                       AS _inference
+            FROM ({spans}))
+        WHERE CASE WHEN _agents > 0 THEN _op = 'invoke_agent'
+                   WHEN _inference > 0 THEN _op IN ({inference})
+                   ELSE true END"""
 
 
 def otlp_relation(files: Sequence[str], prices: tuple[float, float]) -> str:
-    names = "[" + ", ".join(_lit(f) for f in files) + "]"
+    names = "[" + ", ".join(file_literal(f) for f in files) + "]"
     spans = f"""
         WITH docs AS (SELECT json AS j FROM read_json_objects({names}, format='auto')),
         rs AS (SELECT unnest(from_json(j->'resourceSpans', '["JSON"]')) AS r FROM docs),
