@@ -144,10 +144,10 @@ def sync(ctx: Context, base: str) -> None:
 
 def run(ctx: Context, patterns: list[str] | None = None, dry_run: bool = False) -> RunReport:
     report = RunReport()
-    base, _, _ = base_tree(ctx)
-    if not dry_run:
-        sync(ctx, base)
     base, base_sha, state = base_tree(ctx)
+    if not dry_run and ctx.forge.name == "github":
+        sync(ctx, base)
+        base, base_sha, state = base_tree(ctx)
     for path, error in sorted(state.broken.items()):
         report.errors.append(f"{path}: {error.render()}")
     snapshot = load_metrics(ctx, state.policy, patterns)

@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 # Histogram bins are 1/20 of a natural-log unit wide (about 5 %), so a percentile
@@ -145,6 +146,27 @@ class MetricsSnapshot:
     error_days: tuple[ErrorDay, ...] = ()
     skipped_files: tuple[str, ...] = ()
     daily_rows: int = 0  # rows of the pre-aggregated daily form (their counts are in rows_used)
+
+    @cached_property
+    def _index(self) -> dict[str, tuple[list[Bucket], list[HistBin], list[ErrorDay]]]:
+        index: dict[str, tuple[list[Bucket], list[HistBin], list[ErrorDay]]] = defaultdict(
+            lambda: ([], [], []))
+        for b in self.buckets:
+            index[b.agent_id][0].append(b)
+        for h in self.histograms:
+            index[h.agent_id][1].append(h)
+        for e in self.error_days:
+            index[e.agent_id][2].append(e)
+        return dict(index)
+
+    def buckets_of(self, agent_id: str) -> list[Bucket]:
+        return self._index.get(agent_id, ([], [], []))[0]
+
+    def histograms_of(self, agent_id: str) -> list[HistBin]:
+        return self._index.get(agent_id, ([], [], []))[1]
+
+    def errors_of(self, agent_id: str) -> list[ErrorDay]:
+        return self._index.get(agent_id, ([], [], []))[2]
 
     def for_agent(self, agent_id: str) -> list[VersionStats]:
         return [v for v in self.versions if v.agent_id == agent_id]

@@ -17,9 +17,8 @@ TOKEN_BLOAT = 0.25  # input tokens per execution up by more than this vs the pre
 def _daily(snapshot: MetricsSnapshot, agent: str, version: str | None,
            since: datetime | None) -> list[dict[str, Any]]:
     days: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for b in snapshot.buckets:
-        if b.agent_id == agent and b.prompt_version == version and (since is None or
-                                                                     b.hour >= since):
+    for b in snapshot.buckets_of(agent):
+        if b.prompt_version == version and (since is None or b.hour >= since):
             day = days[b.hour.strftime("%Y-%m-%d")]
             day[0] += b.executions
             day[1] += b.successes

@@ -97,8 +97,8 @@ def _cost_bins(snapshot: MetricsSnapshot, agent: str, version: str | None,
     if version is None:
         return {}
     bins: dict[int, int] = {}
-    for h in snapshot.histograms:
-        if (h.metric == "cost" and h.agent_id == agent and lo <= h.day < hi
+    for h in snapshot.histograms_of(agent):
+        if (h.metric == "cost" and lo <= h.day < hi
                 and h.prompt_version == version):
             bins[h.index] = bins.get(h.index, 0) + h.count
     return bins
@@ -121,7 +121,7 @@ def arms(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -> A
     and a placebo comparison of the two stretches before that tells whether the
     baseline itself was moving (drift).
     """
-    mine = [b for b in snapshot.buckets if b.agent_id == dep.agent_id]
+    mine = snapshot.buckets_of(dep.agent_id)
     deploy = _hour(dep.merged_at)
     if snapshot.has_version:
         base_all = [b for b in mine if b.prompt_version == dep.base_version and b.hour < deploy]

@@ -33,14 +33,14 @@ class Trigger:
 
 
 def _window(snapshot: MetricsSnapshot, agent: str, lo: datetime, hi: datetime) -> Arm:
-    items = [b for b in snapshot.buckets if b.agent_id == agent and lo <= b.hour < hi]
+    items = [b for b in snapshot.buckets_of(agent) if lo <= b.hour < hi]
     return Arm(sum(b.executions for b in items), sum(b.successes for b in items))
 
 
 def _p95(snapshot: MetricsSnapshot, agent: str, lo: datetime, hi: datetime) -> float | None:
     bins: dict[int, int] = defaultdict(int)
-    for h in snapshot.histograms:
-        if h.agent_id == agent and h.metric == "latency" and lo <= h.day < hi:
+    for h in snapshot.histograms_of(agent):
+        if h.metric == "latency" and lo <= h.day < hi:
             bins[h.index] += h.count
     return quantile(bins, 0.95)
 
@@ -76,8 +76,8 @@ def triggers(snapshot: MetricsSnapshot, policy: TriggerPolicy, alpha: float,
                                f"{(p95_recent / p95_before - 1) * 100:.0f} % from "
                                f"{p95_before:.0f} ms the week before"))
         if policy.repeated_errors > 0:
-            recent_errors = [e for e in snapshot.error_days
-                             if e.agent_id == agent and start <= e.last_seen < end]
+            recent_errors = [e for e in snapshot.errors_of(agent)
+                             if start <= e.last_seen < end]
             for group in error_groups(recent_errors, limit=3):
                 if group.count > policy.repeated_errors:
                     out.append(Trigger(
