@@ -21,6 +21,7 @@ import yaml
 from bot.core import markers, render
 from bot.core.agentfile import parse_agent
 from bot.core.analysis import current_stats, failure_problems
+from bot.core.calibration import Outcome
 from bot.core.metrics import MetricsSnapshot
 from bot.core.model import Policy, is_safe_id
 from bot.core.proposals import (
@@ -44,6 +45,7 @@ from bot.core.results import (
     labels_for,
     measure,
 )
+from bot.core.roadmap import Item, roadmap
 from bot.edges.forge import Forge, PullRequest
 from bot.edges.git import Git, GitTree
 from bot.errors import GitError, PromptbotError, UsageError
@@ -108,6 +110,33 @@ def base_tree(ctx: Context, policy_base: str | None = None) -> tuple[str, str, R
     if state.policy.forge.base_branch != base:
         return base_tree(ctx, state.policy.forge.base_branch)
     return base, sha, state
+
+
+def history(ctx: Context, base_sha: str,
+            fresh: dict[str, Result] | None = None) -> list[Outcome]:
+    """Predicted vs measured effects of past proposals: the results files on the base,
+    and the results this run has just measured (not committed yet)."""
+    out: dict[str, Outcome] = {}
+    for path in ctx.git.ls(base_sha, "prompts/"):
+        if "/results/" not in path or not path.endswith(".json"):
+            continue
+        try:
+            data = json.loads(ctx.git.read(base_sha, path) or "")
+            if data.get("state") not in ("completed", "rolled_back"):
+                continue
+            if data["comparison"]["decision"] not in ("success", "regression", "no_effect"):
+                continue
+            out[path] = Outcome(str(data.get("proposal_type", "error_handling")),
+                                float(data["expected_delta"]),
+                                float(data["comparison"]["delta"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            continue  # a hand-edited or foreign file: not evidence
+    for r in (fresh or {}).values():
+        if r.state in ("completed", "rolled_back") and r.comparison.decision in (
+                "success", "regression", "no_effect"):
+            out[results_paths(r)[0]] = Outcome(r.proposal_type, r.expected_delta,
+                                               r.comparison.delta)
+    return list(out.values())
 
 
 def load_metrics(ctx: Context, policy: Policy, patterns: list[str] | None) -> MetricsSnapshot:
@@ -204,14 +233,15 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked) -> Deploym
                 if version == base_version:
                     reverted_at, revert_sha = until, sha
                 break
-    expected = 0.0
+    expected, kind = 0.0, "error_handling"
     # Read the pre-registration as merged: a revert deletes it from the base branch.
     record = ctx.git.read(pr.merge_sha, f"prompts/{t.agent}/proposals/{t.proposal_id}.yaml")
     if record:
         try:
             data = yaml.safe_load(record)
             expected = float(data["expected_effect"]["success_rate_delta"])
-        except (yaml.YAMLError, KeyError, TypeError, ValueError):
+            kind = str(data.get("type", kind))
+        except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError):
             expected = 0.0
     return Deployment(
         proposal_id=t.proposal_id,
@@ -226,6 +256,7 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked) -> Deploym
         expected_delta=expected,
         base_since=base_since,
         new_until=until,
+        proposal_type=kind,
     )
 
 
@@ -426,6 +457,7 @@ def propose_all(
     dry_run: bool,
 ) -> None:
     policy = state.policy
+    past = history(ctx, base_sha, results)
     by_id = {t.proposal_id: t for t in prs if t.kind == "proposal"}
     busy = {t.agent for t in prs if t.kind in ("proposal", "rollback") and t.pr.state == "open"
             and t.pr.number not in report.superseded}
@@ -459,7 +491,7 @@ def propose_all(
                 if existing is None and opened >= policy.propose.max_prs_per_run:
                     report.skipped.append(f"{agent_id}: max_prs_per_run reached")
                     break
-                proposal = build(loaded, problem, policy, ctx.count_tokens)
+                proposal = build(loaded, problem, policy, ctx.count_tokens, past)
                 if isinstance(proposal, Skipped):
                     report.skipped.append(f"{agent_id}: {proposal.reason}")
                     continue
@@ -479,6 +511,71 @@ def propose_all(
                 break
         except PromptbotError as exc:
             report.errors.append(f"{agent_id}: {exc.render()}")
+
+
+def plan(ctx: Context, patterns: list[str] | None = None,
+         only: str | None = None) -> list[dict[str, Any]]:
+    """What `propose` would do, per agent, as data (nothing is written)."""
+    _, base_sha, state = base_tree(ctx)
+    if only is not None and only not in state.agents:
+        known = ", ".join(sorted(state.agents)) or "none"
+        raise UsageError(f"unknown agent '{only[:80]}'", fix=f"known agents: {known}")
+    snapshot = load_metrics(ctx, state.policy, patterns)
+    prs = [t for t in tracked_prs(ctx) if t.kind == "proposal"]
+    by_id = {t.proposal_id: t for t in prs}
+    busy = {t.agent for t in prs if t.pr.state == "open"}
+    past = history(ctx, base_sha)
+    policy = state.policy
+    found: list[tuple[Proposal, str]] = []
+    for agent_id, loaded in sorted(state.agents.items()):
+        if only is not None and agent_id != only:
+            continue
+        stats = current_stats(snapshot, agent_id, loaded.version)
+        for problem in failure_problems(stats, agent_id, loaded.version, policy.propose):
+            pid = proposal_id(agent_id, loaded.version, problem.signature)
+            existing = by_id.get(pid)
+            if existing is not None and existing.pr.state != "open" and \
+                    existing.marker.get("state") != SUPERSEDED:
+                continue
+            proposal = build(loaded, problem, policy, ctx.count_tokens, past)
+            if isinstance(proposal, Skipped):
+                continue
+            if existing is not None and existing.pr.state == "open":
+                status = f"open as #{existing.pr.number}"
+            elif agent_id in busy:
+                status = "waits: another change of this agent is open or being measured"
+            else:
+                status = "would open"
+            found.append((proposal, status))
+            break
+    slots = roadmap([Item(p.id, p.economics.priority if p.economics else 0.0,
+                          p.economics.hours if p.economics else 1.0) for p, _ in found],
+                    policy.propose.hours_budget)
+    out = []
+    for p, status in sorted(found, key=lambda f: (slots[f[0].id] or 10**6, f[0].id)):
+        e = p.economics
+        out.append({
+            "id": p.id, "agent": p.agent_id, "type": p.type, "title": p.title,
+            "status": status, "branch": p.branch,
+            "base_version": p.base_version, "new_version": p.new_version,
+            "problem": {"error_type": p.problem.failure.error_type,
+                        "template": p.problem.failure.template,
+                        "count": p.problem.failure.count,
+                        "share": round(p.problem.share, 6),
+                        "failure_id": p.problem.failure.failure_id},
+            "impact": {"success_rate_delta": round(p.expected.success_rate_delta, 6),
+                       "interval": [round(p.expected.low, 6), round(p.expected.high, 6)],
+                       "confidence": p.expected.confidence, "method": p.expected.method,
+                       "cost_pct": round(e.cost_pct * 100, 3) if e else None,
+                       "tokens_before": p.tokens_before, "tokens_after": p.tokens_after},
+            "effort": e.effort if e else None, "hours": e.hours if e else None,
+            "roi_usd_per_month": round(e.roi_usd_per_month, 2) if e else None,
+            "priority": round(e.priority, 3) if e else None,
+            "roadmap_slot": slots[p.id],
+            "calibration": {"n": p.calibration.n, "factor": round(p.calibration.factor, 4)},
+            "diff": p.diff,
+        })
+    return out
 
 
 def open_proposal(

@@ -76,6 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--drift", type=float, default=0.0,
                    help="change of every success rate per simulated week (e.g. -0.005)")
 
+    q = sub.add_parser("propose", help="the proposals the bot would open, with estimates")
+    q.add_argument("--agent")
+    q.add_argument("--metrics", action="append")
+    q.add_argument("--dry-run", action="store_true",
+                   help="print the plan; write nothing (the only mode for now)")
+    q.add_argument("--json", action="store_true")
+    q.add_argument("--forge", choices=["auto", "local", "github"], default="auto")
+
     b = sub.add_parser("rollback", help="open the PR that reverts a deployed proposal")
     b.add_argument("ref", help="proposal id or PR number")
     b.add_argument("--forge", choices=["auto", "local", "github"], default="auto")
@@ -126,7 +134,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     root = Path(args.repo).resolve()
     handler = {
         "run": _run, "check": _check, "analyze": _analyze, "version": _version,
-        "simulate": _simulate, "rollback": _rollback, "pr": _pr,
+        "simulate": _simulate, "rollback": _rollback, "pr": _pr, "propose": _propose,
     }[args.command]
     return handler(root, args)
 
@@ -277,6 +285,32 @@ def _simulate(root: Path, args: argparse.Namespace) -> int:
                        bad_rate=args.bad_rows, drift_per_week=args.drift)
     for path, rows in written:
         out(f"wrote {rows} rows to {path}")
+    return 0
+
+
+def _propose(root: Path, args: argparse.Namespace) -> int:
+    from bot.app import plan
+
+    if not args.dry_run:
+        raise UsageError("propose opens nothing by itself yet",
+                         fix="use `promptbot propose --dry-run` to see the plan, and "
+                         "`promptbot run` to open the pull requests")
+    ctx = _context(root, args.forge, quiet=args.json)
+    items = plan(ctx, args.metrics, args.agent)
+    if args.json:
+        out(json.dumps(items, indent=2))
+        return 0
+    if not items:
+        out("nothing to propose: no failure mode with enough evidence and an offline fix")
+    for item in items:
+        slot = item["roadmap_slot"]
+        out(f"{'#' + str(slot) if slot else 'backlog':<8}{item['title']}  [{item['status']}]")
+        impact = item["impact"]
+        out(f"        success {impact['success_rate_delta'] * 100:+.1f} pts "
+            f"({impact['interval'][0] * 100:+.1f} … {impact['interval'][1] * 100:+.1f}), "
+            f"ROI ≈ ${item['roi_usd_per_month']:,.0f}/month, {item['hours']:g} h, "
+            f"priority ${item['priority']:,.0f}/h, tokens {impact['tokens_before']} → "
+            f"{impact['tokens_after']}")
     return 0
 
 

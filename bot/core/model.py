@@ -98,6 +98,9 @@ class ProposePolicy(Strict):
     fix_rate_prior: float = Field(default=0.4, ge=0.0, le=1.0)
     # Days a prompt version must have been live (in the data) before it gets a proposal.
     cooldown_days: float = Field(default=3.0, ge=0.0, le=365.0)
+    # Review and follow-up hours per proposal, and the hours a roadmap may plan.
+    hours_per_proposal: float = Field(default=2.0, gt=0.0, le=1000.0)
+    hours_budget: float = Field(default=40.0, ge=0.0, le=100_000.0)
 
 
 class MeasurePolicy(Strict):
@@ -147,6 +150,9 @@ class PricingPolicy(Strict):
     # USD per million tokens, used for the cost delta of a proposal.
     input_per_mtok: float = Field(default=3.0, ge=0)
     output_per_mtok: float = Field(default=15.0, ge=0)
+    # What one more successful execution is worth (a resolved ticket, a correct query):
+    # turns a success-rate change into money per month for priority and ROI.
+    value_per_success_usd: float = Field(default=0.10, ge=0)
 
 
 class Policy(Strict):

@@ -13,6 +13,7 @@ import yaml
 from bot.core import variants
 from bot.core.agentfile import LoadedAgent, parse_agent
 from bot.core.analysis import Problem
+from bot.core.calibration import Calibration, Outcome, calibrate
 from bot.core.checks import check_variant
 from bot.core.model import Policy, is_safe_id
 from bot.core.yamledit import RoundTripError, set_prompt
@@ -27,6 +28,20 @@ class Expectation:
     high: float
     confidence: str
     method: str
+
+
+@dataclass(frozen=True)
+class Economics:
+    """Effort, money and priority of a proposal (see `economics` for how)."""
+
+    effort: str  # trivial | small | medium | large
+    hours: float
+    executions_per_month: float
+    value_usd_per_month: float  # success-rate gain x volume x value of a success
+    cost_usd_per_month: float  # change in token spend (negative = saving)
+    cost_pct: float  # change in cost per execution
+    roi_usd_per_month: float  # value - cost change
+    priority: float  # ROI per hour of effort
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,8 @@ class Proposal:
     success_criteria: tuple[str, ...]
     rollback_plan: str
     files: dict[str, str] = field(default_factory=dict)
+    economics: Economics | None = None
+    calibration: Calibration = field(default_factory=lambda: Calibration(0, 1.0))
 
     @property
     def branch(self) -> str:
@@ -78,23 +95,44 @@ def unified_diff(old: str, new: str, path: str) -> str:
     return "".join(lines)
 
 
-def expectation(problem: Problem, fix_rate: float) -> Expectation:
-    """Share of executions failing this way × the share an added rule is expected to fix."""
+def expectation(problem: Problem, fix_rate: float,
+                calibration: Calibration | None = None) -> Expectation:
+    """Share of executions failing this way × the share an added rule is expected to fix,
+    times the repository's own calibration factor for this type of proposal."""
+    cal = calibration or Calibration(0, 1.0)
     share = problem.share
+    rate = min(fix_rate * cal.factor, 1.0)
     return Expectation(
-        success_rate_delta=share * fix_rate,
-        low=share * fix_rate * 0.25,
-        high=min(share * min(1.0, fix_rate * 1.75), 1.0 - problem.stats.success_rate),
-        confidence="low",
+        success_rate_delta=share * rate,
+        low=share * rate * 0.25,
+        high=min(share * min(1.0, rate * 1.75), 1.0 - problem.stats.success_rate),
+        confidence="medium" if cal.n >= 3 else "low",
         method=(
             f"{share:.1%} of executions fail this way × {fix_rate:.0%} prior fix rate for an "
-            "added instruction (not yet calibrated on this repository's history)"
+            f"added instruction; {cal.note()}"
         ),
     )
 
 
+def economics(problem: Problem, expected: Expectation, tokens_added: int,
+              policy: Policy) -> Economics:
+    """ROI = success-rate gain × executions per month × value of a success - added token
+    spend per month; priority = ROI per hour of effort (review, deploy, follow-up)."""
+    stats = problem.stats
+    days = max((stats.last_seen - stats.first_seen).total_seconds() / 86_400, 1.0)
+    per_month = stats.executions / days * 30
+    value = expected.success_rate_delta * per_month * policy.pricing.value_per_success_usd
+    added = tokens_added * policy.pricing.input_per_mtok / 1e6
+    cost_month = added * per_month
+    cost_pct = added / stats.cost_per_execution if stats.cost_per_execution else 0.0
+    hours = policy.propose.hours_per_proposal
+    roi = value - cost_month
+    return Economics("small", hours, per_month, value, cost_month, cost_pct, roi, roi / hours)
+
+
 def build(
-    loaded: LoadedAgent, problem: Problem, policy: Policy, count_tokens: TokenCounter
+    loaded: LoadedAgent, problem: Problem, policy: Policy, count_tokens: TokenCounter,
+    history: list[Outcome] | None = None,
 ) -> Proposal | Skipped:
     category = variants.categorize(problem.failure)
     if category is None:
@@ -111,7 +149,10 @@ def build(
     if problems:
         return Skipped(loaded.agent.id, "variant failed validation: " + "; ".join(problems))
     pid = proposal_id(loaded.agent.id, loaded.version, problem.signature)
-    expected = expectation(problem, policy.propose.fix_rate_prior)
+    cal = calibrate(history or [], "error_handling")
+    expected = expectation(problem, policy.propose.fix_rate_prior, cal)
+    tokens_before = count_tokens(loaded.agent.prompts.system)
+    tokens_after = count_tokens(variant.system)
     measure = policy.measure
     criteria = (
         f"success rate of {new.version} is higher than {loaded.version}'s "
@@ -140,11 +181,13 @@ def build(
         new_text=new_text,
         diff=unified_diff(loaded.text, new_text, loaded.path),
         added_lines=variant.added_lines,
-        tokens_before=count_tokens(loaded.agent.prompts.system),
-        tokens_after=count_tokens(variant.system),
+        tokens_before=tokens_before,
+        tokens_after=tokens_after,
         expected=expected,
         success_criteria=criteria,
         rollback_plan=rollback,
+        economics=economics(problem, expected, tokens_after - tokens_before, policy),
+        calibration=cal,
     )
     record = proposal_record(proposal)
     files = {loaded.path: new_text, f"prompts/{loaded.agent.id}/proposals/{pid}.yaml": record}
@@ -181,6 +224,15 @@ def proposal_record(p: Proposal) -> str:
         "success_criteria": list(p.success_criteria),
         "rollback_plan": p.rollback_plan,
     }
+    if p.economics is not None:
+        e = p.economics
+        data["economics"] = {
+            "effort": e.effort, "hours": e.hours,
+            "executions_per_month": round(e.executions_per_month),
+            "roi_usd_per_month": round(e.roi_usd_per_month, 2),
+            "cost_change_pct": round(e.cost_pct * 100, 2),
+            "priority_usd_per_hour": round(e.priority, 2),
+        }
     header = (
         "# Pre-registered expectation of a promptbot proposal. Written before the change\n"
         "# is deployed, so the measured result can be compared with what was predicted.\n"

@@ -49,6 +49,7 @@ class Deployment:
     reverted_at: datetime | None  # when the base version came back, if it did
     revert_sha: str | None
     expected_delta: float
+    proposal_type: str = "error_handling"
     base_since: datetime | None = None  # when the base version went live, if known
     new_until: datetime | None = None  # when the new version stopped being live, if it did
 
@@ -70,6 +71,7 @@ class Result:
     merge_sha: str
     rolled_back_by: str | None
     daily: tuple[tuple[str, float | None, float | None], ...] = ()
+    proposal_type: str = "error_handling"
 
     def to_json(self) -> str:
         data: dict[str, Any] = jsonable(self)
@@ -260,4 +262,5 @@ def measure(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -
         merge_sha=dep.merge_sha,
         rolled_back_by=dep.revert_sha if rolled_back else None,
         daily=sides.daily,
+        proposal_type=dep.proposal_type,
     )

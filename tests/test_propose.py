@@ -1,0 +1,84 @@
+"""`propose --dry-run`, economics, the roadmap and calibration from the repo's history."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import Cli, snapshot_state
+
+from bot.core.calibration import Outcome, calibrate
+from bot.core.roadmap import Item, roadmap
+
+
+def test_propose_dry_run_lists_specific_proposals_and_writes_nothing(
+    cli: Cli, repo: Path
+) -> None:
+    before = snapshot_state(repo)
+    data = cli.json("propose", "--dry-run", "--json")
+    assert isinstance(data, list) and len(data) == 3
+    assert snapshot_state(repo) == before
+    for item in data:
+        assert item["status"] == "would open"
+        assert item["impact"]["success_rate_delta"] > 0
+        low, high = item["impact"]["interval"]
+        assert low < item["impact"]["success_rate_delta"] < high
+        assert item["diff"].startswith("--- a/prompts/") and "+    Reliability rules" in \
+            item["diff"]
+        assert item["roadmap_slot"] in (1, 2, 3) and item["hours"] > 0
+    # Highest priority (value per hour) first.
+    priorities = [item["priority"] for item in data]
+    assert priorities == sorted(priorities, reverse=True)
+    one = cli.json("propose", "--dry-run", "--json", "--agent", "sql-writer")
+    assert [i["agent"] for i in one] == ["sql-writer"]  # type: ignore[union-attr]
+    code, _, err = cli("propose", "--dry-run", "--agent", "nope")
+    assert code == 2 and "known agents" in err
+
+
+def test_status_follows_open_prs(cli: Cli) -> None:
+    assert cli("run")[0] == 0
+    data = cli.json("propose", "--dry-run", "--json")
+    assert isinstance(data, list)
+    assert all(item["status"].startswith("open as #") for item in data)
+
+
+def test_roadmap_fits_the_budget_and_puts_dependencies_first() -> None:
+    items = [Item("a", 50, 10), Item("b", 40, 10, after=("c",)), Item("c", 5, 10),
+             Item("d", 30, 30)]
+    slots = roadmap(items, budget_hours=30)
+    assert slots["a"] == 1
+    assert slots["c"] is not None and slots["b"] is not None and slots["c"] < slots["b"]
+    assert slots["d"] is None  # 30 more hours do not fit
+
+
+def test_calibration_shrinks_toward_the_prior() -> None:
+    assert calibrate([], "error_handling").factor == 1.0
+    one = calibrate([Outcome("error_handling", 0.02, 0.04)], "error_handling")
+    many = calibrate([Outcome("error_handling", 0.02, 0.04)] * 12, "error_handling")
+    assert 1.0 < one.factor < many.factor < 2.0
+    assert one.factor == pytest.approx(1 + 0.25 * 1.0)
+    assert calibrate([Outcome("other", 0.02, 0.04)], "error_handling").n == 0
+
+
+def test_estimates_are_calibrated_by_measured_results(cli: Cli, repo: Path) -> None:
+    first = cli.json("propose", "--dry-run", "--json", "--agent", "support-triage")
+    assert isinstance(first, list)
+    assert first[0]["calibration"] == {"n": 0, "factor": 1.0}
+    assert cli("run")[0] == 0
+    prs = cli.json("pr", "list", "--json")
+    pr = next(p for p in prs if p["agent"] == "support-triage")  # type: ignore[union-attr]
+    assert cli("pr", "merge", str(pr["number"]))[0] == 0
+    cli("simulate", "--out", str(repo / "sim"), "--effect", "0.04")
+    assert cli("run", "--metrics", str(repo / "sim" / "*.csv"))[0] == 0
+    result = json.loads(
+        (repo / f"prompts/support-triage/results/{pr['proposal_id']}.json").read_text())
+    assert result["comparison"]["delta"] > result["expected_delta"]
+    after = cli.json("propose", "--dry-run", "--json", "--agent", "support-triage",
+                     "--metrics", str(repo / "sim" / "*.csv"))
+    assert isinstance(after, list) and after
+    assert after[0]["calibration"]["n"] == 1 and after[0]["calibration"]["factor"] > 1.0
+    assert "calibrated on 1 past proposal" in after[0]["impact"]["method"]
+    newest = max(p["number"] for p in cli.json("pr", "list", "--json"))  # type: ignore[union-attr]
+    code, shown, _ = cli("pr", "show", str(newest))
+    assert code == 0 and "calibrated on 1 past proposal" in shown
