@@ -108,7 +108,7 @@ def add_rule(system: str, category: Category) -> Variant | None:
     lines = system.split("\n")
     width = max(60, min(100, max(len(line) for line in lines)))
     bullet_lines = textwrap.wrap(f"- {category.instruction}", width=width,
-                                 subsequent_indent="  ")
+                                 subsequent_indent="  ", break_on_hyphens=False)
     trailing = system.endswith("\n")
     if trailing:
         lines = lines[:-1]
