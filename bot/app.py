@@ -14,14 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 from bot.core import markers, render
-from bot.core.agentfile import parse_agent
-from bot.core.analysis import current_stats, failure_problems
+from bot.core.agentfile import LoadedAgent, parse_agent
+from bot.core.analysis import Problem, current_stats, failure_problems
 from bot.core.calibration import Outcome
+from bot.core.generation import GenerationRequest, VariantCandidate
 from bot.core.metrics import MetricsSnapshot
 from bot.core.model import Policy, is_safe_id
 from bot.core.proposals import (
@@ -30,6 +31,7 @@ from bot.core.proposals import (
     TokenCounter,
     branch_name,
     build,
+    from_candidates,
     proposal_id,
 )
 from bot.core.report import analysis, analysis_text
@@ -63,6 +65,15 @@ class Context:
     count_tokens: TokenCounter
     say: Callable[[str], None] = lambda _line: None
     progress: bool = False  # a progress bar while reading large exports
+    generator: VariantSource | None = None  # None: the offline generator
+
+
+class VariantSource(Protocol):
+    """A model that writes candidate system prompts (bot/edges/anthropic_generator.py)."""
+
+    label: str
+
+    def generate(self, req: GenerationRequest) -> list[VariantCandidate]: ...
 
 
 @dataclass
@@ -491,7 +502,9 @@ def propose_all(
                 if existing is None and opened >= policy.propose.max_prs_per_run:
                     report.skipped.append(f"{agent_id}: max_prs_per_run reached")
                     break
-                proposal = build(loaded, problem, policy, ctx.count_tokens, past)
+                if existing is not None and ctx.generator is not None:
+                    break  # a model's PR is not rewritten on every run (cost, churn)
+                proposal = make_proposal(ctx, loaded, problem, policy, past, report)
                 if isinstance(proposal, Skipped):
                     report.skipped.append(f"{agent_id}: {proposal.reason}")
                     continue
@@ -537,7 +550,7 @@ def plan(ctx: Context, patterns: list[str] | None = None,
             if existing is not None and existing.pr.state != "open" and \
                     existing.marker.get("state") != SUPERSEDED:
                 continue
-            proposal = build(loaded, problem, policy, ctx.count_tokens, past)
+            proposal = make_proposal(ctx, loaded, problem, policy, past, RunReport())
             if isinstance(proposal, Skipped):
                 continue
             if existing is not None and existing.pr.state == "open":
@@ -576,6 +589,29 @@ def plan(ctx: Context, patterns: list[str] | None = None,
             "diff": p.diff,
         })
     return out
+
+
+def make_proposal(
+    ctx: Context, loaded: LoadedAgent, problem: Problem, policy: Policy,
+    past: list[Outcome], report: RunReport,
+) -> Proposal | Skipped:
+    """The configured generator's proposal; the offline one when there is none or it fails."""
+    if ctx.generator is None:
+        return build(loaded, problem, policy, ctx.count_tokens, past)
+    failures = tuple((e.error_type, e.template, e.count) for e in problem.stats.top_errors[:5])
+    request = GenerationRequest(loaded.agent.id, loaded.text, loaded.agent.prompts.system,
+                                ("error_handling",), failures, policy.generator.candidates)
+    try:
+        candidates = ctx.generator.generate(request)
+    except PromptbotError as exc:
+        report.skipped.append(f"{loaded.agent.id}: {ctx.generator.label} failed "
+                              f"({exc.message[:200]}); used the offline generator")
+        return build(loaded, problem, policy, ctx.count_tokens, past)
+    made, dropped = from_candidates(loaded, problem, policy, ctx.count_tokens, past,
+                                    [(c.system, c.rationale) for c in candidates],
+                                    ctx.generator.label)
+    report.skipped += [f"{loaded.agent.id}: {line}" for line in dropped]
+    return made
 
 
 def open_proposal(

@@ -151,7 +151,28 @@ def _context(root: Path, forge_choice: str, quiet: bool = False) -> Any:
     forge = _forge(git, forge_choice)
     return Context(root=git.root, git=git, forge=forge, count_tokens=count_tokens,
                    say=(lambda _l: None) if quiet else (lambda line: err(f"· {line}")),
-                   progress=_progress(quiet))
+                   progress=_progress(quiet), generator=_generator(git.root))
+
+
+def _generator(root: Path) -> Any:
+    """The Anthropic generator when the policy and the environment ask for it, else None."""
+    from bot.load.repo import WorkingTree, load_policy
+
+    policy = load_policy(WorkingTree(root))
+    kind, key = policy.generator.kind, os.environ.get("ANTHROPIC_API_KEY", "")
+    if kind == "offline" or (kind == "auto" and not key):
+        return None
+    if not key:
+        raise UsageError("generator.kind is anthropic but ANTHROPIC_API_KEY is not set",
+                         fix="export ANTHROPIC_API_KEY (in Actions: from secrets), or set "
+                         "generator.kind: offline in policies/promptbot.yaml")
+    from bot.edges.anthropic_generator import AnthropicGenerator
+
+    return AnthropicGenerator(
+        api_key=key, model=policy.generator.model,
+        base_url=os.environ.get("ANTHROPIC_BASE_URL") or None,
+        price_in=policy.pricing.input_per_mtok, price_out=policy.pricing.output_per_mtok,
+        budget_usd=policy.generator.budget_usd, budget_tokens=policy.generator.budget_tokens)
 
 
 def _progress(quiet: bool) -> bool:
@@ -209,6 +230,11 @@ def _run(root: Path, args: argparse.Namespace) -> int:
             out(f"  skipped: {line}")
         for line in report.errors:
             err(line if line.startswith("error:") else f"error: {line}")
+        if ctx.generator is not None:
+            usage = ctx.generator.report()
+            out(f"{ctx.generator.label}: {usage.get('requests', 0)} request(s), "
+                f"{usage.get('input_tokens', 0)} input / {usage.get('output_tokens', 0)} "
+                f"output tokens, ${usage.get('cost_usd', 0):.4f}")
         if report.actions and not args.dry_run and ctx.forge.name == "local":
             out("\nnext: `promptbot pr list`, then `promptbot pr show N`")
     return 1 if report.errors else 0

@@ -100,6 +100,9 @@ class ProposePolicy(Strict):
     cooldown_days: float = Field(default=3.0, ge=0.0, le=365.0)
     # Review and follow-up hours per proposal, and the hours a roadmap may plan.
     hours_per_proposal: float = Field(default=2.0, gt=0.0, le=1000.0)
+    # Limits on a new system prompt: absolute size and growth over the current one.
+    max_system_tokens: int = Field(default=4000, ge=1)
+    max_token_growth: float = Field(default=0.5, ge=0.0)
     hours_budget: float = Field(default=40.0, ge=0.0, le=100_000.0)
 
 
@@ -155,6 +158,17 @@ class PricingPolicy(Strict):
     value_per_success_usd: float = Field(default=0.10, ge=0)
 
 
+class GeneratorPolicy(Strict):
+    # "auto": Anthropic when ANTHROPIC_API_KEY is set, else the offline generator.
+    kind: Literal["auto", "offline", "anthropic"] = "auto"
+    model: str = Field(default="claude-sonnet-4-5", min_length=1)
+    # Candidates asked for per proposal; the cheapest valid one is proposed.
+    candidates: int = Field(default=3, ge=1, le=5)
+    # Per run: the generator stops (and the run falls back to offline) before exceeding.
+    budget_usd: float = Field(default=1.0, ge=0.0)
+    budget_tokens: int = Field(default=200_000, ge=0)
+
+
 class Policy(Strict):
     """`policies/promptbot.yaml`."""
 
@@ -162,6 +176,7 @@ class Policy(Strict):
     propose: ProposePolicy = Field(default_factory=ProposePolicy)
     measure: MeasurePolicy = Field(default_factory=MeasurePolicy)
     triggers: TriggerPolicy = Field(default_factory=TriggerPolicy)
+    generator: GeneratorPolicy = Field(default_factory=GeneratorPolicy)
     forge: ForgePolicy = Field(default_factory=ForgePolicy)
     pricing: PricingPolicy = Field(default_factory=PricingPolicy)
     reports_dir: str = "reports"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from bot.core.calibration import Calibration, Outcome, calibrate
 from bot.core.checks import check_variant
 from bot.core.model import Policy, is_safe_id
 from bot.core.yamledit import RoundTripError, set_prompt
+from bot.errors import PromptbotError
 
 TokenCounter = Callable[[str], int]
 
@@ -65,6 +67,9 @@ class Proposal:
     files: dict[str, str] = field(default_factory=dict)
     economics: Economics | None = None
     calibration: Calibration = field(default_factory=lambda: Calibration(0, 1.0))
+    alternatives: tuple[str, ...] = ()  # other candidates, one line each, for the PR body
+    generator: str = "offline rules"
+    rationale: str = ""
 
     @property
     def branch(self) -> str:
@@ -130,35 +135,79 @@ def economics(problem: Problem, expected: Expectation, tokens_added: int,
     return Economics("small", hours, per_month, value, cost_month, cost_pct, roi, roi / hours)
 
 
+_URL = re.compile(r"(?i)\b(?:https?://|www\.)\S+")
+_SECRET = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{16,}|AKIA[0-9A-Z]{16}|ghp_[A-Za-z0-9]{20,}|"
+                     r"xox[abp]-[A-Za-z0-9-]{10,})")
+
+
+def validate_system(loaded: LoadedAgent, system: str, policy: Policy,
+                    count_tokens: TokenCounter) -> tuple[str, list[str]]:
+    """(new agent file text, why it may not be proposed) for a new system prompt.
+
+    The same gate for every generator: the file parses and keeps its schema, protected
+    sections and template variables are unchanged, nothing outside prompts.system moved,
+    no new URL or secret-looking string appeared, and the prompt stays within the
+    policy's token limits.
+    """
+    try:
+        new_text = set_prompt(loaded.text, "system", system)
+    except RoundTripError as exc:
+        return "", [f"{loaded.path}: {exc}"]
+    try:
+        new = parse_agent(new_text, loaded.path, folder_id=loaded.agent.id)
+    except PromptbotError as exc:
+        return "", [f"the new file does not load: {exc.message}"]
+    problems = check_variant(loaded.agent, new.agent, fields=("prompts.system",))
+    old_system = loaded.agent.prompts.system
+    if set(_URL.findall(system)) - set(_URL.findall(old_system)):
+        problems.append("adds a URL")
+    if set(_SECRET.findall(system)) - set(_SECRET.findall(old_system)):
+        problems.append("adds a secret-looking string")
+    before, after = count_tokens(old_system), count_tokens(system)
+    if after > policy.propose.max_system_tokens:
+        problems.append(f"{after} tokens exceed propose.max_system_tokens")
+    if before and (after - before) / before > policy.propose.max_token_growth:
+        problems.append(f"grows the prompt by {(after - before) / before:.0%}, more than "
+                        f"propose.max_token_growth")
+    return new_text, problems
+
+
 def build(
     loaded: LoadedAgent, problem: Problem, policy: Policy, count_tokens: TokenCounter,
     history: list[Outcome] | None = None,
 ) -> Proposal | Skipped:
+    """The offline generator's proposal for a failure mode."""
     category = variants.categorize(problem.failure)
     if category is None:
         return Skipped(loaded.agent.id, f"no offline rule addresses '{problem.failure.error_type}'")
     variant = variants.add_rule(loaded.agent.prompts.system, category)
     if variant is None:
         return Skipped(loaded.agent.id, f"the prompt already carries the {category.key} rule")
-    try:
-        new_text = set_prompt(loaded.text, "system", variant.system)
-    except RoundTripError as exc:
-        return Skipped(loaded.agent.id, f"{loaded.path}: {exc}")
-    new = parse_agent(new_text, loaded.path, folder_id=loaded.agent.id)
-    problems = check_variant(loaded.agent, new.agent, fields=("prompts.system",))
+    return assemble(loaded, problem, policy, count_tokens, history, variant.system,
+                    variant.added_lines, category.summary)
+
+
+def assemble(
+    loaded: LoadedAgent, problem: Problem, policy: Policy, count_tokens: TokenCounter,
+    history: list[Outcome] | None, system: str, added_lines: tuple[str, ...], summary: str,
+    alternatives: tuple[str, ...] = (),
+) -> Proposal | Skipped:
+    """A proposal from any generator's new system prompt, validated before anything else."""
+    new_text, problems = validate_system(loaded, system, policy, count_tokens)
     if problems:
         return Skipped(loaded.agent.id, "variant failed validation: " + "; ".join(problems))
+    new = parse_agent(new_text, loaded.path, folder_id=loaded.agent.id)
     pid = proposal_id(loaded.agent.id, loaded.version, problem.signature)
     cal = calibrate(history or [], "error_handling")
     expected = expectation(problem, policy.propose.fix_rate_prior, cal)
     tokens_before = count_tokens(loaded.agent.prompts.system)
-    tokens_after = count_tokens(variant.system)
+    tokens_after = count_tokens(system)
     measure = policy.measure
     criteria = (
         f"success rate of {new.version} is higher than {loaded.version}'s "
         f"({problem.stats.success_rate:.1%}) at significance {measure.alpha} "
         f"with at least {measure.min_executions_per_arm} executions per version",
-        f"'{category.summary}' failures fall below {problem.share / 2:.1%} of executions "
+        f"'{summary}' failures fall below {problem.share / 2:.1%} of executions "
         f"(from {problem.share:.1%})",
         f"guardrail: success rate does not drop by more than "
         f"{measure.rollback_threshold * 100:.0f} points (else the bot recommends a rollback)",
@@ -168,7 +217,7 @@ def build(
         f"`promptbot rollback {pid}`: the agent returns to version {loaded.version}. The bot "
         "notices the revert and records the proposal as rolled back."
     )
-    title = f"{loaded.agent.id}: fix {category.summary}"
+    title = f"{loaded.agent.id}: fix {summary}"
     proposal = Proposal(
         id=pid,
         agent_id=loaded.agent.id,
@@ -180,7 +229,7 @@ def build(
         agent_path=loaded.path,
         new_text=new_text,
         diff=unified_diff(loaded.text, new_text, loaded.path),
-        added_lines=variant.added_lines,
+        added_lines=added_lines,
         tokens_before=tokens_before,
         tokens_after=tokens_after,
         expected=expected,
@@ -188,10 +237,46 @@ def build(
         rollback_plan=rollback,
         economics=economics(problem, expected, tokens_after - tokens_before, policy),
         calibration=cal,
+        alternatives=alternatives,
     )
     record = proposal_record(proposal)
     files = {loaded.path: new_text, f"prompts/{loaded.agent.id}/proposals/{pid}.yaml": record}
     return Proposal(**{**proposal.__dict__, "files": files})
+
+
+def from_candidates(
+    loaded: LoadedAgent, problem: Problem, policy: Policy, count_tokens: TokenCounter,
+    history: list[Outcome] | None, candidates: list[tuple[str, str]], generator: str,
+) -> tuple[Proposal | Skipped, list[str]]:
+    """The best of several (system prompt, rationale) candidates, and why others dropped.
+
+    Every candidate passes the same validation as the offline generator's; among the
+    valid ones the cheapest (fewest added tokens) wins, since they address the same
+    failure mode and so carry the same estimate. The rest become the PR's alternatives.
+    """
+    summary = f"'{problem.failure.error_type}' failures"
+    category = variants.categorize(problem.failure)
+    if category is not None:
+        summary = category.summary
+    valid: list[tuple[int, Proposal, str]] = []
+    dropped: list[str] = []
+    old_lines = set(loaded.agent.prompts.system.splitlines())
+    for index, (system, rationale) in enumerate(candidates, start=1):
+        added = tuple(line for line in system.splitlines() if line and line not in old_lines)
+        made = assemble(loaded, problem, policy, count_tokens, history, system, added, summary)
+        if isinstance(made, Skipped):
+            dropped.append(f"candidate {index}: {made.reason}")
+            continue
+        valid.append((made.tokens_after, made, rationale))
+    if not valid:
+        return Skipped(loaded.agent.id, f"no {generator} candidate passed validation"), dropped
+    valid.sort(key=lambda v: v[0])
+    best = valid[0][1]
+    others = tuple(f"{v[2][:200]} ({v[1].tokens_after - v[1].tokens_before:+d} tokens)"
+                   for v in valid[1:])
+    head = f"{valid[0][2][:300]}"
+    return Proposal(**{**best.__dict__, "alternatives": others, "generator": generator,
+                       "rationale": head}), dropped
 
 
 def proposal_record(p: Proposal) -> str:
@@ -213,7 +298,8 @@ def proposal_record(p: Proposal) -> str:
             "share": round(p.problem.share, 4),
             "success_rate": round(p.problem.stats.success_rate, 4),
         },
-        "change": {"field": "prompts.system", "added_lines": list(p.added_lines)},
+        "change": {"field": "prompts.system", "added_lines": list(p.added_lines),
+                   "generator": p.generator},
         "tokens": {"system_before": p.tokens_before, "system_after": p.tokens_after},
         "expected_effect": {
             "success_rate_delta": round(p.expected.success_rate_delta, 4),

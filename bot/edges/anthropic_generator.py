@@ -130,6 +130,7 @@ class AnthropicGenerator:
         # Kept only to scrub it from any text we show; never printed.
         self._secret = api_key
         self.model = model
+        self.label = f"anthropic ({model})"
         self.price_in = price_in
         self.price_out = price_out
         self.budget_usd = budget_usd
