@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,19 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     for key, value in GIT_ENV.items():
         monkeypatch.setenv(key, value)
+
+
+COLS = ["timestamp", "agent_id", "prompt_version", "execution_id", "status", "latency_ms",
+        "error_type", "error_message"]
+
+
+def write_csv(path: Path, rows: Sequence[Sequence[object]], cols: Sequence[str] = COLS) -> Path:
+    """A metrics export as a real CSV file."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(cols)
+        writer.writerows(rows)
+    return path
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import COLS, write_csv
 
 from bot.core.metrics import Bucket, MetricsSnapshot
 from bot.core.model import MeasurePolicy, Policy
@@ -15,17 +15,6 @@ from bot.core.report import analysis
 from bot.core.results import Deployment, measure
 from bot.core.stats import Arm, compare
 from bot.load.metrics import ingest
-
-COLS = ["timestamp", "agent_id", "prompt_version", "execution_id", "status", "latency_ms",
-        "error_type", "error_message"]
-
-
-def _csv(path: Path, rows: list[tuple[object, ...]], cols: list[str] = COLS) -> Path:
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(cols)
-        writer.writerows(rows)
-    return path
 
 
 def test_a_late_bad_value_in_jsonl_is_a_bad_row(tmp_path: Path) -> None:
@@ -44,8 +33,8 @@ def test_a_late_bad_value_in_jsonl_is_a_bad_row(tmp_path: Path) -> None:
 
 def test_file_names_with_glob_characters(tmp_path: Path) -> None:
     row = ("2026-11-01T10:00:00Z", "a", "v1", "e1", "success", 100, "", "")
-    target = _csv(tmp_path / "data[1].csv", [row])
-    _csv(tmp_path / "data1.csv", [row, (*row[:3], "e2", *row[4:])])
+    target = write_csv(tmp_path / "data[1].csv", [row])
+    write_csv(tmp_path / "data1.csv", [row, (*row[:3], "e2", *row[4:])])
     snap = ingest([str(target)], window_days=3650)
     assert snap.rows_read == 1
 
@@ -58,7 +47,7 @@ def test_empty_ids_are_no_ids_and_ids_compare_as_written(tmp_path: Path) -> None
         (*base, "x1", "success", 100, "", ""),
         (*base, " x1", "success", 100, "", ""),
     ]
-    snap = ingest([str(_csv(tmp_path / "m.csv", rows))], window_days=3650)
+    snap = ingest([str(write_csv(tmp_path / "m.csv", rows))], window_days=3650)
     # Four rows without an id are four executions; "x1" twice is one; " x1" is another id.
     assert (snap.rows_used, snap.duplicates) == (6, 1)
 
@@ -66,7 +55,7 @@ def test_empty_ids_are_no_ids_and_ids_compare_as_written(tmp_path: Path) -> None
 def test_a_resent_bad_row_counts_once_as_bad(tmp_path: Path) -> None:
     bad = ("2026-11-01T10:00:00Z", "a", "v1", "e9", "succeeded", 100, "", "")
     good = ("2026-11-01T10:00:00Z", "a", "v1", "e1", "success", 100, "", "")
-    snap = ingest([str(_csv(tmp_path / "m.csv", [bad, bad, good]))], window_days=3650)
+    snap = ingest([str(write_csv(tmp_path / "m.csv", [bad, bad, good]))], window_days=3650)
     assert (snap.rows_used, snap.bad_rows, snap.duplicates) == (1, 1, 1)
 
 
@@ -74,7 +63,7 @@ def test_mapped_timestamp_column_rejected_by_the_csv_reader(tmp_path: Path) -> N
     rows = [(f"2026-11-01T10:00:{i:02d}Z", "a", "v1", f"e{i}", "success", 100, "", "")
             for i in range(50)]
     rows.append(("2026-13-45T99:00:00Z", "a", "v1", "bad", "success", 100, "", ""))
-    path = _csv(tmp_path / "m.csv", rows, ["ts", *COLS[1:]])
+    path = write_csv(tmp_path / "m.csv", rows, ["ts", *COLS[1:]])
     snap = ingest([str(path)], {"ts": "timestamp"}, window_days=3650)
     assert snap.bad_by_reason == {"unparseable timestamp": 1}
 
@@ -90,7 +79,7 @@ def test_otel_spans_are_picked_per_trace(tmp_path: Path) -> None:
         rows.append([f"ta{i}", "s2", "2026-11-01T10:00:00Z", 500, "OK", "chat", "agent-a",
                      "svc-a"])
         rows.append([f"tb{i}", "s1", "2026-11-01T10:00:00Z", 700, "OK", "chat", "", "svc-b"])
-    _csv(path, rows, header)  # type: ignore[arg-type]
+    write_csv(path, rows, header)
     snap = ingest([str(path)], window_days=3650, preset="otel")
     counts = {v.agent_id: v.executions for v in snap.versions}
     assert counts == {"agent-a": 10, "svc-b": 10}
@@ -103,7 +92,7 @@ def test_daily_form_window_and_triggers(tmp_path: Path) -> None:
         date = (datetime(2026, 10, 1) + timedelta(days=day)).strftime("%Y-%m-%d")
         ok = 500 if day == 29 else 990
         rows.append((date, "a", "v1", 1000, ok))
-    _csv(path, rows, ["date", "agent_id", "prompt_version", "executions", "successes"])
+    write_csv(path, rows, ["date", "agent_id", "prompt_version", "executions", "successes"])
     snap = ingest([str(path)], window_days=28)
     v1 = snap.version("a", "v1")
     assert v1 is not None and v1.executions == 28_000
@@ -117,7 +106,7 @@ def test_far_future_failure_is_not_a_failure_mode(tmp_path: Path) -> None:
         for d in range(1, 29) for i in range(40)]
     rows.append(("9999-12-31T12:00:00Z", "a", "v1", "far", "error", 100, "Boom",
                  "boom from the future"))
-    snap = ingest([str(_csv(tmp_path / "m.csv", rows))], window_days=7)
+    snap = ingest([str(write_csv(tmp_path / "m.csv", rows))], window_days=7)
     v1 = snap.version("a", "v1")
     assert v1 is not None and v1.top_errors == ()
     assert all(h.day.year == 2026 for h in snap.histograms)

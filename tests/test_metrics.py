@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import PROJECT, Cli, snapshot_state
+from conftest import COLS, PROJECT, Cli, snapshot_state, write_csv
 
 from bot.errors import MetricsError
 from bot.load.metrics import ingest, resolve_sources
@@ -29,16 +29,6 @@ ROWS = [
     ("2026-11-01T12:00:00Z", "a", "v2", "e7", "succeeded", 100, "", ""),  # bad status
     ("2026-11-01T12:30:00Z", "a", "v2", "e8", "success", -5, "", ""),  # negative latency
 ]
-COLS = ["timestamp", "agent_id", "prompt_version", "execution_id", "status", "latency_ms",
-        "error_type", "error_message"]
-
-
-def _write_csv(path: Path, rows: list[tuple[object, ...]], cols: list[str] = COLS) -> Path:
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(cols)
-        writer.writerows(rows)
-    return path
 
 
 def _check_snapshot(files: list[str]) -> None:
@@ -62,11 +52,11 @@ def _check_snapshot(files: list[str]) -> None:
 
 
 def test_csv(tmp_path: Path) -> None:
-    _check_snapshot([str(_write_csv(tmp_path / "m.csv", ROWS))])
+    _check_snapshot([str(write_csv(tmp_path / "m.csv", ROWS))])
 
 
 def test_jsonl_and_parquet_give_the_same_numbers(tmp_path: Path) -> None:
-    src = _write_csv(tmp_path / "m.csv", ROWS)
+    src = write_csv(tmp_path / "m.csv", ROWS)
     con = duckdb.connect()
     rel = f"read_csv('{src}', all_varchar=true)"
     jsonl, parquet = tmp_path / "m.jsonl", tmp_path / "m.parquet"
@@ -79,7 +69,7 @@ def test_jsonl_and_parquet_give_the_same_numbers(tmp_path: Path) -> None:
 
 
 def test_missing_columns_name_the_file_and_the_fix(tmp_path: Path) -> None:
-    bad = _write_csv(tmp_path / "bad.csv", [("2026-11-01", "x")], ["ts", "agent_id"])
+    bad = write_csv(tmp_path / "bad.csv", [("2026-11-01", "x")], ["ts", "agent_id"])
     with pytest.raises(MetricsError) as info:
         ingest([str(bad)])
     text = info.value.render()
@@ -90,7 +80,7 @@ def test_missing_columns_name_the_file_and_the_fix(tmp_path: Path) -> None:
 def test_column_mapping_renames(tmp_path: Path) -> None:
     cols = ["ts", "agent", "prompt_version", "execution_id", "outcome", "latency_ms",
             "error_type", "error_message"]
-    path = _write_csv(tmp_path / "team.csv", ROWS, cols)
+    path = write_csv(tmp_path / "team.csv", ROWS, cols)
     snap = ingest([str(path)], {"ts": "timestamp", "agent": "agent_id", "outcome": "status"},
                   window_days=3650)
     assert snap.rows_used == 5
@@ -126,7 +116,7 @@ def test_shipped_export_carries_the_current_versions(cli: Cli) -> None:
 
 
 def test_run_with_wrong_columns_changes_nothing(cli: Cli, repo: Path, tmp_path: Path) -> None:
-    bad = _write_csv(tmp_path / "bad.csv", [("2026-11-01", "x")], ["ts", "agent_id"])
+    bad = write_csv(tmp_path / "bad.csv", [("2026-11-01", "x")], ["ts", "agent_id"])
     before = snapshot_state(repo)
     code, _, err = cli("run", "--metrics", str(bad))
     assert code == 1
@@ -142,7 +132,7 @@ def test_a_far_future_row_does_not_move_the_window(tmp_path: Path) -> None:
     rows = [(f"2026-11-{d:02d}T10:00:00Z", "a", "v1", f"e{d}-{i}", "success", 100, "", "")
             for d in range(1, 29) for i in range(50)]
     rows.append(("9999-12-31T23:59:59Z", "a", "v1", "far", "success", 100, "", ""))
-    snap = ingest([str(_write_csv(tmp_path / "m.csv", rows))], window_days=7)
+    snap = ingest([str(write_csv(tmp_path / "m.csv", rows))], window_days=7)
     assert snap.newest is not None and snap.newest.year == 2026
     assert snap.bad_by_reason == {"timestamp far after the rest of the export": 1}
     v1 = snap.version("a", "v1")
@@ -153,7 +143,7 @@ def test_infinite_and_nan_numbers_are_bad_rows(tmp_path: Path) -> None:
     rows = [("2026-11-01T10:00:00Z", "a", "v1", "e1", "success", "inf", "", ""),
             ("2026-11-01T10:00:00Z", "a", "v1", "e2", "success", "nan", "", ""),
             ("2026-11-01T10:00:00Z", "a", "v1", "e3", "success", "120", "", "")]
-    snap = ingest([str(_write_csv(tmp_path / "m.csv", rows))], window_days=30)
+    snap = ingest([str(write_csv(tmp_path / "m.csv", rows))], window_days=30)
     assert snap.bad_by_reason == {"a number is not finite (inf/nan)": 2}
     assert snap.rows_used == 1
 
@@ -173,7 +163,7 @@ def test_malformed_csv_rows_are_counted_once_with_their_line(tmp_path: Path) -> 
 def test_empty_files_are_skipped_and_reported(tmp_path: Path) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_text("")
-    full = _write_csv(tmp_path / "m.csv", ROWS)
+    full = write_csv(tmp_path / "m.csv", ROWS)
     snap = ingest([str(empty), str(full)], window_days=3650)
     assert snap.skipped_files == (str(empty),) and snap.rows_read == 9
     with pytest.raises(MetricsError, match="every metrics file is empty"):

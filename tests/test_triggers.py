@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
-from conftest import Cli
+from conftest import Cli, write_csv
 
 from bot.core.model import Policy, TriggerPolicy
 from bot.core.report import analysis
 from bot.load.metrics import ingest
-
-COLS = ["timestamp", "agent_id", "prompt_version", "execution_id", "status", "latency_ms",
-        "error_type", "error_message"]
 
 
 def _export(path: Path, last_day_success: float, last_day_latency: int = 1000) -> Path:
@@ -27,11 +23,7 @@ def _export(path: Path, last_day_success: float, last_day_latency: int = 1000) -
                          f"d{day}-{i}", "success" if ok else "error", latency,
                          "" if ok else "BinderException",
                          "" if ok else f'Referenced column "c{i}" not found'))
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(COLS)
-        writer.writerows(rows)
-    return path
+    return write_csv(path, rows)
 
 
 def test_quiet_data_fires_nothing(tmp_path: Path) -> None:

@@ -24,7 +24,6 @@ from bot.core.stats import (
 PROPOSED, MEASURING, COMPLETED, ROLLED_BACK, REJECTED, SUPERSEDED = (
     "proposed", "measuring", "completed", "rolled_back", "rejected", "superseded",
 )
-STATES = (PROPOSED, MEASURING, COMPLETED, ROLLED_BACK, REJECTED, SUPERSEDED)
 
 
 def state_label(prefix: str, state: str) -> str:

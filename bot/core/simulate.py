@@ -43,10 +43,6 @@ ERRORS: dict[str, tuple[tuple[str, str, float], ...]] = {
     ),
 }
 WORDS = ("customer_name", "signup_dt", "Revenue", "region_code", "orderDate", "total_amt")
-COLUMNS = (
-    "timestamp", "agent_id", "prompt_version", "execution_id", "status", "latency_ms",
-    "input_tokens", "output_tokens", "cost_usd", "error_type", "error_message", "model",
-)
 # Share of a day's traffic by hour is 0.6 + 0.4 cos(2 pi (hour - 14) / 24); weekends x 0.6.
 # Rows are drawn uniformly and thinned by that weight, so volume is corrected by its mean.
 _MEAN_WEIGHT = 0.6 * (5 + 2 * 0.6) / 7

@@ -106,10 +106,6 @@ class Git:
             return True  # unknown history: assume a person, never throw their work away
         return any(email != BOT_EMAIL for email in emails)
 
-    def dirty_paths(self, paths: list[str]) -> list[str]:
-        out = self.repo.git.status("--porcelain", "--", *paths)
-        return [line[3:] for line in out.splitlines() if line]
-
     # ------------------------------------------------------------ writing
     def commit_files(self, parent: str, files: dict[str, str], message: str) -> str:
         """A new commit on top of `parent` with `files` replaced; no ref moves."""
@@ -175,9 +171,6 @@ class Git:
                 f"branch {branch} moved while promptbot was working",
                 fix="run the command again",
             ) from None
-
-    def delete_branch(self, branch: str) -> None:
-        self.repo.git.update_ref("-d", f"refs/heads/{branch}")
 
     # ------------------------------------------------------------ remotes
     def has_remote(self, name: str = "origin") -> bool:
