@@ -157,3 +157,15 @@ def test_pr_body_quotes_every_metrics_field() -> None:
     assert line.startswith("| this failure mode |")
     before = line.split("[Approved]")[0]
     assert before.count("``") == 1 and "\n" not in before
+
+
+def test_word_diff_shows_changed_words_with_context() -> None:
+    from bot.core.proposals import word_diff
+
+    old = " ".join(f"w{i}" for i in range(40))
+    new = old.replace("w20", "CHANGED") + " appended words"
+    diff = word_diff(old, new, context=3)
+    assert "[-w20-] {+CHANGED+}" in diff
+    assert diff.endswith("{+appended words+}")
+    assert "w17 w18 w19 [-w20-]" in diff and "w5" not in diff  # far context elided
+    assert word_diff("same text", "same text") == "same text"

@@ -59,6 +59,7 @@ class Proposal:
     new_text: str
     diff: str
     added_lines: tuple[str, ...]
+    words: str  # word-level diff of the system prompt
     tokens_before: int
     tokens_after: int
     expected: Expectation
@@ -98,6 +99,30 @@ def unified_diff(old: str, new: str, path: str) -> str:
         old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{path}", f"b/{path}", n=2
     )
     return "".join(lines)
+
+
+def word_diff(old: str, new: str, context: int = 6) -> str:
+    """The changed prompt text word by word: [-removed-] and {+added+}, with a few words of
+    context around each change, so re-wrapped lines do not hide what really changed."""
+    a, b = old.split(), new.split()
+    parts: list[str] = []
+    ops = difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes()
+    for index, (tag, i1, i2, j1, j2) in enumerate(ops):
+        if tag == "equal":
+            words = a[i1:i2]
+            first, last = index == 0, index == len(ops) - 1
+            if len(words) > 2 * context:
+                head = [] if first else words[:context]
+                tail = [] if last else words[-context:]
+                parts += [*head, "…", *tail] if head or tail else ["…"]
+            else:
+                parts += words
+            continue
+        if i2 > i1:
+            parts.append("[-" + " ".join(a[i1:i2]) + "-]")
+        if j2 > j1:
+            parts.append("{+" + " ".join(b[j1:j2]) + "+}")
+    return " ".join(parts)
 
 
 def expectation(problem: Problem, fix_rate: float,
@@ -229,6 +254,7 @@ def assemble(
         agent_path=loaded.path,
         new_text=new_text,
         diff=unified_diff(loaded.text, new_text, loaded.path),
+        words=word_diff(loaded.agent.prompts.system, system),
         added_lines=added_lines,
         tokens_before=tokens_before,
         tokens_after=tokens_after,
