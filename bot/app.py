@@ -18,9 +18,14 @@ from typing import Any, Protocol
 
 import yaml
 
-from bot.core import markers, render
+from bot.core import markers, render, variants
 from bot.core.agentfile import LoadedAgent, parse_agent
-from bot.core.analysis import Problem, current_stats, failure_problems
+from bot.core.analysis import (
+    Problem,
+    conciseness_problem,
+    current_stats,
+    failure_problems,
+)
 from bot.core.calibration import Outcome
 from bot.core.generation import GenerationRequest, VariantCandidate
 from bot.core.metrics import MetricsSnapshot
@@ -55,6 +60,7 @@ from bot.load.metrics import ingest_with, resolve_sources
 from bot.load.repo import RepoState, load_repo
 
 RESULTS_BRANCH = "promptbot/results"
+GOALS = ("error_handling", "conciseness")
 
 
 @dataclass
@@ -476,7 +482,7 @@ def propose_all(
     opened = 0
     for agent_id, loaded in sorted(state.agents.items()):
         stats = current_stats(snapshot, agent_id, loaded.version)
-        problems = failure_problems(stats, agent_id, loaded.version, policy.propose)
+        problems = problems_for(loaded, snapshot, policy)
         if not problems:
             continue
         cooldown = timedelta(days=policy.propose.cooldown_days)
@@ -526,8 +532,8 @@ def propose_all(
             report.errors.append(f"{agent_id}: {exc.render()}")
 
 
-def plan(ctx: Context, patterns: list[str] | None = None,
-         only: str | None = None) -> list[dict[str, Any]]:
+def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = None,
+         goals: tuple[str, ...] = GOALS) -> list[dict[str, Any]]:
     """What `propose` would do, per agent, as data (nothing is written)."""
     _, base_sha, state = base_tree(ctx)
     if only is not None and only not in state.agents:
@@ -543,8 +549,7 @@ def plan(ctx: Context, patterns: list[str] | None = None,
     for agent_id, loaded in sorted(state.agents.items()):
         if only is not None and agent_id != only:
             continue
-        stats = current_stats(snapshot, agent_id, loaded.version)
-        for problem in failure_problems(stats, agent_id, loaded.version, policy.propose):
+        for problem in problems_for(loaded, snapshot, policy, goals):
             pid = proposal_id(agent_id, loaded.version, problem.signature)
             existing = by_id.get(pid)
             if existing is not None and existing.pr.state != "open" and \
@@ -571,11 +576,12 @@ def plan(ctx: Context, patterns: list[str] | None = None,
             "id": p.id, "agent": p.agent_id, "type": p.type, "title": p.title,
             "status": status, "branch": p.branch,
             "base_version": p.base_version, "new_version": p.new_version,
-            "problem": {"error_type": p.problem.failure.error_type,
-                        "template": p.problem.failure.template,
-                        "count": p.problem.failure.count,
-                        "share": round(p.problem.share, 6),
-                        "failure_id": p.problem.failure.failure_id},
+            "problem": {"kind": p.problem.kind, "share": round(p.problem.share, 6),
+                        **({"error_type": p.problem.failure.error_type,
+                            "template": p.problem.failure.template,
+                            "count": p.problem.failure.count,
+                            "failure_id": p.problem.failure.failure_id}
+                           if p.problem.failure is not None else {})},
             "impact": {"success_rate_delta": round(p.expected.success_rate_delta, 6),
                        "interval": [round(p.expected.low, 6), round(p.expected.high, 6)],
                        "confidence": p.expected.confidence, "method": p.expected.method,
@@ -589,6 +595,24 @@ def plan(ctx: Context, patterns: list[str] | None = None,
             "diff": p.diff,
         })
     return out
+
+
+def problems_for(loaded: LoadedAgent, snapshot: MetricsSnapshot, policy: Policy,
+                 goals: tuple[str, ...] = GOALS) -> list[Problem]:
+    """The agent's problems worth a proposal, most valuable first: failure modes, then
+    filler wording in the prompt."""
+    agent_id = loaded.agent.id
+    stats = current_stats(snapshot, agent_id, loaded.version)
+    found: list[Problem] = []
+    if "error_handling" in goals:
+        found += failure_problems(stats, agent_id, loaded.version, policy.propose)
+    if "conciseness" in goals:
+        filler = variants.concise(loaded.agent.prompts.system)
+        extra = conciseness_problem(stats, agent_id, loaded.version,
+                                    filler.added_lines if filler else (), policy.propose)
+        if extra is not None:
+            found.append(extra)
+    return found
 
 
 def make_proposal(

@@ -82,3 +82,35 @@ def test_estimates_are_calibrated_by_measured_results(cli: Cli, repo: Path) -> N
     newest = max(p["number"] for p in cli.json("pr", "list", "--json"))  # type: ignore[union-attr]
     code, shown, _ = cli("pr", "show", str(newest))
     assert code == 0 and "calibrated on 1 past proposal" in shown
+
+
+def test_conciseness_goal_removes_filler_only(cli: Cli, repo: Path) -> None:
+    from bot.core.agentfile import parse_agent
+    from bot.core.protected import sections_of
+    from bot.core.templating import variables
+
+    data = cli.json("propose", "--dry-run", "--json", "--goal", "conciseness")
+    assert isinstance(data, list) and len(data) == 3
+    for item in data:
+        assert item["type"] == "prompt_optimization"
+        assert item["impact"]["tokens_after"] < item["impact"]["tokens_before"]
+        assert item["roi_usd_per_month"] >= 0  # a saving, no success-rate claim
+        removed = [ln for ln in item["diff"].splitlines()
+                   if ln.startswith("-") and not ln.startswith("---")]
+        added = [ln for ln in item["diff"].splitlines()
+                 if ln.startswith("+") and not ln.startswith("+++")]
+        assert len(removed) == len(added) > 0  # lines edited in place, nothing else
+        assert all("make sure" in r or "very important" in r or "in order to" in r.lower()
+                   for r in removed)
+    # The rewritten file keeps protected sections and template variables.
+    agent = "support-triage"
+    old = parse_agent((repo / f"prompts/{agent}/agent.yaml").read_text(), agent,
+                      folder_id=agent)
+    from bot.core.variants import concise
+
+    variant = concise(old.agent.prompts.system)
+    assert variant is not None
+    assert sections_of(variant.system) == sections_of(old.agent.prompts.system)
+    assert "Always use the tools before you say anything about an order." in variant.system
+    assert concise(variant.system) is None  # idempotent
+    assert variables(old.agent.prompts.user_template)  # untouched field, still templated

@@ -11,16 +11,18 @@ from bot.core.model import ProposePolicy
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # "failure_mode"
+    kind: str  # "failure_mode" | "conciseness"
     agent_id: str
     version: str
     signature: str  # stable across runs: the same failure mode gets the same signature
-    failure: ErrorGroup
+    failure: ErrorGroup | None  # None for a problem of the prompt text itself
     stats: VersionStats
 
     @property
     def share(self) -> float:
-        return self.failure.count / self.stats.executions if self.stats.executions else 0.0
+        if self.failure is None or not self.stats.executions:
+            return 0.0
+        return self.failure.count / self.stats.executions
 
     @property
     def problem_id(self) -> str:
@@ -47,6 +49,16 @@ def current_stats(snapshot: MetricsSnapshot, agent_id: str, version: str) -> Ver
         return snapshot.version(agent_id, version)
     rows = snapshot.for_agent(agent_id)
     return rows[0] if rows else None
+
+
+def conciseness_problem(stats: VersionStats | None, agent_id: str, version: str,
+                        filler: tuple[str, ...], policy: ProposePolicy) -> Problem | None:
+    """Filler wording in the prompt of a version with enough traffic to measure a change."""
+    if stats is None or stats.executions < policy.min_executions or not filler:
+        return None
+    digest = hashlib.sha256("\n".join(filler).encode()).hexdigest()[:12]
+    return Problem("conciseness", agent_id, version, f"conciseness|{agent_id}|{digest}", None,
+                   stats)
 
 
 def failure_problems(

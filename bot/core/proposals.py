@@ -202,6 +202,12 @@ def build(
     history: list[Outcome] | None = None,
 ) -> Proposal | Skipped:
     """The offline generator's proposal for a failure mode."""
+    if problem.failure is None:
+        variant = variants.concise(loaded.agent.prompts.system)
+        if variant is None:
+            return Skipped(loaded.agent.id, "no filler wording left to remove")
+        return assemble(loaded, problem, policy, count_tokens, history, variant.system,
+                        variant.added_lines, variants.CONCISENESS.summary)
     category = variants.categorize(problem.failure)
     if category is None:
         return Skipped(loaded.agent.id, f"no offline rule addresses '{problem.failure.error_type}'")
@@ -223,30 +229,47 @@ def assemble(
         return Skipped(loaded.agent.id, "variant failed validation: " + "; ".join(problems))
     new = parse_agent(new_text, loaded.path, folder_id=loaded.agent.id)
     pid = proposal_id(loaded.agent.id, loaded.version, problem.signature)
-    cal = calibrate(history or [], "error_handling")
-    expected = expectation(problem, policy.propose.fix_rate_prior, cal)
+    kind = "error_handling" if problem.failure is not None else "prompt_optimization"
+    cal = calibrate(history or [], kind)
     tokens_before = count_tokens(loaded.agent.prompts.system)
     tokens_after = count_tokens(system)
     measure = policy.measure
-    criteria = (
-        f"success rate of {new.version} is higher than {loaded.version}'s "
-        f"({problem.stats.success_rate:.1%}) at significance {measure.alpha} "
-        f"with at least {measure.min_executions_per_arm} executions per version",
-        f"'{summary}' failures fall below {problem.share / 2:.1%} of executions "
-        f"(from {problem.share:.1%})",
-        f"guardrail: success rate does not drop by more than "
-        f"{measure.rollback_threshold * 100:.0f} points (else the bot recommends a rollback)",
-    )
+    guardrail = (f"guardrail: success rate does not drop by more than "
+                 f"{measure.rollback_threshold * 100:.0f} points (else the bot recommends a "
+                 "rollback)")
+    if problem.failure is not None:
+        expected = expectation(problem, policy.propose.fix_rate_prior, cal)
+        criteria: tuple[str, ...] = (
+            f"success rate of {new.version} is higher than {loaded.version}'s "
+            f"({problem.stats.success_rate:.1%}) at significance {measure.alpha} "
+            f"with at least {measure.min_executions_per_arm} executions per version",
+            f"'{summary}' failures fall below {problem.share / 2:.1%} of executions "
+            f"(from {problem.share:.1%})",
+            guardrail,
+        )
+        title = f"{loaded.agent.id}: fix {summary}"
+    else:
+        saved = tokens_before - tokens_after
+        expected = Expectation(
+            0.0, -0.005, 0.005, "low",
+            f"a wording-only change: no success-rate effect expected; {saved} fewer prompt "
+            f"tokens in every execution")
+        criteria = (
+            f"success rate of {new.version} not lower than {loaded.version}'s "
+            f"({problem.stats.success_rate:.1%}) beyond the always-valid interval",
+            f"input tokens per execution down by about {saved}",
+            guardrail,
+        )
+        title = f"{loaded.agent.id}: remove {summary} ({-saved:+d} tokens)"
     rollback = (
         "Revert the merge commit (`git revert -m 1 <merge-commit>`) or run "
         f"`promptbot rollback {pid}`: the agent returns to version {loaded.version}. The bot "
         "notices the revert and records the proposal as rolled back."
     )
-    title = f"{loaded.agent.id}: fix {summary}"
     proposal = Proposal(
         id=pid,
         agent_id=loaded.agent.id,
-        type="error_handling",
+        type=kind,
         title=title,
         problem=problem,
         base_version=loaded.version,
@@ -280,10 +303,10 @@ def from_candidates(
     valid ones the cheapest (fewest added tokens) wins, since they address the same
     failure mode and so carry the same estimate. The rest become the PR's alternatives.
     """
-    summary = f"'{problem.failure.error_type}' failures"
-    category = variants.categorize(problem.failure)
-    if category is not None:
-        summary = category.summary
+    summary = variants.CONCISENESS.summary
+    if problem.failure is not None:
+        category = variants.categorize(problem.failure)
+        summary = category.summary if category else f"'{problem.failure.error_type}' failures"
     valid: list[tuple[int, Proposal, str]] = []
     dropped: list[str] = []
     old_lines = set(loaded.agent.prompts.system.splitlines())
@@ -317,9 +340,8 @@ def proposal_record(p: Proposal) -> str:
         "new_version": p.new_version,
         "problem": {
             "kind": p.problem.kind,
-            "error_type": failure.error_type,
-            "template": failure.template,
-            "count": failure.count,
+            **({"error_type": failure.error_type, "template": failure.template,
+                "count": failure.count} if failure is not None else {}),
             "executions": p.problem.stats.executions,
             "share": round(p.problem.share, 4),
             "success_rate": round(p.problem.stats.success_rate, 4),

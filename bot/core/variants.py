@@ -135,3 +135,49 @@ def add_rule(system: str, category: Category) -> Variant | None:
     added = tuple(line for line in block if line)
     text = "\n".join(new_lines) + ("\n" if trailing else "")
     return Variant(category, text, added)
+
+
+CONCISENESS = Category("conciseness", (), "", "filler wording")
+# (pattern, replacement); a replacement of "\\U" upper-cases the next letter. Only phrases
+# that carry no instruction of their own, and only within one line, so the diff stays small.
+_FILLER: tuple[tuple[str, str], ...] = (
+    (r"\bPlease make sure to always (\w)", "Always \\1"),
+    (r"\bplease make sure to always (\w)", "always \\1"),
+    (r"\bPlease make sure to (\w)", "\\U\\1"),
+    (r"\bplease make sure to (\w)", "\\1"),
+    (r"\bIt is very important that you (\w)", "\\U\\1"),
+    (r"\bit is very important that you (\w)", "\\1"),
+    (r"\bIn order to\b", "To"),
+    (r"\bin order to\b", "to"),
+)
+
+
+def _replace(pattern: str, repl: str, line: str) -> str:
+    def fix(match: re.Match[str]) -> str:
+        text = repl.replace("\\1", match.group(1)) if match.groups() else repl
+        if "\\U" in text:
+            text = text.replace("\\U", "")
+            return text[:1].upper() + text[1:]
+        return text
+
+    return re.sub(pattern, fix, line)
+
+
+def concise(system: str) -> Variant | None:
+    """Filler phrases removed outside protected sections; None when there are none."""
+    sections = protected.scan(system)[0]
+    inside = {i for s in sections for i in range(s.first_line, s.last_line + 1)}
+    lines = system.split("\n")
+    changed: list[str] = []
+    for index, line in enumerate(lines):
+        if index in inside:
+            continue
+        new = line
+        for pattern, repl in _FILLER:
+            new = _replace(pattern, repl, new)
+        if new != line:
+            lines[index] = new
+            changed.append(new)
+    if not changed:
+        return None
+    return Variant(CONCISENESS, "\n".join(lines), tuple(changed))
