@@ -37,6 +37,7 @@ from bot.core.proposals import (
     branch_name,
     build,
     from_candidates,
+    promoted_categories,
     proposal_id,
 )
 from bot.core.report import analysis, analysis_text
@@ -53,6 +54,7 @@ from bot.core.results import (
     measure,
 )
 from bot.core.roadmap import Item, roadmap
+from bot.core.variants import Category
 from bot.edges.forge import Forge, PullRequest
 from bot.edges.git import Git, GitTree
 from bot.errors import GitError, PromptbotError, UsageError
@@ -510,7 +512,8 @@ def propose_all(
                     break
                 if existing is not None and ctx.generator is not None:
                     break  # a model's PR is not rewritten on every run (cost, churn)
-                proposal = make_proposal(ctx, loaded, problem, policy, past, report)
+                proposal = make_proposal(ctx, loaded, problem, policy, past, report,
+                                         promoted_categories(state.promoted))
                 if isinstance(proposal, Skipped):
                     report.skipped.append(f"{agent_id}: {proposal.reason}")
                     continue
@@ -555,7 +558,8 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
             if existing is not None and existing.pr.state != "open" and \
                     existing.marker.get("state") != SUPERSEDED:
                 continue
-            proposal = make_proposal(ctx, loaded, problem, policy, past, RunReport())
+            proposal = make_proposal(ctx, loaded, problem, policy, past, RunReport(),
+                                     promoted_categories(state.promoted))
             if isinstance(proposal, Skipped):
                 continue
             if existing is not None and existing.pr.state == "open":
@@ -617,11 +621,11 @@ def problems_for(loaded: LoadedAgent, snapshot: MetricsSnapshot, policy: Policy,
 
 def make_proposal(
     ctx: Context, loaded: LoadedAgent, problem: Problem, policy: Policy,
-    past: list[Outcome], report: RunReport,
+    past: list[Outcome], report: RunReport, promoted: tuple[Category, ...] = (),
 ) -> Proposal | Skipped:
     """The configured generator's proposal; the offline one when there is none or it fails."""
     if ctx.generator is None:
-        return build(loaded, problem, policy, ctx.count_tokens, past)
+        return build(loaded, problem, policy, ctx.count_tokens, past, promoted)
     failures = tuple((e.error_type, e.template, e.count) for e in problem.stats.top_errors[:5])
     request = GenerationRequest(loaded.agent.id, loaded.text, loaded.agent.prompts.system,
                                 ("error_handling",), failures, policy.generator.candidates)
@@ -630,7 +634,7 @@ def make_proposal(
     except PromptbotError as exc:
         report.skipped.append(f"{loaded.agent.id}: {ctx.generator.label} failed "
                               f"({exc.message[:200]}); used the offline generator")
-        return build(loaded, problem, policy, ctx.count_tokens, past)
+        return build(loaded, problem, policy, ctx.count_tokens, past, promoted)
     made, dropped = from_candidates(loaded, problem, policy, ctx.count_tokens, past,
                                     [(c.system, c.rationale) for c in candidates],
                                     ctx.generator.label)

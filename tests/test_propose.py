@@ -114,3 +114,28 @@ def test_conciseness_goal_removes_filler_only(cli: Cli, repo: Path) -> None:
     assert "Always use the tools before you say anything about an order." in variant.system
     assert concise(variant.system) is None  # idempotent
     assert variables(old.agent.prompts.user_template)  # untouched field, still templated
+
+
+def test_promoted_rules_come_before_the_built_in_table(cli: Cli, repo: Path) -> None:
+    from conftest import git
+
+    (repo / "policies/promoted_rules.yaml").write_text(
+        "rules:\n"
+        "  - id: sql-schema-check\n"
+        '    keywords: ["binder error"]\n'
+        '    instruction: "List the tables and columns you will use, then check each one '
+        'against the schema block before writing the query."\n'
+        '    summary: "queries against unknown columns"\n'
+    )
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "promote a rule")
+    assert cli("check")[0] == 0
+    data = cli.json("propose", "--dry-run", "--json", "--agent", "sql-writer")
+    assert isinstance(data, list)
+    assert data[0]["title"] == "sql-writer: fix queries against unknown columns"
+    added = " ".join(ln[1:].strip() for ln in data[0]["diff"].splitlines()
+                     if ln.startswith("+") and not ln.startswith("+++"))
+    assert "then check each one against the schema block before writing the query." in added
+    (repo / "policies/promoted_rules.yaml").write_text("rules:\n  - id: BAD ID\n")
+    code, out, _ = cli("check")
+    assert code == 1 and "policies/promoted_rules.yaml:" in out

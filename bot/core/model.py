@@ -169,6 +169,22 @@ class GeneratorPolicy(Strict):
     budget_tokens: int = Field(default=200_000, ge=0)
 
 
+class PromotedRule(Strict):
+    """A mitigation that kept working, promoted by review into the offline generator."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    # Lower-case words or phrases matched in a failure's error type and message template.
+    keywords: list[str] = Field(min_length=1)
+    instruction: str = Field(min_length=10, max_length=600)
+    summary: str = Field(min_length=3, max_length=80)
+
+
+class PromotedRules(Strict):
+    """`policies/promoted_rules.yaml`."""
+
+    rules: list[PromotedRule] = Field(default_factory=list)
+
+
 class Policy(Strict):
     """`policies/promptbot.yaml`."""
 

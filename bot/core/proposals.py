@@ -16,7 +16,7 @@ from bot.core.agentfile import LoadedAgent, parse_agent
 from bot.core.analysis import Problem
 from bot.core.calibration import Calibration, Outcome, calibrate
 from bot.core.checks import check_variant
-from bot.core.model import Policy, is_safe_id
+from bot.core.model import Policy, PromotedRules, is_safe_id
 from bot.core.yamledit import RoundTripError, set_prompt
 from bot.errors import PromptbotError
 
@@ -197,9 +197,14 @@ def validate_system(loaded: LoadedAgent, system: str, policy: Policy,
     return new_text, problems
 
 
+def promoted_categories(rules: PromotedRules) -> tuple[variants.Category, ...]:
+    return tuple(variants.Category(r.id, tuple(k.lower() for k in r.keywords), r.instruction,
+                                   r.summary) for r in rules.rules)
+
+
 def build(
     loaded: LoadedAgent, problem: Problem, policy: Policy, count_tokens: TokenCounter,
-    history: list[Outcome] | None = None,
+    history: list[Outcome] | None = None, promoted: tuple[variants.Category, ...] = (),
 ) -> Proposal | Skipped:
     """The offline generator's proposal for a failure mode."""
     if problem.failure is None:
@@ -208,7 +213,7 @@ def build(
             return Skipped(loaded.agent.id, "no filler wording left to remove")
         return assemble(loaded, problem, policy, count_tokens, history, variant.system,
                         variant.added_lines, variants.CONCISENESS.summary)
-    category = variants.categorize(problem.failure)
+    category = variants.categorize(problem.failure, promoted)
     if category is None:
         return Skipped(loaded.agent.id, f"no offline rule addresses '{problem.failure.error_type}'")
     variant = variants.add_rule(loaded.agent.prompts.system, category)

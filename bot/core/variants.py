@@ -81,11 +81,12 @@ CATEGORIES: tuple[Category, ...] = (
 )
 
 
-def categorize(group: ErrorGroup) -> Category | None:
-    """The first category whose keywords appear in the error type or template."""
+def categorize(group: ErrorGroup, promoted: tuple[Category, ...] = ()) -> Category | None:
+    """The first category whose keywords appear in the error type or template; the
+    repository's promoted rules (policies/promoted_rules.yaml) are tried first."""
     haystack = f"{group.error_type} {group.template}".lower()
     haystack = re.sub(r"[^a-z_ ]+", " ", haystack)
-    for category in CATEGORIES:
+    for category in (*promoted, *CATEGORIES):
         if any(k in haystack for k in category.keywords):
             return category
     return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.core.agentfile import parse_agent
-from bot.core.model import Policy, TestsFile
+from bot.core.model import Policy, PromotedRules, TestsFile
 from bot.core.templating import RenderError, render
 from bot.core.yamlparse import parse_yaml, validate_as
 from bot.errors import Finding, InputError
@@ -49,6 +49,8 @@ def check_file(root: Path, path: Path) -> list[Finding]:
             validate_as(TestsFile, parse_yaml(text, display))
         elif path.name == "promptbot.yaml" and path.parent.name == "policies":
             validate_as(Policy, parse_yaml(text, display))
+        elif path.name == "promoted_rules.yaml" and path.parent.name == "policies":
+            validate_as(PromotedRules, parse_yaml(text, display))
         else:
             parse_yaml(text, display)
     except InputError as exc:

@@ -11,11 +11,12 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from bot.core.agentfile import LoadedAgent, parse_agent
-from bot.core.model import Policy, TestsFile, is_safe_id
+from bot.core.model import Policy, PromotedRules, TestsFile, is_safe_id
 from bot.core.yamlparse import parse_yaml, validate_as
 from bot.errors import InputError, UsageError
 
 POLICY_FILE = "policies/promptbot.yaml"
+PROMOTED_FILE = "policies/promoted_rules.yaml"
 
 
 class FileSource(Protocol):
@@ -47,6 +48,7 @@ class WorkingTree:
 @dataclass
 class RepoState:
     policy: Policy
+    promoted: PromotedRules = field(default_factory=PromotedRules)
     agents: dict[str, LoadedAgent] = field(default_factory=dict)
     broken: dict[str, InputError] = field(default_factory=dict)
 
@@ -81,9 +83,17 @@ def load_policy(source: FileSource) -> Policy:
     return validate_as(Policy, parse_yaml(text, POLICY_FILE))
 
 
+def load_promoted(source: FileSource) -> PromotedRules:
+    text = source.read(PROMOTED_FILE)
+    if text is None:
+        return PromotedRules()
+    return validate_as(PromotedRules, parse_yaml(text, PROMOTED_FILE))
+
+
 def load_repo(source: FileSource, policy: Policy | None = None) -> RepoState:
     """Every agent that loads; the broken ones are kept with their error, not raised."""
-    state = RepoState(policy if policy is not None else load_policy(source))
+    state = RepoState(policy if policy is not None else load_policy(source),
+                      load_promoted(source))
     for rel in source.agent_files():
         try:
             loaded = load_agent(source, rel)
