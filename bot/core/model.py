@@ -161,7 +161,7 @@ class PricingPolicy(Strict):
 class GeneratorPolicy(Strict):
     # "auto": Anthropic when ANTHROPIC_API_KEY is set, else the offline generator.
     kind: Literal["auto", "offline", "anthropic"] = "auto"
-    model: str = Field(default="claude-sonnet-4-5", min_length=1)
+    model: str = Field(default="claude-sonnet-4-6", min_length=1)
     # Candidates asked for per proposal; the cheapest valid one is proposed.
     candidates: int = Field(default=3, ge=1, le=5)
     # Per run: the generator stops (and the run falls back to offline) before exceeding.

@@ -109,7 +109,7 @@ class AnthropicGenerator:
         self,
         *,
         api_key: str,
-        model: str = "claude-sonnet-4-5",
+        model: str = "claude-sonnet-4-6",
         base_url: str | None = None,
         max_retries: int = 4,
         price_in: float = 3.0,
