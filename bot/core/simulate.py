@@ -195,7 +195,7 @@ out AS (
                '{{id}}', CAST(10000 + {_h(13, s)} % 89999 AS VARCHAR)),
                '{{word}}', {words}[1 + CAST({_h(14, s)} % {len(WORDS)} AS INTEGER)]), '')
                AS error_message,
-           'claude-sonnet-4-6' AS model, i,
+           'claude-sonnet-4-5' AS model, i,
            {_u(15, s)} AS u_dup, {_u(16, s)} AS u_bad
     FROM full_rows
 ),
