@@ -100,10 +100,10 @@ def test_version_ignores_comments_and_formatting(repo: Path) -> None:
     text = (repo / AGENT).read_text()
     base = parse_agent(text, AGENT).version
     reformatted = text.replace("# Support triage agent", "# A different comment", 1)
+    flow = "model: {name: claude-sonnet-4-5, temperature: 0.2, max_tokens: 1024}"
+    assert flow in reformatted
     reformatted = reformatted.replace(
-        "model: {name: claude-sonnet-4-5, temperature: 0.2, max_tokens: 1024}",
-        "model:\n  max_tokens: 1024\n  name: 'claude-sonnet-4-5'\n  temperature: 0.20",
-    )
+        flow, "model:\n  max_tokens: 1024\n  name: 'claude-sonnet-4-5'\n  temperature: 0.20")
     assert reformatted != text
     assert parse_agent(reformatted, AGENT).version == base
     owner_changed = text.replace('owner: "@acme/support-ai"', 'owner: "@acme/other"')
