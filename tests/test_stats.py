@@ -158,3 +158,18 @@ def test_drift_in_the_baseline_is_flagged() -> None:
     result = measure(_deployment(deploy), _snapshot(earlier + recent + new),  # type: ignore[arg-type]
                      MeasurePolicy())
     assert result.comparison.drift is not None and "moved +10.0 pts" in result.comparison.drift
+
+
+def test_a_cheaper_change_succeeds_by_non_inferiority() -> None:
+    rng = np.random.default_rng(9)
+    base_cost = rng.lognormal(math.log(0.010), 0.2, 9000)
+    new_cost = rng.lognormal(math.log(0.009), 0.2, 9000)  # 10 % cheaper
+    base = Arm(9000, 8100, cost_bins=_cost_bins(base_cost))
+    new = Arm(9000, 8090, cost_bins=_cost_bins(new_cost))  # success rate about the same
+    saving = compare(base, new, 0.0, POLICY, cheaper_is_success=True)
+    assert saving.decision == "success" and "non-inferiority" in saving.reason
+    # Judged as an error-handling change it is no win at all.
+    assert compare(base, new, 0.0, POLICY).decision != "success"
+    # Cheaper but clearly worse is still a regression.
+    worse = Arm(9000, 7700, cost_bins=_cost_bins(new_cost))
+    assert compare(base, worse, 0.0, POLICY, cheaper_is_success=True).decision == "regression"

@@ -218,7 +218,8 @@ def measure(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -
     sides = arms(dep, snapshot, policy)
     base, new, how, per_day = sides.base, sides.new, sides.how, sides.per_day
     comparison = compare(base, new, dep.expected_delta, policy, sides.drift,
-                         sides.planning_rate)
+                         sides.planning_rate,
+                         cheaper_is_success=dep.proposal_type == "prompt_optimization")
     rolled_back = dep.current_version == dep.base_version and dep.reverted_at is not None
     decided = comparison.decision in ("success", "regression", "no_effect")
     state = ROLLED_BACK if rolled_back else COMPLETED if decided else MEASURING

@@ -240,7 +240,11 @@ def compare(
     policy: MeasurePolicy,
     drift: str | None = None,
     planning_rate: float | None = None,
+    cheaper_is_success: bool = False,
 ) -> Comparison:
+    """The decision. `cheaper_is_success` is for changes meant to save (wording, tokens):
+    they succeed when the success rate is shown not worse than `rollback_threshold` and the
+    cost per execution is shown lower — non-inferiority, not superiority."""
     rate0 = planning_rate if planning_rate is not None else (
         base.rate if base.executions else 0.9)
     tau2 = planning_tau2(rate0, policy)
@@ -260,6 +264,13 @@ def compare(
     s = success_sequence(base, new, policy, tau2)
     rails = guardrails(base, new, policy)
     worse = [g for g in rails if g.verdict == "worse"]
+    cheaper = [g for g in rails if g.metric.startswith("cost") and g.high < 1.0]
+    if (cheaper_is_success and not worse and cheaper
+            and s.low > -policy.rollback_threshold):
+        return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "success", 0,
+                          f"cheaper (cost ×{cheaper[0].ratio:.3f}, interval below 1) and the "
+                          f"success rate not worse than {policy.rollback_threshold * 100:.0f} "
+                          "points (non-inferiority)", rails, drift)
     if s.low > 0 and not worse:
         return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "success", 0,
                           "success rate improved (the always-valid interval excludes 0)",
