@@ -71,6 +71,11 @@ class Proposal:
     alternatives: tuple[str, ...] = ()  # other candidates, one line each, for the PR body
     generator: str = "offline rules"
     rationale: str = ""
+    description: str = ""
+    plan: tuple[str, ...] = ()  # implementation plan, in order
+    dependencies: tuple[str, ...] = ()  # proposal ids that must be merged first
+    chars_before: int = 0
+    chars_after: int = 0
 
     @property
     def branch(self) -> str:
@@ -271,6 +276,25 @@ def assemble(
         f"`promptbot rollback {pid}`: the agent returns to version {loaded.version}. The bot "
         "notices the revert and records the proposal as rolled back."
     )
+    if problem.failure is not None:
+        description = (
+            f"{problem.failure.count} of {problem.stats.executions} executions of version "
+            f"{loaded.version} ({problem.share:.1%}) failed with {summary}. The change adds "
+            "one instruction aimed at that failure mode to prompts.system and touches "
+            "nothing else.")
+    else:
+        description = (
+            "The system prompt carries filler phrases that add tokens to every execution "
+            "without adding an instruction; the change removes them in place and touches "
+            "nothing else.")
+    plan = (
+        "Review the diff (only prompts.system changes; protected sections and template "
+        "variables are unchanged) and merge: the runtime reads prompts/ from the base branch.",
+        f"The runtime logs prompt_version {new.version}; promptbot measures it against "
+        f"{loaded.version} on every run with an always-valid test.",
+        "The results comment and prompts/<agent>/results/ record the decision; a drop beyond "
+        "the rollback threshold gets a rollback recommendation.",
+    )
     proposal = Proposal(
         id=pid,
         agent_id=loaded.agent.id,
@@ -292,6 +316,10 @@ def assemble(
         economics=economics(problem, expected, tokens_after - tokens_before, policy),
         calibration=cal,
         alternatives=alternatives,
+        description=description,
+        plan=plan,
+        chars_before=len(loaded.agent.prompts.system),
+        chars_after=len(system),
     )
     record = proposal_record(proposal)
     files = {loaded.path: new_text, f"prompts/{loaded.agent.id}/proposals/{pid}.yaml": record}
@@ -351,6 +379,9 @@ def proposal_record(p: Proposal) -> str:
             "share": round(p.problem.share, 4),
             "success_rate": round(p.problem.stats.success_rate, 4),
         },
+        "description": p.description,
+        "implementation_plan": list(p.plan),
+        "dependencies": list(p.dependencies),
         "change": {"field": "prompts.system", "added_lines": list(p.added_lines),
                    "generator": p.generator},
         "tokens": {"system_before": p.tokens_before, "system_after": p.tokens_after},
