@@ -236,3 +236,23 @@ def test_spoofed_prs_and_comments_are_not_the_bots(
     bodies = [str(c["body"]) for c in standin.comments(number)]
     assert bodies[0] == '<!-- promptbot: {"kind":"results"} -->'  # left alone
     assert any("promptbot results" in b for b in bodies[1:])
+
+
+def test_stale_proposal_is_closed_on_github(clone: Path, standin: GitHubStandIn) -> None:
+    run(context(clone, standin), METRICS)
+    pr = bot_prs(standin)["meeting-summarizer"]
+    number = int(str(pr["number"]))
+    path = clone / "prompts/meeting-summarizer/agent.yaml"
+    path.write_text(path.read_text().replace("temperature: 0.3", "temperature: 0.25", 1))
+    git(clone, "commit", "-qam", "a person tunes the summarizer")
+    git(clone, "push", "-q", "origin", "main")
+    standin.reset_log()
+    report = run(context(clone, standin), METRICS)
+    assert any("superseded" in a for a in report.actions)
+    assert standin.pull(number)["state"] == "closed"
+    assert "promptbot:superseded" in standin.labels(number)
+    comments = [str(c["body"]) for c in standin.comments(number)]
+    assert len(comments) == 1 and comments[0].startswith("Superseded")
+    standin.reset_log()
+    run(context(clone, standin), METRICS)
+    assert standin.writes() == []
