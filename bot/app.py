@@ -320,14 +320,16 @@ def measure_all(
             result = measure(deployment(ctx, state, base, t), snapshot, state.policy.measure)
             results[t.proposal_id] = result
             json_path, md_path = results_paths(result)
-            if is_final(existing_results(ctx, state, base, json_path), result.state):
+            recorded = existing_results(ctx, state, base, json_path)
+            if is_final(recorded, result.state):
                 # A decided result stays as recorded; later traffic does not rewrite it.
                 ensure_labels(ctx, t.pr, labels_for(prefix, result.state), report, dry_run)
                 continue
             want = {json_path: result.to_json(),
                     md_path: f"# {result.agent_id} · {result.proposal_id}\n\n"
                     + render.render("results.md.j2", r=result)}
-            if all(existing_results(ctx, state, base, p) == text for p, text in want.items()):
+            if recorded == want[json_path] and \
+                    existing_results(ctx, state, base, md_path) == want[md_path]:
                 ensure_labels(ctx, t.pr, labels_for(prefix, result.state), report, dry_run)
                 continue
             report.actions.append(f"#{t.pr.number} {t.agent}: results {result.headline}")
@@ -477,6 +479,7 @@ def propose_all(
 ) -> None:
     policy = state.policy
     past = history(ctx, base_sha, results)
+    promoted = promoted_categories(state.promoted)
     by_id = {t.proposal_id: t for t in prs if t.kind == "proposal"}
     busy = {t.agent for t in prs if t.kind in ("proposal", "rollback") and t.pr.state == "open"
             and t.pr.number not in report.superseded}
@@ -512,8 +515,7 @@ def propose_all(
                     break
                 if existing is not None and ctx.generator is not None:
                     break  # a model's PR is not rewritten on every run (cost, churn)
-                proposal = make_proposal(ctx, loaded, problem, policy, past, report,
-                                         promoted_categories(state.promoted))
+                proposal = make_proposal(ctx, loaded, problem, policy, past, report, promoted)
                 if isinstance(proposal, Skipped):
                     report.skipped.append(f"{agent_id}: {proposal.reason}")
                     continue
@@ -547,6 +549,7 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
     by_id = {t.proposal_id: t for t in prs}
     busy = {t.agent for t in prs if t.pr.state == "open"}
     past = history(ctx, base_sha)
+    promoted = promoted_categories(state.promoted)
     policy = state.policy
     found: list[tuple[Proposal, str]] = []
     for agent_id, loaded in sorted(state.agents.items()):
@@ -558,8 +561,7 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
             if existing is not None and existing.pr.state != "open" and \
                     existing.marker.get("state") != SUPERSEDED:
                 continue
-            proposal = make_proposal(ctx, loaded, problem, policy, past, RunReport(),
-                                     promoted_categories(state.promoted))
+            proposal = make_proposal(ctx, loaded, problem, policy, past, RunReport(), promoted)
             if isinstance(proposal, Skipped):
                 continue
             if existing is not None and existing.pr.state == "open":

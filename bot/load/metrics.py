@@ -193,12 +193,16 @@ def _otel_source(
     return _typed_source(con, relation, display)
 
 
+Described = dict[str, list[tuple[str, str]]]  # file -> its columns and types
+
+
 def _source_for(
-    con: duckdb.DuckDBPyConnection, files: list[str], ext: str, mapping: dict[str, str]
+    con: duckdb.DuckDBPyConnection, files: list[str], ext: str, mapping: dict[str, str],
+    described: Described,
 ) -> _Source:
     # Each file is checked on its own so the error names the file that is wrong.
     for f in files:
-        cols = {name for name, _ in _describe(con, _reader(ext, [f]), f)}
+        cols = {name for name, _ in described[f]}
         if len(cols) == 1 and any(sep in next(iter(cols)) for sep in ",;\t|"):
             raise MetricsError(
                 f"{f}: the CSV layout could not be detected (the whole header reads as one "
@@ -374,7 +378,11 @@ def ingest(
         raise MetricsError("every metrics file is empty: " + ", ".join(files)[:300],
                            fix="point --metrics at exports that contain rows")
     otlp = [f for f in readable if otel.is_otlp_json(f)]
-    daily = [f for f in readable if f not in otlp and _is_daily(con, f, mapping)]
+    # Each file is described once (for a CSV that means sniffing it) and the result reused.
+    described: Described = {f: _describe(con, _reader(_suffix(f), [f]), f)
+                            for f in readable if f not in otlp}
+    columns = {f: {mapping.get(c, c) for c, _ in cols} for f, cols in described.items()}
+    daily = [f for f in described if _is_daily(columns[f])]
     groups: dict[str, list[str]] = {}
     for f in readable:
         if f not in otlp and f not in daily:
@@ -382,15 +390,16 @@ def ingest(
     if preset == "otel":
         sources = [_otel_source(con, fs, ext, prices) for ext, fs in sorted(groups.items())]
     else:
-        sources = [_source_for(con, fs, ext, mapping) for ext, fs in sorted(groups.items())]
+        sources = [_source_for(con, fs, ext, mapping, described)
+                   for ext, fs in sorted(groups.items())]
     if otlp:
         sources.append(_otel_source(con, otlp, None, prices))
     has_version = all("prompt_version" in s.columns for s in sources) and not (
-        daily and not all("prompt_version" in _columns(con, f, mapping) for f in daily))
+        daily and not all("prompt_version" in columns[f] for f in daily))
     try:
         parts = [_aggregate(con, sources, mapping)] if sources else []
         if daily:
-            parts.append(_daily_part(con, daily, mapping))
+            parts.append(_daily_part(con, daily, mapping, described))
         return _finish(parts, readable, skipped, has_version, window_days)
     except duckdb.Error as exc:
         raise MetricsError(
@@ -400,23 +409,17 @@ def ingest(
         ) from None
 
 
-def _columns(con: duckdb.DuckDBPyConnection, path: str, mapping: dict[str, str]) -> set[str]:
-    return {mapping.get(c, c) for c, _ in _describe(con, _reader(_suffix(path), [path]), path)}
-
-
-def _is_daily(con: duckdb.DuckDBPyConnection, path: str, mapping: dict[str, str]) -> bool:
-    cols = _columns(con, path, mapping)
+def _is_daily(cols: set[str]) -> bool:
     return "date" in cols and "timestamp" not in cols and (
         "executions" in cols or "count" in cols)
 
 
 def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
-                mapping: dict[str, str]) -> _Part:
+                mapping: dict[str, str], described: Described) -> _Part:
     """Daily aggregates straight into buckets (at midnight) and daily failure counts."""
     counts, errors = [], []
     for f in files:
-        described = _describe(con, _reader(_suffix(f), [f]), f)
-        names = {mapping.get(c, c): c for c, _ in described}
+        names = {mapping.get(c, c): c for c, _ in described[f]}
         missing = [c for c in ("agent_id", "executions" if "executions" in names else "count")
                    if c not in names]
         if "executions" in names and "successes" not in names:
