@@ -732,5 +732,3 @@ def rollback(ctx: Context, ref: str) -> tuple[PullRequest, bool]:
                                    f"{state.policy.forge.label_prefix}:rollback"])
     return pr, True
 
-
-__all__ = ["COMPLETED", "Context", "RunReport", "rollback", "run"]
