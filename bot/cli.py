@@ -86,6 +86,15 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q.add_argument("--forge", choices=["auto", "local", "github"], default="auto")
 
+    e = sub.add_parser("event", help="handle one GitHub event (in Actions: the current one)")
+    e.add_argument("--name", help="event name (default: $GITHUB_EVENT_NAME)")
+    e.add_argument("--payload", help="event JSON file (default: $GITHUB_EVENT_PATH)")
+    e.add_argument("--dry-run", action="store_true",
+                   help="plan from the payload and the working copy; no request, no write")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--metrics", action="append")
+    e.add_argument("--forge", choices=["auto", "local", "github"], default="auto")
+
     b = sub.add_parser("rollback", help="open the PR that reverts a deployed proposal")
     b.add_argument("ref", help="proposal id or PR number")
     b.add_argument("--forge", choices=["auto", "local", "github"], default="auto")
@@ -137,6 +146,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     handler = {
         "run": _run, "check": _check, "analyze": _analyze, "version": _version,
         "simulate": _simulate, "rollback": _rollback, "pr": _pr, "propose": _propose,
+        "event": _event,
     }[args.command]
     return handler(root, args)
 
@@ -203,10 +213,17 @@ def _forge(git: Any, choice: str) -> Any:
                          fix="export both (Actions sets GITHUB_REPOSITORY; pass the token "
                          "from secrets), or use --forge local")
     from bot.edges.github_forge import GitHubForge
+    from bot.load.repo import WorkingTree, load_policy
 
+    policy = load_policy(WorkingTree(git.root)).forge
     return GitHubForge(git, token=token, repository=repository,
                        base_url=os.environ.get("GITHUB_API_URL", "https://api.github.com"),
-                       bot_login=os.environ.get("PROMPTBOT_BOT_LOGIN", "github-actions[bot]"))
+                       bot_login=_bot_login(), max_writes=policy.max_writes_per_run,
+                       max_wait_s=policy.max_rate_limit_wait_s)
+
+
+def _bot_login() -> str:
+    return os.environ.get("PROMPTBOT_BOT_LOGIN", "github-actions[bot]")
 
 
 # ---------------------------------------------------------------- commands
@@ -341,6 +358,46 @@ def _propose(root: Path, args: argparse.Namespace) -> int:
             f"priority ${item['priority']:,.0f}/h, tokens {impact['tokens_before']} → "
             f"{impact['tokens_after']}")
     return 0
+
+
+def _event(root: Path, args: argparse.Namespace) -> int:
+    from bot.core.events import classify
+
+    name = args.name or os.environ.get("GITHUB_EVENT_NAME", "")
+    path = args.payload or os.environ.get("GITHUB_EVENT_PATH", "")
+    if not name or not path:
+        raise UsageError("which event? no --name/--payload and no GITHUB_EVENT_NAME/"
+                         "GITHUB_EVENT_PATH", fix="in Actions these are set for you; locally "
+                         "pass e.g. --name pull_request --payload event.json")
+    try:
+        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read the event payload {path}: {exc.__class__.__name__}",
+                         fix="pass the JSON file GitHub delivered (--payload)") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}:{exc.lineno}: the event payload is not JSON ({exc.msg})",
+                         fix="pass the JSON file GitHub delivered (--payload)") from None
+    plan = classify(name, payload, base_branch=_base_branch(root), bot_login=_bot_login())
+    if args.dry_run:
+        if args.json:
+            out(json.dumps({**plan.to_json(), "dry_run": True}, indent=2))
+        else:
+            out(f"{plan.event}: {plan.handler} — {plan.reason}")
+            for step in plan.steps:
+                out(f"  would: {step}")
+        return 0
+    from bot.events import handle
+
+    outcome = handle(_context(root, args.forge, quiet=args.json), plan, args.metrics)
+    if args.json:
+        out(json.dumps(outcome.to_json(), indent=2))
+    else:
+        out(f"{plan.event}: {plan.handler} — {plan.reason}")
+        for line in outcome.actions:
+            out(f"  - {line}")
+        for line in outcome.errors:
+            err(line if line.startswith("error:") else f"error: {line}")
+    return 1 if outcome.errors or outcome.failed else 0
 
 
 def _rollback(root: Path, args: argparse.Namespace) -> int:

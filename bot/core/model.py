@@ -147,6 +147,11 @@ class ForgePolicy(Strict):
     # pull request where branch protection forbids pushes.
     results: Literal["commit", "pr"] = "commit"
     label_prefix: str = Field(default="promptbot", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    # GitHub writes (PRs, comments, labels, statuses) one run may make; the rest waits
+    # for the next run. Bounds the damage of a bug or an event flood.
+    max_writes_per_run: int = Field(default=60, ge=1, le=1000)
+    # Longest wait for a rate-limit reset before a run gives up (the next run continues).
+    max_rate_limit_wait_s: float = Field(default=300.0, ge=0, le=3600)
 
 
 class PricingPolicy(Strict):

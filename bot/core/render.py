@@ -67,3 +67,15 @@ def cap(body: str, pointer: str, limit: int = GITHUB_BODY_LIMIT - 2_000) -> str:
     if len(body) <= limit:
         return body
     return body[:limit].rsplit("\n", 1)[0] + f"\n\n… cut to fit GitHub's limit; see {pointer}\n"
+
+
+def cap_comment(body: str, pointer: str = "the run's reports",
+                limit: int = GITHUB_BODY_LIMIT - 1_000) -> str:
+    """`cap` for a comment that ends in a hidden marker: the marker survives the cut."""
+    if len(body) <= limit:
+        return body
+    visible, sep, marker = body.rpartition("\n\n<!-- promptbot:")
+    if not sep:
+        return cap(body, pointer, limit)
+    tail = sep + marker
+    return cap(visible, pointer, limit - len(tail)).rstrip("\n") + tail

@@ -8,6 +8,7 @@ from typing import Literal, Protocol
 
 PRState = Literal["open", "merged", "closed"]
 CommentOutcome = Literal["created", "updated", "unchanged"]
+StatusState = Literal["success", "failure", "pending", "error"]
 
 
 @dataclass(frozen=True)
@@ -51,4 +52,8 @@ class Forge(Protocol):
 
     def publish(self, branch: str, *, force: bool = False) -> None:
         """Make a local branch visible to the forge (push it; `force` for bot-owned ones)."""
+        ...
+
+    def set_status(self, sha: str, state: StatusState, description: str, context: str) -> None:
+        """A commit status, e.g. the offline-eval gate that branch protection can require."""
         ...

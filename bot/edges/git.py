@@ -91,6 +91,22 @@ class Git:
             return []
         return [line for line in out.splitlines() if line]
 
+    def changed_paths(self, since: str) -> list[str]:
+        """Files that differ between commit `since` and the working tree."""
+        try:
+            names: str = self.repo.git.diff("--name-only", since, "--")
+        except git.GitCommandError:
+            return []
+        return [n for n in names.split("\n") if n]
+
+    def rev_list(self, older: str, newer: str) -> list[str]:
+        """Commits reachable from `newer` but not from `older`."""
+        try:
+            listed: str = self.repo.git.rev_list(f"{older}..{newer}")
+            return listed.split()
+        except git.GitCommandError:
+            return []
+
     def is_ancestor(self, older: str, newer: str) -> bool:
         try:
             self.repo.git.merge_base("--is-ancestor", older, newer)
@@ -176,14 +192,21 @@ class Git:
     def has_remote(self, name: str = "origin") -> bool:
         return name in [r.name for r in self.repo.remotes]
 
-    def push(self, branch: str, *, sha: str | None = None, force: bool = False) -> None:
+    def push(self, branch: str, *, sha: str | None = None, force: bool = False,
+             lease: str | None = None) -> None:
         """Push the local branch (or the commit `sha`) to `branch` on origin.
 
-        Fast-forward only unless `force`, which only bot-owned branches use.
+        Fast-forward only unless `force`, which only bot-owned branches use. With `lease`
+        the force only applies while origin's tip is still that sha: a person's push
+        that lands in between is never overwritten.
         """
-        spec = f"{'+' if force else ''}{sha or f'refs/heads/{branch}'}:refs/heads/{branch}"
+        spec = f"{'+' if force and not lease else ''}{sha or f'refs/heads/{branch}'}" \
+            f":refs/heads/{branch}"
+        args = ["--quiet"]
+        if force and lease:
+            args.append(f"--force-with-lease=refs/heads/{branch}:{lease}")
         try:
-            self.repo.git.push("--quiet", "origin", spec)
+            self.repo.git.push(*args, "origin", spec)
         except git.GitCommandError as exc:
             raise GitError(
                 f"pushing {branch} to origin failed: {_first_line(exc)}",

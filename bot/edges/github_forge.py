@@ -9,13 +9,14 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from github import Auth, Github, GithubException
+from github import Auth, Github, GithubException, GithubRetry
 from github.Issue import Issue
 from github.PullRequest import PullRequest as GHPull
 from github.Repository import Repository
 
 from bot.core import markers
-from bot.edges.forge import CommentOutcome, PullRequest
+from bot.core.render import cap_comment
+from bot.edges.forge import CommentOutcome, PullRequest, StatusState
 from bot.edges.git import Git
 from bot.errors import ForgeError
 
@@ -34,6 +35,8 @@ class GitHubForge:
         base_url: str = "https://api.github.com",
         bot_login: str = "github-actions[bot]",
         fast: bool = False,
+        max_writes: int = 60,
+        max_wait_s: float = 300.0,
     ) -> None:
         if "/" not in repository:
             raise ForgeError(f"GITHUB_REPOSITORY '{repository}' is not owner/name",
@@ -41,19 +44,41 @@ class GitHubForge:
         extra: dict[str, Any] = {}
         if fast:  # tests: no politeness delays between requests
             extra = {"seconds_between_requests": 0, "seconds_between_writes": 0}
+        # Rate limits: PyGithub's retry sleeps on 403/429 with retry-after (secondary
+        # limits) and until x-ratelimit-reset (primary), but by default without a bound;
+        # the job has a time budget, so waiting longer than `max_wait_s` fails the run
+        # instead (the next scheduled run picks up where this one stopped).
+        retry = GithubRetry(total=5, backoff_factor=0 if fast else 1.0,
+                            secondary_rate_wait=1 if fast else 60, max_rate_limit_wait=max_wait_s)
         self.client = Github(auth=Auth.Token(token), base_url=base_url, per_page=100, lazy=True,
-                             **extra)
+                             retry=retry, **extra)
         # Lazy: no GET of the repository itself; the first request is the PR list.
         self.repo: Repository = self.client.get_repo(repository)
         self.git = git
         self.bot_login = bot_login
         self._pulls: dict[int, GHPull] = {}
+        # A cap on writes per run, so a bug or a flood of events cannot spam a repository.
+        self.max_writes = max_writes
+        self.writes = 0
+
+    def _write(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.writes >= self.max_writes:
+            raise ForgeError(f"stopped before trying to {what}: this run already made "
+                             f"{self.writes} writes to GitHub (forge.max_writes_per_run)",
+                             fix="the next run continues; raise forge.max_writes_per_run in "
+                             "policies/promptbot.yaml if this repository needs more")
+        self.writes += 1
+        return self._call(what, fn, *args, **kwargs)
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except GithubException as exc:
             message = exc.data.get("message") if isinstance(exc.data, dict) else None
+            if exc.status in (403, 429) and "rate limit" in str(message or "").lower():
+                raise ForgeError(f"GitHub's rate limit stopped the run while trying to {what}",
+                                 fix="nothing is half-written; the next run continues. Fewer "
+                                 "writes per run: lower forge.max_writes_per_run") from None
             raise ForgeError(
                 f"GitHub refused to {what}: HTTP {exc.status} {str(message or '')[:200]}",
                 fix="check GITHUB_TOKEN's permissions (contents: write, pull-requests: write) "
@@ -96,12 +121,12 @@ class GitHubForge:
     def open_pr(
         self, *, branch: str, base: str, title: str, body: str, labels: list[str]
     ) -> PullRequest:
-        pull: GHPull = self._call(
+        pull: GHPull = self._write(
             "open a pull request", self.repo.create_pull, base=base, head=branch, title=title,
             body=body,
         )
         self._pulls[pull.number] = pull
-        self._call("label the pull request", pull.add_to_labels, *labels)
+        self._write("label the pull request", pull.add_to_labels, *labels)
         return PullRequest(pull.number, "open", branch, base, title, body, tuple(labels),
                            url=pull.html_url or "")
 
@@ -117,15 +142,16 @@ class GitHubForge:
         return Issue(self.repo._requester, url=f"{self.repo.url}/issues/{number}")
 
     def update_pr(self, number: int, *, title: str, body: str) -> None:
-        self._call("edit a pull request", self._pull(number).edit, title=title, body=body)
+        self._write("edit a pull request", self._pull(number).edit, title=title, body=body)
 
     def close_pr(self, number: int) -> None:
-        self._call("close a pull request", self._pull(number).edit, state="closed")
+        self._write("close a pull request", self._pull(number).edit, state="closed")
 
     def set_labels(self, number: int, labels: list[str]) -> None:
-        self._call("set labels", self._issue(number).edit, labels=labels)
+        self._write("set labels", self._issue(number).edit, labels=labels)
 
     def upsert_comment(self, number: int, key: str, body: str) -> CommentOutcome:
+        body = cap_comment(body)
         issue = self._issue(number)
 
         def find() -> Any:
@@ -137,12 +163,18 @@ class GitHubForge:
 
         existing = self._call("read comments", find)
         if existing is None:
-            self._call("comment", issue.create_comment, body)
+            self._write("comment", issue.create_comment, body)
             return "created"
         if existing.body == body:
             return "unchanged"
-        self._call("edit a comment", existing.edit, body)
+        self._write("edit a comment", existing.edit, body)
         return "updated"
 
     def publish(self, branch: str, *, force: bool = False) -> None:
         self.git.push(branch, force=force)
+
+    def set_status(self, sha: str, state: StatusState, description: str, context: str) -> None:
+        requester = self.repo._requester
+        self._write("set a commit status", requester.requestJsonAndCheck, "POST",
+                    f"{self.repo.url}/statuses/{sha}",
+                    input={"state": state, "description": description[:140], "context": context})

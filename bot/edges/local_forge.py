@@ -17,7 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from bot.core import markers
-from bot.edges.forge import CommentOutcome, PullRequest
+from bot.core.render import cap_comment
+from bot.edges.forge import CommentOutcome, PullRequest, StatusState
 from bot.edges.git import Git
 from bot.errors import ForgeError, UsageError
 
@@ -133,6 +134,7 @@ class LocalForge:
             self._find(data, number)["labels"] = list(labels)
 
     def upsert_comment(self, number: int, key: str, body: str) -> CommentOutcome:
+        body = cap_comment(body)
         with self._locked() as data:
             comments = self._find(data, number).setdefault("comments", [])
             for comment in comments:
@@ -151,6 +153,15 @@ class LocalForge:
 
     def publish(self, branch: str, *, force: bool = False) -> None:
         """Branches already live in this repository."""
+
+    def set_status(self, sha: str, state: StatusState, description: str, context: str) -> None:
+        with self._locked() as data:
+            statuses = data.setdefault("statuses", {}).setdefault(sha, {})
+            statuses[context] = {"state": state, "description": description[:140]}
+
+    def statuses(self, sha: str) -> dict[str, dict[str, str]]:
+        found: dict[str, dict[str, str]] = self._load().get("statuses", {}).get(sha, {})
+        return found
 
     # ------------------------------------------------------------ reviewer actions
     def comment(self, number: int, text: str, author: str) -> None:

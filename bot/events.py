@@ -1,0 +1,333 @@
+"""One GitHub event, handled: the shell around `bot.core.events.classify`.
+
+One small handler per kind of event (as CPython's bots do). Each handler is
+idempotent — comments are edited in place by their marker, labels compared
+before they are set — so a re-delivered event or a re-run job changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from bot import app
+from bot.app import Context, RunReport, Tracked
+from bot.core import markers
+from bot.core.commands import help_text
+from bot.core.events import CHECK, CLOSED, COMMAND, CYCLE, DENY, DEPLOY, Plan
+from bot.core.proposals import Proposal, Skipped, promoted_categories, proposal_id
+from bot.core.results import MEASURING, REJECTED, labels_for
+from bot.errors import PromptbotError
+
+
+@dataclass
+class Outcome:
+    plan: Plan
+    actions: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    failed: bool = False  # the job should fail (e.g. the eval gate)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.plan.to_json(), "actions": self.actions, "errors": self.errors,
+                "failed": self.failed}
+
+
+def handle(ctx: Context, plan: Plan, metrics: list[str] | None = None) -> Outcome:
+    out = Outcome(plan)
+    handler: Callable[[Context, Plan, Outcome, list[str] | None], None] | None = {
+        CYCLE: _cycle, DEPLOY: _deploy, CLOSED: _closed, COMMAND: _command, DENY: _deny,
+        CHECK: _check,
+    }.get(plan.handler)
+    if handler is None:
+        return out
+    try:
+        handler(ctx, plan, out, metrics)
+    except PromptbotError as exc:
+        out.errors.append(exc.render())
+    return out
+
+
+# ---------------------------------------------------------------- handlers
+
+
+def _cycle(ctx: Context, plan: Plan, out: Outcome, metrics: list[str] | None) -> None:
+    report = app.run(ctx, metrics)
+    out.actions += report.actions
+    out.errors += report.errors
+
+
+def _deploy(ctx: Context, plan: Plan, out: Outcome, metrics: list[str] | None) -> None:
+    """Merge time is deploy time: label merged proposals `measuring` and say so once."""
+    base, _, state = app.base_tree(ctx)
+    app.sync(ctx, base)
+    base, base_sha, state = app.base_tree(ctx)
+    prefix = state.policy.forge.label_prefix
+    shas = _pushed(ctx, plan, base_sha)
+    report = RunReport()
+    for t in app.tracked_prs(ctx):
+        if t.kind != "proposal" or t.pr.state != "merged":
+            continue
+        if t.pr.number != plan.pr and t.pr.merge_sha not in shas:
+            continue
+        when = t.pr.merged_at.strftime("%Y-%m-%d %H:%M UTC") if t.pr.merged_at else "merge time"
+        note = (f"Deployed: merged into `{base}` at {when} (`{(t.pr.merge_sha or '')[:12]}`); "
+                f"`{t.agent}` now runs version `{t.marker.get('new_version', '?')}`.\n\n"
+                "promptbot compares equal windows before and after this time on every cycle "
+                f"(at least {state.policy.measure.min_executions_per_arm} executions and "
+                f"{state.policy.measure.min_failures_per_arm} failures per side) and posts the "
+                "result here. `/promptbot measure` measures now; `/promptbot rollback` undoes it.")
+        body = markers.attach(note, {"kind": "deployed", "proposal_id": t.proposal_id})
+        if ctx.forge.upsert_comment(t.pr.number, "deployed", body) != "unchanged":
+            out.actions.append(f"#{t.pr.number} {t.agent}: deploy recorded ({when})")
+        app.ensure_labels(ctx, t.pr, labels_for(prefix, MEASURING), report, False)
+    out.actions += report.actions
+    for agent, old, new in _changed_agents(ctx, plan, base_sha):
+        out.actions.append(f"{agent}: deployed version {new}" + (f" (was {old})" if old else ""))
+
+
+def _pushed(ctx: Context, plan: Plan, base_sha: str) -> set[str]:
+    if plan.handler != DEPLOY or plan.pr is not None:
+        return {plan.after} if plan.after else set()
+    if plan.before and ctx.git.sha(plan.before) is not None:
+        return set(ctx.git.rev_list(plan.before, plan.after or base_sha))
+    return {plan.after} if plan.after else set()
+
+
+def _changed_agents(ctx: Context, plan: Plan, base_sha: str) -> list[tuple[str, str, str]]:
+    after = plan.after if plan.after and ctx.git.sha(plan.after) else base_sha
+    before = plan.before if plan.before and ctx.git.sha(plan.before) else None
+    if before is None:
+        parents = ctx.git.parents(after)
+        before = parents[0] if parents else None
+    out = []
+    for path in ctx.git.ls(after, "prompts/"):
+        if not path.endswith("/agent.yaml"):
+            continue
+        new = app.version_at(ctx, after, path)
+        old = app.version_at(ctx, before, path) if before else None
+        if new is not None and new != old:
+            out.append((path.split("/")[1], old or "", new))
+    return out
+
+
+def _closed(ctx: Context, plan: Plan, out: Outcome, metrics: list[str] | None) -> None:
+    t = _tracked(ctx, plan)
+    if t is None:
+        out.actions.append(f"#{plan.pr}: not a promptbot proposal; nothing recorded")
+        return
+    report = RunReport()
+    prefix = app.base_tree(ctx)[2].policy.forge.label_prefix
+    app.ensure_labels(ctx, t.pr, labels_for(prefix, REJECTED), report, False)
+    out.actions += report.actions or [f"#{t.pr.number}: already recorded as rejected"]
+
+
+def _deny(ctx: Context, plan: Plan, out: Outcome, metrics: list[str] | None) -> None:
+    assert plan.pr is not None
+    body = markers.attach(plan.reply, {"kind": "command-denied"})
+    if ctx.forge.upsert_comment(plan.pr, "command-denied", body) != "unchanged":
+        out.actions.append(f"#{plan.pr}: told {plan.actor} that only writers can command")
+
+
+def _check(ctx: Context, plan: Plan, out: Outcome, metrics: list[str] | None) -> None:
+    from bot.pr_check import check_pr
+
+    check_pr(ctx, plan, out)
+
+
+# ---------------------------------------------------------------- slash commands
+
+
+def _command(ctx: Context, plan: Plan, out: Outcome, metrics: list[str] | None) -> None:
+    command = plan.command
+    assert command is not None and plan.pr is not None
+    name = command.name
+    if name == "help":
+        note = command.note
+        if command.extra:
+            note = (note + "; " if note else "") + "only the first command of a comment runs"
+        return _reply(ctx, plan, out, help_text(note))
+    t = _tracked(ctx, plan)
+    if t is None:
+        return _reply(ctx, plan, out, f"#{plan.pr} is not a promptbot proposal, so "
+                      f"`/promptbot {name}` does not apply here.\n\n" + help_text())
+    text = {"explain": _explain, "measure": _measure, "reject": _reject,
+            "rollback": _rollback, "regenerate": _regenerate}[name](ctx, plan, t, out, metrics)
+    if command.extra:
+        text += "\n\n(Only the first command of a comment runs.)"
+    _reply(ctx, plan, out, text)
+
+
+def _reply(ctx: Context, plan: Plan, out: Outcome, text: str) -> None:
+    assert plan.pr is not None and plan.command is not None
+    key = f"command-{plan.command.name}"
+    body = markers.attach(f"@{plan.actor} {text}" if plan.actor else text, {"kind": key})
+    outcome = ctx.forge.upsert_comment(plan.pr, key, body)
+    if outcome != "unchanged":
+        out.actions.append(f"#{plan.pr}: /promptbot {plan.command.name} answered ({outcome})")
+
+
+def _tracked(ctx: Context, plan: Plan) -> Tracked | None:
+    for t in app.tracked_prs(ctx):
+        if t.pr.number == plan.pr and t.kind == "proposal":
+            return t
+    return None
+
+
+def _record(ctx: Context, t: Tracked) -> dict[str, Any] | None:
+    """The proposal file as committed on its branch (or in its merge)."""
+    path = f"prompts/{t.agent}/proposals/{t.proposal_id}.yaml"
+    ref = t.pr.merge_sha
+    if ref is None:
+        ref = ctx.git.fetch(t.pr.branch) if ctx.forge.name == "github" else None
+        ref = ref or ctx.git.sha(f"refs/heads/{t.pr.branch}")
+    text = ctx.git.read(ref, path) if ref else None
+    try:
+        data = yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _explain(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
+             metrics: list[str] | None) -> str:
+    data = _record(ctx, t)
+    if data is None:
+        return (f"the proposal file of `{t.proposal_id}` is missing or unreadable on "
+                f"`{t.pr.branch}`; the PR description has the details.")
+    problem = data.get("problem") or {}
+    effect = data.get("expected_effect") or {}
+    lines = [f"**Why `{t.proposal_id}` exists** ({data.get('type', '?')}, `{t.agent}` "
+             f"{data.get('base_version', '?')} → {data.get('new_version', '?')})", ""]
+    if problem.get("template"):
+        lines.append(f"- Evidence: `{_safe(problem.get('error_type'))}` — "
+                     f"\"{_safe(problem.get('template'))}\", {problem.get('count', '?')} "
+                     f"failures, {_pct(problem.get('share'))} of executions "
+                     f"({problem.get('executions', '?')} executions).")
+    else:
+        lines.append(f"- Evidence: {problem.get('kind', '?')} over "
+                     f"{problem.get('executions', '?')} executions.")
+    interval = effect.get("interval") or ["?", "?"]
+    lines.append(f"- Expected: success rate {_pts(effect.get('success_rate_delta'))} "
+                 f"({_pts(interval[0])} … {_pts(interval[1])}), confidence "
+                 f"{effect.get('confidence', '?')}; method: {_safe(effect.get('method'))}.")
+    for criterion in data.get("success_criteria") or []:
+        lines.append(f"- Success criterion: {_safe(criterion)}")
+    lines.append(f"- Rollback: {_safe(data.get('rollback_plan'))}")
+    lines.append(f"\nFull record: `prompts/{t.agent}/proposals/{t.proposal_id}.yaml`.")
+    return "\n".join(lines)
+
+
+def _measure(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
+             metrics: list[str] | None) -> str:
+    if t.pr.state != "merged":
+        return f"`{t.proposal_id}` is {t.pr.state}, not deployed; nothing to measure yet."
+    base, _, state = app.base_tree(ctx)
+    app.sync(ctx, base)
+    base, _, state = app.base_tree(ctx)
+    snapshot = app.load_metrics(ctx, state.policy, metrics)
+    report = RunReport()
+    results = app.measure_all(ctx, state, base, snapshot, [t], report, False)
+    out.actions += report.actions
+    out.errors += report.errors
+    result = results.get(t.proposal_id)
+    if result is None:
+        return "measuring failed: " + "; ".join(report.errors)[:500]
+    return (f"measured now: **{result.headline}**. The results comment above and "
+            f"`prompts/{t.agent}/results/{t.proposal_id}.md` have the details.")
+
+
+def _reject(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
+            metrics: list[str] | None) -> str:
+    assert plan.command is not None
+    reason = _safe(plan.command.argument)
+    if t.pr.state != "open":
+        return f"`{t.proposal_id}` is already {t.pr.state}; nothing to reject."
+    ctx.forge.close_pr(t.pr.number)
+    report = RunReport()
+    prefix = app.base_tree(ctx)[2].policy.forge.label_prefix
+    app.ensure_labels(ctx, t.pr, labels_for(prefix, REJECTED), report, False)
+    out.actions.append(f"#{t.pr.number}: closed as rejected")
+    return (f"rejected `{t.proposal_id}`: {reason}\n\npromptbot will not propose this id "
+            "again; `/promptbot regenerate` on this PR asks for a fresh attempt.")
+
+
+def _rollback(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
+              metrics: list[str] | None) -> str:
+    pr, created = app.rollback(ctx, str(t.pr.number))
+    out.actions.append(f"#{pr.number}: rollback PR {'opened' if created else 'already open'}")
+    return (f"{'opened' if created else 'already open'}: #{pr.number} reverts this merge. "
+            "Merging it deploys the previous version; the next cycle records the rollback.")
+
+
+def _regenerate(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
+                metrics: list[str] | None) -> str:
+    """Rebuild the proposal on the current base with the current generator and metrics.
+
+    Only a branch that no person pushed to is rewritten (force-with-lease against the
+    tip just checked), so a reviewer's commits are never thrown away.
+    """
+    if t.pr.state != "open":
+        return (f"`{t.proposal_id}` is {t.pr.state}. Regenerate works on an open proposal: "
+                "reopen the PR first, then ask again.")
+    base, _, state = app.base_tree(ctx)
+    app.sync(ctx, base)
+    base, base_sha, state = app.base_tree(ctx)
+    remote = ctx.forge.name == "github" and ctx.git.has_remote()
+    tip = ctx.git.fetch(t.pr.branch) if remote else ctx.git.sha(f"refs/heads/{t.pr.branch}")
+    if tip is not None and ctx.git.touched_by_people(f"refs/heads/{base}", tip):
+        return ("someone pushed to this branch, so promptbot will not rewrite it. Revert or "
+                "remove those commits first, or edit the prompt yourself.")
+    loaded = state.agents.get(t.agent)
+    if loaded is None:
+        return f"`{t.agent}` no longer exists on `{base}`; close this PR."
+    snapshot = app.load_metrics(ctx, state.policy, metrics)
+    problems = [p for p in app.problems_for(loaded, snapshot, state.policy, app.GOALS)
+                if proposal_id(t.agent, loaded.version, p.signature) == t.proposal_id]
+    if not problems:
+        return ("the problem behind this proposal no longer shows in the metrics for the "
+                f"current version of `{t.agent}`; nothing to regenerate. Close the PR, or let "
+                "the next cycle supersede it.")
+    report = RunReport()
+    proposal = app.make_proposal(ctx, loaded, problems[0], state.policy,
+                                 app.history(ctx, base_sha), report,
+                                 promoted_categories(state.promoted))
+    if isinstance(proposal, Skipped):
+        return f"no valid variant this time: {proposal.reason}"
+    return _rewrite(ctx, base, base_sha, t, proposal, tip, snapshot.window_days, out)
+
+
+def _rewrite(ctx: Context, base: str, base_sha: str, t: Tracked, p: Proposal,
+             tip: str | None, window_days: int, out: Outcome) -> str:
+    body = app.pr_body(p, window_days)
+    if tip is not None and ctx.git.parents(tip)[:1] == [base_sha] and all(
+            ctx.git.read(tip, path) == text for path, text in p.files.items()) \
+            and t.pr.body == body:
+        return "regenerated: the result is identical to this PR; nothing changed."
+    message = f"{p.title}\n\npromptbot proposal {p.id} (regenerated): {p.base_version} -> " \
+        f"{p.new_version}"
+    commit = ctx.git.commit_files(base_sha, p.files, message)
+    local = ctx.git.sha(f"refs/heads/{t.pr.branch}")
+    ctx.git.move_branch(t.pr.branch, commit, local)
+    if ctx.forge.name == "github" and ctx.git.has_remote():
+        ctx.git.push(t.pr.branch, force=True, lease=tip)
+    ctx.forge.update_pr(t.pr.number, title=p.title, body=body)
+    out.actions.append(f"#{t.pr.number}: regenerated on {base} ({base_sha[:12]})")
+    return (f"regenerated on `{base}` at `{base_sha[:12]}` with {p.generator}; the "
+            "description above is updated.")
+
+
+def _safe(value: object) -> str:
+    """Text from files or comments, shown inline: no markup that could ping or hide."""
+    text = str(value if value is not None else "?")[:300]
+    return text.replace("`", "'").replace("@", "@\u200b").replace("<", "&lt;")
+
+
+def _pct(value: object) -> str:
+    return f"{float(value) * 100:.1f} %" if isinstance(value, int | float) else "?"
+
+
+def _pts(value: object) -> str:
+    return f"{float(value) * 100:+.1f} pts" if isinstance(value, int | float) else "?"
