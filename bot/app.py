@@ -704,6 +704,8 @@ def rollback(ctx: Context, ref: str) -> tuple[PullRequest, bool]:
         raise UsageError(f"proposal {t.proposal_id} (#{t.pr.number}) is {t.pr.state}, not merged",
                          fix="only a merged proposal can be rolled back")
     base, base_sha, state = base_tree(ctx)
+    sync(ctx, base)
+    base, base_sha, state = base_tree(ctx)
     loaded = state.agents.get(t.agent)
     if loaded is not None and loaded.version == t.marker.get("base_version"):
         raise UsageError(f"{t.agent} is already back on version {loaded.version}",

@@ -153,8 +153,14 @@ def _command(ctx: Context, plan: Plan, out: Outcome, metrics: list[str] | None) 
     if t is None:
         return _reply(ctx, plan, out, f"#{plan.pr} is not a promptbot proposal, so "
                       f"`/promptbot {name}` does not apply here.\n\n" + help_text())
-    text = {"explain": _explain, "measure": _measure, "reject": _reject,
-            "rollback": _rollback, "regenerate": _regenerate}[name](ctx, plan, t, out, metrics)
+    try:
+        text = {"explain": _explain, "measure": _measure, "reject": _reject,
+                "rollback": _rollback, "regenerate": _regenerate}[name](ctx, plan, t, out, metrics)
+    except PromptbotError as exc:
+        # The person who asked hears why it did not work, not only the workflow log.
+        out.errors.append(exc.render())
+        text = f"`/promptbot {name}` did not run: {_safe(exc.message)}"
+        text += f"\n\nWhat to do: {_safe(exc.fix)}" if exc.fix else ""
     if command.extra:
         text += "\n\n(Only the first command of a comment runs.)"
     _reply(ctx, plan, out, text)

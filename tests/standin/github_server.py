@@ -585,6 +585,7 @@ class GitHubStandIn:
         self._statuses: dict[str, list[dict[str, Any]]] = {}
         self._check_runs: list[dict[str, Any]] = []
         self._labels: dict[str, _Label] = {}
+        self._failures: list[tuple[str, _Reply]] = []
         # Branch tips when there is no bare repo to read them from.
         self._branches: dict[str, str] = {default_branch: _fake_sha(owner, repo, default_branch)}
         self._rate_used = 0
@@ -640,6 +641,27 @@ class GitHubStandIn:
     def _record_error(self, message: str) -> None:
         with self._log_lock:
             self.validation_errors.append(message)
+
+    # -- fault injection (rate limits) --------------------------------------------------------
+    def fail_next(self, method: str, status: int, message: str, *,
+                  headers: dict[str, str] | None = None, times: int = 1) -> None:
+        """The next `times` requests with `method` get this error instead of an answer, e.g.
+        GitHub's secondary rate limit: 403 + ``retry-after`` + "You have exceeded a secondary
+        rate limit"."""
+        with self._lock:
+            for _ in range(times):
+                self._failures.append((method, _Reply(status, {
+                    "message": message,
+                    "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+                }, dict(headers or {}))))
+
+    def _take_failure(self, method: str) -> _Reply | None:
+        with self._lock:
+            for i, (m, reply) in enumerate(self._failures):
+                if m == method:
+                    del self._failures[i]
+                    return reply
+        return None
 
     # -- state helpers (the human on GitHub) ---------------------------------------------------
     def merge(self, number: int, *, by: str = "octocat") -> str:
@@ -1225,6 +1247,10 @@ class GitHubStandIn:
             if bad_json:
                 raise _HTTPError(400, "Problems parsing JSON")
             self._authenticate(h.headers.get("Authorization"))
+            injected = self._take_failure(method)
+            if injected is not None:
+                self._send(h, injected, count=True)
+                return
             match = None
             for candidate in _ROUTES if in_api else []:
                 if candidate.method == method:
