@@ -75,11 +75,14 @@ async function main() {
     console.error(`no workflow files found in ${path.relative(process.cwd(), workflowsDir)}`);
     return 2;
   }
-  const lint = await createLinter();
   let findings = 0;
   for (const file of files) {
     const shown = path.relative(process.cwd(), file) || file;
     const source = await readFile(file, "utf8");
+    // A fresh linter per file: reusing one WASM instance across files can abort with
+    // "RuntimeError: unreachable" (seen with promptbot-check.yml then promptbot-cycle.yml,
+    // each of which lints cleanly alone). Instantiating costs a few milliseconds.
+    const lint = await createLinter();
     for (const f of lint(source, shown)) {
       if (isKnownFalseFinding(f)) continue;
       findings += 1;
