@@ -86,6 +86,16 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q.add_argument("--forge", choices=["auto", "local", "github"], default="auto")
 
+    e = sub.add_parser("eval", help="run tests.yaml cases on the base and the working-tree "
+                       "version of agents; exit 1 when the variant regresses")
+    e.add_argument("agents", nargs="*", metavar="AGENT",
+                   help="default: agents whose agent.yaml or tests.yaml differ from the base")
+    e.add_argument("--base", help="git ref of the base version (default: forge.base_branch)")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--record", action="store_true",
+                   help="call Anthropic for requests without a real recording and write them "
+                   "to prompts/<agent>/eval-recordings.jsonl (needs ANTHROPIC_API_KEY)")
+
     b = sub.add_parser("rollback", help="open the PR that reverts a deployed proposal")
     b.add_argument("ref", help="proposal id or PR number")
     b.add_argument("--forge", choices=["auto", "local", "github"], default="auto")
@@ -137,6 +147,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     handler = {
         "run": _run, "check": _check, "analyze": _analyze, "version": _version,
         "simulate": _simulate, "rollback": _rollback, "pr": _pr, "propose": _propose,
+        "eval": _eval,
     }[args.command]
     return handler(root, args)
 
@@ -341,6 +352,35 @@ def _propose(root: Path, args: argparse.Namespace) -> int:
             f"priority ${item['priority']:,.0f}/h, tokens {impact['tokens_before']} → "
             f"{impact['tokens_after']}")
     return 0
+
+
+def _eval(root: Path, args: argparse.Namespace) -> int:
+    from bot.core.eval_render import render_eval_text
+    from bot.errors import InputError
+    from bot.eval_run import run_eval
+
+    try:
+        run = run_eval(root, args.agents, args.base, record=args.record,
+                       api_key=os.environ.get("ANTHROPIC_API_KEY", ""),
+                       base_url=os.environ.get("ANTHROPIC_BASE_URL") or None)
+    except InputError as exc:
+        # Exit 1 means "the variant regressed"; a file that cannot be evaluated is not that.
+        err(exc.render())
+        return 2
+    if args.json:
+        out(json.dumps(run.to_json(), indent=2))
+    else:
+        for note in run.notes:
+            out(f"note: {note}")
+        for report in run.reports:
+            out(render_eval_text(report))
+            out()
+        for path in run.written:
+            out(f"recorded: {path}")
+        failed = [r.agent for r in run.reports if r.gate.state == "failure"]
+        out(f"gate failed for {', '.join(failed)}" if failed else "no regression beyond "
+            "eval.max_regression")
+    return 1 if run.failed else 0
 
 
 def _rollback(root: Path, args: argparse.Namespace) -> int:
