@@ -318,3 +318,14 @@ def test_rubric_grading_end_to_end_with_a_hostile_reply(standin: AnthropicStandI
     assert grader[0]["model"] == Policy().eval.grader_model
     markdown = render_eval_markdown(report)
     assert "</reply_under_test>" not in markdown and "**Gate: success**" in markdown
+
+
+def test_shipped_policy_documents_the_eval_defaults() -> None:
+    from bot.core.model import EvalPolicy
+    from bot.load.repo import load_policy
+
+    policy = load_policy(WorkingTree(PROJECT))
+    assert policy.eval == EvalPolicy()
+    text = (PROJECT / "policies/promptbot.yaml").read_text()
+    for key in EvalPolicy.model_fields:
+        assert f"\n  {key}: " in text
