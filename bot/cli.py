@@ -356,15 +356,15 @@ def _propose(root: Path, args: argparse.Namespace) -> int:
 
 def _eval(root: Path, args: argparse.Namespace) -> int:
     from bot.core.eval_render import render_eval_text
-    from bot.errors import InputError
+    from bot.errors import GitError, InputError
     from bot.eval_run import run_eval
 
     try:
         run = run_eval(root, args.agents, args.base, record=args.record,
                        api_key=os.environ.get("ANTHROPIC_API_KEY", ""),
                        base_url=os.environ.get("ANTHROPIC_BASE_URL") or None)
-    except InputError as exc:
-        # Exit 1 means "the variant regressed"; a file that cannot be evaluated is not that.
+    except (InputError, GitError) as exc:
+        # Exit 1 means "the variant regressed"; a file or repo that cannot be evaluated is not.
         err(exc.render())
         return 2
     if args.json:

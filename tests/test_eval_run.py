@@ -264,6 +264,12 @@ def test_usage_errors_exit_2(cli: Cli, args: tuple[str, ...], message: str) -> N
     assert code == 2 and message in err
 
 
+def test_outside_a_git_repository_exits_2(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = Cli(tmp_path, capsys)("eval")
+    assert code == 2 and "is not a git repository" in err
+
+
 # ---------------------------------------------------------------- providers in-process
 
 
