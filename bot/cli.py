@@ -94,6 +94,15 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.add_argument("--metrics", action="append")
     e.add_argument("--forge", choices=["auto", "local", "github"], default="auto")
+    e = sub.add_parser("eval", help="run tests.yaml cases on the base and the working-tree "
+                       "version of agents; exit 1 when the variant regresses")
+    e.add_argument("agents", nargs="*", metavar="AGENT",
+                   help="default: agents whose agent.yaml or tests.yaml differ from the base")
+    e.add_argument("--base", help="git ref of the base version (default: forge.base_branch)")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--record", action="store_true",
+                   help="call Anthropic for requests without a real recording and write them "
+                   "to prompts/<agent>/eval-recordings.jsonl (needs ANTHROPIC_API_KEY)")
 
     b = sub.add_parser("rollback", help="open the PR that reverts a deployed proposal")
     b.add_argument("ref", help="proposal id or PR number")
@@ -147,6 +156,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "run": _run, "check": _check, "analyze": _analyze, "version": _version,
         "simulate": _simulate, "rollback": _rollback, "pr": _pr, "propose": _propose,
         "event": _event,
+        "eval": _eval,
     }[args.command]
     return handler(root, args)
 
@@ -398,6 +408,33 @@ def _event(root: Path, args: argparse.Namespace) -> int:
         for line in outcome.errors:
             err(line if line.startswith("error:") else f"error: {line}")
     return 1 if outcome.errors or outcome.failed else 0
+def _eval(root: Path, args: argparse.Namespace) -> int:
+    from bot.core.eval_render import render_eval_text
+    from bot.errors import GitError, InputError
+    from bot.eval_run import run_eval
+
+    try:
+        run = run_eval(root, args.agents, args.base, record=args.record,
+                       api_key=os.environ.get("ANTHROPIC_API_KEY", ""),
+                       base_url=os.environ.get("ANTHROPIC_BASE_URL") or None)
+    except (InputError, GitError) as exc:
+        # Exit 1 means "the variant regressed"; a file or repo that cannot be evaluated is not.
+        err(exc.render())
+        return 2
+    if args.json:
+        out(json.dumps(run.to_json(), indent=2))
+    else:
+        for note in run.notes:
+            out(f"note: {note}")
+        for report in run.reports:
+            out(render_eval_text(report))
+            out()
+        for path in run.written:
+            out(f"recorded: {path}")
+        failed = [r.agent for r in run.reports if r.gate.state == "failure"]
+        out(f"gate failed for {', '.join(failed)}" if failed else "no regression beyond "
+            "eval.max_regression")
+    return 1 if run.failed else 0
 
 
 def _rollback(root: Path, args: argparse.Namespace) -> int:

@@ -174,6 +174,22 @@ class GeneratorPolicy(Strict):
     budget_tokens: int = Field(default=200_000, ge=0)
 
 
+class EvalPolicy(Strict):
+    # The gate fails when the variant's pass rate is more than this far below the base's
+    # (an absolute fraction of the cases both could run: 0.10 = 10 points). Exactly at the
+    # threshold passes.
+    max_regression: float = Field(default=0.10, ge=0.0, le=1.0)
+    # "auto": Anthropic when ANTHROPIC_API_KEY is set, else the recorded replies.
+    provider: Literal["auto", "anthropic", "recorded"] = "auto"
+    # At most this many cases per agent (the first ones of tests.yaml); bounds the cost.
+    max_cases: int = Field(default=50, ge=1, le=10_000)
+    # Per `promptbot eval` run with a live provider: no request starts that could exceed these.
+    budget_usd: float = Field(default=1.0, ge=0.0)
+    budget_tokens: int = Field(default=300_000, ge=0)
+    # Grades `rubric` assertions (the agent's own model answers the cases).
+    grader_model: str = Field(default="claude-sonnet-4-6", min_length=1)
+
+
 class PromotedRule(Strict):
     """A mitigation that kept working, promoted by review into the offline generator."""
 
@@ -198,6 +214,7 @@ class Policy(Strict):
     measure: MeasurePolicy = Field(default_factory=MeasurePolicy)
     triggers: TriggerPolicy = Field(default_factory=TriggerPolicy)
     generator: GeneratorPolicy = Field(default_factory=GeneratorPolicy)
+    eval: EvalPolicy = Field(default_factory=EvalPolicy)
     forge: ForgePolicy = Field(default_factory=ForgePolicy)
     pricing: PricingPolicy = Field(default_factory=PricingPolicy)
     reports_dir: str = "reports"

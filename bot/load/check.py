@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.core.agentfile import parse_agent
+from bot.core.assertions import parse_cases
 from bot.core.model import Policy, PromotedRules, TestsFile
 from bot.core.templating import RenderError, render
 from bot.core.yamlparse import parse_yaml, validate_as
@@ -46,7 +47,8 @@ def check_file(root: Path, path: Path) -> list[Finding]:
             return _render_with_tests(root, path, loaded.agent.prompts.user_template, display,
                                       loaded.located.line_of(("prompts", "user_template")))
         elif path.name == "tests.yaml":
-            validate_as(TestsFile, parse_yaml(text, display))
+            located = parse_yaml(text, display)
+            parse_cases(validate_as(TestsFile, located), display, located.line_of)
         elif path.name == "promptbot.yaml" and path.parent.name == "policies":
             validate_as(Policy, parse_yaml(text, display))
         elif path.name == "promoted_rules.yaml" and path.parent.name == "policies":

@@ -15,7 +15,9 @@ Shapes follow Anthropic's API reference:
   401 ``authentication_error``; every response carries a ``request-id`` header;
 - ``POST /v1/messages/count_tokens`` answers ``{"input_tokens": N}``.
 
-Responses to ``POST /v1/messages`` are scripted: a test queues them in order.  Usage is
+Responses to ``POST /v1/messages`` are scripted: a test queues them in order; with a
+``reply_fn`` (a function of the request body returning text) every request the queue does not
+answer gets a plain text message from it, which is how a deterministic "model" is played.  Usage is
 computed like the real service would report it: the prompt prefix up to the last
 ``cache_control`` breakpoint counts as a cache write the first time it is seen and as a cache
 read afterwards (the real API also needs a minimum prefix length; the stand-in does not).
@@ -32,6 +34,7 @@ import json
 import math
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -102,6 +105,9 @@ def _validate_messages_request(body: Any) -> str | None:
         return "model: Field required"
     if not isinstance(body.get("max_tokens"), int) or body["max_tokens"] < 1:
         return "max_tokens: Field required"
+    if "temperature" in body:
+        # API version 2026-10-21 (the installed SDK's) removed the sampling parameters.
+        return "temperature: Extra inputs are not permitted"
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "messages: at least one message is required"
@@ -153,8 +159,10 @@ def _validate_messages_request(body: Any) -> str | None:
 
 
 class AnthropicStandIn:
-    def __init__(self, *, count_tokens_available: bool = True) -> None:
+    def __init__(self, *, count_tokens_available: bool = True,
+                 reply_fn: Callable[[dict[str, Any]], str] | None = None) -> None:
         self.requests: list[RecordedRequest] = []
+        self.reply_fn = reply_fn
         self.count_tokens_available = count_tokens_available
         self._queue: deque[_Scripted] = deque()
         self._lock = threading.Lock()
@@ -240,6 +248,11 @@ class AnthropicStandIn:
     def _respond_messages(self, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
         with self._lock:
             scripted = self._queue.popleft() if self._queue else None
+        if scripted is None and self.reply_fn is not None:
+            scripted = _Scripted(200, {
+                "id": "", "type": "message", "role": "assistant", "model": "",
+                "content": [{"type": "text", "text": self.reply_fn(body)}],
+                "stop_reason": "end_turn", "stop_sequence": None}, {})
         if scripted is None:
             # 400 is not retried by the SDK, so a missing script fails fast and visibly.
             return 400, _error_body("invalid_request_error",

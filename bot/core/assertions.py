@@ -1,0 +1,163 @@
+"""The assertions of tests.yaml: parsed strictly up front, then checked against a reply.
+
+Parsing happens before any request is sent, so a typo in the last case cannot waste a paid
+run: an unknown kind, a malformed value, a regex that does not compile or a JSON schema that
+is not one are errors naming the file, line, case and assertion index.
+
+`rubric` assertions are graded by a model (see `evaluation.rubric_request`); everything else
+is decided here, deterministically.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from jsonschema import exceptions as schema_errors
+from jsonschema import validators
+from jsonschema_specifications import REGISTRY as METASCHEMAS
+from referencing.exceptions import Unresolvable
+
+from bot.core.model import TestsFile
+from bot.errors import Finding, InputError
+
+Kind = Literal["contains", "not_contains", "regex", "equals", "json_schema", "rubric"]
+KINDS: tuple[Kind, ...] = ("contains", "not_contains", "regex", "equals", "json_schema", "rubric")
+SHOWN = 80  # characters of an expected value or a reply quoted in a failure reason
+
+LineOf = Callable[[tuple[str | int, ...]], int | None]
+
+
+@dataclass(frozen=True)
+class Assertion:
+    kind: Kind
+    value: Any  # str for the text kinds, a dict for json_schema
+    index: int  # 1-based position in the case's `assert` list, as a person counts
+
+    def describe(self) -> str:
+        if self.kind == "json_schema":
+            return f"#{self.index} json_schema"
+        return f"#{self.index} {self.kind} '{_short(str(self.value))}'"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    inputs: dict[str, Any]
+    assertions: tuple[Assertion, ...]
+
+    @property
+    def graded(self) -> tuple[Assertion, ...]:
+        return tuple(a for a in self.assertions if a.kind == "rubric")
+
+
+def _short(text: str, limit: int = SHOWN) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _problem(kind: str, value: Any) -> str | None:
+    """Why `value` is not a valid argument for `kind`, or None."""
+    if kind in ("contains", "not_contains", "regex", "equals", "rubric"):
+        if not isinstance(value, str) or (kind != "equals" and not value):
+            return f"'{kind}' needs a non-empty string, got {type(value).__name__}"
+        if kind == "regex":
+            try:
+                re.compile(value)
+            except re.error as exc:
+                return f"regex does not compile: {exc}"
+        return None
+    if not isinstance(value, dict):
+        return f"'json_schema' needs a mapping (a JSON schema), got {type(value).__name__}"
+    try:
+        validators.validator_for(value).check_schema(value)
+    except schema_errors.SchemaError as exc:
+        return f"json_schema is not a valid JSON schema: {_short(exc.message, 160)}"
+    return None
+
+
+def parse_cases(tests: TestsFile, path: str, line_of: LineOf | None = None) -> tuple[Case, ...]:
+    """Every case with its assertions validated; InputError listing every bad assertion."""
+    findings: list[Finding] = []
+    cases: list[Case] = []
+    names: dict[str, int] = {}
+    for ci, case in enumerate(tests.cases):
+        where = line_of(("cases", ci)) if line_of else None
+        if case.name in names:
+            findings.append(Finding(path, where, f"case '{case.name}' is defined twice "
+                                    f"(cases {names[case.name] + 1} and {ci + 1})",
+                                    "give every case a unique name; results are keyed by it"))
+        names.setdefault(case.name, ci)
+        parsed: list[Assertion] = []
+        for ai, item in enumerate(case.assert_):
+            line = line_of(("cases", ci, "assert", ai)) if line_of else where
+            label = f"case '{case.name}', assertion #{ai + 1}"
+            if len(item) != 1:
+                findings.append(Finding(path, line, f"{label} has {len(item)} keys "
+                                        f"({', '.join(map(str, item)) or 'none'})",
+                                        f"write one kind per list item: {', '.join(KINDS)}"))
+                continue
+            (kind, value), = item.items()
+            if kind not in KINDS:
+                findings.append(Finding(path, line, f"{label}: unknown kind '{kind}'",
+                                        f"use one of: {', '.join(KINDS)}"))
+                continue
+            problem = _problem(kind, value)
+            if problem is not None:
+                findings.append(Finding(path, line, f"{label}: {problem}", "correct the value"))
+                continue
+            parsed.append(Assertion(kind, value, ai + 1))
+        if not case.assert_:
+            findings.append(Finding(path, where, f"case '{case.name}' has no assertions",
+                                    "add at least one under `assert:`; a case that checks "
+                                    "nothing always passes"))
+        cases.append(Case(case.name, dict(case.inputs), tuple(parsed)))
+    if findings:
+        raise InputError(f"{path} has invalid eval cases", findings=tuple(findings))
+    return tuple(cases)
+
+
+def check(assertion: Assertion, reply: str) -> str | None:
+    """None when the deterministic assertion holds, else why not (one short line)."""
+    kind, value = assertion.kind, assertion.value
+    if kind == "contains":
+        return None if value in reply else f"{assertion.describe()}: not found in the reply"
+    if kind == "not_contains":
+        return f"{assertion.describe()}: found in the reply" if value in reply else None
+    if kind == "regex":
+        # `search`, like most test frameworks: anchor with ^ or \A when the start matters.
+        if re.search(value, reply):
+            return None
+        return f"{assertion.describe()}: no match in the reply"
+    if kind == "equals":
+        if reply.strip() == value.strip():
+            return None
+        return f"{assertion.describe()}: the reply is {_short(reply.strip(), 40)!r}"
+    if kind == "json_schema":
+        return _check_schema(assertion, reply)
+    raise ValueError(f"{kind} assertions are graded by a model, not checked here")
+
+
+def _check_schema(assertion: Assertion, reply: str) -> str | None:
+    # The whole reply must be the JSON document: a parser downstream gets the raw reply too,
+    # so a reply wrapped in ``` fences or prose fails here as it would fail there.
+    try:
+        document = json.loads(reply)
+    except json.JSONDecodeError as exc:
+        return (f"{assertion.describe()}: the reply is not JSON ({exc.msg} at line "
+                f"{exc.lineno} column {exc.colno})")
+    # Only the metaschemas are resolvable: without an explicit registry jsonschema would
+    # fetch a remote `$ref` over the network, and a tests file must not make the eval do that.
+    validator = validators.validator_for(assertion.value)(assertion.value,
+                                                          registry=METASCHEMAS)
+    try:
+        error = schema_errors.best_match(validator.iter_errors(document))
+    except Unresolvable as exc:
+        return f"{assertion.describe()}: the schema's $ref cannot be resolved offline ({exc})"
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+    return f"{assertion.describe()}: at {where}: {_short(error.message)}"
