@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,9 +27,11 @@ from bot.core.analysis import (
     failure_problems,
 )
 from bot.core.calibration import Outcome
+from bot.core.eval_render import render_eval_markdown
+from bot.core.evaluation import EvalReport, Provider, commit_status
 from bot.core.generation import GenerationRequest, VariantCandidate
 from bot.core.metrics import MetricsSnapshot
-from bot.core.model import Policy, is_safe_id
+from bot.core.model import Policy, TestsFile, is_safe_id
 from bot.core.proposals import (
     Proposal,
     Skipped,
@@ -55,6 +57,14 @@ from bot.core.results import (
 )
 from bot.core.roadmap import Item, roadmap
 from bot.core.variants import Category
+from bot.core.yamlparse import parse_yaml, validate_as
+from bot.edges.eval_providers import (
+    AnthropicEvalProvider,
+    RecordedProvider,
+    RecordingProvider,
+    parse_recordings,
+    render_recordings,
+)
 from bot.edges.forge import Forge, PullRequest
 from bot.edges.git import Git, GitTree
 from bot.errors import GitError, PromptbotError, UsageError
@@ -62,6 +72,7 @@ from bot.load.metrics import ingest_with, resolve_sources
 from bot.load.repo import RepoState, load_repo
 
 RESULTS_BRANCH = "promptbot/results"
+EVAL_STATUS = "promptbot/eval"
 GOALS = ("error_handling", "conciseness")
 
 
@@ -74,6 +85,7 @@ class Context:
     say: Callable[[str], None] = lambda _line: None
     progress: bool = False  # a progress bar while reading large exports
     generator: VariantSource | None = None  # None: the offline generator
+    eval_live: AnthropicEvalProvider | None = None  # None: the offline eval replays recordings
 
 
 class VariantSource(Protocol):
@@ -459,8 +471,51 @@ def ensure_labels(
 # ---------------------------------------------------------------- proposing
 
 
-def pr_body(p: Proposal, window_days: int) -> str:
-    body = render.cap(render.render("pr_body.md.j2", p=p, window_days=window_days),
+EVAL_START, EVAL_END = "<!-- offline-eval -->", "<!-- /offline-eval -->"
+
+
+def eval_section(body: str) -> str | None:
+    """The offline-eval table of an open PR, kept as it was when the PR was opened."""
+    start, end = body.find(EVAL_START), body.find(EVAL_END)
+    if start < 0 or end < start:
+        return None
+    return body[start + len(EVAL_START):end].strip("\n")
+
+
+def proposal_eval(ctx: Context, base: str, base_sha: str, loaded: LoadedAgent, p: Proposal,
+                  policy: Policy) -> tuple[EvalReport | None, Proposal]:
+    """The agent's tests.yaml on the base version and on the variant, before any PR exists.
+
+    With a live provider the variant's replies are recorded into the proposal's branch, so
+    the check on the PR (and a reviewer without a key) replays exactly what was judged.
+    """
+    from bot.eval_run import evaluate_pair
+
+    agent_id = loaded.agent.id
+    rel = f"prompts/{agent_id}/tests.yaml"
+    text = ctx.git.read(base_sha, rel)
+    if text is None:
+        return None, p
+    located = parse_yaml(text, rel)
+    tests = validate_as(TestsFile, located)
+    rec = f"prompts/{agent_id}/eval-recordings.jsonl"
+    records = parse_recordings(ctx.git.read(base_sha, rec) or "", rec)
+    provider: Provider = RecordedProvider(records) if ctx.eval_live is None \
+        else RecordingProvider(ctx.eval_live, records)
+    variant = parse_agent(p.new_text, p.agent_path).agent
+    evaluated = evaluate_pair(loaded.agent, variant, tests, provider, policy,
+                              base_label=f"{base} {loaded.version}",
+                              variant_label=f"proposal {p.new_version}", tests_path=rel,
+                              line_of=located.line_of)
+    if isinstance(provider, RecordingProvider) and provider.added:
+        p = replace(p, files={**p.files, rec: render_recordings(provider.records)})
+    return evaluated, p
+
+
+def pr_body(p: Proposal, window_days: int, eval_md: str | None = None) -> str:
+    section = f"{EVAL_START}\n{eval_md.strip(chr(10))}\n{EVAL_END}" if eval_md else None
+    body = render.cap(render.render("pr_body.md.j2", p=p, window_days=window_days,
+                                    eval_section=section),
                       f"prompts/{p.agent_id}/proposals/{p.id}.yaml")
     return markers.attach(body, {"kind": "proposal", "proposal_id": p.id, "agent": p.agent_id,
                                  "base_version": p.base_version, "new_version": p.new_version})
@@ -519,7 +574,18 @@ def propose_all(
                 if isinstance(proposal, Skipped):
                     report.skipped.append(f"{agent_id}: {proposal.reason}")
                     continue
-                body = pr_body(proposal, snapshot.window_days)
+                evaluated: EvalReport | None = None
+                if existing is None:
+                    evaluated, proposal = proposal_eval(ctx, base, base_sha, loaded, proposal,
+                                                        policy)
+                    if evaluated is not None and evaluated.gate.state == "failure":
+                        report.skipped.append(f"{agent_id}: offline eval regressed "
+                                              f"({evaluated.gate.description}); no PR")
+                        continue
+                    section = render_eval_markdown(evaluated) if evaluated else None
+                else:
+                    section = eval_section(existing.pr.body)
+                body = pr_body(proposal, snapshot.window_days, section)
                 if existing is not None:
                     if existing.pr.body != body or existing.pr.title != proposal.title:
                         report.actions.append(f"#{existing.pr.number} {agent_id}: refreshed")
@@ -532,6 +598,11 @@ def propose_all(
                                       f"({proposal.id}, {proposal.branch})")
                 if not dry_run:
                     open_proposal(ctx, base, base_sha, proposal, body, policy)
+                    if evaluated is not None:
+                        state_, text = commit_status(evaluated.gate, policy.eval.require_replies)
+                        head = ctx.git.sha(f"refs/heads/{proposal.branch}")
+                        assert head is not None
+                        ctx.forge.set_status(head, state_, text, EVAL_STATUS)
                 break
         except PromptbotError as exc:
             report.errors.append(f"{agent_id}: {exc.render()}")

@@ -173,7 +173,18 @@ def _context(root: Path, forge_choice: str, quiet: bool = False) -> Any:
     forge = _forge(git, forge_choice)
     return Context(root=git.root, git=git, forge=forge, count_tokens=count_tokens,
                    say=(lambda _l: None) if quiet else (lambda line: err(f"· {line}")),
-                   progress=_progress(quiet), generator=_generator(git.root))
+                   progress=_progress(quiet), generator=_generator(git.root),
+                   eval_live=_eval_live(git.root))
+
+
+def _eval_live(root: Path) -> Any:
+    """The Anthropic eval provider when the policy and a key ask for it, else None."""
+    from bot.eval_run import live_provider
+    from bot.load.repo import WorkingTree, load_policy
+
+    return live_provider(load_policy(WorkingTree(root)),
+                         api_key=os.environ.get("ANTHROPIC_API_KEY", ""),
+                         base_url=os.environ.get("ANTHROPIC_BASE_URL") or None, record=False)
 
 
 def _generator(root: Path) -> Any:

@@ -227,6 +227,14 @@ def live_provider(policy: Policy, *, api_key: str, base_url: str | None,
 
 def run_eval(root: Path, agents: Sequence[str], base_ref: str | None, *, record: bool,
              api_key: str, base_url: str | None) -> EvalRun:
+    policy = load_policy(WorkingTree(Git(root).root))
+    live = live_provider(policy, api_key=api_key, base_url=base_url, record=record)
+    return run_eval_with(root, agents, base_ref, record=record, live=live)
+
+
+def run_eval_with(root: Path, agents: Sequence[str], base_ref: str | None, *, record: bool,
+                  live: AnthropicEvalProvider | None) -> EvalRun:
+    """`run_eval` with the provider decided by the caller (the PR check shares one)."""
     git = Git(root)
     work = WorkingTree(git.root)
     policy = load_policy(work)
@@ -242,7 +250,6 @@ def run_eval(root: Path, agents: Sequence[str], base_ref: str | None, *, record:
     if plain:
         run.notes.append(f"no agent with tests differs from {ref}: a plain run of every agent "
                          "with tests (base = variant)")
-    live = live_provider(policy, api_key=api_key, base_url=base_url, record=record)
     for agent_id in chosen:
         rel = agent_path(agent_id)
         variant = load_agent(work, rel)

@@ -17,6 +17,8 @@ from bot import app
 from bot.app import Context, RunReport, Tracked
 from bot.core import markers
 from bot.core.commands import help_text
+from bot.core.eval_render import render_eval_markdown
+from bot.core.evaluation import commit_status
 from bot.core.events import CHECK, CLOSED, COMMAND, CYCLE, DENY, DEPLOY, Plan
 from bot.core.proposals import Proposal, Skipped, promoted_categories, proposal_id
 from bot.core.results import MEASURING, REJECTED, labels_for
@@ -302,12 +304,23 @@ def _regenerate(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
                                  promoted_categories(state.promoted))
     if isinstance(proposal, Skipped):
         return f"no valid variant this time: {proposal.reason}"
-    return _rewrite(ctx, base, base_sha, t, proposal, tip, snapshot.window_days, out)
+    evaluated, proposal = app.proposal_eval(ctx, base, base_sha, loaded, proposal, state.policy)
+    if evaluated is not None and evaluated.gate.state == "failure":
+        return ("the regenerated variant regresses the offline eval "
+                f"({_safe(evaluated.gate.description)}); this PR is left as it was.")
+    body = app.pr_body(proposal, snapshot.window_days,
+                       render_eval_markdown(evaluated) if evaluated else None)
+    reply = _rewrite(ctx, base, base_sha, t, proposal, tip, body, out)
+    if evaluated is not None and not reply.startswith("regenerated: the result is identical"):
+        state_, text = commit_status(evaluated.gate, state.policy.eval.require_replies)
+        head = ctx.git.sha(f"refs/heads/{t.pr.branch}")
+        if head is not None:
+            ctx.forge.set_status(head, state_, text, app.EVAL_STATUS)
+    return reply
 
 
 def _rewrite(ctx: Context, base: str, base_sha: str, t: Tracked, p: Proposal,
-             tip: str | None, window_days: int, out: Outcome) -> str:
-    body = app.pr_body(p, window_days)
+             tip: str | None, body: str, out: Outcome) -> str:
     if tip is not None and ctx.git.parents(tip)[:1] == [base_sha] and all(
             ctx.git.read(tip, path) == text for path, text in p.files.items()) \
             and t.pr.body == body:

@@ -291,3 +291,10 @@ def gate(base: Arm | None, variant: Arm, max_regression: float) -> Gate:
         return Gate("failure", _fits(f"{text}: -{_pts(drop)} exceeds the "
                                      f"{_pts(max_regression)} allowed"), n, drop)
     return Gate("success", _fits(f"{text}: within the {_pts(max_regression)} allowed"), n, drop)
+
+
+def commit_status(g: Gate, require_replies: bool) -> tuple[Literal["success", "failure"], str]:
+    """The gate as a GitHub commit status (state, description): no neutral state there."""
+    if g.state == "failure" or (g.state == "neutral" and require_replies):
+        return "failure", g.description
+    return "success", g.description

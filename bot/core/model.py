@@ -188,6 +188,10 @@ class EvalPolicy(Strict):
     budget_tokens: int = Field(default=300_000, ge=0)
     # Grades `rubric` assertions (the agent's own model answers the cases).
     grader_model: str = Field(default="claude-sonnet-4-6", min_length=1)
+    # A variant the eval could not run at all (no recorded reply, no API key) is "not
+    # evaluated". Commit statuses have no neutral state: false reports it as success with
+    # that description; true fails it, so nothing merges unevaluated.
+    require_replies: bool = False
 
 
 class PromotedRule(Strict):

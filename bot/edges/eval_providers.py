@@ -64,6 +64,10 @@ def read_recordings(path: Path, display: str) -> dict[str, Record]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    return parse_recordings(text, display)
+
+
+def parse_recordings(text: str, display: str) -> dict[str, Record]:
     records: dict[str, Record] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

@@ -755,6 +755,11 @@ class GitHubStandIn:
             issue = self._issue(number)
             return [self._comment_json(c) for c in self._comments_of(issue)]
 
+    def statuses(self, sha: str) -> list[dict[str, Any]]:
+        """Commit statuses posted for ``sha``, oldest first."""
+        with self._lock:
+            return [dict(st) for st in self._statuses.get(sha, [])]
+
     def labels(self, number: int) -> list[str]:
         with self._lock:
             return list(self._issue(number).labels)

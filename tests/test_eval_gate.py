@@ -1,0 +1,235 @@
+"""The offline-eval merge gate on GitHub: the bot's own proposals and a person's PR get the
+table and a `promptbot/eval` commit status; a regression beyond the threshold fails it.
+
+Real parts throughout: PyGithub against the GitHub stand-in, the anthropic SDK against the
+Anthropic stand-in (a deterministic "model" played by a function of the request), real git
+repositories with a bare origin.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import PROJECT, git, make_repo
+from github import Auth, Github
+from standin.anthropic_server import AnthropicStandIn
+from standin.github_server import GitHubStandIn
+
+from bot.app import Context, run
+from bot.cli import main
+from bot.core.events import classify
+from bot.core.markers import parse as parse_marker
+from bot.edges.eval_providers import AnthropicEvalProvider
+from bot.edges.git import Git
+from bot.edges.github_forge import GitHubForge
+from bot.edges.tokens import count_tokens
+from bot.events import handle
+
+pytestmark = pytest.mark.filterwarnings("ignore:The model 'claude-sonnet-4-5' is deprecated")
+
+METRICS = [str(PROJECT / "examples" / "metrics" / "*.csv")]
+KEY = "sk-ant-gate-test-SECRET"
+TRIAGE = "prompts/support-triage/agent.yaml"
+FENCE = "Wrap the JSON in a ```json code block."
+
+
+def triage_answer(user: str) -> dict[str, Any]:
+    if "Parcel" in user:
+        return {"category": "order_status", "priority": "high", "needs_human": False,
+                "reply_draft": "Hi Lena, thanks for your patience.", "internal_summary": "Late."}
+    if "double charge" in user:
+        return {"category": "payment", "priority": "urgent", "needs_human": True,
+                "reply_draft": "Hi Sam, we are on it today.", "internal_summary": "Chargeback."}
+    if "Rückgabe" in user:
+        return {"category": "returns_refunds", "priority": "normal", "needs_human": False,
+                "reply_draft": "Hallo Jonas, so geht die Rücksendung.", "internal_summary": "R."}
+    if "Nordkap" in user:
+        return {"category": "product_question", "priority": "low", "needs_human": False,
+                "reply_draft": "Hi Priya, yes it is waterproof.", "internal_summary": "Q."}
+    return {"category": "other", "priority": "normal", "needs_human": True,
+            "reply_draft": "Hello, how can I help you?", "internal_summary": "Injection."}
+
+
+def model(breaks_on: str) -> Callable[[dict[str, Any]], str]:
+    """Good JSON replies, fenced (and so failing two cases) when the system prompt has
+    `breaks_on`: a variant that makes the agent worse."""
+    def reply(body: dict[str, Any]) -> str:
+        system = body.get("system") or ""
+        if isinstance(system, list):
+            system = "".join(block.get("text", "") for block in system)
+        user = body["messages"][-1]["content"]
+        if isinstance(user, list):
+            user = "".join(block.get("text", "") for block in user)
+        text = json.dumps(triage_answer(str(user)), ensure_ascii=False)
+        return f"```json\n{text}\n```" if breaks_on and breaks_on in system else text
+    return reply
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Path:
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "--bare", "-q", "-b", "main", str(bare))
+    return bare
+
+
+@pytest.fixture
+def clone(tmp_path: Path, origin: Path) -> Path:
+    work = make_repo(tmp_path / "work")
+    git(work, "remote", "add", "origin", str(origin))
+    git(work, "push", "-q", "origin", "main")
+    return work
+
+
+@pytest.fixture
+def hub(origin: Path) -> Iterator[GitHubStandIn]:
+    with GitHubStandIn(bare_repo=origin) as server:
+        yield server
+        assert server.validation_errors == []
+
+
+@pytest.fixture
+def claude() -> Iterator[AnthropicStandIn]:
+    with AnthropicStandIn(reply_fn=model("")) as server:
+        yield server
+
+
+def context(clone: Path, hub: GitHubStandIn, live: AnthropicEvalProvider | None) -> Context:
+    g = Git(clone)
+    forge = GitHubForge(g, token="test-token", repository="acme/prompts",
+                        base_url=hub.base_url, bot_login=hub.actor, fast=True)
+    return Context(root=clone, git=g, forge=forge, count_tokens=count_tokens, eval_live=live)
+
+
+def live(claude: AnthropicStandIn) -> AnthropicEvalProvider:
+    return AnthropicEvalProvider(api_key=KEY, base_url=claude.base_url)
+
+
+def triage_pr(hub: GitHubStandIn) -> dict[str, Any] | None:
+    number = 1
+    while True:
+        try:
+            pr = hub.pull(number)
+        except (KeyError, LookupError):
+            return None
+        marker = parse_marker(str(pr.get("body") or "")) or {}
+        if marker.get("kind") == "proposal" and marker.get("agent") == "support-triage":
+            return pr
+        number += 1
+
+
+def test_bot_proposal_that_regresses_offline_is_never_opened(
+    clone: Path, hub: GitHubStandIn, claude: AnthropicStandIn, origin: Path
+) -> None:
+    claude.reply_fn = model("Reliability rules")  # every offline rule variant breaks JSON
+    report = run(context(clone, hub, live(claude)), METRICS)
+    skips = [s for s in report.skipped if s.startswith("support-triage: offline eval regressed")]
+    assert skips and all("exceeds the 10 pts allowed" in s for s in skips)
+    # What opened instead (if anything) is a proposal that does not regress: the filler
+    # removal, never one of the rule variants the eval rejected.
+    pr = triage_pr(hub)
+    if pr is not None:
+        text = git(origin, "show", f"{pr['head']['ref']}:{TRIAGE}")
+        assert "Reliability rules" not in text
+        assert hub.statuses(pr["head"]["sha"])[0]["state"] == "success"
+    # Agents without tests.yaml are not gated: meeting-summarizer still gets its PR.
+    assert any("meeting-summarizer: open PR" in a for a in report.actions)
+
+
+def test_bot_proposal_that_holds_up_gets_the_table_and_a_passing_status(
+    clone: Path, hub: GitHubStandIn, claude: AnthropicStandIn, origin: Path
+) -> None:
+    report = run(context(clone, hub, live(claude)), METRICS)
+    assert report.errors == []
+    pr = triage_pr(hub)
+    assert pr is not None
+    body = str(pr["body"])
+    assert "### Offline eval" in body and "lost-parcel-is-order-status" in body
+    head = pr["head"]["sha"]
+    [status] = hub.statuses(head)
+    assert status["context"] == "promptbot/eval" and status["state"] == "success"
+    assert "variant 5/5 vs base 5/5" in status["description"]
+    # The variant's replies are committed with the proposal, so the PR check replays them.
+    branch = pr["head"]["ref"]
+    recorded = git(origin, "show", f"{branch}:prompts/support-triage/eval-recordings.jsonl")
+    assert recorded.count('"key"') >= 10
+    # The next cycle neither re-asks the model nor rewrites the PR.
+    asked = len(claude.message_requests)
+    hub.reset_log()
+    run(context(clone, hub, live(claude)), METRICS)
+    assert hub.writes() == [] and len(claude.message_requests) == asked
+
+
+def person_pr(clone: Path, hub: GitHubStandIn, edit: str, claude: AnthropicStandIn,
+              monkeypatch: pytest.MonkeyPatch, branch: str) -> dict[str, Any]:
+    """A person edits the triage prompt on a branch, records replies with their key (the
+    stand-in plays the model), pushes and opens a PR; returns the event payload."""
+    git(clone, "checkout", "-q", "-b", branch, "main")
+    path = clone / TRIAGE
+    anchor = "    # promptbot:protected begin safety"
+    path.write_text(path.read_text().replace(anchor, f"    {edit}\n\n{anchor}", 1))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", claude.base_url)
+    assert main(["-C", str(clone), "eval", "support-triage", "--record"]) in (0, 1)
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    git(clone, "add", "-A")
+    git(clone, "-c", "user.name=Ana", "-c", "user.email=ana@example.com", "commit", "-qm", edit)
+    git(clone, "push", "-q", "origin", branch)
+    repo = Github(auth=Auth.Token("test-token"), base_url=hub.base_url).get_repo("acme/prompts")
+    number = repo.create_pull(base="main", head=branch, title=edit[:60]).number
+    pr = hub.pull(number)
+    return {"action": "opened", "number": number, "pull_request": pr,
+            "repository": pr["base"]["repo"], "sender": pr["user"]}
+
+
+@pytest.mark.parametrize(("edit", "state"), [
+    (FENCE, "failure"),
+    ("Keep the internal_summary under 25 words.", "success"),
+])
+def test_a_persons_prompt_pr_gets_the_same_gate(
+    clone: Path, hub: GitHubStandIn, claude: AnthropicStandIn,
+    monkeypatch: pytest.MonkeyPatch, edit: str, state: str,
+) -> None:
+    claude.reply_fn = model(FENCE)
+    payload = person_pr(clone, hub, edit, claude, monkeypatch, "ana/tweak")
+    asked = len(claude.message_requests)
+    plan = classify("pull_request", json.loads(json.dumps(payload)), base_branch="main",
+                    bot_login=hub.actor)
+    outcome = handle(context(clone, hub, None), plan)  # no key in the PR job: replays
+    assert len(claude.message_requests) == asked
+    assert outcome.failed is (state == "failure")
+    head = payload["pull_request"]["head"]["sha"]
+    [status] = hub.statuses(head)
+    assert (status["context"], status["state"]) == ("promptbot/eval", state)
+    comments = [c["body"] for c in hub.comments(payload["number"])]
+    [table] = [c for c in comments if (parse_marker(c) or {}).get("kind") == "eval"]
+    assert "reply-is-bare-json" in table and "support-triage" in table
+    # Re-delivered: the same comment, no second one.
+    handle(context(clone, hub, None), plan)
+    assert len(hub.comments(payload["number"])) == len(comments)
+
+
+def test_fork_pr_gets_no_writes_only_the_exit_code(
+    clone: Path, hub: GitHubStandIn, claude: AnthropicStandIn, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    claude.reply_fn = model(FENCE)
+    payload = person_pr(clone, hub, FENCE, claude, monkeypatch, "fork/tweak")
+    payload["pull_request"]["head"]["repo"] = {
+        **payload["pull_request"]["head"]["repo"], "full_name": "mallory/prompts"}
+    event = clone.parent / "event.json"
+    event.write_text(json.dumps(payload))
+    monkeypatch.setenv("GITHUB_TOKEN", "test-token")
+    monkeypatch.setenv("GITHUB_REPOSITORY", "acme/prompts")
+    monkeypatch.setenv("GITHUB_API_URL", hub.base_url)
+    monkeypatch.setenv("PROMPTBOT_BOT_LOGIN", hub.actor)
+    hub.reset_log()
+    capsys.readouterr()
+    code = main(["-C", str(clone), "event", "--forge", "github", "--name", "pull_request",
+                 "--payload", str(event), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1 and out["failed"] is True and out["fork"] is True
+    assert hub.writes() == []
