@@ -399,7 +399,7 @@ def supersede(
     marker = {**{k: v for k, v in t.marker.items() if k != "body_hash"}, "state": SUPERSEDED}
     visible = t.pr.body.split("<!-- promptbot:")[0]
     ctx.forge.update_pr(t.pr.number, title=t.pr.title, body=markers.attach(visible, marker))
-    ctx.forge.close_pr(t.pr.number)
+    ctx.forge.set_state(t.pr.number, "closed")
     ensure_labels(ctx, t.pr, labels_for(prefix, SUPERSEDED), report, dry_run)
 
 

@@ -21,7 +21,7 @@ from bot.core.eval_render import render_eval_markdown
 from bot.core.evaluation import commit_status
 from bot.core.events import CHECK, CLOSED, COMMAND, CYCLE, DENY, DEPLOY, Plan
 from bot.core.proposals import Proposal, Skipped, promoted_categories, proposal_id
-from bot.core.results import MEASURING, REJECTED, labels_for
+from bot.core.results import MEASURING, PROPOSED, REJECTED, labels_for
 from bot.errors import PromptbotError
 
 
@@ -253,7 +253,7 @@ def _reject(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
     reason = _safe(plan.command.argument)
     if t.pr.state != "open":
         return f"`{t.proposal_id}` is already {t.pr.state}; nothing to reject."
-    ctx.forge.close_pr(t.pr.number)
+    ctx.forge.set_state(t.pr.number, "closed")
     report = RunReport()
     prefix = app.base_tree(ctx)[2].policy.forge.label_prefix
     app.ensure_labels(ctx, t.pr, labels_for(prefix, REJECTED), report, False)
@@ -277,9 +277,8 @@ def _regenerate(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
     Only a branch that no person pushed to is rewritten (force-with-lease against the
     tip just checked), so a reviewer's commits are never thrown away.
     """
-    if t.pr.state != "open":
-        return (f"`{t.proposal_id}` is {t.pr.state}. Regenerate works on an open proposal: "
-                "reopen the PR first, then ask again.")
+    if t.pr.state == "merged":
+        return f"`{t.proposal_id}` is merged; `/promptbot rollback` undoes it."
     base, _, state = app.base_tree(ctx)
     app.sync(ctx, base)
     base, base_sha, state = app.base_tree(ctx)
@@ -310,7 +309,15 @@ def _regenerate(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
                 f"({_safe(evaluated.gate.description)}); this PR is left as it was.")
     body = app.pr_body(proposal, snapshot.window_days,
                        render_eval_markdown(evaluated) if evaluated else None)
+    if t.pr.state == "closed":
+        # Closed = rejected, and the cycle never reopens it; a person asking is the exception.
+        ctx.forge.set_state(t.pr.number, "open")
+        app.ensure_labels(ctx, t.pr, labels_for(state.policy.forge.label_prefix, PROPOSED),
+                          report, False)
+        out.actions.append(f"#{t.pr.number}: reopened on request")
     reply = _rewrite(ctx, base, base_sha, t, proposal, tip, body, out)
+    if t.pr.state == "closed":
+        reply = "reopened this proposal on your request. " + reply
     if evaluated is not None and not reply.startswith("regenerated: the result is identical"):
         state_, text = commit_status(evaluated.gate, state.policy.eval.require_replies)
         head = ctx.git.sha(f"refs/heads/{t.pr.branch}")

@@ -273,6 +273,16 @@ def test_slash_commands_answer_in_one_comment_each(clone: Path, standin: GitHubS
     # The next cycle does not reopen the rejected proposal.
     report = run(context(clone, standin), METRICS)
     assert any("not reopened" in line for line in report.skipped)
+    # Unless a person asks for it.
+    deliver(clone, standin, "issue_comment",
+            comment_event(standin, number, "/promptbot regenerate"))
+    assert standin.pull(number)["state"] == "open"
+    assert "promptbot:proposed" in standin.labels(number)
+    [again] = bot_replies(standin, number, "command-regenerate")
+    assert again.startswith("@reviewer reopened this proposal")
+    standin.reset_log()
+    report = run(context(clone, standin), METRICS)
+    assert standin.writes() == [], report.actions
 
 
 def test_unauthorized_commenter_and_bots_cannot_trigger_a_write(

@@ -44,7 +44,9 @@ class Forge(Protocol):
 
     def set_labels(self, number: int, labels: list[str]) -> None: ...
 
-    def close_pr(self, number: int) -> None: ...
+    def set_state(self, number: int, state: Literal["open", "closed"]) -> None:
+        """Close a PR, or reopen one (only `/promptbot regenerate` reopens)."""
+        ...
 
     def upsert_comment(self, number: int, key: str, body: str) -> CommentOutcome:
         """Create the bot's comment marked `key`, or edit it in place if its text changed."""

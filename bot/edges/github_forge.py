@@ -7,7 +7,7 @@ and merge state; comments are listed only for a PR whose results changed.
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Any
+from typing import Any, Literal
 
 from github import Auth, Github, GithubException, GithubRetry
 from github.Issue import Issue
@@ -144,8 +144,8 @@ class GitHubForge:
     def update_pr(self, number: int, *, title: str, body: str) -> None:
         self._write("edit a pull request", self._pull(number).edit, title=title, body=body)
 
-    def close_pr(self, number: int) -> None:
-        self._write("close a pull request", self._pull(number).edit, state="closed")
+    def set_state(self, number: int, state: Literal["open", "closed"]) -> None:
+        self._write(f"set a pull request {state}", self._pull(number).edit, state=state)
 
     def set_labels(self, number: int, labels: list[str]) -> None:
         self._write("set labels", self._issue(number).edit, labels=labels)

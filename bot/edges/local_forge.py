@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from bot.core import markers
 from bot.core.render import cap_comment
@@ -147,9 +147,11 @@ class LocalForge:
             comments.append({"id": len(comments) + 1, "author": BOT_USER, "body": body})
             return "created"
 
-    def close_pr(self, number: int) -> None:
+    def set_state(self, number: int, state: Literal["open", "closed"]) -> None:
         with self._locked() as data:
-            self._find(data, number)["state"] = "closed"
+            record = self._find(data, number)
+            if record["state"] != "merged":
+                record["state"] = state
 
     def publish(self, branch: str, *, force: bool = False) -> None:
         """Branches already live in this repository."""
