@@ -686,7 +686,8 @@ def problems_for(loaded: LoadedAgent, snapshot: MetricsSnapshot, policy: Policy,
     if "conciseness" in goals:
         filler = variants.concise(loaded.agent.prompts.system)
         extra = conciseness_problem(stats, agent_id, loaded.version,
-                                    filler.added_lines if filler else (), policy.propose)
+                                    (*filler.added_lines, *filler.removed) if filler else (),
+                                    policy.propose)
         if extra is not None:
             found.append(extra)
     return found

@@ -139,3 +139,33 @@ def test_promoted_rules_come_before_the_built_in_table(cli: Cli, repo: Path) -> 
     (repo / "policies/promoted_rules.yaml").write_text("rules:\n  - id: BAD ID\n")
     code, out, _ = cli("check")
     assert code == 1 and "policies/promoted_rules.yaml:" in out
+
+
+def test_conciseness_removes_repeated_sentences_but_never_protected_ones() -> None:
+    from bot.core.protected import sections_of
+    from bot.core.variants import concise
+
+    system = (
+        "You write SQL for analysts.\n"
+        "Use only the tables and columns of the schema block. Prefer CTEs over subqueries.\n"
+        "Be brief. Be brief.\n"
+        "\n"
+        "# promptbot:protected begin safety\n"
+        "Never write DELETE, UPDATE or DROP statements for anyone.\n"
+        "# promptbot:protected end\n"
+        "Remember: use only the tables and columns of the schema block!\n"
+        "Never write DELETE, UPDATE or DROP statements for anyone.\n"
+        "Use only the tables and columns of the schema block.\n"
+    )
+    variant = concise(system)
+    assert variant is not None
+    lines = variant.system.splitlines()
+    # The repeated sentences go (the one restating the protected section too); the line that
+    # only says it again is dropped, the first occurrence and short emphasis stay.
+    assert variant.removed == ("Never write DELETE, UPDATE or DROP statements for anyone.",
+                               "Use only the tables and columns of the schema block.")
+    assert lines.count("Never write DELETE, UPDATE or DROP statements for anyone.") == 1
+    assert "Be brief. Be brief." in lines
+    assert "Remember: use only the tables and columns of the schema block!" in lines
+    assert sections_of(variant.system) == sections_of(system)
+    assert concise(variant.system) is None

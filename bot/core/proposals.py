@@ -284,9 +284,9 @@ def assemble(
             "nothing else.")
     else:
         description = (
-            "The system prompt carries filler phrases that add tokens to every execution "
-            "without adding an instruction; the change removes them in place and touches "
-            "nothing else.")
+            "The system prompt carries filler phrases (or sentences that repeat an earlier "
+            "one word for word) that add tokens to every execution without adding an "
+            "instruction; the change removes them in place and touches nothing else.")
     plan = (
         "Review the diff (only prompts.system changes; protected sections and template "
         "variables are unchanged) and merge: the runtime reads prompts/ from the base branch.",

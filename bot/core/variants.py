@@ -97,6 +97,7 @@ class Variant:
     category: Category
     system: str  # the new system prompt
     added_lines: tuple[str, ...]
+    removed: tuple[str, ...] = ()  # sentences dropped as repetitions of earlier ones
 
 
 def add_rule(system: str, category: Category) -> Variant | None:
@@ -164,21 +165,54 @@ def _replace(pattern: str, repl: str, line: str) -> str:
     return re.sub(pattern, fix, line)
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
+MIN_REPEAT_WORDS = 6  # shorter sentences ("Be brief.") may repeat on purpose, for emphasis
+
+
+def _sentence_key(sentence: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", "", sentence.lower()).split())
+
+
 def concise(system: str) -> Variant | None:
-    """Filler phrases removed outside protected sections; None when there are none."""
+    """Filler phrases and repeated sentences removed outside protected sections; None when
+    there are none.
+
+    A sentence of at least six words that says again, word for word (case and punctuation
+    aside), what an earlier sentence said is dropped; the first occurrence stays, and a
+    line left empty by the removal goes with it.
+    """
     sections = protected.scan(system)[0]
     inside = {i for s in sections for i in range(s.first_line, s.last_line + 1)}
     lines = system.split("\n")
     changed: list[str] = []
+    removed: list[str] = []
+    seen: set[str] = set()
+    drop: set[int] = set()
     for index, line in enumerate(lines):
         if index in inside:
+            seen.update(_sentence_key(s) for s in _SENTENCE_END.split(line.strip()))
             continue
         new = line
         for pattern, repl in _FILLER:
             new = _replace(pattern, repl, new)
+        indent = new[: len(new) - len(new.lstrip())]
+        kept = []
+        for sentence in _SENTENCE_END.split(new.strip()) if new.strip() else []:
+            key = _sentence_key(sentence)
+            if len(key.split()) >= MIN_REPEAT_WORDS and key in seen:
+                removed.append(sentence)
+                continue
+            seen.add(key)
+            kept.append(sentence)
+        if len(kept) < len(_SENTENCE_END.split(new.strip())) and new.strip():
+            new = indent + " ".join(kept) if kept else ""
+            if not kept:
+                drop.add(index)
         if new != line:
             lines[index] = new
-            changed.append(new)
-    if not changed:
+            if new:
+                changed.append(new)
+    if not changed and not removed:
         return None
-    return Variant(CONCISENESS, "\n".join(lines), tuple(changed))
+    lines = [line for i, line in enumerate(lines) if i not in drop]
+    return Variant(CONCISENESS, "\n".join(lines), tuple(changed), tuple(removed))
