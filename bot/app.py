@@ -37,10 +37,11 @@ from bot.core.proposals import (
     Skipped,
     TokenCounter,
     branch_name,
-    build,
+    build_all,
     from_candidates,
     promoted_categories,
     proposal_id,
+    with_alternatives,
 )
 from bot.core.report import analysis, analysis_text
 from bot.core.results import (
@@ -482,12 +483,22 @@ def eval_section(body: str) -> str | None:
     return body[start + len(EVAL_START):end].strip("\n")
 
 
+def eval_provider(ctx: Context, base_sha: str, agent_id: str) -> Provider:
+    """Recorded replies from the base, or the live provider recording on top of them."""
+    rec = f"prompts/{agent_id}/eval-recordings.jsonl"
+    records = parse_recordings(ctx.git.read(base_sha, rec) or "", rec)
+    if ctx.eval_live is None:
+        return RecordedProvider(records)
+    return RecordingProvider(ctx.eval_live, records)
+
+
 def proposal_eval(ctx: Context, base: str, base_sha: str, loaded: LoadedAgent, p: Proposal,
-                  policy: Policy) -> tuple[EvalReport | None, Proposal]:
+                  policy: Policy, provider: Provider | None = None,
+                  ) -> tuple[EvalReport | None, Proposal]:
     """The agent's tests.yaml on the base version and on the variant, before any PR exists.
 
-    With a live provider the variant's replies are recorded into the proposal's branch, so
-    the check on the PR (and a reviewer without a key) replays exactly what was judged.
+    With a live provider the replies are recorded into the proposal's branch, so the check
+    on the PR (and a reviewer without a key) replays exactly what was judged.
     """
     from bot.eval_run import evaluate_pair
 
@@ -498,16 +509,15 @@ def proposal_eval(ctx: Context, base: str, base_sha: str, loaded: LoadedAgent, p
         return None, p
     located = parse_yaml(text, rel)
     tests = validate_as(TestsFile, located)
-    rec = f"prompts/{agent_id}/eval-recordings.jsonl"
-    records = parse_recordings(ctx.git.read(base_sha, rec) or "", rec)
-    provider: Provider = RecordedProvider(records) if ctx.eval_live is None \
-        else RecordingProvider(ctx.eval_live, records)
+    own = provider is None
+    provider = provider or eval_provider(ctx, base_sha, agent_id)
     variant = parse_agent(p.new_text, p.agent_path).agent
     evaluated = evaluate_pair(loaded.agent, variant, tests, provider, policy,
                               base_label=f"{base} {loaded.version}",
                               variant_label=f"proposal {p.new_version}", tests_path=rel,
                               line_of=located.line_of)
-    if isinstance(provider, RecordingProvider) and provider.added:
+    if own and isinstance(provider, RecordingProvider) and provider.added:
+        rec = f"prompts/{agent_id}/eval-recordings.jsonl"
         p = replace(p, files={**p.files, rec: render_recordings(provider.records)})
     return evaluated, p
 
@@ -570,21 +580,19 @@ def propose_all(
                     break
                 if existing is not None and ctx.generator is not None:
                     break  # a model's PR is not rewritten on every run (cost, churn)
-                proposal = make_proposal(ctx, loaded, problem, policy, past, report, promoted)
-                if isinstance(proposal, Skipped):
-                    report.skipped.append(f"{agent_id}: {proposal.reason}")
+                made = make_proposal(ctx, loaded, problem, policy, past, report, promoted)
+                if isinstance(made, Skipped):
+                    report.skipped.append(f"{agent_id}: {made.reason}")
                     continue
-                evaluated: EvalReport | None = None
-                if existing is None:
-                    evaluated, proposal = proposal_eval(ctx, base, base_sha, loaded, proposal,
-                                                        policy)
-                    if evaluated is not None and evaluated.gate.state == "failure":
-                        report.skipped.append(f"{agent_id}: offline eval regressed "
-                                              f"({evaluated.gate.description}); no PR")
-                        continue
-                    section = render_eval_markdown(evaluated) if evaluated else None
+                # An open PR keeps the eval it was opened with: evaluating again could cost
+                # model calls on every run and rewrite the PR for sampling noise alone.
+                if existing is not None:
+                    proposal, section = refreshed(existing, made)
                 else:
-                    section = eval_section(existing.pr.body)
+                    chosen, section = choose(ctx, base, base_sha, loaded, made, policy, report)
+                    if chosen is None:
+                        continue
+                    proposal = chosen
                 body = pr_body(proposal, snapshot.window_days, section)
                 if existing is not None:
                     if existing.pr.body != body or existing.pr.title != proposal.title:
@@ -598,8 +606,9 @@ def propose_all(
                                       f"({proposal.id}, {proposal.branch})")
                 if not dry_run:
                     open_proposal(ctx, base, base_sha, proposal, body, policy)
-                    if evaluated is not None:
-                        state_, text = commit_status(evaluated.gate, policy.eval.require_replies)
+                    if proposal.eval_gate is not None:
+                        state_, text = commit_status(proposal.eval_gate,
+                                                     policy.eval.require_replies)
                         head = ctx.git.sha(f"refs/heads/{proposal.branch}")
                         assert head is not None
                         ctx.forge.set_status(head, state_, text, EVAL_STATUS)
@@ -632,9 +641,11 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
             if existing is not None and existing.pr.state != "open" and \
                     existing.marker.get("state") != SUPERSEDED:
                 continue
-            proposal = make_proposal(ctx, loaded, problem, policy, past, RunReport(), promoted)
-            if isinstance(proposal, Skipped):
+            made = make_proposal(ctx, loaded, problem, policy, past, RunReport(), promoted)
+            if isinstance(made, Skipped):
                 continue
+            # A dry run makes no model call: candidates in the generator's order.
+            proposal = with_alternatives(made[0], made[1:])
             if existing is not None and existing.pr.state == "open":
                 status = f"open as #{existing.pr.number}"
             elif agent_id in busy:
@@ -696,10 +707,11 @@ def problems_for(loaded: LoadedAgent, snapshot: MetricsSnapshot, policy: Policy,
 def make_proposal(
     ctx: Context, loaded: LoadedAgent, problem: Problem, policy: Policy,
     past: list[Outcome], report: RunReport, promoted: tuple[Category, ...] = (),
-) -> Proposal | Skipped:
-    """The configured generator's proposal; the offline one when there is none or it fails."""
+) -> list[Proposal] | Skipped:
+    """The configured generator's valid candidates, preferred first; the offline
+    generator's when there is no model or it fails."""
     if ctx.generator is None:
-        return build(loaded, problem, policy, ctx.count_tokens, past, promoted)
+        return build_all(loaded, problem, policy, ctx.count_tokens, past, promoted)
     failures = tuple((e.error_type, e.template, e.count) for e in problem.stats.top_errors[:5])
     request = GenerationRequest(loaded.agent.id, loaded.text, loaded.agent.prompts.system,
                                 ("error_handling",), failures, policy.generator.candidates)
@@ -708,12 +720,63 @@ def make_proposal(
     except PromptbotError as exc:
         report.skipped.append(f"{loaded.agent.id}: {ctx.generator.label} failed "
                               f"({exc.message[:200]}); used the offline generator")
-        return build(loaded, problem, policy, ctx.count_tokens, past, promoted)
+        return build_all(loaded, problem, policy, ctx.count_tokens, past, promoted)
     made, dropped = from_candidates(loaded, problem, policy, ctx.count_tokens, past,
                                     [(c.system, c.rationale) for c in candidates],
                                     ctx.generator.label)
     report.skipped += [f"{loaded.agent.id}: {line}" for line in dropped]
     return made
+
+
+def choose(ctx: Context, base: str, base_sha: str, loaded: LoadedAgent,
+           candidates: list[Proposal], policy: Policy, report: RunReport,
+           ) -> tuple[Proposal | None, str | None]:
+    """The candidate to propose and the Markdown of its offline eval.
+
+    Ranked by the offline eval when the agent has tests (most cases passed; one that
+    regresses beyond the gate is dropped), else in the generator's order. The others are
+    listed as alternatives: inside the eval section when there was an eval (so the PR keeps
+    the ranking it was opened with), in the PR's collapsed section otherwise.
+    """
+    agent_id = loaded.agent.id
+    if ctx.git.read(base_sha, f"prompts/{agent_id}/tests.yaml") is None:
+        return with_alternatives(candidates[0], candidates[1:]), None
+    provider = eval_provider(ctx, base_sha, agent_id)
+    scored: list[tuple[int, int, Proposal, EvalReport]] = []
+    for index, candidate in enumerate(candidates):
+        evaluated, _ = proposal_eval(ctx, base, base_sha, loaded, candidate, policy, provider)
+        assert evaluated is not None
+        if evaluated.gate.state == "failure":
+            report.skipped.append(f"{agent_id}: {candidate.rationale or 'candidate'}: offline "
+                                  f"eval regressed ({evaluated.gate.description}); not proposed")
+            continue
+        scored.append((-evaluated.variant.count("pass"), index, candidate, evaluated))
+    if not scored:
+        return None, None
+    scored.sort(key=lambda s: s[:2])
+    best, evaluated = scored[0][2], scored[0][3]
+    section = render_eval_markdown(evaluated)
+    if len(scored) > 1:
+        ran = len(evaluated.cases)
+        rows = [f"- {render.untrusted(s[2].rationale or 'candidate', 200)} "
+                f"({s[2].tokens_after - s[2].tokens_before:+d} tokens): {-s[0]}/{ran} passed"
+                for s in scored]
+        section += ("\n\n<details><summary>Candidates ranked by this eval (the first is "
+                    "proposed)</summary>\n\n" + "\n".join(rows) + "\n</details>")
+    best = replace(best, eval_gate=evaluated.gate)
+    if isinstance(provider, RecordingProvider) and provider.added:
+        rec = f"prompts/{agent_id}/eval-recordings.jsonl"
+        best = replace(best, files={**best.files, rec: render_recordings(provider.records)})
+    return best, section
+
+
+def refreshed(existing: Tracked, candidates: list[Proposal]) -> tuple[Proposal, str | None]:
+    """An open PR's proposal as opened: the same variant, and the eval it was judged by."""
+    section = eval_section(existing.pr.body)
+    same = [c for c in candidates if c.new_version == existing.marker.get("new_version")]
+    if section is not None:
+        return (same or candidates)[0], section
+    return with_alternatives(candidates[0], candidates[1:]), None
 
 
 def open_proposal(

@@ -17,7 +17,6 @@ from bot import app
 from bot.app import Context, RunReport, Tracked
 from bot.core import markers
 from bot.core.commands import help_text
-from bot.core.eval_render import render_eval_markdown
 from bot.core.evaluation import commit_status
 from bot.core.events import CHECK, CLOSED, COMMAND, CYCLE, DENY, DEPLOY, Plan
 from bot.core.proposals import Proposal, Skipped, promoted_categories, proposal_id
@@ -298,17 +297,16 @@ def _regenerate(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
                 f"current version of `{t.agent}`; nothing to regenerate. Close the PR, or let "
                 "the next cycle supersede it.")
     report = RunReport()
-    proposal = app.make_proposal(ctx, loaded, problems[0], state.policy,
-                                 app.history(ctx, base_sha), report,
-                                 promoted_categories(state.promoted))
-    if isinstance(proposal, Skipped):
-        return f"no valid variant this time: {proposal.reason}"
-    evaluated, proposal = app.proposal_eval(ctx, base, base_sha, loaded, proposal, state.policy)
-    if evaluated is not None and evaluated.gate.state == "failure":
-        return ("the regenerated variant regresses the offline eval "
-                f"({_safe(evaluated.gate.description)}); this PR is left as it was.")
-    body = app.pr_body(proposal, snapshot.window_days,
-                       render_eval_markdown(evaluated) if evaluated else None)
+    made = app.make_proposal(ctx, loaded, problems[0], state.policy,
+                             app.history(ctx, base_sha), report,
+                             promoted_categories(state.promoted))
+    if isinstance(made, Skipped):
+        return f"no valid variant this time: {made.reason}"
+    proposal, section = app.choose(ctx, base, base_sha, loaded, made, state.policy, report)
+    if proposal is None:
+        return ("every regenerated candidate regresses the offline eval; this PR is left as "
+                "it was. " + _safe("; ".join(report.skipped))[:300])
+    body = app.pr_body(proposal, snapshot.window_days, section)
     if t.pr.state == "closed":
         # Closed = rejected, and the cycle never reopens it; a person asking is the exception.
         ctx.forge.set_state(t.pr.number, "open")
@@ -318,8 +316,8 @@ def _regenerate(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
     reply = _rewrite(ctx, base, base_sha, t, proposal, tip, body, out)
     if t.pr.state == "closed":
         reply = "reopened this proposal on your request. " + reply
-    if evaluated is not None and not reply.startswith("regenerated: the result is identical"):
-        state_, text = commit_status(evaluated.gate, state.policy.eval.require_replies)
+    if proposal.eval_gate is not None and "the result is identical" not in reply:
+        state_, text = commit_status(proposal.eval_gate, state.policy.eval.require_replies)
         head = ctx.git.sha(f"refs/heads/{t.pr.branch}")
         if head is not None:
             ctx.forge.set_status(head, state_, text, app.EVAL_STATUS)

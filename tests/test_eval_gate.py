@@ -126,8 +126,12 @@ def test_bot_proposal_that_regresses_offline_is_never_opened(
 ) -> None:
     claude.reply_fn = model("Reliability rules")  # every offline rule variant breaks JSON
     report = run(context(clone, hub, live(claude)), METRICS)
-    skips = [s for s in report.skipped if s.startswith("support-triage: offline eval regressed")]
-    assert skips and all("exceeds the 10 pts allowed" in s for s in skips)
+    skips = [s for s in report.skipped
+             if s.startswith("support-triage:") and "offline eval regressed" in s]
+    assert all("exceeds the 10 pts allowed" in s for s in skips)
+    # Each candidate was judged: the rule alone and the rule on the prompt without filler.
+    assert any("offline rule `invalid_json`:" in s for s in skips)
+    assert any("offline rule `invalid_json` + filler removed:" in s for s in skips)
     # What opened instead (if anything) is a proposal that does not regress: the filler
     # removal, never one of the rule variants the eval rejected.
     pr = triage_pr(hub)
@@ -233,3 +237,32 @@ def test_fork_pr_gets_no_writes_only_the_exit_code(
     out = json.loads(capsys.readouterr().out)
     assert code == 1 and out["failed"] is True and out["fork"] is True
     assert hub.writes() == []
+
+
+def test_candidates_are_ranked_by_the_offline_eval(
+    clone: Path, hub: GitHubStandIn, claude: AnthropicStandIn, origin: Path
+) -> None:
+    """The offline generator prefers the smallest change (the rule alone); when the eval
+    shows the rule on the prompt without filler passes more cases, that one is proposed."""
+    plain = model("")
+
+    def reply(body: dict[str, Any]) -> str:
+        system = str(body.get("system") or "")
+        user = str(body["messages"][-1]["content"])
+        if "Please make sure" in system and "Nordkap" in user:
+            return "Sure! " + plain(body)  # filler in the prompt, chatter in the reply
+        return plain(body)
+
+    claude.reply_fn = reply
+    run(context(clone, hub, live(claude)), METRICS)
+    pr = triage_pr(hub)
+    assert pr is not None
+    text = git(origin, "show", f"{pr['head']['ref']}:{TRIAGE}")
+    assert "Reliability rules" in text and "Please make sure" not in text
+    body = str(pr["body"])
+    ranked = body.split("Candidates ranked by this eval")[1].split("</details>")[0]
+    rows = [line for line in ranked.splitlines() if line.startswith("- ")]
+    assert "+ filler removed" in rows[0] and rows[0].endswith("5/5 passed")
+    assert "+ filler removed" not in rows[1] and rows[1].endswith("4/5 passed")
+    [status] = hub.statuses(pr["head"]["sha"])
+    assert status["state"] == "success" and "variant 5/5 vs base 4/5" in status["description"]

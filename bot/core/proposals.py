@@ -5,8 +5,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -16,6 +16,7 @@ from bot.core.agentfile import LoadedAgent, parse_agent
 from bot.core.analysis import Problem
 from bot.core.calibration import Calibration, Outcome, calibrate
 from bot.core.checks import check_variant
+from bot.core.evaluation import Gate
 from bot.core.model import Policy, PromotedRules, is_safe_id
 from bot.core.yamledit import RoundTripError, set_prompt
 from bot.errors import PromptbotError
@@ -76,6 +77,7 @@ class Proposal:
     dependencies: tuple[str, ...] = ()  # proposal ids that must be merged first
     chars_before: int = 0
     chars_after: int = 0
+    eval_gate: Gate | None = None  # the offline eval's verdict, when the agent has tests
 
     @property
     def branch(self) -> str:
@@ -211,21 +213,67 @@ def build(
     loaded: LoadedAgent, problem: Problem, policy: Policy, count_tokens: TokenCounter,
     history: list[Outcome] | None = None, promoted: tuple[variants.Category, ...] = (),
 ) -> Proposal | Skipped:
-    """The offline generator's proposal for a failure mode."""
+    """The offline generator's preferred proposal, the other candidates as alternatives."""
+    made = build_all(loaded, problem, policy, count_tokens, history, promoted)
+    return made if isinstance(made, Skipped) else with_alternatives(made[0], made[1:])
+
+
+def build_all(
+    loaded: LoadedAgent, problem: Problem, policy: Policy, count_tokens: TokenCounter,
+    history: list[Outcome] | None = None, promoted: tuple[variants.Category, ...] = (),
+) -> list[Proposal] | Skipped:
+    """Every valid offline candidate for a problem, most preferred first.
+
+    For a failure mode: each rule that addresses it (a promoted one, then the built-in
+    one), alone and on a prompt with its filler removed. They carry the same estimate, so
+    without an offline eval the smallest change is preferred (fewest changed lines, then
+    fewest tokens): it is the easiest to review and to attribute.
+    """
+    system = loaded.agent.prompts.system
     if problem.failure is None:
-        variant = variants.concise(loaded.agent.prompts.system)
+        variant = variants.concise(system)
         if variant is None:
             return Skipped(loaded.agent.id, "no filler wording left to remove")
-        return assemble(loaded, problem, policy, count_tokens, history, variant.system,
+        made = assemble(loaded, problem, policy, count_tokens, history, variant.system,
                         variant.added_lines, variants.CONCISENESS.summary)
-    category = variants.categorize(problem.failure, promoted)
-    if category is None:
+        return [made] if isinstance(made, Proposal) else made
+    rules = variants.categories(problem.failure, promoted)
+    if not rules:
         return Skipped(loaded.agent.id, f"no offline rule addresses '{problem.failure.error_type}'")
-    variant = variants.add_rule(loaded.agent.prompts.system, category)
-    if variant is None:
-        return Skipped(loaded.agent.id, f"the prompt already carries the {category.key} rule")
-    return assemble(loaded, problem, policy, count_tokens, history, variant.system,
-                    variant.added_lines, category.summary)
+    tidy = variants.concise(system)
+    found: list[tuple[int, int, int, Proposal]] = []
+    reasons: list[str] = []
+    for rank, category in enumerate(rules):
+        bases = [(system, f"offline rule `{category.key}`")]
+        if tidy is not None:
+            bases.append((tidy.system, f"offline rule `{category.key}` + filler removed"))
+        for start, label in bases:
+            variant = variants.add_rule(start, category)
+            if variant is None:
+                reasons.append(f"the prompt already carries the {category.key} rule")
+                continue
+            made = assemble(loaded, problem, policy, count_tokens, history, variant.system,
+                            variant.added_lines, category.summary)
+            if isinstance(made, Skipped):
+                reasons.append(made.reason)
+                continue
+            changed = sum(1 for line in made.diff.splitlines()
+                          if line[:1] in "+-" and line[:3] not in ("+++", "---"))
+            found.append((rank, changed, made.tokens_after, replace(made, rationale=label)))
+    if not found:
+        return Skipped(loaded.agent.id, "; ".join(dict.fromkeys(reasons)))
+    found.sort(key=lambda f: f[:3])
+    return [f[3] for f in found]
+
+
+def with_alternatives(best: Proposal, others: Sequence[Proposal],
+                      notes: dict[int, str] | None = None) -> Proposal:
+    """`best` carrying one line per other candidate for the PR's collapsed section."""
+    notes = notes or {}
+    lines = tuple(f"{o.rationale[:200] or 'candidate'} "
+                  f"({o.tokens_after - o.tokens_before:+d} tokens){notes.get(i, '')}"
+                  for i, o in enumerate(others))
+    return replace(best, alternatives=lines)
 
 
 def assemble(
@@ -329,18 +377,19 @@ def assemble(
 def from_candidates(
     loaded: LoadedAgent, problem: Problem, policy: Policy, count_tokens: TokenCounter,
     history: list[Outcome] | None, candidates: list[tuple[str, str]], generator: str,
-) -> tuple[Proposal | Skipped, list[str]]:
-    """The best of several (system prompt, rationale) candidates, and why others dropped.
+) -> tuple[list[Proposal] | Skipped, list[str]]:
+    """A model's (system prompt, rationale) candidates that pass validation, cheapest first,
+    and why the others dropped.
 
-    Every candidate passes the same validation as the offline generator's; among the
-    valid ones the cheapest (fewest added tokens) wins, since they address the same
-    failure mode and so carry the same estimate. The rest become the PR's alternatives.
+    Every candidate passes the same validation as the offline generator's. They address
+    the same problem and so carry the same estimate: without an offline eval the one that
+    adds the fewest tokens is preferred.
     """
     summary = variants.CONCISENESS.summary
     if problem.failure is not None:
         category = variants.categorize(problem.failure)
         summary = category.summary if category else f"'{problem.failure.error_type}' failures"
-    valid: list[tuple[int, Proposal, str]] = []
+    valid: list[tuple[int, int, Proposal]] = []
     dropped: list[str] = []
     old_lines = set(loaded.agent.prompts.system.splitlines())
     for index, (system, rationale) in enumerate(candidates, start=1):
@@ -349,16 +398,12 @@ def from_candidates(
         if isinstance(made, Skipped):
             dropped.append(f"candidate {index}: {made.reason}")
             continue
-        valid.append((made.tokens_after, made, rationale))
+        valid.append((made.tokens_after, index,
+                      replace(made, generator=generator, rationale=rationale[:300])))
     if not valid:
         return Skipped(loaded.agent.id, f"no {generator} candidate passed validation"), dropped
-    valid.sort(key=lambda v: v[0])
-    best = valid[0][1]
-    others = tuple(f"{v[2][:200]} ({v[1].tokens_after - v[1].tokens_before:+d} tokens)"
-                   for v in valid[1:])
-    head = f"{valid[0][2][:300]}"
-    return Proposal(**{**best.__dict__, "alternatives": others, "generator": generator,
-                       "rationale": head}), dropped
+    valid.sort(key=lambda v: v[:2])
+    return [v[2] for v in valid], dropped
 
 
 def proposal_record(p: Proposal) -> str:

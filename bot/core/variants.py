@@ -92,6 +92,17 @@ def categorize(group: ErrorGroup, promoted: tuple[Category, ...] = ()) -> Catego
     return None
 
 
+def categories(group: ErrorGroup, promoted: tuple[Category, ...] = ()) -> list[Category]:
+    """Every rule that addresses this failure mode, at most one promoted and one built-in,
+    preferred first: the offline generator's alternative candidates."""
+    first = categorize(group, promoted)
+    if first is None:
+        return []
+    builtin = categorize(group)
+    return [first] + ([builtin] if builtin is not None and builtin != first
+                      and builtin.instruction != first.instruction else [])
+
+
 @dataclass(frozen=True)
 class Variant:
     category: Category
