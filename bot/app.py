@@ -25,6 +25,7 @@ from bot.core.analysis import (
     conciseness_problem,
     current_stats,
     failure_problems,
+    safety_problem,
 )
 from bot.core.calibration import Outcome
 from bot.core.eval_render import render_eval_markdown
@@ -57,6 +58,7 @@ from bot.core.results import (
     measure,
 )
 from bot.core.roadmap import Item, roadmap
+from bot.core.templating import variables
 from bot.core.variants import Category
 from bot.core.yamlparse import parse_yaml, validate_as
 from bot.edges.eval_providers import (
@@ -74,7 +76,7 @@ from bot.load.repo import RepoState, load_repo
 
 RESULTS_BRANCH = "promptbot/results"
 EVAL_STATUS = "promptbot/eval"
-GOALS = ("error_handling", "conciseness")
+GOALS = ("error_handling", "conciseness", "safety")
 
 
 @dataclass
@@ -701,6 +703,11 @@ def problems_for(loaded: LoadedAgent, snapshot: MetricsSnapshot, policy: Policy,
                                     policy.propose)
         if extra is not None:
             found.append(extra)
+    if "safety" in goals and variants.needs_input_guard(loaded.agent.prompts.system):
+        names = tuple(sorted(variables(loaded.agent.prompts.user_template)))
+        guard = safety_problem(stats, agent_id, loaded.version, names, policy.propose)
+        if guard is not None:
+            found.append(guard)
     return found
 
 
@@ -713,8 +720,9 @@ def make_proposal(
     if ctx.generator is None:
         return build_all(loaded, problem, policy, ctx.count_tokens, past, promoted)
     failures = tuple((e.error_type, e.template, e.count) for e in problem.stats.top_errors[:5])
+    goal = {"failure_mode": "error_handling"}.get(problem.kind, problem.kind)
     request = GenerationRequest(loaded.agent.id, loaded.text, loaded.agent.prompts.system,
-                                ("error_handling",), failures, policy.generator.candidates)
+                                (goal,), failures, policy.generator.candidates)
     try:
         candidates = ctx.generator.generate(request)
     except PromptbotError as exc:

@@ -49,7 +49,8 @@ def _candidates() -> list[tuple[str, str, variants.Category]]:
     rng = random.Random(7)
     texts = [(p.relative_to(PROJECT).as_posix(), p.read_text()) for p in AGENTS]
     texts += [(f"gen-{i}", _synthetic_agent(rng)) for i in range(60)]
-    return [(name, text, category) for name, text in texts for category in variants.CATEGORIES]
+    every = (*variants.CATEGORIES, variants.SAFETY)
+    return [(name, text, category) for name, text in texts for category in every]
 
 
 @pytest.mark.parametrize("name,text,category", _candidates())
@@ -67,7 +68,7 @@ def test_variant_keeps_comments_protected_sections_variables_id_owner(
     remaining = iter(new_lines)
     assert all(any(line == candidate for candidate in remaining) for line in old_lines)
     assert len(new_lines) - len(old_lines) == len(variant.added_lines) + (
-        1 if variants.RULES_HEADER in variant.added_lines else 0)
+        1 if category.header in variant.added_lines else 0)
     assert protected.sections_of(new.agent.prompts.system) == protected.sections_of(
         old.agent.prompts.system)
     assert templating.variables(new.agent.prompts.user_template) == templating.variables(

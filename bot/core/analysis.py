@@ -11,7 +11,7 @@ from bot.core.model import ProposePolicy
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # "failure_mode" | "conciseness"
+    kind: str  # "failure_mode" | "conciseness" | "safety"
     agent_id: str
     version: str
     signature: str  # stable across runs: the same failure mode gets the same signature
@@ -59,6 +59,15 @@ def conciseness_problem(stats: VersionStats | None, agent_id: str, version: str,
     digest = hashlib.sha256("\n".join(filler).encode()).hexdigest()[:12]
     return Problem("conciseness", agent_id, version, f"conciseness|{agent_id}|{digest}", None,
                    stats)
+
+
+def safety_problem(stats: VersionStats | None, agent_id: str, version: str,
+                   unguarded: tuple[str, ...], policy: ProposePolicy) -> Problem | None:
+    """User-supplied template variables (`unguarded`) reach a prompt that never says to
+    treat them as data: a prompt-injection risk, found in the prompt itself."""
+    if stats is None or stats.executions < policy.min_executions or not unguarded:
+        return None
+    return Problem("safety", agent_id, version, f"safety|{agent_id}|input_guard", None, stats)
 
 
 def failure_problems(

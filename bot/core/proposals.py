@@ -230,6 +230,14 @@ def build_all(
     fewest tokens): it is the easiest to review and to attribute.
     """
     system = loaded.agent.prompts.system
+    if problem.kind == "safety":
+        guarded = variants.add_rule(system, variants.SAFETY)
+        if guarded is None:
+            return Skipped(loaded.agent.id, "the prompt already carries the input guard")
+        made = assemble(loaded, problem, policy, count_tokens, history, guarded.system,
+                        guarded.added_lines, variants.SAFETY.summary)
+        return [replace(made, rationale="offline safety rule `untrusted_input`")] \
+            if isinstance(made, Proposal) else made
     if problem.failure is None:
         variant = variants.concise(system)
         if variant is None:
@@ -287,7 +295,8 @@ def assemble(
         return Skipped(loaded.agent.id, "variant failed validation: " + "; ".join(problems))
     new = parse_agent(new_text, loaded.path, folder_id=loaded.agent.id)
     pid = proposal_id(loaded.agent.id, loaded.version, problem.signature)
-    kind = "error_handling" if problem.failure is not None else "prompt_optimization"
+    kind = "error_handling" if problem.failure is not None else \
+        "safety" if problem.kind == "safety" else "prompt_optimization"
     cal = calibrate(history or [], kind)
     tokens_before = count_tokens(loaded.agent.prompts.system)
     tokens_after = count_tokens(system)
@@ -306,6 +315,18 @@ def assemble(
             guardrail,
         )
         title = f"{loaded.agent.id}: fix {summary}"
+    elif kind == "safety":
+        expected = Expectation(
+            0.0, -0.005, 0.005, "low",
+            "a safety instruction: no success-rate effect expected in normal traffic; its "
+            "value shows on hostile input (prompt-injection cases of the offline eval)")
+        criteria = (
+            f"success rate of {new.version} not lower than {loaded.version}'s "
+            f"({problem.stats.success_rate:.1%}) beyond the always-valid interval",
+            "no offline-eval case regresses; prompt-injection cases pass",
+            guardrail,
+        )
+        title = f"{loaded.agent.id}: treat user input as data, not instructions"
     else:
         saved = tokens_before - tokens_after
         expected = Expectation(
@@ -329,6 +350,12 @@ def assemble(
             f"{problem.failure.count} of {problem.stats.executions} executions of version "
             f"{loaded.version} ({problem.share:.1%}) failed with {summary}. The change adds "
             "one instruction aimed at that failure mode to prompts.system and touches "
+            "nothing else.")
+    elif kind == "safety":
+        description = (
+            "prompts.user_template fills in text that users control, and prompts.system never "
+            "says to treat it as data: an instruction hidden in that text (\"ignore previous "
+            "instructions…\") competes with yours. The change adds one safety rule and touches "
             "nothing else.")
     else:
         description = (
