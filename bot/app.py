@@ -27,9 +27,10 @@ from bot.core.analysis import (
     failure_problems,
     safety_problem,
 )
+from bot.core.assertions import parse_cases
 from bot.core.calibration import Outcome
 from bot.core.eval_render import render_eval_markdown
-from bot.core.evaluation import EvalReport, Provider, commit_status
+from bot.core.evaluation import EvalReport, Provider, Shot, commit_status, successful_shots
 from bot.core.generation import GenerationRequest, VariantCandidate
 from bot.core.metrics import MetricsSnapshot
 from bot.core.model import Policy, TestsFile, is_safe_id
@@ -582,7 +583,8 @@ def propose_all(
                     break
                 if existing is not None and ctx.generator is not None:
                     break  # a model's PR is not rewritten on every run (cost, churn)
-                made = make_proposal(ctx, loaded, problem, policy, past, report, promoted)
+                made = make_proposal(ctx, loaded, problem, policy, past, report, promoted,
+                                     successful_cases(ctx, base_sha, loaded))
                 if isinstance(made, Skipped):
                     report.skipped.append(f"{agent_id}: {made.reason}")
                     continue
@@ -643,7 +645,8 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
             if existing is not None and existing.pr.state != "open" and \
                     existing.marker.get("state") != SUPERSEDED:
                 continue
-            made = make_proposal(ctx, loaded, problem, policy, past, RunReport(), promoted)
+            made = make_proposal(ctx, loaded, problem, policy, past, RunReport(), promoted,
+                                 successful_cases(ctx, base_sha, loaded))
             if isinstance(made, Skipped):
                 continue
             # A dry run makes no model call: candidates in the generator's order.
@@ -682,6 +685,7 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
             "priority": round(e.priority, 3) if e else None,
             "roadmap_slot": slots[p.id],
             "calibration": {"n": p.calibration.n, "factor": round(p.calibration.factor, 4)},
+            "alternatives": list(p.alternatives),
             "diff": p.diff,
         })
     return out
@@ -711,14 +715,33 @@ def problems_for(loaded: LoadedAgent, snapshot: MetricsSnapshot, policy: Policy,
     return found
 
 
+def successful_cases(ctx: Context, base_sha: str, loaded: LoadedAgent) -> list[Shot]:
+    """Worked examples the offline generator may add: tests.yaml cases whose real recorded
+    reply (not an illustrative one) passes every assertion, on the base."""
+    agent_id = loaded.agent.id
+    rel, rec = f"prompts/{agent_id}/tests.yaml", f"prompts/{agent_id}/eval-recordings.jsonl"
+    text, recorded = ctx.git.read(base_sha, rel), ctx.git.read(base_sha, rec)
+    if text is None or recorded is None:
+        return []
+    try:
+        cases = parse_cases(validate_as(TestsFile, parse_yaml(text, rel)), rel)
+        records = parse_recordings(recorded, rec)
+    except PromptbotError:
+        return []  # `promptbot check` / `eval` report these files; no examples from them
+    replies = {key: r.reply for key, r in records.items() if not r.illustrative}
+    return successful_shots(loaded.agent, cases, replies)
+
+
 def make_proposal(
     ctx: Context, loaded: LoadedAgent, problem: Problem, policy: Policy,
     past: list[Outcome], report: RunReport, promoted: tuple[Category, ...] = (),
+    shots: list[Shot] | None = None,
 ) -> list[Proposal] | Skipped:
     """The configured generator's valid candidates, preferred first; the offline
     generator's when there is no model or it fails."""
     if ctx.generator is None:
-        return build_all(loaded, problem, policy, ctx.count_tokens, past, promoted)
+        return build_all(loaded, problem, policy, ctx.count_tokens, past, promoted,
+                         shots or ())
     failures = tuple((e.error_type, e.template, e.count) for e in problem.stats.top_errors[:5])
     goal = {"failure_mode": "error_handling"}.get(problem.kind, problem.kind)
     request = GenerationRequest(loaded.agent.id, loaded.text, loaded.agent.prompts.system,
@@ -728,7 +751,8 @@ def make_proposal(
     except PromptbotError as exc:
         report.skipped.append(f"{loaded.agent.id}: {ctx.generator.label} failed "
                               f"({exc.message[:200]}); used the offline generator")
-        return build_all(loaded, problem, policy, ctx.count_tokens, past, promoted)
+        return build_all(loaded, problem, policy, ctx.count_tokens, past, promoted,
+                         shots or ())
     made, dropped = from_candidates(loaded, problem, policy, ctx.count_tokens, past,
                                     [(c.system, c.rationale) for c in candidates],
                                     ctx.generator.label)

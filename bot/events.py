@@ -299,7 +299,8 @@ def _regenerate(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
     report = RunReport()
     made = app.make_proposal(ctx, loaded, problems[0], state.policy,
                              app.history(ctx, base_sha), report,
-                             promoted_categories(state.promoted))
+                             promoted_categories(state.promoted),
+                             app.successful_cases(ctx, base_sha, loaded))
     if isinstance(made, Skipped):
         return f"no valid variant this time: {made.reason}"
     proposal, section = app.choose(ctx, base, base_sha, loaded, made, state.policy, report)

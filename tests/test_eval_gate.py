@@ -266,3 +266,49 @@ def test_candidates_are_ranked_by_the_offline_eval(
     assert "+ filler removed" not in rows[1] and rows[1].endswith("4/5 passed")
     [status] = hub.statuses(pr["head"]["sha"])
     assert status["state"] == "success" and "variant 5/5 vs base 4/5" in status["description"]
+
+
+def test_a_worked_example_from_a_successful_case_is_a_candidate(
+    clone: Path, hub: GitHubStandIn, claude: AnthropicStandIn, origin: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Real recorded replies that pass their case become worked-example candidates for an
+    output-format failure mode; the offline eval decides between them and the rules."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", claude.base_url)
+    recordings = clone / "prompts/support-triage/eval-recordings.jsonl"
+    recordings.unlink()  # the illustrative ones never become examples
+    assert main(["-C", str(clone), "eval", "support-triage", "--record"]) == 0
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    git(clone, "add", "-A")
+    git(clone, "commit", "-qm", "record real eval replies")
+    git(clone, "push", "-q", "origin", "main")
+    capsys.readouterr()
+
+    assert main(["-C", str(clone), "propose", "--dry-run", "--json", "--agent",
+                 "support-triage", "--goal", "error_handling"]) == 0
+    [plan] = json.loads(capsys.readouterr().out)
+    assert any(a.startswith("worked example from tests.yaml case `lost-parcel-is-order-status`")
+               for a in plan["alternatives"])
+
+    # A model that needs the extra example to keep one case bare JSON: the rules regress on
+    # it and are dropped, the worked example passes everything and is proposed.
+    plain = model("")
+
+    def reply(body: dict[str, Any]) -> str:
+        shots = sum(1 for m in body["messages"] if m["role"] == "assistant")
+        if shots < 4 and "Nordkap" in str(body["messages"][-1]["content"]):
+            return "```json\n" + plain(body) + "\n```"
+        return plain(body)
+
+    claude.reply_fn = reply
+    report = run(context(clone, hub, live(claude)), METRICS)
+    pr = triage_pr(hub)
+    assert pr is not None, report.skipped
+    assert "with a worked example" in str(pr["title"])
+    text = git(origin, "show", f"{pr['head']['ref']}:{TRIAGE}")
+    before = (clone / TRIAGE).read_text()
+    assert text.startswith(before)  # only lines appended: the new item of `examples`
+    assert "Parcel not arrived after 12 days" in text[len(before):]
+    assert hub.statuses(pr["head"]["sha"])[0]["state"] == "success"
+    assert any("offline eval regressed" in s for s in report.skipped)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -298,3 +299,32 @@ def commit_status(g: Gate, require_replies: bool) -> tuple[Literal["success", "f
     if g.state == "failure" or (g.state == "neutral" and require_replies):
         return "failure", g.description
     return "success", g.description
+
+
+@dataclass(frozen=True)
+class Shot:
+    """A worked example from a successful case: a tests.yaml case whose real recorded
+    reply passes every assertion."""
+
+    case: str
+    input: str
+    output: str
+
+
+def successful_shots(agent: AgentFile, cases: Sequence[Case],
+                     replies: dict[str, str]) -> list[Shot]:
+    """Cases whose recorded reply (by request key) passes every assertion, in file order.
+
+    Cases with a rubric are left out: their grade is a second model call, not a fact
+    about the reply that the recording holds."""
+    out = []
+    for case in cases:
+        if case.graded:
+            continue
+        request = case_request(agent, case)
+        if isinstance(request, str):
+            continue
+        reply = replies.get(request.key())
+        if reply is not None and judge(case, reply, {}).status == "pass":
+            out.append(Shot(case.name, request.user, reply))
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -16,9 +17,9 @@ from bot.core.agentfile import LoadedAgent, parse_agent
 from bot.core.analysis import Problem
 from bot.core.calibration import Calibration, Outcome, calibrate
 from bot.core.checks import check_variant
-from bot.core.evaluation import Gate
+from bot.core.evaluation import Gate, Shot
 from bot.core.model import Policy, PromotedRules, is_safe_id
-from bot.core.yamledit import RoundTripError, set_prompt
+from bot.core.yamledit import RoundTripError, add_example, set_prompt
 from bot.errors import PromptbotError
 
 TokenCounter = Callable[[str], int]
@@ -78,6 +79,7 @@ class Proposal:
     chars_before: int = 0
     chars_after: int = 0
     eval_gate: Gate | None = None  # the offline eval's verdict, when the agent has tests
+    changed_field: str = "prompts.system"  # or "examples" for a worked example
 
     @property
     def branch(self) -> str:
@@ -204,6 +206,38 @@ def validate_system(loaded: LoadedAgent, system: str, policy: Policy,
     return new_text, problems
 
 
+def validate_example(loaded: LoadedAgent, shot: Shot, policy: Policy,
+                     count_tokens: TokenCounter) -> tuple[str, list[str]]:
+    """(new agent file text, why it may not be proposed) for one added few-shot example:
+    the same gate as a new system prompt, with `examples` the only field allowed to move."""
+    try:
+        new_text = add_example(loaded.text, shot.input, shot.output)
+    except RoundTripError as exc:
+        return "", [f"{loaded.path}: {exc}"]
+    try:
+        new = parse_agent(new_text, loaded.path, folder_id=loaded.agent.id)
+    except PromptbotError as exc:
+        return "", [f"the new file does not load: {exc.message}"]
+    problems = check_variant(loaded.agent, new.agent, fields=("examples",))
+    shown = f"{shot.input}\n{shot.output}"
+    if _URL.search(shown):
+        problems.append("the example carries a URL")
+    if _SECRET.search(shown):
+        problems.append("the example carries a secret-looking string")
+    before = prompt_tokens(loaded.agent.prompts.system, loaded.agent.examples, count_tokens)
+    added = count_tokens(shown)
+    if before and added / before > policy.propose.max_token_growth:
+        problems.append(f"grows the prompt by {added / before:.0%}, more than "
+                        f"propose.max_token_growth")
+    return new_text, problems
+
+
+def prompt_tokens(system: str, examples: Sequence[Any], count_tokens: TokenCounter) -> int:
+    """Tokens sent with every request before the user's message: system prompt + examples."""
+    shots = "\n".join(f"{e.input}\n{e.output}" for e in examples)
+    return count_tokens(system) + (count_tokens(shots) if shots else 0)
+
+
 def promoted_categories(rules: PromotedRules) -> tuple[variants.Category, ...]:
     return tuple(variants.Category(r.id, tuple(k.lower() for k in r.keywords), r.instruction,
                                    r.summary) for r in rules.rules)
@@ -221,6 +255,7 @@ def build(
 def build_all(
     loaded: LoadedAgent, problem: Problem, policy: Policy, count_tokens: TokenCounter,
     history: list[Outcome] | None = None, promoted: tuple[variants.Category, ...] = (),
+    shots: Sequence[Shot] = (),
 ) -> list[Proposal] | Skipped:
     """Every valid offline candidate for a problem, most preferred first.
 
@@ -268,10 +303,54 @@ def build_all(
             changed = sum(1 for line in made.diff.splitlines()
                           if line[:1] in "+-" and line[:3] not in ("+++", "---"))
             found.append((rank, changed, made.tokens_after, replace(made, rationale=label)))
+    example = _new_shot(loaded, shots) if rules[0].key in FORMAT_RULES else None
+    if example is not None:
+        # A worked example of the format, from a case the model already gets right.
+        lines = tuple(ln for ln in f"{example.input}\n{example.output}".splitlines()
+                      if ln.strip())[:20]
+        made = assemble(loaded, problem, policy, count_tokens, history,
+                        loaded.agent.prompts.system, lines, rules[0].summary, example=example)
+        if isinstance(made, Skipped):
+            reasons.append(made.reason)
+        else:
+            changed = sum(1 for line in made.diff.splitlines()
+                          if line[:1] in "+-" and line[:3] not in ("+++", "---"))
+            found.append((len(rules), changed, made.tokens_after, replace(
+                made, rationale=f"worked example from tests.yaml case `{example.case}`")))
     if not found:
         return Skipped(loaded.agent.id, "; ".join(dict.fromkeys(reasons)))
     found.sort(key=lambda f: f[:3])
     return [f[3] for f in found]
+
+
+# Failure categories about the shape of the answer, where a worked example shows the format.
+FORMAT_RULES = frozenset({"invalid_json", "missing_field"})
+MAX_SHOT_CHARS = 2_000
+
+
+def _new_shot(loaded: LoadedAgent, shots: Sequence[Shot]) -> Shot | None:
+    """The first successful case that is short enough, not an example already, and — for
+    an agent that answers in JSON — a bare JSON document (a passing reply may still wear
+    the code fence the failure mode is about; it must not be taught)."""
+    have = {" ".join(e.output.split()) for e in loaded.agent.examples}
+    wants_json = any(_is_json(e.output) for e in loaded.agent.examples) or \
+        "json" in loaded.agent.prompts.system.lower()
+    for shot in shots:
+        if len(shot.input) + len(shot.output) > MAX_SHOT_CHARS:
+            continue
+        if wants_json and not _is_json(shot.output):
+            continue
+        if " ".join(shot.output.split()) not in have:
+            return shot
+    return None
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def with_alternatives(best: Proposal, others: Sequence[Proposal],
@@ -287,19 +366,30 @@ def with_alternatives(best: Proposal, others: Sequence[Proposal],
 def assemble(
     loaded: LoadedAgent, problem: Problem, policy: Policy, count_tokens: TokenCounter,
     history: list[Outcome] | None, system: str, added_lines: tuple[str, ...], summary: str,
-    alternatives: tuple[str, ...] = (),
+    alternatives: tuple[str, ...] = (), example: Shot | None = None,
 ) -> Proposal | Skipped:
-    """A proposal from any generator's new system prompt, validated before anything else."""
-    new_text, problems = validate_system(loaded, system, policy, count_tokens)
+    """A proposal from any generator's new system prompt (or one added worked example),
+    validated before anything else."""
+    if example is None:
+        new_text, problems = validate_system(loaded, system, policy, count_tokens)
+    else:
+        new_text, problems = validate_example(loaded, example, policy, count_tokens)
     if problems:
         return Skipped(loaded.agent.id, "variant failed validation: " + "; ".join(problems))
     new = parse_agent(new_text, loaded.path, folder_id=loaded.agent.id)
     pid = proposal_id(loaded.agent.id, loaded.version, problem.signature)
     kind = "error_handling" if problem.failure is not None else \
         "safety" if problem.kind == "safety" else "prompt_optimization"
-    cal = calibrate(history or [], kind)
-    tokens_before = count_tokens(loaded.agent.prompts.system)
-    tokens_after = count_tokens(system)
+    if example is not None:
+        kind = "few_shot_examples"
+    # Calibrated as what it is for: a fix of a failure mode.
+    cal = calibrate(history or [], "error_handling" if kind == "few_shot_examples" else kind)
+    if example is None:
+        tokens_before = count_tokens(loaded.agent.prompts.system)
+        tokens_after = count_tokens(system)
+    else:
+        tokens_before = prompt_tokens(system, loaded.agent.examples, count_tokens)
+        tokens_after = prompt_tokens(system, new.agent.examples, count_tokens)
     measure = policy.measure
     guardrail = (f"guardrail: success rate does not drop by more than "
                  f"{measure.rollback_threshold * 100:.0f} points (else the bot recommends a "
@@ -314,7 +404,8 @@ def assemble(
             f"(from {problem.share:.1%})",
             guardrail,
         )
-        title = f"{loaded.agent.id}: fix {summary}"
+        title = f"{loaded.agent.id}: fix {summary}" + (
+            " with a worked example" if example is not None else "")
     elif kind == "safety":
         expected = Expectation(
             0.0, -0.005, 0.005, "low",
@@ -345,7 +436,15 @@ def assemble(
         f"`promptbot rollback {pid}`: the agent returns to version {loaded.version}. The bot "
         "notices the revert and records the proposal as rolled back."
     )
-    if problem.failure is not None:
+    if problem.failure is not None and example is not None:
+        description = (
+            f"{problem.failure.count} of {problem.stats.executions} executions of version "
+            f"{loaded.version} ({problem.share:.1%}) failed with {summary}. The change adds "
+            f"one worked example to `examples`: the input of tests.yaml case `{example.case}` "
+            "and the model's recorded reply to it, which passes every assertion of that case. "
+            "Nothing else changes. That case is now part of the prompt, so its own eval result "
+            "no longer says much; the other cases still do.")
+    elif problem.failure is not None:
         description = (
             f"{problem.failure.count} of {problem.stats.executions} executions of version "
             f"{loaded.version} ({problem.share:.1%}) failed with {summary}. The change adds "
@@ -362,8 +461,9 @@ def assemble(
             "The system prompt carries filler phrases (or sentences that repeat an earlier "
             "one word for word) that add tokens to every execution without adding an "
             "instruction; the change removes them in place and touches nothing else.")
+    field_name = "examples" if example is not None else "prompts.system"
     plan = (
-        "Review the diff (only prompts.system changes; protected sections and template "
+        f"Review the diff (only {field_name} changes; protected sections and template "
         "variables are unchanged) and merge: the runtime reads prompts/ from the base branch.",
         f"The runtime logs prompt_version {new.version}; promptbot measures it against "
         f"{loaded.version} on every run with an always-valid test.",
@@ -393,8 +493,9 @@ def assemble(
         alternatives=alternatives,
         description=description,
         plan=plan,
-        chars_before=len(loaded.agent.prompts.system),
-        chars_after=len(system),
+        chars_before=len(loaded.agent.prompts.system) if example is None else len(loaded.text),
+        chars_after=len(system) if example is None else len(new_text),
+        changed_field=field_name,
     )
     record = proposal_record(proposal)
     files = {loaded.path: new_text, f"prompts/{loaded.agent.id}/proposals/{pid}.yaml": record}
@@ -454,7 +555,7 @@ def proposal_record(p: Proposal) -> str:
         "description": p.description,
         "implementation_plan": list(p.plan),
         "dependencies": list(p.dependencies),
-        "change": {"field": "prompts.system", "added_lines": list(p.added_lines),
+        "change": {"field": p.changed_field, "added_lines": list(p.added_lines),
                    "generator": p.generator},
         "tokens": {"system_before": p.tokens_before, "system_after": p.tokens_after},
         "expected_effect": {

@@ -66,3 +66,22 @@ def set_prompt(text: str, field: str, value: str) -> str:
     yaml, data = _yaml_for(text)
     data["prompts"][field] = LiteralScalarString(value) if "\n" in value else value
     return _dump(yaml, data)
+
+
+def add_example(text: str, example_input: str, example_output: str) -> str:
+    """Return `text` with one few-shot example appended to `examples` (created if absent)."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    yaml, data = _yaml_for(text)
+
+    def block(value: str) -> Any:
+        value = value if value.endswith("\n") else value + "\n"
+        return LiteralScalarString(value)
+
+    item = CommentedMap()
+    item["input"] = block(example_input)
+    item["output"] = block(example_output)
+    if data.get("examples") is None:
+        data["examples"] = CommentedSeq()
+    data["examples"].append(item)
+    return _dump(yaml, data)
