@@ -169,3 +169,31 @@ def test_word_diff_shows_changed_words_with_context() -> None:
     assert diff.endswith("{+appended words+}")
     assert "w17 w18 w19 [-w20-]" in diff and "w5" not in diff  # far context elided
     assert word_diff("same text", "same text") == "same text"
+
+
+def test_failing_tool_calls_get_a_note_on_that_tools_description() -> None:
+    from bot.core.proposals import build_all
+    from bot.core.variants import TOOL_NOTE
+
+    loaded = _loaded()
+    problem = _problem("ToolCallError", "lookup_order failed: order '<str>' not found",
+                       "lookup_order failed: order 'X-1' not found", loaded.version)
+    made = build_all(loaded, problem, Policy(), _count)
+    assert isinstance(made, list)
+    [tool] = [p for p in made if p.type == "tool_descriptions"]
+    assert tool.title == ("support-triage: fix invalid tool calls in the `lookup_order` tool "
+                          "description")
+    changed = [ln for ln in tool.diff.splitlines()
+               if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
+    assert len(changed) == 2 and changed[1].endswith(f'{TOOL_NOTE}"')  # same quoting style
+    new = parse_agent(tool.new_text, AGENT, folder_id="support-triage").agent
+    assert new.tools[0].description.endswith(TOOL_NOTE)
+    assert new.tools[1:] == loaded.agent.tools[1:]
+    assert new.prompts == loaded.agent.prompts and new.examples == loaded.agent.examples
+    assert "prompts/support-triage/proposals/" in " ".join(tool.files)
+    # The smaller system-prompt rule stays preferred without an offline eval.
+    assert made[0].type == "error_handling"
+    # A failure that names no declared tool gets no such candidate.
+    other = _problem("ToolCallError", "lookup_orders failed", "x", loaded.version)
+    made2 = build_all(loaded, other, Policy(), _count)
+    assert isinstance(made2, list) and all(p.type != "tool_descriptions" for p in made2)

@@ -211,3 +211,4 @@ def test_safety_goal_guards_user_input_only_where_the_prompt_does_not(
     variant = add_rule(system, SAFETY)
     assert variant is not None and sections_of(variant.system) == sections_of(system)
     assert variant.system.index("Safety rules") < variant.system.index("promptbot:protected")
+

@@ -19,7 +19,7 @@ from bot.core.calibration import Calibration, Outcome, calibrate
 from bot.core.checks import check_variant
 from bot.core.evaluation import Gate, Shot
 from bot.core.model import Policy, PromotedRules, is_safe_id
-from bot.core.yamledit import RoundTripError, add_example, set_prompt
+from bot.core.yamledit import RoundTripError, add_example, set_prompt, set_tool_description
 from bot.errors import PromptbotError
 
 TokenCounter = Callable[[str], int]
@@ -232,6 +232,25 @@ def validate_example(loaded: LoadedAgent, shot: Shot, policy: Policy,
     return new_text, problems
 
 
+def validate_tool(loaded: LoadedAgent, tool: str, policy: Policy,
+                  count_tokens: TokenCounter) -> tuple[str, list[str]]:
+    """(new agent file text, why not) for the tool-description note: only `tools` moves."""
+    old = next(t for t in loaded.agent.tools if t.name == tool)
+    if variants.TOOL_NOTE in old.description:
+        return "", [f"the {tool} description already carries the note"]
+    try:
+        new_text = set_tool_description(loaded.text, tool,
+                                        f"{old.description.rstrip()} {variants.TOOL_NOTE}")
+        new = parse_agent(new_text, loaded.path, folder_id=loaded.agent.id)
+    except (RoundTripError, PromptbotError) as exc:
+        return "", [f"the new file does not load: {getattr(exc, 'message', exc)}"]
+    problems = check_variant(loaded.agent, new.agent, fields=("tools",))
+    before = count_tokens(loaded.agent.prompts.system)
+    if before and count_tokens(variants.TOOL_NOTE) / before > policy.propose.max_token_growth:
+        problems.append("grows the prompt by more than propose.max_token_growth")
+    return new_text, problems
+
+
 def prompt_tokens(system: str, examples: Sequence[Any], count_tokens: TokenCounter) -> int:
     """Tokens sent with every request before the user's message: system prompt + examples."""
     shots = "\n".join(f"{e.input}\n{e.output}" for e in examples)
@@ -303,6 +322,18 @@ def build_all(
             changed = sum(1 for line in made.diff.splitlines()
                           if line[:1] in "+-" and line[:3] not in ("+++", "---"))
             found.append((rank, changed, made.tokens_after, replace(made, rationale=label)))
+    tools = tuple(t.name for t in loaded.agent.tools)
+    tool = variants.failing_tool(problem.failure.error_type, problem.failure.template, tools) \
+        if rules[0].key in TOOL_RULES else None
+    if tool is not None:
+        note = (f"    {variants.TOOL_NOTE}",)
+        made = assemble(loaded, problem, policy, count_tokens, history,
+                        loaded.agent.prompts.system, note, rules[0].summary, tool=tool)
+        if isinstance(made, Skipped):
+            reasons.append(made.reason)
+        else:
+            found.append((len(rules), 1, made.tokens_after, replace(
+                made, rationale=f"note on the `{tool}` tool description")))
     example = _new_shot(loaded, shots) if rules[0].key in FORMAT_RULES else None
     if example is not None:
         # A worked example of the format, from a case the model already gets right.
@@ -325,6 +356,8 @@ def build_all(
 
 # Failure categories about the shape of the answer, where a worked example shows the format.
 FORMAT_RULES = frozenset({"invalid_json", "missing_field"})
+# Failure categories about calls of a tool, where its own description is the place to fix.
+TOOL_RULES = frozenset({"tool_misuse", "ungrounded"})
 MAX_SHOT_CHARS = 2_000
 
 
@@ -366,14 +399,16 @@ def with_alternatives(best: Proposal, others: Sequence[Proposal],
 def assemble(
     loaded: LoadedAgent, problem: Problem, policy: Policy, count_tokens: TokenCounter,
     history: list[Outcome] | None, system: str, added_lines: tuple[str, ...], summary: str,
-    alternatives: tuple[str, ...] = (), example: Shot | None = None,
+    alternatives: tuple[str, ...] = (), example: Shot | None = None, tool: str | None = None,
 ) -> Proposal | Skipped:
-    """A proposal from any generator's new system prompt (or one added worked example),
-    validated before anything else."""
-    if example is None:
-        new_text, problems = validate_system(loaded, system, policy, count_tokens)
-    else:
+    """A proposal from any generator's new system prompt (or one added worked example, or
+    a note on a failing tool's description), validated before anything else."""
+    if example is not None:
         new_text, problems = validate_example(loaded, example, policy, count_tokens)
+    elif tool is not None:
+        new_text, problems = validate_tool(loaded, tool, policy, count_tokens)
+    else:
+        new_text, problems = validate_system(loaded, system, policy, count_tokens)
     if problems:
         return Skipped(loaded.agent.id, "variant failed validation: " + "; ".join(problems))
     new = parse_agent(new_text, loaded.path, folder_id=loaded.agent.id)
@@ -382,14 +417,21 @@ def assemble(
         "safety" if problem.kind == "safety" else "prompt_optimization"
     if example is not None:
         kind = "few_shot_examples"
+    elif tool is not None:
+        kind = "tool_descriptions"
     # Calibrated as what it is for: a fix of a failure mode.
-    cal = calibrate(history or [], "error_handling" if kind == "few_shot_examples" else kind)
-    if example is None:
-        tokens_before = count_tokens(loaded.agent.prompts.system)
-        tokens_after = count_tokens(system)
-    else:
+    cal = calibrate(history or [], "error_handling" if kind in (
+        "few_shot_examples", "tool_descriptions") else kind)
+    if example is not None:
         tokens_before = prompt_tokens(system, loaded.agent.examples, count_tokens)
         tokens_after = prompt_tokens(system, new.agent.examples, count_tokens)
+    elif tool is not None:
+        tokens_before = count_tokens(system + "".join(t.description
+                                                      for t in loaded.agent.tools))
+        tokens_after = count_tokens(system + "".join(t.description for t in new.agent.tools))
+    else:
+        tokens_before = count_tokens(loaded.agent.prompts.system)
+        tokens_after = count_tokens(system)
     measure = policy.measure
     guardrail = (f"guardrail: success rate does not drop by more than "
                  f"{measure.rollback_threshold * 100:.0f} points (else the bot recommends a "
@@ -405,7 +447,8 @@ def assemble(
             guardrail,
         )
         title = f"{loaded.agent.id}: fix {summary}" + (
-            " with a worked example" if example is not None else "")
+            " with a worked example" if example is not None else
+            f" in the `{tool}` tool description" if tool is not None else "")
     elif kind == "safety":
         expected = Expectation(
             0.0, -0.005, 0.005, "low",
@@ -444,6 +487,12 @@ def assemble(
             "and the model's recorded reply to it, which passes every assertion of that case. "
             "Nothing else changes. That case is now part of the prompt, so its own eval result "
             "no longer says much; the other cases still do.")
+    elif problem.failure is not None and tool is not None:
+        description = (
+            f"{problem.failure.count} of {problem.stats.executions} executions of version "
+            f"{loaded.version} ({problem.share:.1%}) failed with {summary}, in calls of the "
+            f"`{tool}` tool. The change adds one sentence to that tool's description, where "
+            "the model reads it when it decides on the call, and touches nothing else.")
     elif problem.failure is not None:
         description = (
             f"{problem.failure.count} of {problem.stats.executions} executions of version "
@@ -461,7 +510,8 @@ def assemble(
             "The system prompt carries filler phrases (or sentences that repeat an earlier "
             "one word for word) that add tokens to every execution without adding an "
             "instruction; the change removes them in place and touches nothing else.")
-    field_name = "examples" if example is not None else "prompts.system"
+    field_name = "examples" if example is not None else "tools" if tool is not None \
+        else "prompts.system"
     plan = (
         f"Review the diff (only {field_name} changes; protected sections and template "
         "variables are unchanged) and merge: the runtime reads prompts/ from the base branch.",
@@ -493,8 +543,9 @@ def assemble(
         alternatives=alternatives,
         description=description,
         plan=plan,
-        chars_before=len(loaded.agent.prompts.system) if example is None else len(loaded.text),
-        chars_after=len(system) if example is None else len(new_text),
+        chars_before=len(loaded.agent.prompts.system) if field_name == "prompts.system"
+        else len(loaded.text),
+        chars_after=len(system) if field_name == "prompts.system" else len(new_text),
         changed_field=field_name,
     )
     record = proposal_record(proposal)

@@ -170,6 +170,23 @@ def needs_input_guard(system: str) -> bool:
     return not any(guard in text for guard in _GUARDS)
 
 
+# Appended to a tool's own description when its calls fail: the model reads tool
+# descriptions right where it decides on a call.
+TOOL_NOTE = ("Call it only with values taken from the input or from an earlier tool result, "
+             "exactly as written there; never guess or reformat a value, and do not call it "
+             "when no such value exists.")
+
+
+def failing_tool(error_type: str, template: str, tools: tuple[str, ...]) -> str | None:
+    """A declared tool the failure names (as a whole word), or None. The name comes from
+    the agent file, never from the error text."""
+    haystack = f"{error_type} {template}"
+    for name in tools:
+        if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", haystack):
+            return name
+    return None
+
+
 CONCISENESS = Category("conciseness", (), "", "filler wording")
 # (pattern, replacement); a replacement of "\\U" upper-cases the next letter. Only phrases
 # that carry no instruction of their own, and only within one line, so the diff stays small.

@@ -85,3 +85,18 @@ def add_example(text: str, example_input: str, example_output: str) -> str:
         data["examples"] = CommentedSeq()
     data["examples"].append(item)
     return _dump(yaml, data)
+
+
+def set_tool_description(text: str, tool: str, value: str) -> str:
+    """Return `text` with the description of tool `tool` replaced, in its quoting style."""
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
+
+    yaml, data = _yaml_for(text)
+    for item in data.get("tools") or []:
+        if item.get("name") == tool:
+            old = item.get("description")
+            style = type(old) if isinstance(old, DoubleQuotedScalarString |
+                                            SingleQuotedScalarString) else None
+            item["description"] = style(value) if style else value
+            return _dump(yaml, data)
+    raise RoundTripError(f"no tool named {tool!r}")
