@@ -444,6 +444,12 @@ def record_results(
         return
     # Branch protection forbids pushing to the base branch: one results PR, kept up to date.
     old_branch = ctx.git.sha(f"refs/heads/{RESULTS_BRANCH}")
+    if ctx.forge.name == "github" and ctx.git.has_remote():
+        # A fresh Actions checkout has no local results branch: continue origin's.
+        remote_tip = ctx.git.fetch(RESULTS_BRANCH)
+        if remote_tip is not None and remote_tip != old_branch:
+            ctx.git.move_branch(RESULTS_BRANCH, remote_tip, old_branch)
+            old_branch = remote_tip
     is_open = any(p.branch == RESULTS_BRANCH and p.state == "open" for p in ctx.forge.list_prs())
     # A merged or closed results PR is done with: start the branch again from the base.
     start = old_branch if is_open and old_branch else ctx.git.sha(f"refs/heads/{base}")
@@ -591,7 +597,10 @@ def propose_all(
                 # An open PR keeps the eval it was opened with: evaluating again could cost
                 # model calls on every run and rewrite the PR for sampling noise alone.
                 if existing is not None:
-                    proposal, section = refreshed(existing, made)
+                    kept = refreshed(existing, made)
+                    if kept is None:
+                        break  # the branch holds a variant no longer generated: leave it
+                    proposal, section = kept
                 else:
                     chosen, section = choose(ctx, base, base_sha, loaded, made, policy, report)
                     if chosen is None:
@@ -802,13 +811,20 @@ def choose(ctx: Context, base: str, base_sha: str, loaded: LoadedAgent,
     return best, section
 
 
-def refreshed(existing: Tracked, candidates: list[Proposal]) -> tuple[Proposal, str | None]:
-    """An open PR's proposal as opened: the same variant, and the eval it was judged by."""
+def refreshed(existing: Tracked, candidates: list[Proposal]
+              ) -> tuple[Proposal, str | None] | None:
+    """An open PR's proposal as opened — the same variant, and the eval it was judged by —
+    or None when no candidate is that variant any more (the description must keep matching
+    the branch, so it is left alone)."""
+    same = [i for i, c in enumerate(candidates)
+            if c.new_version == existing.marker.get("new_version")]
+    if not same:
+        return None
     section = eval_section(existing.pr.body)
-    same = [c for c in candidates if c.new_version == existing.marker.get("new_version")]
+    chosen = candidates[same[0]]
     if section is not None:
-        return (same or candidates)[0], section
-    return with_alternatives(candidates[0], candidates[1:]), None
+        return chosen, section
+    return with_alternatives(chosen, candidates[:same[0]] + candidates[same[0] + 1:]), None
 
 
 def open_proposal(

@@ -8,6 +8,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -93,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--dry-run", action="store_true",
                    help="plan from the payload and the working copy; no request, no write")
     e.add_argument("--json", action="store_true")
+    e.add_argument("--read-only", action="store_true",
+                   help="the PR check without a write token (forks, Dependabot): no status, "
+                   "no comment; the exit code gates")
     e.add_argument("--metrics", action="append")
     e.add_argument("--forge", choices=["auto", "local", "github"], default="auto")
     e = sub.add_parser("eval", help="run tests.yaml cases on the base and the working-tree "
@@ -165,7 +169,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- wiring
 
 
-def _context(root: Path, forge_choice: str, quiet: bool = False) -> Any:
+def _context(root: Path, forge_choice: str, quiet: bool = False, models: bool = True) -> Any:
+    """The run's wiring. `models=False`: no generator and no live eval provider, for
+    handlers that never write a variant or run an eval (and whose jobs get no key)."""
     from bot.app import Context
     from bot.edges.git import Git
     from bot.edges.tokens import count_tokens
@@ -174,8 +180,9 @@ def _context(root: Path, forge_choice: str, quiet: bool = False) -> Any:
     forge = _forge(git, forge_choice)
     return Context(root=git.root, git=git, forge=forge, count_tokens=count_tokens,
                    say=(lambda _l: None) if quiet else (lambda line: err(f"· {line}")),
-                   progress=_progress(quiet), generator=_generator(git.root),
-                   eval_live=_eval_live(git.root))
+                   progress=_progress(quiet),
+                   generator=_generator(git.root) if models else None,
+                   eval_live=_eval_live(git.root) if models else None)
 
 
 def _eval_live(root: Path) -> Any:
@@ -399,7 +406,10 @@ def _event(root: Path, args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}:{exc.lineno}: the event payload is not JSON ({exc.msg})",
                          fix="pass the JSON file GitHub delivered (--payload)") from None
-    plan = classify(name, payload, base_branch=_base_branch(root), bot_login=_bot_login())
+    plan = classify(name, payload, base_branch=_event_base_branch(root, payload),
+                    bot_login=_bot_login())
+    if args.read_only:
+        plan = replace(plan, fork=True)
     if args.dry_run:
         if args.json:
             out(json.dumps({**plan.to_json(), "dry_run": True}, indent=2))
@@ -408,9 +418,12 @@ def _event(root: Path, args: argparse.Namespace) -> int:
             for step in plan.steps:
                 out(f"  would: {step}")
         return 0
+    from bot.core.events import CHECK, COMMAND, CYCLE
     from bot.events import handle
 
-    outcome = handle(_context(root, args.forge, quiet=args.json), plan, args.metrics)
+    models = plan.handler in (CYCLE, CHECK, COMMAND)
+    outcome = handle(_context(root, args.forge, quiet=args.json, models=models), plan,
+                     args.metrics)
     if args.json:
         out(json.dumps(outcome.to_json(), indent=2))
     else:
@@ -447,6 +460,20 @@ def _eval(root: Path, args: argparse.Namespace) -> int:
         out(f"gate failed for {', '.join(failed)}" if failed else "no regression beyond "
             "eval.max_regression")
     return 1 if run.failed else 0
+
+
+def _event_base_branch(root: Path, payload: object) -> str:
+    """The base branch as the base commit of a pull request sets it, so a PR cannot move
+    its own gate by editing forge.base_branch; the working copy's policy otherwise."""
+    from bot.core.events import text
+    from bot.edges.git import Git, GitTree
+    from bot.load.repo import load_policy
+
+    sha = text(payload, "pull_request", "base", "sha")
+    git = Git(root)
+    if sha and git.sha(sha) is not None:
+        return load_policy(GitTree(git, sha)).forge.base_branch
+    return _base_branch(root)
 
 
 def _rollback(root: Path, args: argparse.Namespace) -> int:

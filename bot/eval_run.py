@@ -173,13 +173,15 @@ def tests_rel(agent_id: str) -> str:
     return f"prompts/{agent_id}/tests.yaml"
 
 
-def _select(work: WorkingTree, base: GitTree, agents: Sequence[str]) -> tuple[list[str], bool]:
+def _select(work: WorkingTree, base: GitTree, agents: Sequence[str],
+            base_tests: bool = False) -> tuple[list[str], bool]:
     if agents:
         for agent in agents:
             if work.read(agent_path(agent)) is None:
                 known = ", ".join(Path(p).parent.name for p in work.agent_files()) or "none"
                 raise UsageError(f"unknown agent '{agent}'", fix=f"known agents: {known}")
-            if work.read(tests_rel(agent)) is None:
+            if work.read(tests_rel(agent)) is None and not (
+                    base_tests and base.read(tests_rel(agent)) is not None):
                 raise UsageError(f"agent '{agent}' has no {tests_rel(agent)}",
                                  fix="add eval cases there (see prompts/support-triage/"
                                  "tests.yaml in the promptbot repository for the format)")
@@ -233,8 +235,12 @@ def run_eval(root: Path, agents: Sequence[str], base_ref: str | None, *, record:
 
 
 def run_eval_with(root: Path, agents: Sequence[str], base_ref: str | None, *, record: bool,
-                  live: AnthropicEvalProvider | None) -> EvalRun:
-    """`run_eval` with the provider decided by the caller (the PR check shares one)."""
+                  live: AnthropicEvalProvider | None, gate_from_base: bool = False) -> EvalRun:
+    """`run_eval` with the provider decided by the caller (the PR check shares one).
+
+    `gate_from_base`: the policy (threshold, limits) and the cases of agents that exist at
+    the base are read from the base, so a change cannot relax the gate that judges it.
+    """
     git = Git(root)
     work = WorkingTree(git.root)
     policy = load_policy(work)
@@ -245,7 +251,9 @@ def run_eval_with(root: Path, agents: Sequence[str], base_ref: str | None, *, re
                          fix="pass --base with a branch, tag or commit (default: the policy's "
                          "forge.base_branch)")
     base = GitTree(git, sha)
-    chosen, plain = _select(work, base, agents)
+    if gate_from_base:
+        policy = load_policy(base)
+    chosen, plain = _select(work, base, agents, gate_from_base)
     run = EvalRun(ref, sha, plain)
     if plain:
         run.notes.append(f"no agent with tests differs from {ref}: a plain run of every agent "
@@ -257,6 +265,11 @@ def run_eval_with(root: Path, agents: Sequence[str], base_ref: str | None, *, re
         base_agent = None if base_text is None else load_agent(base, rel).agent
         notes = [] if base_agent else [f"new agent: not in {ref}, nothing to compare"]
         text = work.read(tests_rel(agent_id)) or ""
+        if gate_from_base and base_agent is not None and base.read(tests_rel(agent_id)) is not None:
+            text = base.read(tests_rel(agent_id)) or ""
+            if text != (work.read(tests_rel(agent_id)) or ""):
+                notes.append("cases from the base's tests.yaml: this change edits them, and "
+                             "its own cases judge it after the merge")
         located = parse_yaml(text, tests_rel(agent_id))
         tests = validate_as(TestsFile, located)
         provider = make_provider(git.root, agent_id, record=record, live=live)

@@ -15,12 +15,20 @@ import yaml
 
 from bot import app
 from bot.app import Context, RunReport, Tracked
-from bot.core import markers
+from bot.core import markers, render
 from bot.core.commands import help_text
 from bot.core.evaluation import commit_status
 from bot.core.events import CHECK, CLOSED, COMMAND, CYCLE, DENY, DEPLOY, Plan
 from bot.core.proposals import Proposal, Skipped, promoted_categories, proposal_id
-from bot.core.results import MEASURING, PROPOSED, REJECTED, labels_for
+from bot.core.results import (
+    COMPLETED,
+    MEASURING,
+    PROPOSED,
+    REJECTED,
+    ROLLED_BACK,
+    SUPERSEDED,
+    labels_for,
+)
 from bot.errors import PromptbotError
 
 
@@ -49,6 +57,11 @@ def handle(ctx: Context, plan: Plan, metrics: list[str] | None = None) -> Outcom
     except PromptbotError as exc:
         out.errors.append(exc.render())
     return out
+
+
+def _final(labels: tuple[str, ...], prefix: str) -> bool:
+    """The PR already carries a decided lifecycle label: an event never moves it back."""
+    return any(labels_for(prefix, s)[1] in labels for s in (COMPLETED, ROLLED_BACK))
 
 
 # ---------------------------------------------------------------- handlers
@@ -83,7 +96,8 @@ def _deploy(ctx: Context, plan: Plan, out: Outcome, metrics: list[str] | None) -
         body = markers.attach(note, {"kind": "deployed", "proposal_id": t.proposal_id})
         if ctx.forge.upsert_comment(t.pr.number, "deployed", body) != "unchanged":
             out.actions.append(f"#{t.pr.number} {t.agent}: deploy recorded ({when})")
-        app.ensure_labels(ctx, t.pr, labels_for(prefix, MEASURING), report, False)
+        if not _final(t.pr.labels, prefix):
+            app.ensure_labels(ctx, t.pr, labels_for(prefix, MEASURING), report, False)
     out.actions += report.actions
     for agent, old, new in _changed_agents(ctx, plan, base_sha):
         out.actions.append(f"{agent}: deployed version {new}" + (f" (was {old})" if old else ""))
@@ -121,8 +135,9 @@ def _closed(ctx: Context, plan: Plan, out: Outcome, metrics: list[str] | None) -
         return
     report = RunReport()
     prefix = app.base_tree(ctx)[2].policy.forge.label_prefix
-    app.ensure_labels(ctx, t.pr, labels_for(prefix, REJECTED), report, False)
-    out.actions += report.actions or [f"#{t.pr.number}: already recorded as rejected"]
+    closed = SUPERSEDED if t.marker.get("state") == SUPERSEDED else REJECTED
+    app.ensure_labels(ctx, t.pr, labels_for(prefix, closed), report, False)
+    out.actions += report.actions or [f"#{t.pr.number}: already recorded as {closed}"]
 
 
 def _deny(ctx: Context, plan: Plan, out: Outcome, metrics: list[str] | None) -> None:
@@ -155,13 +170,21 @@ def _command(ctx: Context, plan: Plan, out: Outcome, metrics: list[str] | None) 
         return _reply(ctx, plan, out, f"#{plan.pr} is not a promptbot proposal, so "
                       f"`/promptbot {name}` does not apply here.\n\n" + help_text())
     try:
-        text = {"explain": _explain, "measure": _measure, "reject": _reject,
-                "rollback": _rollback, "regenerate": _regenerate}[name](ctx, plan, t, out, metrics)
+        answer = {"explain": _explain, "measure": _measure, "reject": _reject,
+                  "rollback": _rollback, "regenerate": _regenerate}[name](ctx, plan, t, out,
+                                                                          metrics)
     except PromptbotError as exc:
         # The person who asked hears why it did not work, not only the workflow log.
         out.errors.append(exc.render())
-        text = f"`/promptbot {name}` did not run: {_safe(exc.message)}"
-        text += f"\n\nWhat to do: {_safe(exc.fix)}" if exc.fix else ""
+        answer = f"`/promptbot {name}` did not run: {_safe(exc.message)}"
+        answer += f"\n\nWhat to do: {_safe(exc.fix)}" if exc.fix else ""
+    except Exception as exc:  # a bug must still get the person an answer
+        out.errors.append(f"internal error in /promptbot {name}: {type(exc).__name__}")
+        answer = (f"`/promptbot {name}` failed with an internal error "
+                  f"({type(exc).__name__}); the workflow run's log has the details.")
+    if answer is None:
+        return  # nothing new to say, and the earlier answer must stay as it was
+    text = answer
     if command.extra:
         text += "\n\n(Only the first command of a comment runs.)"
     _reply(ctx, plan, out, text)
@@ -204,27 +227,34 @@ def _explain(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
     if data is None:
         return (f"the proposal file of `{t.proposal_id}` is missing or unreadable on "
                 f"`{t.pr.branch}`; the PR description has the details.")
-    problem = data.get("problem") or {}
-    effect = data.get("expected_effect") or {}
-    lines = [f"**Why `{t.proposal_id}` exists** ({data.get('type', '?')}, `{t.agent}` "
-             f"{data.get('base_version', '?')} → {data.get('new_version', '?')})", ""]
+    problem = _mapping(data.get("problem"))
+    effect = _mapping(data.get("expected_effect"))
+    lines = [f"**Why {_safe(t.proposal_id)} exists** ({_safe(data.get('type'))}, "
+             f"{_safe(t.agent)} {_safe(data.get('base_version'))} → "
+             f"{_safe(data.get('new_version'))})", ""]
     if problem.get("template"):
-        lines.append(f"- Evidence: `{_safe(problem.get('error_type'))}` — "
-                     f"\"{_safe(problem.get('template'))}\", {problem.get('count', '?')} "
+        lines.append(f"- Evidence: {_safe(problem.get('error_type'))} — "
+                     f"{_safe(problem.get('template'))}, {_safe(problem.get('count'))} "
                      f"failures, {_pct(problem.get('share'))} of executions "
-                     f"({problem.get('executions', '?')} executions).")
+                     f"({_safe(problem.get('executions'))} executions).")
     else:
-        lines.append(f"- Evidence: {problem.get('kind', '?')} over "
-                     f"{problem.get('executions', '?')} executions.")
-    interval = effect.get("interval") or ["?", "?"]
+        lines.append(f"- Evidence: {_safe(problem.get('kind'))} over "
+                     f"{_safe(problem.get('executions'))} executions.")
+    interval = effect.get("interval")
+    low, high = interval if isinstance(interval, list) and len(interval) == 2 else ("?", "?")
     lines.append(f"- Expected: success rate {_pts(effect.get('success_rate_delta'))} "
-                 f"({_pts(interval[0])} … {_pts(interval[1])}), confidence "
-                 f"{effect.get('confidence', '?')}; method: {_safe(effect.get('method'))}.")
-    for criterion in data.get("success_criteria") or []:
+                 f"({_pts(low)} … {_pts(high)}), confidence "
+                 f"{_safe(effect.get('confidence'))}; method: {_safe(effect.get('method'))}.")
+    criteria = data.get("success_criteria")
+    for criterion in criteria if isinstance(criteria, list) else []:
         lines.append(f"- Success criterion: {_safe(criterion)}")
     lines.append(f"- Rollback: {_safe(data.get('rollback_plan'))}")
     lines.append(f"\nFull record: `prompts/{t.agent}/proposals/{t.proposal_id}.yaml`.")
     return "\n".join(lines)
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _measure(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
@@ -241,17 +271,19 @@ def _measure(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
     out.errors += report.errors
     result = results.get(t.proposal_id)
     if result is None:
-        return "measuring failed: " + "; ".join(report.errors)[:500]
+        return "measuring failed: " + _safe("; ".join(report.errors))
     return (f"measured now: **{result.headline}**. The results comment above and "
             f"`prompts/{t.agent}/results/{t.proposal_id}.md` have the details.")
 
 
 def _reject(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
-            metrics: list[str] | None) -> str:
+            metrics: list[str] | None) -> str | None:
     assert plan.command is not None
     reason = _safe(plan.command.argument)
     if t.pr.state != "open":
-        return f"`{t.proposal_id}` is already {t.pr.state}; nothing to reject."
+        # Already decided (a redelivered or repeated command): keep the first answer, which
+        # holds the reason.
+        return None
     ctx.forge.set_state(t.pr.number, "closed")
     report = RunReport()
     prefix = app.base_tree(ctx)[2].policy.forge.label_prefix
@@ -283,7 +315,10 @@ def _regenerate(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
     base, base_sha, state = app.base_tree(ctx)
     remote = ctx.forge.name == "github" and ctx.git.has_remote()
     tip = ctx.git.fetch(t.pr.branch) if remote else ctx.git.sha(f"refs/heads/{t.pr.branch}")
-    if tip is not None and ctx.git.touched_by_people(f"refs/heads/{base}", tip):
+    if tip is None:
+        return (f"the branch `{t.pr.branch}` no longer exists, so there is nothing to rebuild "
+                "on; close this PR and the next cycle proposes again.")
+    if ctx.git.touched_by_people(f"refs/heads/{base}", tip):
         return ("someone pushed to this branch, so promptbot will not rewrite it. Revert or "
                 "remove those commits first, or edit the prompt yourself.")
     loaded = state.agents.get(t.agent)
@@ -302,7 +337,7 @@ def _regenerate(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
                              promoted_categories(state.promoted),
                              app.successful_cases(ctx, base_sha, loaded))
     if isinstance(made, Skipped):
-        return f"no valid variant this time: {made.reason}"
+        return f"no valid variant this time: {_safe(made.reason)}"
     proposal, section = app.choose(ctx, base, base_sha, loaded, made, state.policy, report)
     if proposal is None:
         return ("every regenerated candidate regresses the offline eval; this PR is left as "
@@ -326,8 +361,8 @@ def _regenerate(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
 
 
 def _rewrite(ctx: Context, base: str, base_sha: str, t: Tracked, p: Proposal,
-             tip: str | None, body: str, out: Outcome) -> str:
-    if tip is not None and ctx.git.parents(tip)[:1] == [base_sha] and all(
+             tip: str, body: str, out: Outcome) -> str:
+    if ctx.git.parents(tip)[:1] == [base_sha] and all(
             ctx.git.read(tip, path) == text for path, text in p.files.items()) \
             and t.pr.body == body:
         return "regenerated: the result is identical to this PR; nothing changed."
@@ -345,9 +380,10 @@ def _rewrite(ctx: Context, base: str, base_sha: str, t: Tracked, p: Proposal,
 
 
 def _safe(value: object) -> str:
-    """Text from files or comments, shown inline: no markup that could ping or hide."""
-    text = str(value if value is not None else "?")[:300]
-    return text.replace("`", "'").replace("@", "@\u200b").replace("<", "&lt;")
+    """Text from files, comments or metrics, shown inline as a code span: one line, no
+    markup (links, images, HTML comments) and no @mention that could ping anyone."""
+    text = str(value if value is not None else "?").replace("@", "@\u200b")
+    return render.untrusted(text, 300)
 
 
 def _pct(value: object) -> str:

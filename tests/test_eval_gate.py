@@ -168,17 +168,23 @@ def test_bot_proposal_that_holds_up_gets_the_table_and_a_passing_status(
 
 
 def person_pr(clone: Path, hub: GitHubStandIn, edit: str, claude: AnthropicStandIn,
-              monkeypatch: pytest.MonkeyPatch, branch: str) -> dict[str, Any]:
-    """A person edits the triage prompt on a branch, records replies with their key (the
-    stand-in plays the model), pushes and opens a PR; returns the event payload."""
+              monkeypatch: pytest.MonkeyPatch, branch: str,
+              also: Callable[[Path], None] | None = None) -> dict[str, Any]:
+    """A person edits the triage prompt on a branch (`edit` "" leaves it), records replies
+    with their key (the stand-in plays the model), pushes and opens a PR; returns the
+    event payload."""
     git(clone, "checkout", "-q", "-b", branch, "main")
     path = clone / TRIAGE
     anchor = "    # promptbot:protected begin safety"
-    path.write_text(path.read_text().replace(anchor, f"    {edit}\n\n{anchor}", 1))
-    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", claude.base_url)
-    assert main(["-C", str(clone), "eval", "support-triage", "--record"]) in (0, 1)
-    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    if edit:
+        path.write_text(path.read_text().replace(anchor, f"    {edit}\n\n{anchor}", 1))
+        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", claude.base_url)
+        assert main(["-C", str(clone), "eval", "support-triage", "--record"]) in (0, 1)
+        monkeypatch.delenv("ANTHROPIC_API_KEY")
+    if also is not None:
+        also(clone)
+    edit = edit or "docs only"
     git(clone, "add", "-A")
     git(clone, "-c", "user.name=Ana", "-c", "user.email=ana@example.com", "commit", "-qm", edit)
     git(clone, "push", "-q", "origin", branch)
@@ -312,3 +318,54 @@ def test_a_worked_example_from_a_successful_case_is_a_candidate(
     assert "Parcel not arrived after 12 days" in text[len(before):]
     assert hub.statuses(pr["head"]["sha"])[0]["state"] == "success"
     assert any("offline eval regressed" in s for s in report.skipped)
+
+
+def deliver_pr(clone: Path, hub: GitHubStandIn, payload: dict[str, Any]) -> Any:
+    plan = classify("pull_request", json.loads(json.dumps(payload)), base_branch="main",
+                    bot_login=hub.actor)
+    return handle(context(clone, hub, None), plan)
+
+
+def test_a_pr_cannot_relax_the_gate_that_judges_it(
+    clone: Path, hub: GitHubStandIn, claude: AnthropicStandIn, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    claude.reply_fn = model(FENCE)
+
+    def relax(repo: Path) -> None:
+        policy = repo / "policies/promptbot.yaml"
+        policy.write_text(policy.read_text().replace("max_regression: 0.10",
+                                                     "max_regression: 1.0", 1))
+        tests = repo / "prompts/support-triage/tests.yaml"
+        tests.write_text(tests.read_text().replace("- regex: '^\\s*\\{'", "- contains: '{'"))
+
+    payload = person_pr(clone, hub, FENCE, claude, monkeypatch, "ana/relax", also=relax)
+    outcome = deliver_pr(clone, hub, payload)
+    assert outcome.failed
+    [status] = hub.statuses(payload["pull_request"]["head"]["sha"])
+    assert status["state"] == "failure" and "exceeds the 10 pts allowed" in status["description"]
+    assert any("judged by the base's policy" in a for a in outcome.actions)
+
+
+def test_every_pr_gets_a_status_even_without_prompt_changes(
+    clone: Path, hub: GitHubStandIn, claude: AnthropicStandIn, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def docs(repo: Path) -> None:
+        (repo / "NOTES.md").write_text("how we review prompts\n")
+
+    payload = person_pr(clone, hub, "", claude, monkeypatch, "ana/docs", also=docs)
+    outcome = deliver_pr(clone, hub, payload)
+    assert not outcome.failed
+    [status] = hub.statuses(payload["pull_request"]["head"]["sha"])
+    assert (status["state"], status["description"]) == ("success", "no prompt or policy change")
+
+
+def test_the_status_is_set_even_when_the_comment_is_refused(
+    clone: Path, hub: GitHubStandIn, claude: AnthropicStandIn, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    claude.reply_fn = model(FENCE)
+    payload = person_pr(clone, hub, FENCE, claude, monkeypatch, "ana/tight-token")
+    hub.fail_next("POST", 403, "Resource not accessible by integration", path="/comments")
+    outcome = deliver_pr(clone, hub, payload)
+    [status] = hub.statuses(payload["pull_request"]["head"]["sha"])
+    assert status["state"] == "failure" and outcome.failed and outcome.errors == []
+    assert any("eval table not posted" in a for a in outcome.actions)

@@ -123,6 +123,9 @@ def test_slash_command_parsing_is_strict_and_total(
 @pytest.mark.parametrize("body", [
     None, 42, "", "please /promptbot help", "> /promptbot rollback",
     "```\n/promptbot rollback\n```", "/promptbotrollback", "~~~\n/promptbot measure\n~~~",
+    "```\ncode\n~~~\n/promptbot reject hidden\n```",  # a ~~~ line does not close ```
+    "    /promptbot reject indented code", "<!--\n/promptbot reject hidden\n-->",
+    "<!-- /promptbot rollback -->",
 ])
 def test_text_without_a_command_line_is_no_command(body: object) -> None:
     assert parse(body) is None
@@ -399,3 +402,54 @@ def test_long_comments_are_cut_with_the_marker_kept(clone: Path, standin: GitHub
     assert len(stored) <= 65_536 and "cut to fit GitHub's limit" in stored
     assert (parse_marker(stored) or {}).get("kind") == "results"
     assert ctx.forge.upsert_comment(1, "results", body) == "unchanged"
+
+
+def test_regenerate_refuses_when_the_branch_cannot_be_read(
+    clone: Path, standin: GitHubStandIn, origin: Path, tmp_path: Path
+) -> None:
+    run(context(clone, standin), METRICS)
+    number = proposal_numbers(standin)["support-triage"]
+    branch = standin.pull(number)["head"]["ref"]
+    tip = git(origin, "rev-parse", branch)
+    git(clone, "remote", "set-url", "origin", str(tmp_path / "unreachable.git"))
+    outcome = deliver(clone, standin, "issue_comment",
+                      comment_event(standin, number, "/promptbot regenerate"))
+    git(clone, "remote", "set-url", "origin", str(origin))
+    assert outcome.errors and "fetching" in outcome.errors[0]
+    [reply] = bot_replies(standin, number, "command-regenerate")
+    assert "did not run" in reply
+    assert git(origin, "rev-parse", branch) == tip  # nothing was force-pushed
+
+
+def test_a_failed_write_is_not_repeated(clone: Path, standin: GitHubStandIn) -> None:
+    """5xx on a POST may mean it was done: retrying could open a second PR."""
+    standin.fail_next("POST", 502, "Bad Gateway", path="/pulls")
+    report = run(context(clone, standin), METRICS)
+    posts = [r for r in standin.requests if r.method == "POST" and r.path.endswith("/pulls")]
+    assert any("HTTP 502" in e for e in report.errors)
+    assert len(posts) == len(proposal_numbers(standin)) + 1  # the failed one, never retried
+
+
+def test_events_that_need_no_model_run_without_a_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    policy = repo / "policies/promptbot.yaml"
+    policy.write_text(policy.read_text().replace("kind: auto", "kind: anthropic", 1))
+    git(repo, "commit", "-qam", "the generator is a model")
+    push = tmp_path / "push.json"
+    head = git(repo, "rev-parse", "HEAD")
+    push.write_text(json.dumps({"ref": "refs/heads/main", "before": git(repo, "rev-parse",
+                                                                        "HEAD~1"),
+                                "after": head}))
+    code = main(["-C", str(repo), "event", "--name", "push", "--payload", str(push),
+                 "--forge", "local", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert json.loads(captured.out)["handler"] == "deploy"
+    # The cycle does need the model: a clear error, not a traceback.
+    cycle = tmp_path / "schedule.json"
+    cycle.write_text("{}")
+    code = main(["-C", str(repo), "event", "--name", "schedule", "--payload", str(cycle),
+                 "--forge", "local"])
+    assert code == 2 and "ANTHROPIC_API_KEY" in capsys.readouterr().err

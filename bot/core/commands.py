@@ -7,6 +7,7 @@ saying what was wrong, so the person gets an answer instead of silence.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 PREFIX = "/promptbot"
@@ -41,13 +42,26 @@ def parse(body: object) -> Command | None:
     if not isinstance(body, str):
         return None
     found: list[str] = []
-    fenced = False
+    fence = ""  # the open code fence (its character run), or ""
+    comment = False  # inside <!-- ... -->, which GitHub does not show
     for raw in body.splitlines():
         line = raw.strip()
-        if line.startswith(("```", "~~~")):
-            fenced = not fenced
+        if comment:
+            comment = "-->" not in line
             continue
-        if fenced or line.startswith(">"):
+        run = re.match(r"(`{3,}|~{3,})", line)
+        if run:
+            if not fence:
+                fence = run.group(1)
+            elif run.group(1)[0] == fence[0] and len(run.group(1)) >= len(fence) \
+                    and not line[len(run.group(1)):].strip():
+                fence = ""
+            continue
+        if line.startswith("<!--"):
+            comment = "-->" not in line[4:]
+            continue
+        # Only what a reader sees as a plain line commands: not code, quotes or indented code.
+        if fence or line.startswith(">") or raw.startswith(("    ", "\t")):
             continue
         head, _, rest = line.partition(" ")
         if head.lower() == PREFIX:
@@ -92,10 +106,7 @@ def help_text(note: str = "") -> str:
 
 def may_command(association: object, user_type: object, login: object, bot_login: str) -> bool:
     """True for people with write access; bots (including promptbot itself) never."""
-    if user_type == "Bot" or not isinstance(login, str) or login == bot_login \
-            or login.endswith("[bot]"):
-        return False
-    return association in WRITERS
+    return not is_bot(user_type, login, bot_login) and association in WRITERS
 
 
 def is_bot(user_type: object, login: object, bot_login: str) -> bool:

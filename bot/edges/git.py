@@ -215,12 +215,20 @@ class Git:
             ) from None
 
     def fetch(self, branch: str) -> str | None:
-        """Fetch `branch` from origin; its sha there, or None if it does not exist."""
+        """Fetch `branch` from origin; its sha there, or None if it does not exist.
+
+        Any other failure (network, auth) is an error, never "no such branch": callers
+        decide from the answer whether a person's commits are on the branch.
+        """
         try:
             self.repo.git.fetch("--quiet", "origin", f"+refs/heads/{branch}:refs/remotes/origin/"
                                 f"{branch}")
-        except git.GitCommandError:
-            return None
+        except git.GitCommandError as exc:
+            if "couldn't find remote ref" in str(exc.stderr).lower():
+                return None
+            raise GitError(f"fetching {branch} from origin failed: {_first_line(exc)}",
+                           fix="check the network and that the token may read the "
+                           "repository (contents: read); the next run tries again") from None
         return self.sha(f"refs/remotes/origin/{branch}")
 
     # ------------------------------------------------------------ helpers

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any, Literal
 
+import requests
 from github import Auth, Github, GithubException, GithubRetry
 from github.Issue import Issue
 from github.PullRequest import PullRequest as GHPull
@@ -21,6 +22,16 @@ from bot.edges.git import Git
 from bot.errors import ForgeError
 
 BRANCH_PREFIX = "promptbot/"
+
+
+class _BoundedRetry(GithubRetry):
+    """GithubRetry whose `Retry-After` sleeps are capped like its reset waits."""
+
+    def get_retry_after(self, response: Any) -> float | None:
+        after: float | None = super().get_retry_after(response)
+        if after is not None and self.max_rate_limit_wait is not None:
+            return min(after, self.max_rate_limit_wait)
+        return after
 
 
 class GitHubForge:
@@ -48,8 +59,11 @@ class GitHubForge:
         # limits) and until x-ratelimit-reset (primary), but by default without a bound;
         # the job has a time budget, so waiting longer than `max_wait_s` fails the run
         # instead (the next scheduled run picks up where this one stopped).
-        retry = GithubRetry(total=5, backoff_factor=0 if fast else 1.0,
-                            secondary_rate_wait=1 if fast else 60, max_rate_limit_wait=max_wait_s)
+        # Only rate limits are retried (403/429): a write that failed with 5xx may have been
+        # done, and repeating it would duplicate a PR or a comment.
+        retry = _BoundedRetry(total=5, backoff_factor=0 if fast else 1.0, status_forcelist=[429],
+                              secondary_rate_wait=1 if fast else 60,
+                              max_rate_limit_wait=max_wait_s)
         self.client = Github(auth=Auth.Token(token), base_url=base_url, per_page=100, lazy=True,
                              retry=retry, **extra)
         # Lazy: no GET of the repository itself; the first request is the PR list.
@@ -73,6 +87,9 @@ class GitHubForge:
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except requests.RequestException as exc:  # retries used up, connection refused, ...
+            raise ForgeError(f"could not reach GitHub to {what}: {type(exc).__name__}",
+                             fix="nothing is half-written; the next run tries again") from None
         except GithubException as exc:
             message = exc.data.get("message") if isinstance(exc.data, dict) else None
             if exc.status in (403, 429) and "rate limit" in str(message or "").lower():

@@ -585,7 +585,7 @@ class GitHubStandIn:
         self._statuses: dict[str, list[dict[str, Any]]] = {}
         self._check_runs: list[dict[str, Any]] = []
         self._labels: dict[str, _Label] = {}
-        self._failures: list[tuple[str, _Reply]] = []
+        self._failures: list[tuple[str, str, _Reply]] = []
         # Branch tips when there is no bare repo to read them from.
         self._branches: dict[str, str] = {default_branch: _fake_sha(owner, repo, default_branch)}
         self._rate_used = 0
@@ -644,21 +644,22 @@ class GitHubStandIn:
 
     # -- fault injection (rate limits) --------------------------------------------------------
     def fail_next(self, method: str, status: int, message: str, *,
-                  headers: dict[str, str] | None = None, times: int = 1) -> None:
-        """The next `times` requests with `method` get this error instead of an answer, e.g.
-        GitHub's secondary rate limit: 403 + ``retry-after`` + "You have exceeded a secondary
-        rate limit"."""
+                  headers: dict[str, str] | None = None, times: int = 1,
+                  path: str = "") -> None:
+        """The next `times` requests with `method` (and `path` in their path) get this error
+        instead of an answer, e.g. GitHub's secondary rate limit: 403 + ``retry-after`` + "You
+        have exceeded a secondary rate limit"."""
         with self._lock:
             for _ in range(times):
-                self._failures.append((method, _Reply(status, {
+                self._failures.append((method, path, _Reply(status, {
                     "message": message,
                     "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
                 }, dict(headers or {}))))
 
-    def _take_failure(self, method: str) -> _Reply | None:
+    def _take_failure(self, method: str, path: str) -> _Reply | None:
         with self._lock:
-            for i, (m, reply) in enumerate(self._failures):
-                if m == method:
+            for i, (m, part, reply) in enumerate(self._failures):
+                if m == method and part in path:
                     del self._failures[i]
                     return reply
         return None
@@ -1252,7 +1253,7 @@ class GitHubStandIn:
             if bad_json:
                 raise _HTTPError(400, "Problems parsing JSON")
             self._authenticate(h.headers.get("Authorization"))
-            injected = self._take_failure(method)
+            injected = self._take_failure(method, api_path)
             if injected is not None:
                 self._send(h, injected, count=True)
                 return
