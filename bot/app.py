@@ -401,7 +401,8 @@ def supersede(
     if touched:
         return
     marker = {**{k: v for k, v in t.marker.items() if k != "body_hash"}, "state": SUPERSEDED}
-    visible = t.pr.body.split("<!-- promptbot:")[0]
+    head, found, _ = t.pr.body.rpartition("<!-- promptbot:")  # the bot's marker comes last
+    visible = head if found else t.pr.body
     ctx.forge.update_pr(t.pr.number, title=t.pr.title, body=markers.attach(visible, marker))
     ctx.forge.set_state(t.pr.number, "closed")
     ensure_labels(ctx, t.pr, labels_for(prefix, SUPERSEDED), report, dry_run)
@@ -486,7 +487,9 @@ EVAL_START, EVAL_END = "<!-- offline-eval -->", "<!-- /offline-eval -->"
 
 def eval_section(body: str) -> str | None:
     """The offline-eval table of an open PR, kept as it was when the PR was opened."""
-    start, end = body.find(EVAL_START), body.find(EVAL_END)
+    # The last pair: prompt text quoted earlier in the body (the diff) may contain the
+    # same strings, the bot's own section comes after it.
+    start, end = body.rfind(EVAL_START), body.rfind(EVAL_END)
     if start < 0 or end < start:
         return None
     return body[start + len(EVAL_START):end].strip("\n")
