@@ -453,3 +453,25 @@ def test_events_that_need_no_model_run_without_a_key(
     code = main(["-C", str(repo), "event", "--name", "schedule", "--payload", str(cycle),
                  "--forge", "local"])
     assert code == 2 and "ANTHROPIC_API_KEY" in capsys.readouterr().err
+
+
+def test_push_alone_records_the_deploy_of_the_merged_proposal(
+    clone: Path, standin: GitHubStandIn
+) -> None:
+    """Without the pull_request event (e.g. the PR workflow did not run), the push to main
+    that the merge made records the deploy by itself."""
+    run(context(clone, standin), METRICS)
+    number = proposal_numbers(standin)["sql-writer"]
+    before = git(clone, "rev-parse", "main")
+    merge = standin.merge(number)
+    standin.reset_log()
+    outcome = deliver(clone, standin, "push",
+                      {"ref": "refs/heads/main", "before": before, "after": merge,
+                       "commits": [{"id": merge}]})
+    assert outcome.plan.handler == DEPLOY and outcome.errors == []
+    assert ("POST", f"/repos/acme/prompts/issues/{number}/comments") in [
+        (w.method, w.path) for w in standin.writes()]
+    assert "promptbot:measuring" in standin.labels(number)
+    [deployed] = bot_replies(standin, number, "deployed")
+    assert merge[:12] in deployed
+    assert any(a.startswith("sql-writer: deployed version") for a in outcome.actions)
