@@ -25,6 +25,7 @@ from bot.core.analysis import (
     conciseness_problem,
     current_stats,
     failure_problems,
+    latency_problem,
     safety_problem,
 )
 from bot.core.assertions import parse_cases
@@ -77,7 +78,7 @@ from bot.load.repo import RepoState, load_repo
 
 RESULTS_BRANCH = "promptbot/results"
 EVAL_STATUS = "promptbot/eval"
-GOALS = ("error_handling", "conciseness", "safety")
+GOALS = ("error_handling", "conciseness", "safety", "speed")
 
 
 @dataclass
@@ -719,6 +720,11 @@ def problems_for(loaded: LoadedAgent, snapshot: MetricsSnapshot, policy: Policy,
                                     policy.propose)
         if extra is not None:
             found.append(extra)
+    if "speed" in goals:
+        slow = latency_problem(stats, agent_id, loaded.version,
+                               policy.triggers.sla_latency_p95_ms, policy.propose)
+        if slow is not None:
+            found.append(slow)
     if "safety" in goals and variants.needs_input_guard(loaded.agent.prompts.system):
         names = tuple(sorted(variables(loaded.agent.prompts.user_template)))
         guard = safety_problem(stats, agent_id, loaded.version, names, policy.propose)
@@ -755,7 +761,8 @@ def make_proposal(
         return build_all(loaded, problem, policy, ctx.count_tokens, past, promoted,
                          shots or ())
     failures = tuple((e.error_type, e.template, e.count) for e in problem.stats.top_errors[:5])
-    goal = {"failure_mode": "error_handling"}.get(problem.kind, problem.kind)
+    goal = {"failure_mode": "error_handling", "latency": "speed"}.get(problem.kind,
+                                                                      problem.kind)
     request = GenerationRequest(loaded.agent.id, loaded.text, loaded.agent.prompts.system,
                                 (goal,), failures, policy.generator.candidates)
     try:

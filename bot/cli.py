@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     q = sub.add_parser("propose", help="the proposals the bot would open, with estimates")
     q.add_argument("--agent")
     q.add_argument("--goal", action="append",
-                   choices=["error_handling", "conciseness", "safety"],
+                   choices=["error_handling", "conciseness", "safety", "speed"],
                    help="only proposals with this goal (repeatable; default: all)")
     q.add_argument("--metrics", action="append")
     q.add_argument("--dry-run", action="store_true",
@@ -371,7 +371,7 @@ def _propose(root: Path, args: argparse.Namespace) -> int:
                          "`promptbot run` to open the pull requests")
     ctx = _context(root, args.forge, quiet=args.json)
     items = plan(ctx, args.metrics, args.agent,
-                 tuple(args.goal or ("error_handling", "conciseness", "safety")))
+                 tuple(args.goal or ("error_handling", "conciseness", "safety", "speed")))
     if args.json:
         out(json.dumps(items, indent=2))
         return 0

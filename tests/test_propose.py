@@ -212,3 +212,43 @@ def test_safety_goal_guards_user_input_only_where_the_prompt_does_not(
     assert variant is not None and sections_of(variant.system) == sections_of(system)
     assert variant.system.index("Safety rules") < variant.system.index("promptbot:protected")
 
+
+
+def test_speed_goal_offers_a_brevity_rule_and_a_lower_max_tokens(cli: Cli, repo: Path) -> None:
+    from conftest import git
+
+    policy = repo / "policies/promptbot.yaml"
+    text = policy.read_text()
+    assert "  sla_latency_p95_ms: 0" in text
+    policy.write_text(text.replace("  sla_latency_p95_ms: 0", "  sla_latency_p95_ms: 2000", 1))
+    git(repo, "commit", "-qam", "an SLA on p95 latency")
+    data = cli.json("propose", "--dry-run", "--json", "--goal", "speed")
+    assert isinstance(data, list) and len(data) == 3  # every example agent is above 2 s
+    sql = next(p for p in data if p["agent"] == "sql-writer")
+    assert sql["type"] == "latency" and "p95 latency above SLA" in sql["title"]
+    assert sql["impact"]["success_rate_delta"] == 0.0
+    assert sql["alternatives"] == ["model config: max_tokens 2048 → 1408 (+0 tokens)"]
+    added = [ln for ln in sql["diff"].splitlines() if ln.startswith("+") and ln[:3] != "+++"]
+    assert any("Speed rules (added by promptbot):" in ln for ln in added)
+    # Without an SLA there is no speed problem at all.
+    policy.write_text(text)
+    git(repo, "commit", "-qam", "no SLA")
+    assert cli.json("propose", "--dry-run", "--json", "--goal", "speed") == []
+
+
+def test_max_tokens_cap_changes_only_the_model_line() -> None:
+    from conftest import PROJECT
+
+    from bot.core.agentfile import parse_agent
+    from bot.core.proposals import validate_model
+    from bot.core.variants import token_cap
+
+    path = "prompts/sql-writer/agent.yaml"
+    loaded = parse_agent((PROJECT / path).read_text(), path, folder_id="sql-writer")
+    assert token_cap(2048, 350.0) == 1408 and token_cap(2048, 10.0) == 256
+    assert token_cap(1024, 300.0) is None  # 4 × 300 = 1,216 would not lower it
+    new_text, problems = validate_model(loaded, 1408)
+    assert problems == []
+    old_lines, new_lines = loaded.text.splitlines(), new_text.splitlines()
+    changed = [(a, b) for a, b in zip(old_lines, new_lines, strict=True) if a != b]
+    assert len(changed) == 1 and "max_tokens: 1408" in changed[0][1]

@@ -173,3 +173,21 @@ def test_a_cheaper_change_succeeds_by_non_inferiority() -> None:
     # Cheaper but clearly worse is still a regression.
     worse = Arm(9000, 7700, cost_bins=_cost_bins(new_cost))
     assert compare(base, worse, 0.0, POLICY, cheaper_is_success=True).decision == "regression"
+
+
+def test_a_faster_change_succeeds_by_non_inferiority() -> None:
+    rng = np.random.default_rng(11)
+
+    def arm(successes: int, median_ms: float) -> Arm:
+        logs = np.log(rng.lognormal(math.log(median_ms), 0.4, 9000))
+        return Arm(9000, successes, lat_n=9000, lat_log_sum=float(logs.sum()),
+                   lat_log_sumsq=float((logs ** 2).sum()))
+
+    base, faster = arm(8100, 2000.0), arm(8090, 1700.0)  # 15 % faster, same success rate
+    won = compare(base, faster, 0.0, POLICY, faster_is_success=True)
+    assert won.decision == "success" and won.reason.startswith("faster (latency ×0.8")
+    assert compare(base, faster, 0.0, POLICY).decision != "success"
+    assert compare(base, arm(8100, 2000.0), 0.0, POLICY,
+                   faster_is_success=True).decision != "success"  # not faster: no win
+    worse = arm(7700, 1700.0)
+    assert compare(base, worse, 0.0, POLICY, faster_is_success=True).decision == "regression"

@@ -11,7 +11,7 @@ from bot.core.model import ProposePolicy
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # "failure_mode" | "conciseness" | "safety"
+    kind: str  # "failure_mode" | "conciseness" | "safety" | "latency"
     agent_id: str
     version: str
     signature: str  # stable across runs: the same failure mode gets the same signature
@@ -68,6 +68,16 @@ def safety_problem(stats: VersionStats | None, agent_id: str, version: str,
     if stats is None or stats.executions < policy.min_executions or not unguarded:
         return None
     return Problem("safety", agent_id, version, f"safety|{agent_id}|input_guard", None, stats)
+
+
+def latency_problem(stats: VersionStats | None, agent_id: str, version: str,
+                    sla_p95_ms: float, policy: ProposePolicy) -> Problem | None:
+    """p95 latency of the version above the policy's SLA (triggers.sla_latency_p95_ms)."""
+    if stats is None or stats.executions < policy.min_executions or sla_p95_ms <= 0:
+        return None
+    if stats.latency_p95_ms is None or stats.latency_p95_ms <= sla_p95_ms:
+        return None
+    return Problem("latency", agent_id, version, f"latency|{agent_id}|p95", None, stats)
 
 
 def failure_problems(

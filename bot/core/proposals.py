@@ -19,7 +19,13 @@ from bot.core.calibration import Calibration, Outcome, calibrate
 from bot.core.checks import check_variant
 from bot.core.evaluation import Gate, Shot
 from bot.core.model import Policy, PromotedRules, is_safe_id
-from bot.core.yamledit import RoundTripError, add_example, set_prompt, set_tool_description
+from bot.core.yamledit import (
+    RoundTripError,
+    add_example,
+    set_model_field,
+    set_prompt,
+    set_tool_description,
+)
 from bot.errors import PromptbotError
 
 TokenCounter = Callable[[str], int]
@@ -251,6 +257,16 @@ def validate_tool(loaded: LoadedAgent, tool: str, policy: Policy,
     return new_text, problems
 
 
+def validate_model(loaded: LoadedAgent, max_tokens: int) -> tuple[str, list[str]]:
+    """(new agent file text, why not) for a lower model.max_tokens: only `model` moves."""
+    try:
+        new_text = set_model_field(loaded.text, "max_tokens", max_tokens)
+        new = parse_agent(new_text, loaded.path, folder_id=loaded.agent.id)
+    except (RoundTripError, PromptbotError) as exc:
+        return "", [f"the new file does not load: {getattr(exc, 'message', exc)}"]
+    return new_text, check_variant(loaded.agent, new.agent, fields=("model",))
+
+
 def prompt_tokens(system: str, examples: Sequence[Any], count_tokens: TokenCounter) -> int:
     """Tokens sent with every request before the user's message: system prompt + examples."""
     shots = "\n".join(f"{e.input}\n{e.output}" for e in examples)
@@ -284,6 +300,8 @@ def build_all(
     fewest tokens): it is the easiest to review and to attribute.
     """
     system = loaded.agent.prompts.system
+    if problem.kind == "latency":
+        return _speed_candidates(loaded, problem, policy, count_tokens, history)
     if problem.kind == "safety":
         guarded = variants.add_rule(system, variants.SAFETY)
         if guarded is None:
@@ -354,6 +372,36 @@ def build_all(
     return [f[3] for f in found]
 
 
+def _speed_candidates(loaded: LoadedAgent, problem: Problem, policy: Policy,
+                      count_tokens: TokenCounter, history: list[Outcome] | None,
+                      ) -> list[Proposal] | Skipped:
+    """For a version slower than the SLA: a brevity rule, and a lower max_tokens that cuts
+    the longest answers (output tokens drive generation time)."""
+    found: list[Proposal] = []
+    reasons: list[str] = []
+    rule = variants.add_rule(loaded.agent.prompts.system, variants.SPEED)
+    if rule is not None:
+        made = assemble(loaded, problem, policy, count_tokens, history, rule.system,
+                        rule.added_lines, variants.SPEED.summary)
+        if isinstance(made, Skipped):
+            reasons.append(made.reason)
+        else:
+            found.append(replace(made, rationale="offline speed rule (brevity)"))
+    cap = variants.token_cap(loaded.agent.model.max_tokens, problem.stats.output_tokens_mean)
+    if cap is not None:
+        made = assemble(loaded, problem, policy, count_tokens, history,
+                        loaded.agent.prompts.system, (f"max_tokens: {cap}",),
+                        variants.SPEED.summary, max_tokens=cap)
+        if isinstance(made, Skipped):
+            reasons.append(made.reason)
+        else:
+            found.append(replace(made, rationale=f"model config: max_tokens "
+                                 f"{loaded.agent.model.max_tokens} → {cap}"))
+    if not found:
+        return Skipped(loaded.agent.id, "; ".join(reasons) or "no offline speed change left")
+    return found
+
+
 # Failure categories about the shape of the answer, where a worked example shows the format.
 FORMAT_RULES = frozenset({"invalid_json", "missing_field"})
 # Failure categories about calls of a tool, where its own description is the place to fix.
@@ -400,6 +448,7 @@ def assemble(
     loaded: LoadedAgent, problem: Problem, policy: Policy, count_tokens: TokenCounter,
     history: list[Outcome] | None, system: str, added_lines: tuple[str, ...], summary: str,
     alternatives: tuple[str, ...] = (), example: Shot | None = None, tool: str | None = None,
+    max_tokens: int | None = None,
 ) -> Proposal | Skipped:
     """A proposal from any generator's new system prompt (or one added worked example, or
     a note on a failing tool's description), validated before anything else."""
@@ -407,6 +456,8 @@ def assemble(
         new_text, problems = validate_example(loaded, example, policy, count_tokens)
     elif tool is not None:
         new_text, problems = validate_tool(loaded, tool, policy, count_tokens)
+    elif max_tokens is not None:
+        new_text, problems = validate_model(loaded, max_tokens)
     else:
         new_text, problems = validate_system(loaded, system, policy, count_tokens)
     if problems:
@@ -419,6 +470,10 @@ def assemble(
         kind = "few_shot_examples"
     elif tool is not None:
         kind = "tool_descriptions"
+    elif max_tokens is not None:
+        kind = "model_config"
+    elif problem.kind == "latency":
+        kind = "latency"
     # Calibrated as what it is for: a fix of a failure mode.
     cal = calibrate(history or [], "error_handling" if kind in (
         "few_shot_examples", "tool_descriptions") else kind)
@@ -449,6 +504,24 @@ def assemble(
         title = f"{loaded.agent.id}: fix {summary}" + (
             " with a worked example" if example is not None else
             f" in the `{tool}` tool description" if tool is not None else "")
+    elif problem.kind == "latency":
+        sla = problem.stats.latency_p95_ms or 0.0
+        expected = Expectation(
+            0.0, -0.005, 0.005, "low",
+            f"a speed change: p95 latency {sla:.0f} ms is above the SLA; no success-rate "
+            "effect expected, judged by latency (lower, interval below ×1) with the success "
+            "rate not worse")
+        criteria = (
+            f"latency of {new.version} lower than {loaded.version}'s (p95 "
+            f"{sla:.0f} ms), the interval of the ratio below 1",
+            f"success rate of {new.version} not lower than {loaded.version}'s "
+            f"({problem.stats.success_rate:.1%}) by more than "
+            f"{measure.rollback_threshold * 100:.0f} points",
+            guardrail,
+        )
+        title = (f"{loaded.agent.id}: cap answers at {max_tokens} tokens (p95 latency above "
+                 "SLA)" if max_tokens is not None else
+                 f"{loaded.agent.id}: shorter answers (p95 latency above SLA)")
     elif kind == "safety":
         expected = Expectation(
             0.0, -0.005, 0.005, "low",
@@ -499,6 +572,18 @@ def assemble(
             f"{loaded.version} ({problem.share:.1%}) failed with {summary}. The change adds "
             "one instruction aimed at that failure mode to prompts.system and touches "
             "nothing else.")
+    elif problem.kind == "latency":
+        description = (
+            f"Version {loaded.version} answers with p95 latency "
+            f"{problem.stats.latency_p95_ms or 0:.0f} ms, above the policy's SLA "
+            f"(triggers.sla_latency_p95_ms), and generation time grows with output tokens "
+            f"(mean {problem.stats.output_tokens_mean or 0:.0f}). " + (
+                f"The change lowers model.max_tokens from {loaded.agent.model.max_tokens} to "
+                f"{max_tokens} (four times the mean output): the longest answers are cut, "
+                "which the offline eval checks against every case."
+                if max_tokens is not None else
+                "The change adds one brevity rule to prompts.system and touches nothing "
+                "else."))
     elif kind == "safety":
         description = (
             "prompts.user_template fills in text that users control, and prompts.system never "
@@ -511,7 +596,7 @@ def assemble(
             "one word for word) that add tokens to every execution without adding an "
             "instruction; the change removes them in place and touches nothing else.")
     field_name = "examples" if example is not None else "tools" if tool is not None \
-        else "prompts.system"
+        else "model" if max_tokens is not None else "prompts.system"
     plan = (
         f"Review the diff (only {field_name} changes; protected sections and template "
         "variables are unchanged) and merge: the runtime reads prompts/ from the base branch.",

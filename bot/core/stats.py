@@ -241,10 +241,12 @@ def compare(
     drift: str | None = None,
     planning_rate: float | None = None,
     cheaper_is_success: bool = False,
+    faster_is_success: bool = False,
 ) -> Comparison:
     """The decision. `cheaper_is_success` is for changes meant to save (wording, tokens):
     they succeed when the success rate is shown not worse than `rollback_threshold` and the
-    cost per execution is shown lower — non-inferiority, not superiority."""
+    cost per execution is shown lower — non-inferiority, not superiority. `faster_is_success`
+    is the same for changes meant to cut latency (brevity rules, a lower max_tokens)."""
     rate0 = planning_rate if planning_rate is not None else (
         base.rate if base.executions else 0.9)
     tau2 = planning_tau2(rate0, policy)
@@ -269,6 +271,13 @@ def compare(
             and s.low > -policy.rollback_threshold):
         return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "success", 0,
                           f"cheaper (cost ×{cheaper[0].ratio:.3f}, interval below 1) and the "
+                          f"success rate not worse than {policy.rollback_threshold * 100:.0f} "
+                          "points (non-inferiority)", rails, drift)
+    faster = [g for g in rails if g.metric == "latency" and g.high < 1.0]
+    if (faster_is_success and not worse and faster
+            and s.low > -policy.rollback_threshold):
+        return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "success", 0,
+                          f"faster (latency ×{faster[0].ratio:.3f}, interval below 1) and the "
                           f"success rate not worse than {policy.rollback_threshold * 100:.0f} "
                           "points (non-inferiority)", rails, drift)
     if s.low > 0 and not worse:

@@ -170,6 +170,25 @@ def needs_input_guard(system: str) -> bool:
     return not any(guard in text for guard in _GUARDS)
 
 
+SPEED = Category(
+    "speed", (),
+    "Answer in as few words as the output format allows: no preamble, no restating of the "
+    "input, no closing remarks.",
+    "slow answers",
+    header="Speed rules (added by promptbot):",
+)
+MIN_MAX_TOKENS = 256
+
+
+def token_cap(max_tokens: int, output_tokens_mean: float | None) -> int | None:
+    """A lower `max_tokens` that still leaves room for long answers: four times the mean
+    output, rounded up to 64, never under 256; None when it would not lower the cap."""
+    if not output_tokens_mean or output_tokens_mean <= 0:
+        return None
+    cap = max(MIN_MAX_TOKENS, -(-int(output_tokens_mean * 4) // 64) * 64)
+    return cap if cap < max_tokens else None
+
+
 # Appended to a tool's own description when its calls fail: the model reads tool
 # descriptions right where it decides on a call.
 TOOL_NOTE = ("Call it only with values taken from the input or from an earlier tool result, "

@@ -100,3 +100,10 @@ def set_tool_description(text: str, tool: str, value: str) -> str:
             item["description"] = style(value) if style else value
             return _dump(yaml, data)
     raise RoundTripError(f"no tool named {tool!r}")
+
+
+def set_model_field(text: str, field: str, value: int | float | str) -> str:
+    """Return `text` with model.<field> set (flow or block style kept)."""
+    yaml, data = _yaml_for(text)
+    data["model"][field] = value
+    return _dump(yaml, data)
