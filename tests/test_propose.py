@@ -95,6 +95,7 @@ def test_conciseness_goal_removes_filler_only(cli: Cli, repo: Path) -> None:
         assert item["type"] == "prompt_optimization"
         assert item["impact"]["tokens_after"] < item["impact"]["tokens_before"]
         assert item["roi_usd_per_month"] >= 0  # a saving, no success-rate claim
+        assert (item["effort"], item["hours"]) == ("trivial", 1.0)  # half of the default 2 h
         removed = [ln for ln in item["diff"].splitlines()
                    if ln.startswith("-") and not ln.startswith("---")]
         added = [ln for ln in item["diff"].splitlines()
@@ -226,6 +227,7 @@ def test_speed_goal_offers_a_brevity_rule_and_a_lower_max_tokens(cli: Cli, repo:
     assert isinstance(data, list) and len(data) == 3  # every example agent is above 2 s
     sql = next(p for p in data if p["agent"] == "sql-writer")
     assert sql["type"] == "latency" and "p95 latency above SLA" in sql["title"]
+    assert (sql["effort"], sql["hours"]) == ("small", 2.0)
     assert sql["impact"]["success_rate_delta"] == 0.0
     assert sql["alternatives"] == ["model config: max_tokens 2048 → 1408 (+0 tokens)"]
     added = [ln for ln in sql["diff"].splitlines() if ln.startswith("+") and ln[:3] != "+++"]

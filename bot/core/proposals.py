@@ -159,10 +159,22 @@ def expectation(problem: Problem, fix_rate: float,
     )
 
 
+# Review effort by type, as a multiple of propose.hours_per_proposal: a wording-only edit or
+# one sentence on a tool is read in minutes; a new rule or example needs the reviewer to judge
+# behaviour; a model setting changes every answer's bounds and deserves a closer look.
+EFFORT: dict[str, tuple[str, float]] = {
+    "prompt_optimization": ("trivial", 0.5), "tool_descriptions": ("trivial", 0.5),
+    "error_handling": ("small", 1.0), "safety": ("small", 1.0),
+    "few_shot_examples": ("small", 1.0), "latency": ("small", 1.0),
+    "model_config": ("medium", 2.0),
+}
+
+
 def economics(problem: Problem, expected: Expectation, tokens_added: int,
-              policy: Policy) -> Economics:
+              policy: Policy, kind: str = "error_handling") -> Economics:
     """ROI = success-rate gain × executions per month × value of a success - added token
-    spend per month; priority = ROI per hour of effort (review, deploy, follow-up)."""
+    spend per month; priority = ROI per hour of effort (review, deploy, follow-up), the
+    hours graded by type (EFFORT)."""
     stats = problem.stats
     days = max((stats.last_seen - stats.first_seen).total_seconds() / 86_400, 1.0)
     per_month = stats.executions / days * 30
@@ -170,9 +182,10 @@ def economics(problem: Problem, expected: Expectation, tokens_added: int,
     added = tokens_added * policy.pricing.input_per_mtok / 1e6
     cost_month = added * per_month
     cost_pct = added / stats.cost_per_execution if stats.cost_per_execution else 0.0
-    hours = policy.propose.hours_per_proposal
+    effort, factor = EFFORT.get(kind, ("small", 1.0))
+    hours = policy.propose.hours_per_proposal * factor
     roi = value - cost_month
-    return Economics("small", hours, per_month, value, cost_month, cost_pct, roi, roi / hours)
+    return Economics(effort, hours, per_month, value, cost_month, cost_pct, roi, roi / hours)
 
 
 _URL = re.compile(r"(?i)\b(?:https?://|www\.)\S+")
@@ -623,7 +636,7 @@ def assemble(
         expected=expected,
         success_criteria=criteria,
         rollback_plan=rollback,
-        economics=economics(problem, expected, tokens_after - tokens_before, policy),
+        economics=economics(problem, expected, tokens_after - tokens_before, policy, kind),
         calibration=cal,
         alternatives=alternatives,
         description=description,
