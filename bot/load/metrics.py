@@ -574,8 +574,11 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                sum(input_tokens) AS tin, sum(output_tokens) AS tout,
                count(quality_score) AS q_n, sum(quality_score) AS q_sum,
                min(ts) AS first, max(ts) AS last,
-               any_value(coalesce(raw_timestamp, CAST(ts AS VARCHAR)))
-                   FILTER (WHERE bad IS NOT NULL) AS sample_ts
+               -- CASE formats only the bad rows' timestamps; with FILTER the text
+               -- would be built for every row first (10 M timestamps cost ~0.5 s).
+               any_value(CASE WHEN bad IS NOT NULL
+                              THEN coalesce(raw_timestamp, CAST(ts AS VARCHAR)) END)
+                   AS sample_ts
         FROM r
         GROUP BY GROUPING SETS ((bad, a, v, hr, s, e, m), (bad, a, v, d, lb), (bad, a, v, d, cb))
         """
