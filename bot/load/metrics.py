@@ -544,10 +544,14 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
     ])
     con.execute(f"CREATE OR REPLACE TEMP VIEW norm AS SELECT *, {_bad_reason()} AS bad "
                 f"FROM ({rest})")
-    # 3. Everything else: one GROUP BY for counts and sums (failures keep their message),
-    #    one for the histograms; DuckDB computes every aggregate for every grouping set,
-    #    so the histograms, which need only a count, get their own pass.
-    lat_bin = f"floor(ln(greatest(latency_ms, 1e-3)) * {BINS_PER_LN})"
+    # 3. Everything else in one GROUP BY GROUPING SETS: hourly counts and sums (failures
+    #    keep their message), and the daily latency and cost bins. DuckDB computes every
+    #    aggregate for every set, but a second pass for the bins reads and checks every row
+    #    again, which costs more.
+    # ln(latency) once per row, for the bin and both sums; NULL without a latency
+    # (greatest() skips NULLs, so ln(greatest(NULL, 1e-3)) would add ln(1e-3) to the sums
+    # of a row that latency_n does not count).
+    lat_ln = "CASE WHEN latency_ms IS NOT NULL THEN ln(greatest(latency_ms, 1e-3)) END"
     cost_bin = f"floor(ln(greatest(cost_usd / {COST_UNIT}, 1e-3)) * {BINS_PER_LN})"
     con.execute(
         f"""
@@ -555,19 +559,19 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
         WITH r AS (
             SELECT bad, agent_id AS a, prompt_version AS v, status AS s, ts,
                    date_trunc('hour', ts) AS hr, date_trunc('day', ts) AS d,
-                   CASE WHEN latency_ms IS NOT NULL THEN {lat_bin} END AS lb,
+                   floor(ll * {BINS_PER_LN}) AS lb,
                    CASE WHEN cost_usd IS NOT NULL THEN {cost_bin} END AS cb,
                    CASE WHEN status <> 'success' THEN coalesce(error_type, status) END AS e,
                    CASE WHEN status <> 'success' THEN coalesce(error_message, '') END AS m,
-                   latency_ms, cost_usd, input_tokens, output_tokens, quality_score,
+                   ll, latency_ms, cost_usd, input_tokens, output_tokens, quality_score,
                    raw_timestamp
-            FROM (SELECT * FROM norm UNION ALL BY NAME SELECT * FROM settled)
+            FROM (SELECT *, {lat_ln} AS ll
+                  FROM (SELECT * FROM norm UNION ALL BY NAME SELECT * FROM settled))
         )
         SELECT grouping(lb, cb) AS gid, bad, a, v, hr, d, lb, cb, s, e, m,
                count(*) AS n,
                count(latency_ms) AS lat_n,
-               sum(ln(greatest(latency_ms, 1e-3))) AS lat_log,
-               sum(ln(greatest(latency_ms, 1e-3)) ^ 2) AS lat_log2,
+               sum(ll) AS lat_log, sum(ll * ll) AS lat_log2,
                count(cost_usd) AS cost_n, sum(cost_usd) AS cost_sum,
                sum(cost_usd * cost_usd) AS cost_sum2,
                count(input_tokens) AS tok_n,
