@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from conftest import COLS, write_csv
 
-from bot.core.metrics import Bucket, MetricsSnapshot
+from bot.core.metrics import BINS_PER_LN, Bucket, MetricsSnapshot
 from bot.core.model import MeasurePolicy, Policy
 from bot.core.report import analysis
 from bot.core.results import Deployment, measure
@@ -136,3 +137,21 @@ def test_cost_guardrail_by_deploy_time_sees_a_doubled_cost() -> None:
     assert rail.ratio == pytest.approx(2.0, rel=0.01) and rail.verdict == "worse"
     # Equal-length windows: the deploy hour is dropped on both sides.
     assert result.comparison.base.executions == result.comparison.new.executions
+
+
+def test_the_earliest_good_row_of_a_resent_id_wins_with_its_own_values(tmp_path: Path) -> None:
+    rows = [
+        ("2026-11-01T09:00:00Z", "a", "v1", "k", "succeeded", 900, "", ""),  # bad
+        ("2026-11-01T10:30:00Z", "a", "v1", "k", "error", 500, "ToolCallError", "boom 1"),
+        ("2026-11-01T10:10:00Z", "a", "v1", "k", "success", 100, "", ""),  # earliest good
+        ("2026-11-01T11:00:00Z", "a", "v1", "odd\x02|id\x01", "error", 300, "E", "x 2"),
+        ("2026-11-01T11:00:00Z", "a", "v1", "odd\x02|id\x01", "error", 300, "E", "x 2"),
+    ]
+    snap = ingest([str(write_csv(tmp_path / "m.csv", rows))], window_days=3650)
+    assert (snap.rows_used, snap.bad_rows, snap.duplicates) == (2, 0, 3)
+    assert [(b.hour.hour, b.executions, b.successes, b.latency_n) for b in snap.buckets] == [
+        (10, 1, 1, 1), (11, 1, 0, 1)]
+    latency = sorted(h.index for h in snap.histograms if h.metric == "latency")
+    assert [h.count for h in snap.histograms if h.metric == "latency"] == [1, 1]
+    assert latency == sorted(math.floor(math.log(x) * BINS_PER_LN) for x in (100, 300))
+    assert [(e.error_type, e.count) for e in snap.error_days] == [("E", 1)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import duckdb
@@ -247,3 +248,13 @@ def test_parquet_with_wrong_types(tmp_path: Path) -> None:
     snap = ingest([str(parquet)], window_days=3650)
     assert snap.rows_used == 4
     assert snap.bad_by_reason == {"latency_ms is not a number": 1}
+
+
+def test_a_row_without_latency_adds_nothing_to_the_log_latency_sums(tmp_path: Path) -> None:
+    rows = [("2026-11-01T10:00:00Z", "a", "v1", "e1", "success", 100, "", ""),
+            ("2026-11-01T10:10:00Z", "a", "v1", "e2", "success", "", "", "")]
+    snap = ingest([str(write_csv(tmp_path / "m.csv", rows))], window_days=30)
+    (bucket,) = snap.buckets
+    assert (bucket.executions, bucket.latency_n) == (2, 1)
+    assert bucket.log_latency_sum == pytest.approx(math.log(100))
+    assert bucket.log_latency_sumsq == pytest.approx(math.log(100) ** 2)

@@ -1,10 +1,10 @@
 """Metrics exports (CSV, JSONL, Parquet; gzip too) read by DuckDB straight from the files.
 
-Rows never pass through Python. Three scans, whatever the size:
+Rows never pass through Python. Two scans, whatever the size:
   1. hashes of `execution_id` that occur more than once (a few thousand in 10 M rows);
-  2. the few rows behind those hashes, settled exactly (earliest row of an id wins);
-  3. one GROUP BY GROUPING SETS over all other rows plus the settled ones: hourly sums,
-     daily log-binned histograms, daily counts per error message, bad rows per reason.
+  2. one GROUP BY GROUPING SETS over every row: hourly sums, daily log-binned histograms,
+     daily counts per error message, bad rows per reason; each row behind a repeated hash
+     gets groups of its own, settled afterwards exactly (earliest good row of an id wins).
 Deduplicating 10 M string ids with a window function is the slow way; finding the
 duplicated ids first through a 64-bit hash is about ten times faster (SPEC §15).
 Memory is capped and DuckDB spills to a temporary directory instead of failing.
@@ -55,6 +55,9 @@ DAILY = (
 )
 STATUSES = ("success", "failure", "error", "timeout")
 NUMERIC = ("latency_ms", "input_tokens", "output_tokens", "cost_usd", "quality_score")
+# A candidate duplicate's bad-row key in the aggregation: _CAND, its bad-row reason, _SEP,
+# a uuid (36 characters), _SEP, its trimmed id. Reasons never contain these characters.
+_CAND, _SEP = "chr(1)", "chr(2)"
 MESSAGE_LIMIT = 2_000  # characters of an error message kept (some are whole stack traces)
 # One reader per CSV file: DuckDB records rejected rows only without union_by_name.
 _CSV = "read_csv({files}, header=true, store_rejects=true{extra})"
@@ -523,31 +526,25 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
     ids = _union([f"SELECT {s.id_hash()} AS h FROM {s.relation}" for s in sources])
     con.execute(f"CREATE OR REPLACE TEMP TABLE dup AS SELECT h FROM ({ids}) "
                 "WHERE h IS NOT NULL GROUP BY h HAVING count(*) > 1")
-    # 2. The few rows behind those hashes, normalized; among the good rows of one id
-    #    the earliest wins.
-    in_dup = "IN (SELECT h FROM dup)"
-    cand = _union([_normalized(s, f"{s.id_hash()} {in_dup}") for s in sources])
-    con.execute(f"CREATE OR REPLACE TEMP TABLE cand AS SELECT *, {_bad_reason()} AS bad "
-                f"FROM ({cand})")
-    con.execute(
-        # One row per id: the earliest good row, or (if none is good) one bad row; every
-        # other row of that id is a duplicate, whether good or bad.
-        "CREATE OR REPLACE TEMP TABLE settled AS SELECT * FROM cand QUALIFY "
-        "execution_id IS NULL OR row_number() "
-        "OVER (PARTITION BY execution_id ORDER BY bad IS NOT NULL, ts, status) = 1"
-    )
-    candidates = _count(con, "SELECT count(*) FROM cand")
-    settled = _count(con, "SELECT count(*) FROM settled")
-    rest = _union([
-        # NULL (no id) NOT IN ... is NULL: coalesce keeps those rows, hashing each id once.
-        _normalized(s, f"coalesce({s.id_hash()} NOT {in_dup}, true)") for s in sources
-    ])
-    con.execute(f"CREATE OR REPLACE TEMP VIEW norm AS SELECT *, {_bad_reason()} AS bad "
-                f"FROM ({rest})")
-    # 3. Everything else: one GROUP BY for counts and sums (failures keep their message),
-    #    one for the histograms; DuckDB computes every aggregate for every grouping set,
-    #    so the histograms, which need only a count, get their own pass.
-    lat_bin = f"floor(ln(greatest(latency_ms, 1e-3)) * {BINS_PER_LN})"
+    # 2. No second scan for the rows behind those hashes: the aggregation below reads every
+    #    row once and gives each candidate row a group of its own in every grouping set (its
+    #    bad-row key becomes a unique string holding its reason, a random uuid and its
+    #    trimmed id; no extra key column, which would slow every row down), so each
+    #    candidate's values come back exactly; it is settled afterwards and only the
+    #    winners' groups are kept.
+    #    Without any candidate, the ids are not even read again.
+    rows = _union([_normalized(s) for s in sources])
+    dupc = "h IN (SELECT h FROM dup)" if _count(con, "SELECT count(*) FROM dup") else "false"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW norm AS SELECT *, {_bad_reason()} AS bad, "
+                f"{dupc} AS dupc FROM ({rows})")
+    # 3. Everything else in one GROUP BY GROUPING SETS: hourly counts and sums (failures
+    #    keep their message), and the daily latency and cost bins. DuckDB computes every
+    #    aggregate for every set, but a second pass for the bins reads and checks every row
+    #    again, which costs more.
+    # ln(latency) once per row, for the bin and both sums; NULL without a latency
+    # (greatest() skips NULLs, so ln(greatest(NULL, 1e-3)) would add ln(1e-3) to the sums
+    # of a row that latency_n does not count).
+    lat_ln = "CASE WHEN latency_ms IS NOT NULL THEN ln(greatest(latency_ms, 1e-3)) END"
     cost_bin = f"floor(ln(greatest(cost_usd / {COST_UNIT}, 1e-3)) * {BINS_PER_LN})"
     con.execute(
         f"""
@@ -555,41 +552,69 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
         WITH r AS (
             SELECT bad, agent_id AS a, prompt_version AS v, status AS s, ts,
                    date_trunc('hour', ts) AS hr, date_trunc('day', ts) AS d,
-                   CASE WHEN latency_ms IS NOT NULL THEN {lat_bin} END AS lb,
+                   floor(ll * {BINS_PER_LN}) AS lb,
                    CASE WHEN cost_usd IS NOT NULL THEN {cost_bin} END AS cb,
                    CASE WHEN status <> 'success' THEN coalesce(error_type, status) END AS e,
                    CASE WHEN status <> 'success' THEN coalesce(error_message, '') END AS m,
-                   latency_ms, cost_usd, input_tokens, output_tokens, quality_score,
-                   raw_timestamp
-            FROM (SELECT * FROM norm UNION ALL BY NAME SELECT * FROM settled)
+                   ll, latency_ms, cost_usd, input_tokens, output_tokens, quality_score,
+                   raw_timestamp,
+                   CASE WHEN dupc THEN {_CAND} || coalesce(bad, '') || {_SEP}
+                        || CAST(gen_random_uuid() AS VARCHAR) || {_SEP}
+                        || coalesce(execution_id, '') ELSE bad END AS bk
+            FROM (SELECT *, {lat_ln} AS ll FROM norm)
         )
-        SELECT grouping(lb, cb) AS gid, bad, a, v, hr, d, lb, cb, s, e, m,
+        SELECT grouping(lb, cb) AS gid, bk, a, v, hr, d, lb, cb, s, e, m,
                count(*) AS n,
                count(latency_ms) AS lat_n,
-               sum(ln(greatest(latency_ms, 1e-3))) AS lat_log,
-               sum(ln(greatest(latency_ms, 1e-3)) ^ 2) AS lat_log2,
+               sum(ll) AS lat_log, sum(ll * ll) AS lat_log2,
                count(cost_usd) AS cost_n, sum(cost_usd) AS cost_sum,
                sum(cost_usd * cost_usd) AS cost_sum2,
                count(input_tokens) AS tok_n,
                sum(input_tokens) AS tin, sum(output_tokens) AS tout,
                count(quality_score) AS q_n, sum(quality_score) AS q_sum,
                min(ts) AS first, max(ts) AS last,
-               any_value(coalesce(raw_timestamp, CAST(ts AS VARCHAR)))
-                   FILTER (WHERE bad IS NOT NULL) AS sample_ts
+               -- CASE formats only the bad rows' timestamps; with FILTER the text
+               -- would be built for every row first (10 M timestamps cost ~0.5 s).
+               any_value(CASE WHEN bad IS NOT NULL
+                              THEN coalesce(raw_timestamp, CAST(ts AS VARCHAR)) END)
+                   AS sample_ts
         FROM r
-        GROUP BY GROUPING SETS ((bad, a, v, hr, s, e, m), (bad, a, v, d, lb), (bad, a, v, d, cb))
+        GROUP BY GROUPING SETS ((bk, a, v, hr, s, e, m), (bk, a, v, d, lb), (bk, a, v, d, cb))
         """
     )
+    # One row per id: the earliest good row, or (if none is good) one bad row; every other
+    # row of that id is a duplicate, whether good or bad. A candidate's group is one row.
+    is_cand = f"starts_with(bk, {_CAND})"
+    cand_bad = f"nullif(substr(bk, 2, strpos(bk, {_SEP}) - 2), '')"
+    cand_id = f"nullif(substr(bk, strpos(bk, {_SEP}) + 38), '')"  # after the uuid
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE won AS SELECT bk FROM agg WHERE gid = 3 AND {is_cand} "
+        f"QUALIFY {cand_id} IS NULL OR row_number() "
+        f"OVER (PARTITION BY {cand_id} ORDER BY {cand_bad} IS NOT NULL, first, s) = 1"
+    )
+    candidates = _count(con, f"SELECT count(*) FROM agg WHERE gid = 3 AND {is_cand}")
+    settled = _count(con, "SELECT count(*) FROM won")
+    con.execute(f"DELETE FROM agg WHERE {is_cand} AND bk NOT IN (SELECT bk FROM won)")
+    # Each candidate row is one group in each of the three sets (its uuid is drawn once per
+    # row); a winner must have kept all three.
+    kept_sets = con.execute(
+        f"SELECT count(*) FILTER (gid = 1), count(*) FILTER (gid = 2), "
+        f"count(*) FILTER (gid = 3) FROM agg WHERE {is_cand}").fetchone()
+    if kept_sets != (settled, settled, settled):
+        raise MetricsError(f"internal: settled duplicates lost their groups {kept_sets}",
+                           fix="report this; it is a bug in promptbot's ingest")
+    con.execute(f"UPDATE agg SET bk = {cand_bad} WHERE {is_cand}")
+    con.execute("CREATE OR REPLACE TEMP VIEW kept AS SELECT * EXCLUDE (bk), bk AS bad FROM agg")
     # grouping(lb, cb): 3 = the fine set (neither kept), 1 = latency bins, 2 = cost bins.
-    con.execute("CREATE OR REPLACE TEMP VIEW fine AS SELECT * FROM agg WHERE gid = 3")
+    con.execute("CREATE OR REPLACE TEMP VIEW fine AS SELECT * FROM kept WHERE gid = 3")
     histograms = [
         HistBin(str(r[0]), r[1], r[2], str(r[3]), int(r[4]), int(r[5]))
         for r in con.execute(
-            """SELECT a, v, d, 'latency', lb, n FROM agg
-               WHERE gid = 1 AND bad IS NULL AND lb IS NOT NULL
+            """SELECT a, v, d, 'latency', lb, sum(n) FROM kept
+               WHERE gid = 1 AND bad IS NULL AND lb IS NOT NULL GROUP BY a, v, d, lb
                UNION ALL
-               SELECT a, v, d, 'cost', cb, n FROM agg
-               WHERE gid = 2 AND bad IS NULL AND cb IS NOT NULL
+               SELECT a, v, d, 'cost', cb, sum(n) FROM kept
+               WHERE gid = 2 AND bad IS NULL AND cb IS NOT NULL GROUP BY a, v, d, cb
                ORDER BY 1, 3, 4, 5"""
         ).fetchall()
     ]
