@@ -8,7 +8,7 @@ before they are set — so a re-delivered event or a re-run job changes nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -16,7 +16,7 @@ import yaml
 from bot import app
 from bot.app import Context, RunReport, Tracked
 from bot.core import markers, render
-from bot.core.commands import help_text
+from bot.core.commands import denied_reply, help_text
 from bot.core.evaluation import commit_status
 from bot.core.events import CHECK, CLOSED, COMMAND, CYCLE, DENY, DEPLOY, Plan
 from bot.core.proposals import Proposal, Skipped, promoted_categories, proposal_id
@@ -165,6 +165,9 @@ def _command(ctx: Context, plan: Plan, out: Outcome, metrics: list[str] | None) 
         if command.extra:
             note = (note + "; " if note else "") + "only the first command of a comment runs"
         return _reply(ctx, plan, out, help_text(note))
+    if not ctx.forge.can_write(plan.actor):
+        # The association let the comment through; the permission level says no.
+        return _deny(ctx, replace(plan, reply=denied_reply(plan.actor)), out, metrics)
     t = _tracked(ctx, plan)
     if t is None:
         return _reply(ctx, plan, out, f"#{plan.pr} is not a promptbot proposal, so "

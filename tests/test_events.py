@@ -157,6 +157,8 @@ def clone(tmp_path: Path, origin: Path) -> Path:
 @pytest.fixture
 def standin(origin: Path) -> Iterator[GitHubStandIn]:
     with GitHubStandIn(bare_repo=origin) as server:
+        server.set_permission("reviewer", "write")
+        server.set_permission("lead", "admin")
         yield server
         assert server.validation_errors == []
 
@@ -475,3 +477,25 @@ def test_push_alone_records_the_deploy_of_the_merged_proposal(
     [deployed] = bot_replies(standin, number, "deployed")
     assert merge[:12] in deployed
     assert any(a.startswith("sql-writer: deployed version") for a in outcome.actions)
+
+
+def test_an_org_member_with_read_access_cannot_command(
+    clone: Path, standin: GitHubStandIn, origin: Path
+) -> None:
+    """MEMBER is any member of the owning organisation: the permission level decides."""
+    run(context(clone, standin), METRICS)
+    number = proposal_numbers(standin)["support-triage"]
+    standin.set_permission("intern", "read")
+    refs = git(origin, "for-each-ref")
+    standin.reset_log()
+    outcome = deliver(clone, standin, "issue_comment", comment_event(
+        standin, number, "/promptbot reject not needed", user="intern", association="MEMBER"))
+    assert outcome.plan.handler == COMMAND  # the association let it through ...
+    assert standin.pull(number)["state"] == "open"  # ... the permission did not
+    assert [(w.method, w.path) for w in standin.writes()] == [
+        ("POST", f"/repos/acme/prompts/issues/{number}/comments")]
+    assert [r.path for r in standin.requests if "permission" in r.path] == [
+        "/repos/acme/prompts/collaborators/intern/permission"]
+    [reply] = bot_replies(standin, number, "command-denied")
+    assert "@intern" in reply and "write access" in reply
+    assert git(origin, "for-each-ref") == refs

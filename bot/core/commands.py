@@ -112,3 +112,9 @@ def may_command(association: object, user_type: object, login: object, bot_login
 def is_bot(user_type: object, login: object, bot_login: str) -> bool:
     return user_type == "Bot" or not isinstance(login, str) or login == bot_login \
         or login.endswith("[bot]")
+
+
+def denied_reply(actor: str) -> str:
+    return (f"Thanks, @{actor}! Only people with write access to this repository can "
+            "command promptbot, so nothing was done. A maintainer can run the command for "
+            "you.\n\n" + help_text())

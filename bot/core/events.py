@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bot.core.commands import Command, help_text, is_bot, may_command, parse
+from bot.core.commands import Command, denied_reply, is_bot, may_command, parse
 
 CYCLE, DEPLOY, CLOSED, CHECK, COMMAND, DENY, IGNORE = (
     "cycle", "deploy", "closed", "check", "command", "deny", "ignore")
@@ -172,11 +172,9 @@ def _comment(event: str, action: str, payload: dict[str, Any], bot_login: str) -
                     actor=actor, command=command)
     association = get(payload, "comment", "author_association")
     if not may_command(association, user_type, login, bot_login):
-        reply = (f"Thanks, @{actor}! Only people with write access to this repository can "
-                 "command promptbot, so nothing was done. A maintainer can run the command "
-                 "for you.\n\n" + help_text())
         return Plan(event, DENY, f"{actor or 'the commenter'} ({association or 'no association'})"
-                    " has no write access", pr=pr, actor=actor, command=command, reply=reply,
+                    " has no write access", pr=pr, actor=actor, command=command,
+                    reply=denied_reply(actor),
                     steps=("reply once (edited, never repeated) that only writers can command",))
     return Plan(event, COMMAND, f"/promptbot {command.name} by {actor}", pr=pr, actor=actor,
                 command=command, steps=(f"run /promptbot {command.name} on #{pr}",

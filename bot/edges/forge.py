@@ -59,3 +59,7 @@ class Forge(Protocol):
     def set_status(self, sha: str, state: StatusState, description: str, context: str) -> None:
         """A commit status, e.g. the offline-eval gate that branch protection can require."""
         ...
+
+    def can_write(self, login: str) -> bool:
+        """Whether `login` may push to the repository (gates slash commands)."""
+        ...

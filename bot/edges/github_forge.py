@@ -190,6 +190,16 @@ class GitHubForge:
     def publish(self, branch: str, *, force: bool = False) -> None:
         self.git.push(branch, force=force)
 
+    def can_write(self, login: str) -> bool:
+        # author_association says MEMBER for any org member, read-only ones included; the
+        # permission level says what they may really do ("maintain" reads as "write").
+        try:
+            level = self._call("read a collaborator's permission",
+                               self.repo.get_collaborator_permission, login)
+        except ForgeError:
+            return False
+        return level in ("admin", "write")
+
     def set_status(self, sha: str, state: StatusState, description: str, context: str) -> None:
         requester = self.repo._requester
         self._write("set a commit status", requester.requestJsonAndCheck, "POST",

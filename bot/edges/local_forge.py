@@ -161,6 +161,10 @@ class LocalForge:
             statuses = data.setdefault("statuses", {}).setdefault(sha, {})
             statuses[context] = {"state": state, "description": description[:140]}
 
+    def can_write(self, login: str) -> bool:
+        """Whoever runs promptbot on a local repository owns it."""
+        return True
+
     def statuses(self, sha: str) -> dict[str, dict[str, str]]:
         found: dict[str, dict[str, str]] = self._load().get("statuses", {}).get(sha, {})
         return found

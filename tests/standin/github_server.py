@@ -537,6 +537,7 @@ _ROUTES: list[_Route] = [
     _route("GET", "/rate_limit", "_op_rate_limit"),
     _route("DELETE", _R + "/git/refs/{ref}", "_op_delete_ref"),
     _route("GET", _R + "/commits/{ref}/status", "_op_combined_status"),
+    _route("GET", _R + "/collaborators/{username}/permission", "_op_permission"),
 ]
 
 _ADD_LABELS = _R + "/issues/{issue_number}/labels"
@@ -586,6 +587,7 @@ class GitHubStandIn:
         self._check_runs: list[dict[str, Any]] = []
         self._labels: dict[str, _Label] = {}
         self._failures: list[tuple[str, str, _Reply]] = []
+        self._permissions: dict[str, str] = {}
         # Branch tips when there is no bare repo to read them from.
         self._branches: dict[str, str] = {default_branch: _fake_sha(owner, repo, default_branch)}
         self._rate_used = 0
@@ -764,6 +766,13 @@ class GitHubStandIn:
     def labels(self, number: int) -> list[str]:
         with self._lock:
             return list(self._issue(number).labels)
+
+    def set_permission(self, login: str, level: str) -> None:
+        """`login`'s repository permission: admin, write, read or none (default: read, and
+        admin for the owner)."""
+        assert level in ("admin", "write", "read", "none")
+        with self._lock:
+            self._permissions[login] = level
 
     def set_author(self, number: int, login: str) -> None:
         """Pretend somebody else opened this issue or pull request (spoofing tests)."""
@@ -1381,6 +1390,16 @@ class GitHubStandIn:
     # -- operations ----------------------------------------------------------------------------
     def _op_get_repo(self, call: _Call) -> _Reply:
         return _Reply(200, self._repository(full=True))
+
+    def _op_permission(self, call: _Call) -> _Reply:
+        login = call.params["username"]
+        level = self._permissions.get(login, "admin" if login == self.owner else "read")
+        role = {"admin": "admin", "write": "write", "read": "read", "none": "read"}[level]
+        user = {**self._user(login), "permissions": {
+            "pull": level != "none", "triage": level != "none", "push": level in ("write",
+                                                                                   "admin"),
+            "maintain": level == "admin", "admin": level == "admin"}, "role_name": role}
+        return _Reply(200, {"permission": level, "role_name": role, "user": user})
 
     def _op_rate_limit(self, call: _Call) -> _Reply:
         remaining = max(self.RATE_LIMIT - self._rate_used, 0)
