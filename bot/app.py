@@ -692,6 +692,11 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
                        "interval": [round(p.expected.low, 6), round(p.expected.high, 6)],
                        "confidence": p.expected.confidence, "method": p.expected.method,
                        "cost_pct": round(e.cost_pct * 100, 3) if e else None,
+                       "cost_method": "input tokens × the policy's price / cost per execution "
+                                      "(answer length changes not estimated)",
+                       "latency_pct": None, "quality": None,
+                       "not_estimated": "latency and quality: no offline model; measured "
+                                        "after the deploy (latency as a guardrail)",
                        "tokens_before": p.tokens_before, "tokens_after": p.tokens_after},
             "effort": e.effort if e else None, "hours": e.hours if e else None,
             "roi_usd_per_month": round(e.roi_usd_per_month, 2) if e else None,
