@@ -586,8 +586,12 @@ def propose_all(
                     continue
                 # Cheap checks first: building a variant is the expensive part of a run.
                 if existing is None and agent_id in busy:
-                    report.skipped.append(f"{agent_id}: a change is open or being measured")
-                    break
+                    # Nothing new while a change is open, but a later problem's open PR may
+                    # still need its description refreshed.
+                    if not any(s.startswith(f"{agent_id}: a change is open")
+                               for s in report.skipped):
+                        report.skipped.append(f"{agent_id}: a change is open or being measured")
+                    continue
                 if existing is None and opened >= policy.propose.max_prs_per_run:
                     report.skipped.append(f"{agent_id}: max_prs_per_run reached")
                     break

@@ -258,8 +258,9 @@ def validate_tool(loaded: LoadedAgent, tool: str, policy: Policy,
     if variants.TOOL_NOTE in old.description:
         return "", [f"the {tool} description already carries the note"]
     try:
-        new_text = set_tool_description(loaded.text, tool,
-                                        f"{old.description.rstrip()} {variants.TOOL_NOTE}")
+        head = old.description.rstrip()
+        head += "" if head.endswith((".", "!", "?")) else "."
+        new_text = set_tool_description(loaded.text, tool, f"{head} {variants.TOOL_NOTE}")
         new = parse_agent(new_text, loaded.path, folder_id=loaded.agent.id)
     except (RoundTripError, PromptbotError) as exc:
         return "", [f"the new file does not load: {getattr(exc, 'message', exc)}"]
@@ -378,7 +379,8 @@ def build_all(
             changed = sum(1 for line in made.diff.splitlines()
                           if line[:1] in "+-" and line[:3] not in ("+++", "---"))
             found.append((len(rules), changed, made.tokens_after, replace(
-                made, rationale=f"worked example from tests.yaml case `{example.case}`")))
+                made, rationale=f"worked example from tests.yaml case "
+                f"`{re.sub(r'[^A-Za-z0-9_.-]', '_', example.case)[:80]}`")))
     if not found:
         return Skipped(loaded.agent.id, "; ".join(dict.fromkeys(reasons)))
     found.sort(key=lambda f: f[:3])
@@ -434,9 +436,18 @@ def _new_shot(loaded: LoadedAgent, shots: Sequence[Shot]) -> Shot | None:
             continue
         if wants_json and not _is_json(shot.output):
             continue
+        if _UNSAFE_SHOT.search(f"{shot.input}\n{shot.output}"):
+            continue  # an injection test case, or a reply that talks like instructions
         if " ".join(shot.output.split()) not in have:
             return shot
     return None
+
+
+# A worked example is sent with every request: never one that carries instruction-like or
+# template text, whatever its case asserted.
+_UNSAFE_SHOT = re.compile(
+    r"(?i)ignore (?:all |any )?(?:previous|prior|above|earlier) instructions|system prompt|"
+    r"you are now|promptbot:protected|\{\{|\{%")
 
 
 def _is_json(text: str) -> bool:
@@ -569,7 +580,8 @@ def assemble(
         description = (
             f"{problem.failure.count} of {problem.stats.executions} executions of version "
             f"{loaded.version} ({problem.share:.1%}) failed with {summary}. The change adds "
-            f"one worked example to `examples`: the input of tests.yaml case `{example.case}` "
+            f"one worked example to `examples`: the input of tests.yaml case "
+            f"`{re.sub(r'[^A-Za-z0-9_.-]', '_', example.case)[:80]}` "
             "and the model's recorded reply to it, which passes every assertion of that case. "
             "Nothing else changes. That case is now part of the prompt, so its own eval result "
             "no longer says much; the other cases still do.")

@@ -129,7 +129,8 @@ def add_rule(system: str, category: Category) -> Variant | None:
     sections = protected.scan(system)[0]
     inside = {i for s in sections for i in range(s.first_line, s.last_line + 1)}
     header = category.header
-    if header in lines:
+    # A header a person moved into a protected section is theirs now: start a new list.
+    if header in lines and lines.index(header) not in inside:
         # Append to the existing rules list, after its last bullet.
         at = lines.index(header) + 1
         while at < len(lines) and lines[at].startswith(("- ", "  ")) and at not in inside:
@@ -159,15 +160,17 @@ SAFETY = Category(
     "untrusted input handling",
     header="Safety rules (added by promptbot):",
 )
-# Wording that shows a prompt already tells the model its input is data, not commands.
-_GUARDS = ("as data", "not as instructions", "not instructions", "ignore instructions",
-           "ignore any instructions", "untrusted")
+# Wording that shows a prompt already tells the model its input is data, not commands
+# (whole phrases: "such as database sizes" or "untrusted code" say nothing of the kind).
+_GUARD = re.compile(
+    r"\b(?:as data\s*[,;.:]|as data from\b|not as instructions?\b|(?:are|is) not instructions\b|"
+    r"ignore (?:any |all )?instructions (?:in|inside|within|spoken|written)\b|"
+    r"untrusted (?:input|text|data|content)\b)")
 
 
 def needs_input_guard(system: str) -> bool:
     """True when the system prompt never says that the input is data, not instructions."""
-    text = " ".join(system.lower().split())
-    return not any(guard in text for guard in _GUARDS)
+    return _GUARD.search(" ".join(system.lower().split())) is None
 
 
 SPEED = Category(
@@ -233,48 +236,78 @@ def _replace(pattern: str, repl: str, line: str) -> str:
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s")
 MIN_REPEAT_WORDS = 6  # shorter sentences ("Be brief.") may repeat on purpose, for emphasis
 
 
 def _sentence_key(sentence: str) -> str:
-    return " ".join(re.sub(r"[^\w\s]", "", sentence.lower()).split())
+    # Case and spacing aside, word for word: punctuation stays ("a.b" is not "ab").
+    return " ".join(sentence.lower().split())
+
+
+def _own_lines(lines: list[str], skip: set[int]) -> set[int]:
+    """Lines that hold whole sentences: not list items or code, ending a sentence, and
+    not the continuation of a sentence wrapped from the line before."""
+    out: set[int] = set()
+    fenced = False
+    previous_ends = True
+    for index, line in enumerate(lines):
+        text = line.strip()
+        if text.startswith(("```", "~~~")):
+            fenced = not fenced
+            previous_ends = True
+            continue
+        if fenced or not text or text.startswith("#"):
+            previous_ends = True  # blank lines, headings and section markers end a sentence
+            continue
+        if (index not in skip and previous_ends and not _LIST_ITEM.match(line)
+                and text[-1] in ".!?"):
+            out.add(index)
+        previous_ends = text[-1] in ".!?:"
+    return out
 
 
 def concise(system: str) -> Variant | None:
     """Filler phrases and repeated sentences removed outside protected sections; None when
     there are none.
 
-    A sentence of at least six words that says again, word for word (case and punctuation
+    A sentence of at least six words that says again, word for word (case and spacing
     aside), what an earlier sentence said is dropped; the first occurrence stays, and a
-    line left empty by the removal goes with it.
+    line left empty by the removal goes with it. Only lines that hold whole sentences are
+    compared — never list items (the same bullet under two headings is not a repetition),
+    code, or the pieces of a sentence wrapped over lines.
     """
     sections = protected.scan(system)[0]
     inside = {i for s in sections for i in range(s.first_line, s.last_line + 1)}
     lines = system.split("\n")
+    whole = _own_lines(lines, set())
     changed: list[str] = []
     removed: list[str] = []
     seen: set[str] = set()
     drop: set[int] = set()
     for index, line in enumerate(lines):
         if index in inside:
-            seen.update(_sentence_key(s) for s in _SENTENCE_END.split(line.strip()))
+            if index in whole:
+                seen.update(_sentence_key(s) for s in _SENTENCE_END.split(line.strip()))
             continue
         new = line
         for pattern, repl in _FILLER:
             new = _replace(pattern, repl, new)
-        indent = new[: len(new) - len(new.lstrip())]
-        kept = []
-        for sentence in _SENTENCE_END.split(new.strip()) if new.strip() else []:
-            key = _sentence_key(sentence)
-            if len(key.split()) >= MIN_REPEAT_WORDS and key in seen:
-                removed.append(sentence)
-                continue
-            seen.add(key)
-            kept.append(sentence)
-        if len(kept) < len(_SENTENCE_END.split(new.strip())) and new.strip():
-            new = indent + " ".join(kept) if kept else ""
-            if not kept:
-                drop.add(index)
+        if index in whole and new.strip():
+            indent = new[: len(new) - len(new.lstrip())]
+            parts = _SENTENCE_END.split(new.strip())
+            kept = []
+            for sentence in parts:
+                key = _sentence_key(sentence)
+                if len(key.split()) >= MIN_REPEAT_WORDS and key in seen:
+                    removed.append(sentence)
+                    continue
+                seen.add(key)
+                kept.append(sentence)
+            if len(kept) < len(parts):
+                new = indent + " ".join(kept) if kept else ""
+                if not kept:
+                    drop.add(index)
         if new != line:
             lines[index] = new
             if new:
