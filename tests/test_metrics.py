@@ -258,3 +258,16 @@ def test_a_row_without_latency_adds_nothing_to_the_log_latency_sums(tmp_path: Pa
     assert (bucket.executions, bucket.latency_n) == (2, 1)
     assert bucket.log_latency_sum == pytest.approx(math.log(100))
     assert bucket.log_latency_sumsq == pytest.approx(math.log(100) ** 2)
+
+
+def test_token_means_count_only_rows_that_report_them(tmp_path: Path) -> None:
+    """An export row without output_tokens must not pull the output mean down (the
+    max_tokens cap of the speed goal is built on it)."""
+    cols = [*COLS, "input_tokens", "output_tokens"]
+    rows = [("2026-11-01T10:00:00Z", "a", "v1", f"e{i}", "success", 100, "", "", 1000,
+             300 if i < 2 else "") for i in range(4)]
+    snap = ingest([str(write_csv(tmp_path / "m.csv", rows, cols))], window_days=3650)
+    v1 = snap.version("a", "v1")
+    assert v1 is not None
+    assert v1.input_tokens_mean == pytest.approx(1000.0)
+    assert v1.output_tokens_mean == pytest.approx(300.0)  # not 150: two rows have none

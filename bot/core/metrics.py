@@ -53,6 +53,8 @@ class Bucket:
     quality_n: int = 0
     quality_sum: float = 0.0
     cost_sumsq: float = 0.0
+    # Rows with an output-token count; None: the same rows as `tokens_n` (input tokens).
+    output_tokens_n: int | None = None
 
 
 @dataclass(frozen=True)
@@ -287,7 +289,9 @@ def version_stats(
                 cost_per_execution=_mean(cost_sum, cost_n),
                 cost_total=cost_sum if cost_n else None,
                 input_tokens_mean=_mean(sum(b.input_tokens_sum for b in items), tokens_n),
-                output_tokens_mean=_mean(sum(b.output_tokens_sum for b in items), tokens_n),
+                output_tokens_mean=_mean(sum(b.output_tokens_sum for b in items), sum(
+                    b.tokens_n if b.output_tokens_n is None else b.output_tokens_n
+                    for b in items)),
                 first_seen=min(b.hour for b in items),
                 last_seen=max(b.hour for b in items) + timedelta(hours=1),
                 quality_mean=_mean(sum(b.quality_sum for b in items), quality_n),

@@ -470,7 +470,8 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
         part.buckets = [
             Bucket(str(r[0]), r[1], r[2], int(r[3]), int(r[4]), int(r[5]), int(r[6]),
                    int(r[7]), float(r[8]), float(r[9]), int(r[10]), float(r[11]),
-                   float(r[12]), float(r[13]), int(r[14]), int(r[15]), float(r[16]))
+                   float(r[12]), float(r[13]), int(r[14]), int(r[15]), float(r[16]),
+                   output_tokens_n=int(r[17]))
             for r in con.execute(
                 """SELECT a, v, CAST(d AS TIMESTAMP), sum(n), sum(ok),
                           coalesce(sum(timeouts), 0),
@@ -481,7 +482,8 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
                           coalesce(sum(cost_sum), 0), coalesce(sum(input_tokens_sum), 0),
                           coalesce(sum(output_tokens_sum), 0),
                           sum(CASE WHEN input_tokens_sum IS NOT NULL THEN n ELSE 0 END),
-                          coalesce(sum(quality_n), 0), coalesce(sum(quality_sum), 0)
+                          coalesce(sum(quality_n), 0), coalesce(sum(quality_sum), 0),
+                          sum(CASE WHEN output_tokens_sum IS NOT NULL THEN n ELSE 0 END)
                    FROM daily WHERE bad IS NULL GROUP BY a, v, d ORDER BY a, d, v"""
             ).fetchall()
         ]
@@ -569,7 +571,7 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                sum(ll) AS lat_log, sum(ll * ll) AS lat_log2,
                count(cost_usd) AS cost_n, sum(cost_usd) AS cost_sum,
                sum(cost_usd * cost_usd) AS cost_sum2,
-               count(input_tokens) AS tok_n,
+               count(input_tokens) AS tok_n, count(output_tokens) AS tout_n,
                sum(input_tokens) AS tin, sum(output_tokens) AS tout,
                count(quality_score) AS q_n, sum(quality_score) AS q_sum,
                min(ts) AS first, max(ts) AS last,
@@ -642,13 +644,14 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
         Bucket(str(r[0]), r[1], r[2], int(r[3]), int(r[4]), int(r[5]), int(r[6]), int(r[7]),
                float(r[8] or 0), float(r[9] or 0), int(r[10]), float(r[11] or 0),
                float(r[12] or 0), float(r[13] or 0), int(r[14]), int(r[15]), float(r[16] or 0),
-               float(r[17] or 0))
+               float(r[17] or 0), int(r[18]))
         for r in con.execute(
             """SELECT a, v, hr, sum(n), coalesce(sum(n) FILTER (s = 'success'), 0),
                       coalesce(sum(n) FILTER (s = 'timeout'), 0),
                       coalesce(sum(n) FILTER (s IN ('error', 'failure')), 0),
                       sum(lat_n), sum(lat_log), sum(lat_log2), sum(cost_n), sum(cost_sum),
-                      sum(tin), sum(tout), sum(tok_n), sum(q_n), sum(q_sum), sum(cost_sum2)
+                      sum(tin), sum(tout), sum(tok_n), sum(q_n), sum(q_sum), sum(cost_sum2),
+                      sum(tout_n)
                FROM fine WHERE bad IS NULL GROUP BY a, v, hr ORDER BY a, hr, v"""
         ).fetchall()
     ]
