@@ -193,6 +193,21 @@ _SECRET = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{16,}|AKIA[0-9A-Z]{16}|ghp_[A-Za-z0-
                      r"xox[abp]-[A-Za-z0-9-]{10,})")
 
 
+def _edited(loaded: LoadedAgent, edit: Callable[[str], str], fields: tuple[str, ...],
+            ) -> tuple[str, LoadedAgent | None, list[str]]:
+    """The agent file after `edit`, parsed, and what `check_variant` says of it with only
+    `fields` allowed to move: the common part of every candidate's gate."""
+    try:
+        new_text = edit(loaded.text)
+    except RoundTripError as exc:
+        return "", None, [f"{loaded.path}: {exc}"]
+    try:
+        new = parse_agent(new_text, loaded.path, folder_id=loaded.agent.id)
+    except PromptbotError as exc:
+        return "", None, [f"the new file does not load: {exc.message}"]
+    return new_text, new, check_variant(loaded.agent, new.agent, fields=fields)
+
+
 def validate_system(loaded: LoadedAgent, system: str, policy: Policy,
                     count_tokens: TokenCounter) -> tuple[str, list[str]]:
     """(new agent file text, why it may not be proposed) for a new system prompt.
@@ -202,15 +217,10 @@ def validate_system(loaded: LoadedAgent, system: str, policy: Policy,
     no new URL or secret-looking string appeared, and the prompt stays within the
     policy's token limits.
     """
-    try:
-        new_text = set_prompt(loaded.text, "system", system)
-    except RoundTripError as exc:
-        return "", [f"{loaded.path}: {exc}"]
-    try:
-        new = parse_agent(new_text, loaded.path, folder_id=loaded.agent.id)
-    except PromptbotError as exc:
-        return "", [f"the new file does not load: {exc.message}"]
-    problems = check_variant(loaded.agent, new.agent, fields=("prompts.system",))
+    new_text, new, problems = _edited(
+        loaded, lambda text: set_prompt(text, "system", system), ("prompts.system",))
+    if new is None:
+        return new_text, problems
     old_system = loaded.agent.prompts.system
     if set(_URL.findall(system)) - set(_URL.findall(old_system)):
         problems.append("adds a URL")
@@ -229,15 +239,10 @@ def validate_example(loaded: LoadedAgent, shot: Shot, policy: Policy,
                      count_tokens: TokenCounter) -> tuple[str, list[str]]:
     """(new agent file text, why it may not be proposed) for one added few-shot example:
     the same gate as a new system prompt, with `examples` the only field allowed to move."""
-    try:
-        new_text = add_example(loaded.text, shot.input, shot.output)
-    except RoundTripError as exc:
-        return "", [f"{loaded.path}: {exc}"]
-    try:
-        new = parse_agent(new_text, loaded.path, folder_id=loaded.agent.id)
-    except PromptbotError as exc:
-        return "", [f"the new file does not load: {exc.message}"]
-    problems = check_variant(loaded.agent, new.agent, fields=("examples",))
+    new_text, new, problems = _edited(
+        loaded, lambda text: add_example(text, shot.input, shot.output), ("examples",))
+    if new is None:
+        return new_text, problems
     shown = f"{shot.input}\n{shot.output}"
     if _URL.search(shown):
         problems.append("the example carries a URL")
@@ -257,14 +262,13 @@ def validate_tool(loaded: LoadedAgent, tool: str, policy: Policy,
     old = next(t for t in loaded.agent.tools if t.name == tool)
     if variants.TOOL_NOTE in old.description:
         return "", [f"the {tool} description already carries the note"]
-    try:
-        head = old.description.rstrip()
-        head += "" if head.endswith((".", "!", "?")) else "."
-        new_text = set_tool_description(loaded.text, tool, f"{head} {variants.TOOL_NOTE}")
-        new = parse_agent(new_text, loaded.path, folder_id=loaded.agent.id)
-    except (RoundTripError, PromptbotError) as exc:
-        return "", [f"the new file does not load: {getattr(exc, 'message', exc)}"]
-    problems = check_variant(loaded.agent, new.agent, fields=("tools",))
+    head = old.description.rstrip()
+    head += "" if head.endswith((".", "!", "?")) else "."
+    new_text, new, problems = _edited(
+        loaded, lambda text: set_tool_description(text, tool, f"{head} {variants.TOOL_NOTE}"),
+        ("tools",))
+    if new is None:
+        return new_text, problems
     before = count_tokens(loaded.agent.prompts.system)
     if before and count_tokens(variants.TOOL_NOTE) / before > policy.propose.max_token_growth:
         problems.append("grows the prompt by more than propose.max_token_growth")
@@ -273,12 +277,9 @@ def validate_tool(loaded: LoadedAgent, tool: str, policy: Policy,
 
 def validate_model(loaded: LoadedAgent, max_tokens: int) -> tuple[str, list[str]]:
     """(new agent file text, why not) for a lower model.max_tokens: only `model` moves."""
-    try:
-        new_text = set_model_field(loaded.text, "max_tokens", max_tokens)
-        new = parse_agent(new_text, loaded.path, folder_id=loaded.agent.id)
-    except (RoundTripError, PromptbotError) as exc:
-        return "", [f"the new file does not load: {getattr(exc, 'message', exc)}"]
-    return new_text, check_variant(loaded.agent, new.agent, fields=("model",))
+    new_text, _, problems = _edited(
+        loaded, lambda text: set_model_field(text, "max_tokens", max_tokens), ("model",))
+    return new_text, problems
 
 
 def prompt_tokens(system: str, examples: Sequence[Any], count_tokens: TokenCounter) -> int:
