@@ -68,13 +68,14 @@ from bot.edges.eval_providers import (
     RecordedProvider,
     RecordingProvider,
     parse_recordings,
+    recordings_rel,
     render_recordings,
 )
 from bot.edges.forge import Forge, PullRequest
 from bot.edges.git import Git, GitTree
 from bot.errors import GitError, PromptbotError, UsageError
 from bot.load.metrics import ingest_with, resolve_sources
-from bot.load.repo import RepoState, load_repo
+from bot.load.repo import RepoState, load_repo, tests_path
 
 RESULTS_BRANCH = "promptbot/results"
 EVAL_STATUS = "promptbot/eval"
@@ -498,7 +499,7 @@ def eval_section(body: str) -> str | None:
 
 def eval_provider(ctx: Context, base_sha: str, agent_id: str) -> Provider:
     """Recorded replies from the base, or the live provider recording on top of them."""
-    rec = f"prompts/{agent_id}/eval-recordings.jsonl"
+    rec = recordings_rel(agent_id)
     records = parse_recordings(ctx.git.read(base_sha, rec) or "", rec)
     if ctx.eval_live is None:
         return RecordedProvider(records)
@@ -516,7 +517,7 @@ def proposal_eval(ctx: Context, base: str, base_sha: str, loaded: LoadedAgent, p
     from bot.eval_run import evaluate_pair
 
     agent_id = loaded.agent.id
-    rel = f"prompts/{agent_id}/tests.yaml"
+    rel = tests_path(agent_id)
     text = ctx.git.read(base_sha, rel)
     if text is None:
         return None, p
@@ -529,10 +530,17 @@ def proposal_eval(ctx: Context, base: str, base_sha: str, loaded: LoadedAgent, p
                               base_label=f"{base} {loaded.version}",
                               variant_label=f"proposal {p.new_version}", tests_path=rel,
                               line_of=located.line_of)
-    if own and isinstance(provider, RecordingProvider) and provider.added:
-        rec = f"prompts/{agent_id}/eval-recordings.jsonl"
-        p = replace(p, files={**p.files, rec: render_recordings(provider.records)})
+    if own:
+        p = with_recordings(p, provider)
     return evaluated, p
+
+
+def with_recordings(p: Proposal, provider: Provider) -> Proposal:
+    """`p` carrying the live replies its eval recorded, so the PR check replays them."""
+    if not isinstance(provider, RecordingProvider) or not provider.added:
+        return p
+    return replace(p, files={**p.files,
+                             recordings_rel(p.agent_id): render_recordings(provider.records)})
 
 
 def pr_body(p: Proposal, window_days: int, eval_md: str | None = None) -> str:
@@ -746,7 +754,7 @@ def successful_cases(ctx: Context, base_sha: str, loaded: LoadedAgent) -> list[S
     """Worked examples the offline generator may add: tests.yaml cases whose real recorded
     reply (not an illustrative one) passes every assertion, on the base."""
     agent_id = loaded.agent.id
-    rel, rec = f"prompts/{agent_id}/tests.yaml", f"prompts/{agent_id}/eval-recordings.jsonl"
+    rel, rec = tests_path(agent_id), recordings_rel(agent_id)
     text, recorded = ctx.git.read(base_sha, rel), ctx.git.read(base_sha, rec)
     if text is None or recorded is None:
         return []
@@ -799,7 +807,7 @@ def choose(ctx: Context, base: str, base_sha: str, loaded: LoadedAgent,
     the ranking it was opened with), in the PR's collapsed section otherwise.
     """
     agent_id = loaded.agent.id
-    if ctx.git.read(base_sha, f"prompts/{agent_id}/tests.yaml") is None:
+    if ctx.git.read(base_sha, tests_path(agent_id)) is None:
         return with_alternatives(candidates[0], candidates[1:]), None
     provider = eval_provider(ctx, base_sha, agent_id)
     scored: list[tuple[int, int, Proposal, EvalReport]] = []
@@ -823,11 +831,7 @@ def choose(ctx: Context, base: str, base_sha: str, loaded: LoadedAgent,
                 for s in scored]
         section += ("\n\n<details><summary>Candidates ranked by this eval (the first is "
                     "proposed)</summary>\n\n" + "\n".join(rows) + "\n</details>")
-    best = replace(best, eval_gate=evaluated.gate)
-    if isinstance(provider, RecordingProvider) and provider.added:
-        rec = f"prompts/{agent_id}/eval-recordings.jsonl"
-        best = replace(best, files={**best.files, rec: render_recordings(provider.records)})
-    return best, section
+    return with_recordings(replace(best, eval_gate=evaluated.gate), provider), section
 
 
 def refreshed(existing: Tracked, candidates: list[Proposal]

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.core.agentfile import parse_agent
 from bot.core.assertions import Case, LineOf, parse_cases
 from bot.core.evaluation import (
     Arm,
@@ -45,7 +46,7 @@ from bot.edges.eval_providers import (
 )
 from bot.edges.git import Git, GitTree
 from bot.errors import UsageError
-from bot.load.repo import WorkingTree, agent_path, load_agent, load_policy
+from bot.load.repo import WorkingTree, agent_path, load_agent, load_policy, tests_path
 
 NO_RECORDING = "no recorded reply for this request (record one with `promptbot eval --record`)"
 
@@ -169,10 +170,6 @@ class EvalRun:
                 "reports": [r.to_json() for r in self.reports]}
 
 
-def tests_rel(agent_id: str) -> str:
-    return f"prompts/{agent_id}/tests.yaml"
-
-
 def _select(work: WorkingTree, base: GitTree, agents: Sequence[str],
             base_tests: bool = False) -> tuple[list[str], bool]:
     if agents:
@@ -180,18 +177,18 @@ def _select(work: WorkingTree, base: GitTree, agents: Sequence[str],
             if work.read(agent_path(agent)) is None:
                 known = ", ".join(Path(p).parent.name for p in work.agent_files()) or "none"
                 raise UsageError(f"unknown agent '{agent}'", fix=f"known agents: {known}")
-            if work.read(tests_rel(agent)) is None and not (
-                    base_tests and base.read(tests_rel(agent)) is not None):
-                raise UsageError(f"agent '{agent}' has no {tests_rel(agent)}",
+            if work.read(tests_path(agent)) is None and not (
+                    base_tests and base.read(tests_path(agent)) is not None):
+                raise UsageError(f"agent '{agent}' has no {tests_path(agent)}",
                                  fix="add eval cases there (see prompts/support-triage/"
                                  "tests.yaml in the promptbot repository for the format)")
         return list(dict.fromkeys(agents)), False
     tested = [Path(p).parent.name for p in work.agent_files()
-              if work.read(tests_rel(Path(p).parent.name)) is not None]
+              if work.read(tests_path(Path(p).parent.name)) is not None]
     if not tested:
         raise UsageError("no agent has a tests.yaml", fix="add prompts/<agent>/tests.yaml")
     changed = [a for a in tested
-               if any(work.read(rel) != base.read(rel) for rel in (agent_path(a), tests_rel(a)))]
+               if any(work.read(rel) != base.read(rel) for rel in (agent_path(a), tests_path(a)))]
     return (changed, False) if changed else (tested, True)
 
 
@@ -262,20 +259,23 @@ def run_eval_with(root: Path, agents: Sequence[str], base_ref: str | None, *, re
         rel = agent_path(agent_id)
         variant = load_agent(work, rel)
         base_text = base.read(rel)
-        base_agent = None if base_text is None else load_agent(base, rel).agent
+        base_agent = None if base_text is None else \
+            parse_agent(base_text, rel, folder_id=agent_id).agent
         notes = [] if base_agent else [f"new agent: not in {ref}, nothing to compare"]
-        text = work.read(tests_rel(agent_id)) or ""
-        if gate_from_base and base_agent is not None and base.read(tests_rel(agent_id)) is not None:
-            text = base.read(tests_rel(agent_id)) or ""
-            if text != (work.read(tests_rel(agent_id)) or ""):
+        cases_rel = tests_path(agent_id)
+        text = work.read(cases_rel) or ""
+        on_base = base.read(cases_rel) if gate_from_base and base_agent is not None else None
+        if on_base is not None:
+            if on_base != text:
                 notes.append("cases from the base's tests.yaml: this change edits them, and "
                              "its own cases judge it after the merge")
-        located = parse_yaml(text, tests_rel(agent_id))
+            text = on_base
+        located = parse_yaml(text, cases_rel)
         tests = validate_as(TestsFile, located)
         provider = make_provider(git.root, agent_id, record=record, live=live)
         report = evaluate_pair(base_agent, variant.agent, tests, provider, policy,
                                base_label=f"{ref} {sha[:8]}", variant_label="working tree",
-                               tests_path=tests_rel(agent_id), line_of=located.line_of,
+                               tests_path=cases_rel, line_of=located.line_of,
                                notes=notes)
         run.reports.append(report)
         if isinstance(provider, RecordingProvider) and provider.added:

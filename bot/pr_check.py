@@ -22,7 +22,7 @@ from bot.core.events import Plan
 from bot.edges.git import GitTree
 from bot.errors import ForgeError
 from bot.load.check import check_paths
-from bot.load.repo import WorkingTree, load_policy
+from bot.load.repo import WorkingTree, load_policy, tests_path
 
 if TYPE_CHECKING:
     from bot.events import Outcome
@@ -81,8 +81,8 @@ def check_pr(ctx: Context, plan: Plan, out: Outcome) -> None:
     work, at_base = WorkingTree(ctx.root), GitTree(ctx.git, base)
     agents = [a for a in changed_agents(ours)
               if work.read(f"prompts/{a}/agent.yaml") is not None
-              and (work.read(f"prompts/{a}/tests.yaml") is not None
-                   or at_base.read(f"prompts/{a}/tests.yaml") is not None)]
+              and (work.read(tests_path(a)) is not None
+                   or at_base.read(tests_path(a)) is not None)]
     if not agents:
         out.actions.append("no changed agent has a tests.yaml; no offline eval")
         state: State = "failure" if policy.eval.require_replies and changed_agents(ours) \

@@ -55,8 +55,13 @@ class Record:
         return data
 
 
+def recordings_rel(agent_id: str) -> str:
+    """Where an agent's recordings live, relative to the repository root."""
+    return f"prompts/{agent_id}/{RECORDINGS}"
+
+
 def recordings_path(root: Path, agent_id: str) -> Path:
-    return root / "prompts" / agent_id / RECORDINGS
+    return root / recordings_rel(agent_id)
 
 
 def read_recordings(path: Path, display: str) -> dict[str, Record]:

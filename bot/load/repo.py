@@ -62,6 +62,10 @@ def agent_path(agent_id: str) -> str:
     return f"prompts/{agent_id}/agent.yaml"
 
 
+def tests_path(agent_id: str) -> str:
+    return f"prompts/{agent_id}/tests.yaml"
+
+
 def load_agent(source: FileSource, rel: str) -> LoadedAgent:
     text = source.read(rel)
     if text is None:
