@@ -133,6 +133,11 @@ class Tracked:
     def agent(self) -> str:
         return self.marker.get("agent", "")
 
+    @property
+    def closed_as(self) -> str:
+        """What a closed, unmerged proposal was: superseded by the bot, else rejected."""
+        return SUPERSEDED if self.marker.get("state") == SUPERSEDED else REJECTED
+
 
 # ---------------------------------------------------------------- loading
 
@@ -208,12 +213,18 @@ def sync(ctx: Context, base: str) -> None:
         ctx.git.move_branch(base, remote, local)
 
 
+def synced_tree(ctx: Context) -> tuple[str, str, RepoState]:
+    """`base_tree` after bringing the base branch up to the remote's (on GitHub)."""
+    base, base_sha, state = base_tree(ctx)
+    if ctx.forge.name != "github":
+        return base, base_sha, state
+    sync(ctx, base)
+    return base_tree(ctx)
+
+
 def run(ctx: Context, patterns: list[str] | None = None, dry_run: bool = False) -> RunReport:
     report = RunReport()
-    base, base_sha, state = base_tree(ctx)
-    if not dry_run and ctx.forge.name == "github":
-        sync(ctx, base)
-        base, base_sha, state = base_tree(ctx)
+    base, base_sha, state = base_tree(ctx) if dry_run else synced_tree(ctx)
     for path, error in sorted(state.broken.items()):
         report.errors.append(f"{path}: {error.render()}")
     snapshot = load_metrics(ctx, state.policy, patterns)
@@ -325,8 +336,7 @@ def measure_all(
             continue
         try:
             if t.pr.state == "closed":
-                closed = SUPERSEDED if t.marker.get("state") == SUPERSEDED else REJECTED
-                ensure_labels(ctx, t.pr, labels_for(prefix, closed), report, dry_run)
+                ensure_labels(ctx, t.pr, labels_for(prefix, t.closed_as), report, dry_run)
                 continue
             if t.pr.state == "open":
                 loaded = state.agents.get(t.agent)
@@ -909,9 +919,7 @@ def rollback(ctx: Context, ref: str) -> tuple[PullRequest, bool]:
     if t.pr.state != "merged" or t.pr.merge_sha is None:
         raise UsageError(f"proposal {t.proposal_id} (#{t.pr.number}) is {t.pr.state}, not merged",
                          fix="only a merged proposal can be rolled back")
-    base, base_sha, state = base_tree(ctx)
-    sync(ctx, base)
-    base, base_sha, state = base_tree(ctx)
+    base, base_sha, state = synced_tree(ctx)
     loaded = state.agents.get(t.agent)
     if loaded is not None and loaded.version == t.marker.get("base_version"):
         raise UsageError(f"{t.agent} is already back on version {loaded.version}",

@@ -26,7 +26,6 @@ from bot.core.results import (
     PROPOSED,
     REJECTED,
     ROLLED_BACK,
-    SUPERSEDED,
     labels_for,
 )
 from bot.errors import PromptbotError
@@ -59,6 +58,10 @@ def handle(ctx: Context, plan: Plan, metrics: list[str] | None = None) -> Outcom
     return out
 
 
+def _label_prefix(ctx: Context) -> str:
+    return app.base_tree(ctx)[2].policy.forge.label_prefix
+
+
 def _final(labels: tuple[str, ...], prefix: str) -> bool:
     """The PR already carries a decided lifecycle label: an event never moves it back."""
     return any(labels_for(prefix, s)[1] in labels for s in (COMPLETED, ROLLED_BACK))
@@ -75,9 +78,7 @@ def _cycle(ctx: Context, plan: Plan, out: Outcome, metrics: list[str] | None) ->
 
 def _deploy(ctx: Context, plan: Plan, out: Outcome, metrics: list[str] | None) -> None:
     """Merge time is deploy time: label merged proposals `measuring` and say so once."""
-    base, _, state = app.base_tree(ctx)
-    app.sync(ctx, base)
-    base, base_sha, state = app.base_tree(ctx)
+    base, base_sha, state = app.synced_tree(ctx)
     prefix = state.policy.forge.label_prefix
     shas = _pushed(ctx, plan, base_sha)
     report = RunReport()
@@ -134,10 +135,8 @@ def _closed(ctx: Context, plan: Plan, out: Outcome, metrics: list[str] | None) -
         out.actions.append(f"#{plan.pr}: not a promptbot proposal; nothing recorded")
         return
     report = RunReport()
-    prefix = app.base_tree(ctx)[2].policy.forge.label_prefix
-    closed = SUPERSEDED if t.marker.get("state") == SUPERSEDED else REJECTED
-    app.ensure_labels(ctx, t.pr, labels_for(prefix, closed), report, False)
-    out.actions += report.actions or [f"#{t.pr.number}: already recorded as {closed}"]
+    app.ensure_labels(ctx, t.pr, labels_for(_label_prefix(ctx), t.closed_as), report, False)
+    out.actions += report.actions or [f"#{t.pr.number}: already recorded as {t.closed_as}"]
 
 
 def _deny(ctx: Context, plan: Plan, out: Outcome, metrics: list[str] | None) -> None:
@@ -264,9 +263,7 @@ def _measure(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
              metrics: list[str] | None) -> str:
     if t.pr.state != "merged":
         return f"`{t.proposal_id}` is {t.pr.state}, not deployed; nothing to measure yet."
-    base, _, state = app.base_tree(ctx)
-    app.sync(ctx, base)
-    base, _, state = app.base_tree(ctx)
+    base, _, state = app.synced_tree(ctx)
     snapshot = app.load_metrics(ctx, state.policy, metrics)
     report = RunReport()
     results = app.measure_all(ctx, state, base, snapshot, [t], report, False)
@@ -289,8 +286,7 @@ def _reject(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
         return None
     ctx.forge.set_state(t.pr.number, "closed")
     report = RunReport()
-    prefix = app.base_tree(ctx)[2].policy.forge.label_prefix
-    app.ensure_labels(ctx, t.pr, labels_for(prefix, REJECTED), report, False)
+    app.ensure_labels(ctx, t.pr, labels_for(_label_prefix(ctx), REJECTED), report, False)
     out.actions.append(f"#{t.pr.number}: closed as rejected")
     return (f"rejected `{t.proposal_id}`: {reason}\n\npromptbot will not propose this id "
             "again; `/promptbot regenerate` on this PR asks for a fresh attempt.")
@@ -313,9 +309,7 @@ def _regenerate(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
     """
     if t.pr.state == "merged":
         return f"`{t.proposal_id}` is merged; `/promptbot rollback` undoes it."
-    base, _, state = app.base_tree(ctx)
-    app.sync(ctx, base)
-    base, base_sha, state = app.base_tree(ctx)
+    base, base_sha, state = app.synced_tree(ctx)
     remote = ctx.forge.name == "github" and ctx.git.has_remote()
     tip = ctx.git.fetch(t.pr.branch) if remote else ctx.git.sha(f"refs/heads/{t.pr.branch}")
     if tip is None:
