@@ -266,20 +266,17 @@ def compare(
     s = success_sequence(base, new, policy, tau2)
     rails = guardrails(base, new, policy)
     worse = [g for g in rails if g.verdict == "worse"]
-    cheaper = [g for g in rails if g.metric.startswith("cost") and g.high < 1.0]
-    if (cheaper_is_success and not worse and cheaper
-            and s.low > -policy.rollback_threshold):
-        return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "success", 0,
-                          f"cheaper (cost ×{cheaper[0].ratio:.3f}, interval below 1) and the "
-                          f"success rate not worse than {policy.rollback_threshold * 100:.0f} "
-                          "points (non-inferiority)", rails, drift)
-    faster = [g for g in rails if g.metric == "latency" and g.high < 1.0]
-    if (faster_is_success and not worse and faster
-            and s.low > -policy.rollback_threshold):
-        return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "success", 0,
-                          f"faster (latency ×{faster[0].ratio:.3f}, interval below 1) and the "
-                          f"success rate not worse than {policy.rollback_threshold * 100:.0f} "
-                          "points (non-inferiority)", rails, drift)
+    # Changes meant to save: a win when the saving is shown (interval below ×1) and the
+    # success rate is shown not worse (non-inferiority).
+    for wanted, metric, word in ((cheaper_is_success, "cost", "cheaper"),
+                                 (faster_is_success, "latency", "faster")):
+        saved = [g for g in rails if g.metric.startswith(metric) and g.high < 1.0]
+        if wanted and not worse and saved and s.low > -policy.rollback_threshold:
+            return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "success", 0,
+                              f"{word} ({metric} ×{saved[0].ratio:.3f}, interval below 1) and "
+                              f"the success rate not worse than "
+                              f"{policy.rollback_threshold * 100:.0f} points (non-inferiority)",
+                              rails, drift)
     if s.low > 0 and not worse:
         return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "success", 0,
                           "success rate improved (the always-valid interval excludes 0)",
