@@ -9,10 +9,17 @@ import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
+from standin.github_server import GitHubStandIn
 
+from bot.app import Context
 from bot.cli import main
+from bot.core.markers import parse as parse_marker
+from bot.edges.git import Git
+from bot.edges.github_forge import GitHubForge
+from bot.edges.tokens import count_tokens
 
 PROJECT = Path(__file__).resolve().parents[1]
 GIT_ENV = {
@@ -69,6 +76,62 @@ def make_repo(path: Path) -> Path:
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "prompts-repo")
+
+
+# ---------------------------------------------------------------- GitHub: stand-in + origin
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Path:
+    """A bare repository playing GitHub's copy of the prompts repository."""
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "--bare", "-q", "-b", "main", str(bare))
+    return bare
+
+
+@pytest.fixture
+def clone(tmp_path: Path, origin: Path) -> Path:
+    """The Actions checkout: the example repository, pushed to `origin`."""
+    work = make_repo(tmp_path / "work")
+    git(work, "remote", "add", "origin", str(origin))
+    git(work, "push", "-q", "origin", "main")
+    return work
+
+
+@pytest.fixture
+def standin(origin: Path) -> Iterator[GitHubStandIn]:
+    """The GitHub stand-in over `origin`; every request and answer checked against the
+    OpenAPI description. `reviewer` may write and `lead` administers the repository."""
+    with GitHubStandIn(bare_repo=origin) as server:
+        server.set_permission("reviewer", "write")
+        server.set_permission("lead", "admin")
+        yield server
+        assert server.validation_errors == []
+
+
+def github_context(clone: Path, standin: GitHubStandIn, eval_live: Any = None,
+                   **forge: Any) -> Context:
+    """A run wired to the stand-in through the real PyGithub forge (no politeness delays)."""
+    g = Git(clone)
+    hub = GitHubForge(g, token="test-token", repository="acme/prompts",
+                      base_url=standin.base_url, bot_login=standin.actor, fast=True, **forge)
+    return Context(root=clone, git=g, forge=hub, count_tokens=count_tokens, eval_live=eval_live)
+
+
+def proposal_prs(standin: GitHubStandIn) -> dict[str, dict[str, Any]]:
+    """The bot's proposal PRs on the stand-in, the first one per agent."""
+    out: dict[str, dict[str, Any]] = {}
+    number = 1
+    while True:
+        try:
+            pr = standin.pull(number)
+        except (KeyError, LookupError):
+            return out
+        marker = parse_marker(str(pr.get("body") or "")) or {}
+        author = pr["user"]["login"] if isinstance(pr.get("user"), dict) else None
+        if marker.get("kind") == "proposal" and author == standin.actor:
+            out.setdefault(marker["agent"], pr)
+        number += 1
 
 
 class Cli:

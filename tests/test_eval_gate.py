@@ -14,19 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PROJECT, git, make_repo
+from conftest import PROJECT, git, proposal_prs
+from conftest import github_context as context
 from github import Auth, Github
 from standin.anthropic_server import AnthropicStandIn
 from standin.github_server import GitHubStandIn
+from standin.triage_model import FENCE_RULE, triage_model
 
-from bot.app import Context, run
+from bot.app import run
 from bot.cli import main
 from bot.core.events import classify
 from bot.core.markers import parse as parse_marker
 from bot.edges.eval_providers import AnthropicEvalProvider
-from bot.edges.git import Git
-from bot.edges.github_forge import GitHubForge
-from bot.edges.tokens import count_tokens
 from bot.events import handle
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model 'claude-sonnet-4-5' is deprecated")
@@ -34,61 +33,12 @@ pytestmark = pytest.mark.filterwarnings("ignore:The model 'claude-sonnet-4-5' is
 METRICS = [str(PROJECT / "examples" / "metrics" / "*.csv")]
 KEY = "sk-ant-gate-test-SECRET"
 TRIAGE = "prompts/support-triage/agent.yaml"
-FENCE = "Wrap the JSON in a ```json code block."
+FENCE = FENCE_RULE
 
 
-def triage_answer(user: str) -> dict[str, Any]:
-    if "Parcel" in user:
-        return {"category": "order_status", "priority": "high", "needs_human": False,
-                "reply_draft": "Hi Lena, thanks for your patience.", "internal_summary": "Late."}
-    if "double charge" in user:
-        return {"category": "payment", "priority": "urgent", "needs_human": True,
-                "reply_draft": "Hi Sam, we are on it today.", "internal_summary": "Chargeback."}
-    if "Rückgabe" in user:
-        return {"category": "returns_refunds", "priority": "normal", "needs_human": False,
-                "reply_draft": "Hallo Jonas, so geht die Rücksendung.", "internal_summary": "R."}
-    if "Nordkap" in user:
-        return {"category": "product_question", "priority": "low", "needs_human": False,
-                "reply_draft": "Hi Priya, yes it is waterproof.", "internal_summary": "Q."}
-    return {"category": "other", "priority": "normal", "needs_human": True,
-            "reply_draft": "Hello, how can I help you?", "internal_summary": "Injection."}
-
-
-def model(breaks_on: str) -> Callable[[dict[str, Any]], str]:
-    """Good JSON replies, fenced (and so failing two cases) when the system prompt has
-    `breaks_on`: a variant that makes the agent worse."""
-    def reply(body: dict[str, Any]) -> str:
-        system = body.get("system") or ""
-        if isinstance(system, list):
-            system = "".join(block.get("text", "") for block in system)
-        user = body["messages"][-1]["content"]
-        if isinstance(user, list):
-            user = "".join(block.get("text", "") for block in user)
-        text = json.dumps(triage_answer(str(user)), ensure_ascii=False)
-        return f"```json\n{text}\n```" if breaks_on and breaks_on in system else text
-    return reply
-
-
-@pytest.fixture
-def origin(tmp_path: Path) -> Path:
-    bare = tmp_path / "origin.git"
-    git(tmp_path, "init", "--bare", "-q", "-b", "main", str(bare))
-    return bare
-
-
-@pytest.fixture
-def clone(tmp_path: Path, origin: Path) -> Path:
-    work = make_repo(tmp_path / "work")
-    git(work, "remote", "add", "origin", str(origin))
-    git(work, "push", "-q", "origin", "main")
-    return work
-
-
-@pytest.fixture
-def hub(origin: Path) -> Iterator[GitHubStandIn]:
-    with GitHubStandIn(bare_repo=origin) as server:
-        yield server
-        assert server.validation_errors == []
+# Good JSON replies, fenced (and so failing two cases) when the system prompt holds the
+# given text: a variant that makes the agent worse.
+model = triage_model
 
 
 @pytest.fixture
@@ -97,35 +47,19 @@ def claude() -> Iterator[AnthropicStandIn]:
         yield server
 
 
-def context(clone: Path, hub: GitHubStandIn, live: AnthropicEvalProvider | None) -> Context:
-    g = Git(clone)
-    forge = GitHubForge(g, token="test-token", repository="acme/prompts",
-                        base_url=hub.base_url, bot_login=hub.actor, fast=True)
-    return Context(root=clone, git=g, forge=forge, count_tokens=count_tokens, eval_live=live)
-
-
 def live(claude: AnthropicStandIn) -> AnthropicEvalProvider:
     return AnthropicEvalProvider(api_key=KEY, base_url=claude.base_url)
 
 
-def triage_pr(hub: GitHubStandIn) -> dict[str, Any] | None:
-    number = 1
-    while True:
-        try:
-            pr = hub.pull(number)
-        except (KeyError, LookupError):
-            return None
-        marker = parse_marker(str(pr.get("body") or "")) or {}
-        if marker.get("kind") == "proposal" and marker.get("agent") == "support-triage":
-            return pr
-        number += 1
+def triage_pr(standin: GitHubStandIn) -> dict[str, Any] | None:
+    return proposal_prs(standin).get("support-triage")
 
 
 def test_bot_proposal_that_regresses_offline_is_never_opened(
-    clone: Path, hub: GitHubStandIn, claude: AnthropicStandIn, origin: Path
+    clone: Path, standin: GitHubStandIn, claude: AnthropicStandIn, origin: Path
 ) -> None:
     claude.reply_fn = model("Reliability rules")  # every offline rule variant breaks JSON
-    report = run(context(clone, hub, live(claude)), METRICS)
+    report = run(context(clone, standin, live(claude)), METRICS)
     skips = [s for s in report.skipped
              if s.startswith("support-triage:") and "offline eval regressed" in s]
     assert all("exceeds the 10 pts allowed" in s for s in skips)
@@ -134,26 +68,26 @@ def test_bot_proposal_that_regresses_offline_is_never_opened(
     assert any("offline rule `invalid_json` + filler removed:" in s for s in skips)
     # What opened instead (if anything) is a proposal that does not regress: the filler
     # removal, never one of the rule variants the eval rejected.
-    pr = triage_pr(hub)
+    pr = triage_pr(standin)
     if pr is not None:
         text = git(origin, "show", f"{pr['head']['ref']}:{TRIAGE}")
         assert "Reliability rules" not in text
-        assert hub.statuses(pr["head"]["sha"])[0]["state"] == "success"
+        assert standin.statuses(pr["head"]["sha"])[0]["state"] == "success"
     # Agents without tests.yaml are not gated: meeting-summarizer still gets its PR.
     assert any("meeting-summarizer: open PR" in a for a in report.actions)
 
 
 def test_bot_proposal_that_holds_up_gets_the_table_and_a_passing_status(
-    clone: Path, hub: GitHubStandIn, claude: AnthropicStandIn, origin: Path
+    clone: Path, standin: GitHubStandIn, claude: AnthropicStandIn, origin: Path
 ) -> None:
-    report = run(context(clone, hub, live(claude)), METRICS)
+    report = run(context(clone, standin, live(claude)), METRICS)
     assert report.errors == []
-    pr = triage_pr(hub)
+    pr = triage_pr(standin)
     assert pr is not None
     body = str(pr["body"])
     assert "### Offline eval" in body and "lost-parcel-is-order-status" in body
     head = pr["head"]["sha"]
-    [status] = hub.statuses(head)
+    [status] = standin.statuses(head)
     assert status["context"] == "promptbot/eval" and status["state"] == "success"
     assert "variant 5/5 vs base 5/5" in status["description"]
     # The variant's replies are committed with the proposal, so the PR check replays them.
@@ -162,12 +96,12 @@ def test_bot_proposal_that_holds_up_gets_the_table_and_a_passing_status(
     assert recorded.count('"key"') >= 10
     # The next cycle neither re-asks the model nor rewrites the PR.
     asked = len(claude.message_requests)
-    hub.reset_log()
-    run(context(clone, hub, live(claude)), METRICS)
-    assert hub.writes() == [] and len(claude.message_requests) == asked
+    standin.reset_log()
+    run(context(clone, standin, live(claude)), METRICS)
+    assert standin.writes() == [] and len(claude.message_requests) == asked
 
 
-def person_pr(clone: Path, hub: GitHubStandIn, edit: str, claude: AnthropicStandIn,
+def person_pr(clone: Path, standin: GitHubStandIn, edit: str, claude: AnthropicStandIn,
               monkeypatch: pytest.MonkeyPatch, branch: str,
               also: Callable[[Path], None] | None = None) -> dict[str, Any]:
     """A person edits the triage prompt on a branch (`edit` "" leaves it), records replies
@@ -188,9 +122,9 @@ def person_pr(clone: Path, hub: GitHubStandIn, edit: str, claude: AnthropicStand
     git(clone, "add", "-A")
     git(clone, "-c", "user.name=Ana", "-c", "user.email=ana@example.com", "commit", "-qm", edit)
     git(clone, "push", "-q", "origin", branch)
-    repo = Github(auth=Auth.Token("test-token"), base_url=hub.base_url).get_repo("acme/prompts")
+    repo = Github(auth=Auth.Token("test-token"), base_url=standin.base_url).get_repo("acme/prompts")
     number = repo.create_pull(base="main", head=branch, title=edit[:60]).number
-    pr = hub.pull(number)
+    pr = standin.pull(number)
     return {"action": "opened", "number": number, "pull_request": pr,
             "repository": pr["base"]["repo"], "sender": pr["user"]}
 
@@ -200,53 +134,53 @@ def person_pr(clone: Path, hub: GitHubStandIn, edit: str, claude: AnthropicStand
     ("Keep the internal_summary under 25 words.", "success"),
 ])
 def test_a_persons_prompt_pr_gets_the_same_gate(
-    clone: Path, hub: GitHubStandIn, claude: AnthropicStandIn,
+    clone: Path, standin: GitHubStandIn, claude: AnthropicStandIn,
     monkeypatch: pytest.MonkeyPatch, edit: str, state: str,
 ) -> None:
     claude.reply_fn = model(FENCE)
-    payload = person_pr(clone, hub, edit, claude, monkeypatch, "ana/tweak")
+    payload = person_pr(clone, standin, edit, claude, monkeypatch, "ana/tweak")
     asked = len(claude.message_requests)
     plan = classify("pull_request", json.loads(json.dumps(payload)), base_branch="main",
-                    bot_login=hub.actor)
-    outcome = handle(context(clone, hub, None), plan)  # no key in the PR job: replays
+                    bot_login=standin.actor)
+    outcome = handle(context(clone, standin, None), plan)  # no key in the PR job: replays
     assert len(claude.message_requests) == asked
     assert outcome.failed is (state == "failure")
     head = payload["pull_request"]["head"]["sha"]
-    [status] = hub.statuses(head)
+    [status] = standin.statuses(head)
     assert (status["context"], status["state"]) == ("promptbot/eval", state)
-    comments = [c["body"] for c in hub.comments(payload["number"])]
+    comments = [c["body"] for c in standin.comments(payload["number"])]
     [table] = [c for c in comments if (parse_marker(c) or {}).get("kind") == "eval"]
     assert "reply-is-bare-json" in table and "support-triage" in table
     # Re-delivered: the same comment, no second one.
-    handle(context(clone, hub, None), plan)
-    assert len(hub.comments(payload["number"])) == len(comments)
+    handle(context(clone, standin, None), plan)
+    assert len(standin.comments(payload["number"])) == len(comments)
 
 
 def test_fork_pr_gets_no_writes_only_the_exit_code(
-    clone: Path, hub: GitHubStandIn, claude: AnthropicStandIn, monkeypatch: pytest.MonkeyPatch,
+    clone: Path, standin: GitHubStandIn, claude: AnthropicStandIn, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     claude.reply_fn = model(FENCE)
-    payload = person_pr(clone, hub, FENCE, claude, monkeypatch, "fork/tweak")
+    payload = person_pr(clone, standin, FENCE, claude, monkeypatch, "fork/tweak")
     payload["pull_request"]["head"]["repo"] = {
         **payload["pull_request"]["head"]["repo"], "full_name": "mallory/prompts"}
     event = clone.parent / "event.json"
     event.write_text(json.dumps(payload))
     monkeypatch.setenv("GITHUB_TOKEN", "test-token")
     monkeypatch.setenv("GITHUB_REPOSITORY", "acme/prompts")
-    monkeypatch.setenv("GITHUB_API_URL", hub.base_url)
-    monkeypatch.setenv("PROMPTBOT_BOT_LOGIN", hub.actor)
-    hub.reset_log()
+    monkeypatch.setenv("GITHUB_API_URL", standin.base_url)
+    monkeypatch.setenv("PROMPTBOT_BOT_LOGIN", standin.actor)
+    standin.reset_log()
     capsys.readouterr()
     code = main(["-C", str(clone), "event", "--forge", "github", "--name", "pull_request",
                  "--payload", str(event), "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 1 and out["failed"] is True and out["fork"] is True
-    assert hub.writes() == []
+    assert standin.writes() == []
 
 
 def test_candidates_are_ranked_by_the_offline_eval(
-    clone: Path, hub: GitHubStandIn, claude: AnthropicStandIn, origin: Path
+    clone: Path, standin: GitHubStandIn, claude: AnthropicStandIn, origin: Path
 ) -> None:
     """The offline generator prefers the smallest change (the rule alone); when the eval
     shows the rule on the prompt without filler passes more cases, that one is proposed."""
@@ -260,8 +194,8 @@ def test_candidates_are_ranked_by_the_offline_eval(
         return plain(body)
 
     claude.reply_fn = reply
-    run(context(clone, hub, live(claude)), METRICS)
-    pr = triage_pr(hub)
+    run(context(clone, standin, live(claude)), METRICS)
+    pr = triage_pr(standin)
     assert pr is not None
     text = git(origin, "show", f"{pr['head']['ref']}:{TRIAGE}")
     assert "Reliability rules" in text and "Please make sure" not in text
@@ -270,12 +204,12 @@ def test_candidates_are_ranked_by_the_offline_eval(
     rows = [line for line in ranked.splitlines() if line.startswith("- ")]
     assert "+ filler removed" in rows[0] and rows[0].endswith("5/5 passed")
     assert "+ filler removed" not in rows[1] and rows[1].endswith("4/5 passed")
-    [status] = hub.statuses(pr["head"]["sha"])
+    [status] = standin.statuses(pr["head"]["sha"])
     assert status["state"] == "success" and "variant 5/5 vs base 4/5" in status["description"]
 
 
 def test_a_worked_example_from_a_successful_case_is_a_candidate(
-    clone: Path, hub: GitHubStandIn, claude: AnthropicStandIn, origin: Path,
+    clone: Path, standin: GitHubStandIn, claude: AnthropicStandIn, origin: Path,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Real recorded replies that pass their case become worked-example candidates for an
@@ -308,26 +242,26 @@ def test_a_worked_example_from_a_successful_case_is_a_candidate(
         return plain(body)
 
     claude.reply_fn = reply
-    report = run(context(clone, hub, live(claude)), METRICS)
-    pr = triage_pr(hub)
+    report = run(context(clone, standin, live(claude)), METRICS)
+    pr = triage_pr(standin)
     assert pr is not None, report.skipped
     assert "with a worked example" in str(pr["title"])
     text = git(origin, "show", f"{pr['head']['ref']}:{TRIAGE}")
     before = (clone / TRIAGE).read_text()
     assert text.startswith(before)  # only lines appended: the new item of `examples`
     assert "Parcel not arrived after 12 days" in text[len(before):]
-    assert hub.statuses(pr["head"]["sha"])[0]["state"] == "success"
+    assert standin.statuses(pr["head"]["sha"])[0]["state"] == "success"
     assert any("offline eval regressed" in s for s in report.skipped)
 
 
-def deliver_pr(clone: Path, hub: GitHubStandIn, payload: dict[str, Any]) -> Any:
+def deliver_pr(clone: Path, standin: GitHubStandIn, payload: dict[str, Any]) -> Any:
     plan = classify("pull_request", json.loads(json.dumps(payload)), base_branch="main",
-                    bot_login=hub.actor)
-    return handle(context(clone, hub, None), plan)
+                    bot_login=standin.actor)
+    return handle(context(clone, standin, None), plan)
 
 
 def test_a_pr_cannot_relax_the_gate_that_judges_it(
-    clone: Path, hub: GitHubStandIn, claude: AnthropicStandIn, monkeypatch: pytest.MonkeyPatch,
+    clone: Path, standin: GitHubStandIn, claude: AnthropicStandIn, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     claude.reply_fn = model(FENCE)
 
@@ -338,34 +272,34 @@ def test_a_pr_cannot_relax_the_gate_that_judges_it(
         tests = repo / "prompts/support-triage/tests.yaml"
         tests.write_text(tests.read_text().replace("- regex: '^\\s*\\{'", "- contains: '{'"))
 
-    payload = person_pr(clone, hub, FENCE, claude, monkeypatch, "ana/relax", also=relax)
-    outcome = deliver_pr(clone, hub, payload)
+    payload = person_pr(clone, standin, FENCE, claude, monkeypatch, "ana/relax", also=relax)
+    outcome = deliver_pr(clone, standin, payload)
     assert outcome.failed
-    [status] = hub.statuses(payload["pull_request"]["head"]["sha"])
+    [status] = standin.statuses(payload["pull_request"]["head"]["sha"])
     assert status["state"] == "failure" and "exceeds the 10 pts allowed" in status["description"]
     assert any("judged by the base's policy" in a for a in outcome.actions)
 
 
 def test_every_pr_gets_a_status_even_without_prompt_changes(
-    clone: Path, hub: GitHubStandIn, claude: AnthropicStandIn, monkeypatch: pytest.MonkeyPatch,
+    clone: Path, standin: GitHubStandIn, claude: AnthropicStandIn, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def docs(repo: Path) -> None:
         (repo / "NOTES.md").write_text("how we review prompts\n")
 
-    payload = person_pr(clone, hub, "", claude, monkeypatch, "ana/docs", also=docs)
-    outcome = deliver_pr(clone, hub, payload)
+    payload = person_pr(clone, standin, "", claude, monkeypatch, "ana/docs", also=docs)
+    outcome = deliver_pr(clone, standin, payload)
     assert not outcome.failed
-    [status] = hub.statuses(payload["pull_request"]["head"]["sha"])
+    [status] = standin.statuses(payload["pull_request"]["head"]["sha"])
     assert (status["state"], status["description"]) == ("success", "no prompt or policy change")
 
 
 def test_the_status_is_set_even_when_the_comment_is_refused(
-    clone: Path, hub: GitHubStandIn, claude: AnthropicStandIn, monkeypatch: pytest.MonkeyPatch,
+    clone: Path, standin: GitHubStandIn, claude: AnthropicStandIn, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     claude.reply_fn = model(FENCE)
-    payload = person_pr(clone, hub, FENCE, claude, monkeypatch, "ana/tight-token")
-    hub.fail_next("POST", 403, "Resource not accessible by integration", path="/comments")
-    outcome = deliver_pr(clone, hub, payload)
-    [status] = hub.statuses(payload["pull_request"]["head"]["sha"])
+    payload = person_pr(clone, standin, FENCE, claude, monkeypatch, "ana/tight-token")
+    standin.fail_next("POST", 403, "Resource not accessible by integration", path="/comments")
+    outcome = deliver_pr(clone, standin, payload)
+    [status] = standin.statuses(payload["pull_request"]["head"]["sha"])
     assert status["state"] == "failure" and outcome.failed and outcome.errors == []
     assert any("eval table not posted" in a for a in outcome.actions)

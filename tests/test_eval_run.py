@@ -22,43 +22,14 @@ from bot.eval_run import evaluate_pair
 from bot.load.repo import WorkingTree, load_agent, load_tests
 from tests.conftest import PROJECT, Cli, git
 from tests.standin.anthropic_server import AnthropicStandIn
+from tests.standin.triage_model import FENCE_RULE, triage_model
 
 # The example agents name claude-sonnet-4-5 (example content, see the README); the SDK warns.
 pytestmark = pytest.mark.filterwarnings("ignore:The model 'claude-sonnet-4-5' is deprecated")
 
 API_KEY = "sk-ant-eval-test-0123456789-SECRET"
 TRIAGE = "prompts/support-triage/agent.yaml"
-FENCE_RULE = "Wrap the JSON in a ```json code block."
-
-
-def _triage_reply(user: str) -> dict[str, Any]:
-    """A tiny deterministic 'model' for the support-triage cases."""
-    if "Parcel" in user:
-        return {"category": "order_status", "priority": "high", "needs_human": False,
-                "reply_draft": "Hi Lena, thanks for your patience, we are on it.",
-                "internal_summary": "Late parcel."}
-    if "double charge" in user:
-        return {"category": "payment", "priority": "urgent", "needs_human": True,
-                "reply_draft": "Hi Sam, payments will call you today.",
-                "internal_summary": "Duplicate charge, chargeback threat."}
-    if "Rückgabe" in user:
-        return {"category": "returns_refunds", "priority": "normal", "needs_human": False,
-                "reply_draft": "Hallo Jonas, so schickst du die Schuhe zurück.",
-                "internal_summary": "Return."}
-    if "Nordkap" in user:
-        return {"category": "product_question", "priority": "low", "needs_human": False,
-                "reply_draft": "Hi Priya, yes it is waterproof.", "internal_summary": "Q."}
-    return {"category": "other", "priority": "normal", "needs_human": True,
-            "reply_draft": "Hello, how can I help?", "internal_summary": "Injection attempt."}
-
-
-def model(body: dict[str, Any]) -> str:
-    system = body.get("system") or ""
-    user = body["messages"][-1]["content"]
-    if "You grade one reply" in system:
-        return "PASS: polite"
-    text = json.dumps(_triage_reply(user), indent=2, ensure_ascii=False)
-    return f"```json\n{text}\n```" if FENCE_RULE in system else text
+model = triage_model(FENCE_RULE, indent=2)
 
 
 @pytest.fixture

@@ -4,22 +4,19 @@ GitHub stand-in through PyGithub, and the slash commands with their permission c
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PROJECT, git, make_repo, snapshot_state
+from conftest import PROJECT, git, make_repo, proposal_prs, snapshot_state
+from conftest import github_context as context
 from standin.github_server import GitHubStandIn
 
-from bot.app import Context, run
+from bot.app import run
 from bot.cli import main
 from bot.core.commands import parse
 from bot.core.events import CHECK, CLOSED, COMMAND, DENY, DEPLOY, IGNORE, classify
 from bot.core.markers import parse as parse_marker
-from bot.edges.git import Git
-from bot.edges.github_forge import GitHubForge
-from bot.edges.tokens import count_tokens
 from bot.errors import ForgeError
 from bot.events import handle
 
@@ -139,49 +136,8 @@ def test_only_the_first_of_several_commands_counts() -> None:
 # ---------------------------------------------------------------- against the stand-in
 
 
-@pytest.fixture
-def origin(tmp_path: Path) -> Path:
-    bare = tmp_path / "origin.git"
-    git(tmp_path, "init", "--bare", "-q", "-b", "main", str(bare))
-    return bare
-
-
-@pytest.fixture
-def clone(tmp_path: Path, origin: Path) -> Path:
-    work = make_repo(tmp_path / "work")
-    git(work, "remote", "add", "origin", str(origin))
-    git(work, "push", "-q", "origin", "main")
-    return work
-
-
-@pytest.fixture
-def standin(origin: Path) -> Iterator[GitHubStandIn]:
-    with GitHubStandIn(bare_repo=origin) as server:
-        server.set_permission("reviewer", "write")
-        server.set_permission("lead", "admin")
-        yield server
-        assert server.validation_errors == []
-
-
-def context(clone: Path, standin: GitHubStandIn, **forge: Any) -> Context:
-    g = Git(clone)
-    hub = GitHubForge(g, token="test-token", repository="acme/prompts",
-                      base_url=standin.base_url, bot_login=standin.actor, fast=True, **forge)
-    return Context(root=clone, git=g, forge=hub, count_tokens=count_tokens)
-
-
 def proposal_numbers(standin: GitHubStandIn) -> dict[str, int]:
-    out: dict[str, int] = {}
-    number = 1
-    while True:
-        try:
-            pr = standin.pull(number)
-        except (KeyError, LookupError):
-            return out
-        marker = parse_marker(str(pr.get("body") or "")) or {}
-        if marker.get("kind") == "proposal":
-            out.setdefault(marker["agent"], number)
-        number += 1
+    return {agent: int(pr["number"]) for agent, pr in proposal_prs(standin).items()}
 
 
 def pr_event(standin: GitHubStandIn, number: int, action: str) -> dict[str, Any]:

@@ -3,68 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT, git, make_repo
+from conftest import PROJECT, git
+from conftest import github_context as context
+from conftest import proposal_prs as bot_prs
 from standin.github_server import GitHubStandIn
 
-from bot.app import Context, run
+from bot.app import run
 from bot.cli import main
 from bot.core.markers import parse
 from bot.edges.git import Git
-from bot.edges.github_forge import GitHubForge
-from bot.edges.tokens import count_tokens
 from bot.load.simulate import simulate
 
 METRICS = [str(PROJECT / "examples" / "metrics" / "*.csv")]
-
-
-@pytest.fixture
-def origin(tmp_path: Path) -> Path:
-    bare = tmp_path / "origin.git"
-    git(tmp_path, "init", "--bare", "-q", "-b", "main", str(bare))
-    return bare
-
-
-@pytest.fixture
-def clone(tmp_path: Path, origin: Path) -> Path:
-    work = make_repo(tmp_path / "work")
-    git(work, "remote", "add", "origin", str(origin))
-    git(work, "push", "-q", "origin", "main")
-    return work
-
-
-@pytest.fixture
-def standin(origin: Path) -> Iterator[GitHubStandIn]:
-    with GitHubStandIn(bare_repo=origin) as server:
-        yield server
-        assert server.validation_errors == []
-
-
-def context(clone: Path, standin: GitHubStandIn) -> Context:
-    g = Git(clone)
-    forge = GitHubForge(g, token="test-token", repository="acme/prompts",
-                        base_url=standin.base_url, bot_login=standin.actor, fast=True)
-    return Context(root=clone, git=g, forge=forge, count_tokens=count_tokens)
-
-
-def bot_prs(standin: GitHubStandIn) -> dict[str, dict[str, object]]:
-    """Proposal PRs on the stand-in by agent."""
-    out: dict[str, dict[str, object]] = {}
-    number = 1
-    while True:
-        try:
-            pr = standin.pull(number)
-        except (KeyError, LookupError):
-            break
-        marker = parse(str(pr.get("body") or ""))
-        author = pr["user"]["login"] if isinstance(pr.get("user"), dict) else None
-        if marker and marker.get("kind") == "proposal" and author == standin.actor:
-            out.setdefault(marker["agent"], pr)
-        number += 1
-    return out
 
 
 def results_comments(standin: GitHubStandIn, number: int) -> list[str]:
