@@ -516,35 +516,6 @@ def eval_provider(ctx: Context, base_sha: str, agent_id: str) -> Provider:
     return RecordingProvider(ctx.eval_live, records)
 
 
-def proposal_eval(ctx: Context, base: str, base_sha: str, loaded: LoadedAgent, p: Proposal,
-                  policy: Policy, provider: Provider | None = None,
-                  ) -> tuple[EvalReport | None, Proposal]:
-    """The agent's tests.yaml on the base version and on the variant, before any PR exists.
-
-    With a live provider the replies are recorded into the proposal's branch, so the check
-    on the PR (and a reviewer without a key) replays exactly what was judged.
-    """
-    from bot.eval_run import evaluate_pair
-
-    agent_id = loaded.agent.id
-    rel = tests_path(agent_id)
-    text = ctx.git.read(base_sha, rel)
-    if text is None:
-        return None, p
-    located = parse_yaml(text, rel)
-    tests = validate_as(TestsFile, located)
-    own = provider is None
-    provider = provider or eval_provider(ctx, base_sha, agent_id)
-    variant = parse_agent(p.new_text, p.agent_path).agent
-    evaluated = evaluate_pair(loaded.agent, variant, tests, provider, policy,
-                              base_label=f"{base} {loaded.version}",
-                              variant_label=f"proposal {p.new_version}", tests_path=rel,
-                              line_of=located.line_of)
-    if own:
-        p = with_recordings(p, provider)
-    return evaluated, p
-
-
 def with_recordings(p: Proposal, provider: Provider) -> Proposal:
     """`p` carrying the live replies its eval recorded, so the PR check replays them."""
     if not isinstance(provider, RecordingProvider) or not provider.added:
@@ -591,6 +562,7 @@ def propose_all(
             report.skipped.append(f"{agent_id}: version {loaded.version} is live for less than "
                                   f"{policy.propose.cooldown_days:g} days (cooldown)")
             continue
+        shots = successful_cases(ctx, base_sha, loaded)
         try:
             for problem in problems:
                 pid = proposal_id(agent_id, loaded.version, problem.signature)
@@ -616,7 +588,7 @@ def propose_all(
                 if existing is not None and ctx.generator is not None:
                     break  # a model's PR is not rewritten on every run (cost, churn)
                 made = make_proposal(ctx, loaded, problem, policy, past, report, promoted,
-                                     successful_cases(ctx, base_sha, loaded))
+                                     shots)
                 if isinstance(made, Skipped):
                     report.skipped.append(f"{agent_id}: {made.reason}")
                     continue
@@ -674,6 +646,7 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
     for agent_id, loaded in sorted(state.agents.items()):
         if only is not None and agent_id != only:
             continue
+        shots = successful_cases(ctx, base_sha, loaded)
         for problem in problems_for(loaded, snapshot, policy, goals):
             pid = proposal_id(agent_id, loaded.version, problem.signature)
             existing = by_id.get(pid)
@@ -681,7 +654,7 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
                     existing.marker.get("state") != SUPERSEDED:
                 continue
             made = make_proposal(ctx, loaded, problem, policy, past, RunReport(), promoted,
-                                 successful_cases(ctx, base_sha, loaded))
+                                 shots)
             if isinstance(made, Skipped):
                 continue
             # A dry run makes no model call: candidates in the generator's order.
@@ -816,14 +789,24 @@ def choose(ctx: Context, base: str, base_sha: str, loaded: LoadedAgent,
     listed as alternatives: inside the eval section when there was an eval (so the PR keeps
     the ranking it was opened with), in the PR's collapsed section otherwise.
     """
+    from bot.eval_run import evaluate_pair
+
     agent_id = loaded.agent.id
-    if ctx.git.read(base_sha, tests_path(agent_id)) is None:
+    rel = tests_path(agent_id)
+    text = ctx.git.read(base_sha, rel)
+    if text is None:
         return with_alternatives(candidates[0], candidates[1:]), None
+    located = parse_yaml(text, rel)
+    tests = validate_as(TestsFile, located)
+    # One provider for all candidates: the base's replies are asked (or recorded) once.
     provider = eval_provider(ctx, base_sha, agent_id)
     scored: list[tuple[int, int, Proposal, EvalReport]] = []
     for index, candidate in enumerate(candidates):
-        evaluated, _ = proposal_eval(ctx, base, base_sha, loaded, candidate, policy, provider)
-        assert evaluated is not None
+        variant = parse_agent(candidate.new_text, candidate.agent_path).agent
+        evaluated = evaluate_pair(loaded.agent, variant, tests, provider, policy,
+                                  base_label=f"{base} {loaded.version}",
+                                  variant_label=f"proposal {candidate.new_version}",
+                                  tests_path=rel, line_of=located.line_of)
         if evaluated.gate.state == "failure":
             report.skipped.append(f"{agent_id}: {candidate.rationale or 'candidate'}: offline "
                                   f"eval regressed ({evaluated.gate.description}); not proposed")
