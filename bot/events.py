@@ -237,15 +237,16 @@ def _explain(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
     if problem.get("template"):
         lines.append(f"- Evidence: {_safe(problem.get('error_type'))} — "
                      f"{_safe(problem.get('template'))}, {_safe(problem.get('count'))} "
-                     f"failures, {_pct(problem.get('share'))} of executions "
+                     f"failures, {render.pct(_number(problem.get('share')))} of executions "
                      f"({_safe(problem.get('executions'))} executions).")
     else:
         lines.append(f"- Evidence: {_safe(problem.get('kind'))} over "
                      f"{_safe(problem.get('executions'))} executions.")
     interval = effect.get("interval")
-    low, high = interval if isinstance(interval, list) and len(interval) == 2 else ("?", "?")
-    lines.append(f"- Expected: success rate {_pts(effect.get('success_rate_delta'))} "
-                 f"({_pts(low)} … {_pts(high)}), confidence "
+    low, high = interval if isinstance(interval, list) and len(interval) == 2 else (None, None)
+    delta, low, high = (render.signed_pts(_number(v))
+                        for v in (effect.get("success_rate_delta"), low, high))
+    lines.append(f"- Expected: success rate {delta} ({low} … {high}), confidence "
                  f"{_safe(effect.get('confidence'))}; method: {_safe(effect.get('method'))}.")
     criteria = data.get("success_criteria")
     for criterion in criteria if isinstance(criteria, list) else []:
@@ -383,9 +384,7 @@ def _safe(value: object) -> str:
     return render.untrusted(text, 300)
 
 
-def _pct(value: object) -> str:
-    return f"{float(value) * 100:.1f} %" if isinstance(value, int | float) else "?"
-
-
-def _pts(value: object) -> str:
-    return f"{float(value) * 100:+.1f} pts" if isinstance(value, int | float) else "?"
+def _number(value: object) -> float | None:
+    """A number from a hand-editable file, or None (shown as n/a) for anything else."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else None
