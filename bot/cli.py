@@ -10,10 +10,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from bot import __version__
 from bot.errors import Finding, PromptbotError, UsageError
+
+if TYPE_CHECKING:
+    from bot.core.model import Policy
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x1b]")
 
@@ -175,31 +178,29 @@ def _context(root: Path, forge_choice: str, quiet: bool = False, models: bool = 
     from bot.app import Context
     from bot.edges.git import Git
     from bot.edges.tokens import count_tokens
+    from bot.load.repo import WorkingTree, load_policy
 
     git = Git(root)
-    forge = _forge(git, forge_choice)
+    policy = load_policy(WorkingTree(git.root))
+    forge = _forge(git, forge_choice, policy)
     return Context(root=git.root, git=git, forge=forge, count_tokens=count_tokens,
                    say=(lambda _l: None) if quiet else (lambda line: err(f"· {line}")),
                    progress=_progress(quiet),
-                   generator=_generator(git.root) if models else None,
-                   eval_live=_eval_live(git.root) if models else None)
+                   generator=_generator(policy) if models else None,
+                   eval_live=_eval_live(policy) if models else None)
 
 
-def _eval_live(root: Path) -> Any:
+def _eval_live(policy: Policy) -> Any:
     """The Anthropic eval provider when the policy and a key ask for it, else None."""
     from bot.eval_run import live_provider
-    from bot.load.repo import WorkingTree, load_policy
 
-    return live_provider(load_policy(WorkingTree(root)),
+    return live_provider(policy,
                          api_key=os.environ.get("ANTHROPIC_API_KEY", ""),
                          base_url=os.environ.get("ANTHROPIC_BASE_URL") or None, record=False)
 
 
-def _generator(root: Path) -> Any:
+def _generator(policy: Policy) -> Any:
     """The Anthropic generator when the policy and the environment ask for it, else None."""
-    from bot.load.repo import WorkingTree, load_policy
-
-    policy = load_policy(WorkingTree(root))
     kind, key = policy.generator.kind, os.environ.get("ANTHROPIC_API_KEY", "")
     if kind == "offline" or (kind == "auto" and not key):
         return None
@@ -227,7 +228,7 @@ def _base_branch(root: Path) -> str:
     return load_policy(WorkingTree(root)).forge.base_branch
 
 
-def _forge(git: Any, choice: str) -> Any:
+def _forge(git: Any, choice: str, policy: Policy) -> Any:
     from bot.edges.clock import utc_now
     from bot.edges.local_forge import LocalForge
 
@@ -242,13 +243,11 @@ def _forge(git: Any, choice: str) -> Any:
                          fix="export both (Actions sets GITHUB_REPOSITORY; pass the token "
                          "from secrets), or use --forge local")
     from bot.edges.github_forge import GitHubForge
-    from bot.load.repo import WorkingTree, load_policy
 
-    policy = load_policy(WorkingTree(git.root)).forge
     return GitHubForge(git, token=token, repository=repository,
                        base_url=os.environ.get("GITHUB_API_URL", "https://api.github.com"),
-                       bot_login=_bot_login(), max_writes=policy.max_writes_per_run,
-                       max_wait_s=policy.max_rate_limit_wait_s)
+                       bot_login=_bot_login(), max_writes=policy.forge.max_writes_per_run,
+                       max_wait_s=policy.forge.max_rate_limit_wait_s)
 
 
 def _bot_login() -> str:
