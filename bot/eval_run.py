@@ -42,6 +42,7 @@ from bot.edges.eval_providers import (
     RecordingProvider,
     read_recordings,
     recordings_path,
+    recordings_rel,
     write_recordings,
 )
 from bot.edges.git import Git, GitTree
@@ -195,13 +196,10 @@ def _select(work: WorkingTree, base: GitTree, agents: Sequence[str],
 def make_provider(root: Path, agent_id: str, *, record: bool,
                   live: AnthropicEvalProvider | None) -> Provider:
     """Recorded replies, the live provider, or the live one recording into the agent's file."""
-    if live is None:
-        display = recordings_path(root, agent_id).relative_to(root).as_posix()
-        return RecordedProvider(read_recordings(recordings_path(root, agent_id), display))
-    if record:
-        display = recordings_path(root, agent_id).relative_to(root).as_posix()
-        return RecordingProvider(live, read_recordings(recordings_path(root, agent_id), display))
-    return live
+    if live is not None and not record:
+        return live
+    records = read_recordings(recordings_path(root, agent_id), recordings_rel(agent_id))
+    return RecordedProvider(records) if live is None else RecordingProvider(live, records)
 
 
 def live_provider(policy: Policy, *, api_key: str, base_url: str | None,
@@ -278,8 +276,7 @@ def run_eval_with(root: Path, agents: Sequence[str], base_ref: str | None, *, re
                                tests_path=cases_rel, line_of=located.line_of,
                                notes=notes)
         run.reports.append(report)
-        if isinstance(provider, RecordingProvider) and provider.added:
-            path = recordings_path(git.root, agent_id)
-            if write_recordings(path, provider.records):
-                run.written.append(path.relative_to(git.root).as_posix())
+        if isinstance(provider, RecordingProvider) and provider.added and \
+                write_recordings(recordings_path(git.root, agent_id), provider.records):
+            run.written.append(recordings_rel(agent_id))
     return run
