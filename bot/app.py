@@ -563,6 +563,7 @@ def propose_all(
                                   f"{policy.propose.cooldown_days:g} days (cooldown)")
             continue
         shots = successful_cases(ctx, base_sha, loaded)
+        said_busy = False
         try:
             for problem in problems:
                 pid = proposal_id(agent_id, loaded.version, problem.signature)
@@ -578,9 +579,9 @@ def propose_all(
                 if existing is None and agent_id in busy:
                     # Nothing new while a change is open, but a later problem's open PR may
                     # still need its description refreshed.
-                    if not any(s.startswith(f"{agent_id}: a change is open")
-                               for s in report.skipped):
+                    if not said_busy:
                         report.skipped.append(f"{agent_id}: a change is open or being measured")
+                        said_busy = True
                     continue
                 if existing is None and opened >= policy.propose.max_prs_per_run:
                     report.skipped.append(f"{agent_id}: max_prs_per_run reached")
