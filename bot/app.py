@@ -33,6 +33,7 @@ from bot.core.calibration import Outcome
 from bot.core.eval_render import render_eval_markdown
 from bot.core.evaluation import EvalReport, Provider, Shot, commit_status, successful_shots
 from bot.core.generation import GenerationRequest, VariantCandidate
+from bot.core.impact import Estimate, paired_quality
 from bot.core.metrics import MetricsSnapshot
 from bot.core.model import Policy, TestsFile, is_safe_id
 from bot.core.proposals import (
@@ -45,6 +46,7 @@ from bot.core.proposals import (
     promoted_categories,
     proposal_id,
     with_alternatives,
+    with_quality,
 )
 from bot.core.report import analysis, analysis_text
 from bot.core.results import (
@@ -687,12 +689,9 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
             "impact": {"success_rate_delta": round(p.expected.success_rate_delta, 6),
                        "interval": [round(p.expected.low, 6), round(p.expected.high, 6)],
                        "confidence": p.expected.confidence, "method": p.expected.method,
-                       "cost_pct": round(e.cost_pct * 100, 3) if e else None,
-                       "cost_method": "input tokens × the policy's price / cost per execution "
-                                      "(answer length changes not estimated)",
-                       "latency_pct": None, "quality": None,
-                       "not_estimated": "latency and quality: no offline model; measured "
-                                        "after the deploy (latency as a guardrail)",
+                       "cost_pct": _pct_json(p.cost),
+                       "latency_pct": _pct_json(p.latency),
+                       "quality_pts": _pct_json(p.quality),
                        "tokens_before": p.tokens_before, "tokens_after": p.tokens_after},
             "effort": e.effort if e else None, "hours": e.hours if e else None,
             "roi_usd_per_month": round(e.roi_usd_per_month, 2) if e else None,
@@ -703,6 +702,15 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
             "diff": p.diff,
         })
     return out
+
+
+def _pct_json(e: Estimate) -> dict[str, Any]:
+    """An estimate in percent (of cost or latency) or points (of pass rate) for JSON."""
+    if e.value is None or e.low is None or e.high is None:
+        return {"estimated": False, "why": e.method}
+    return {"change": round(e.value * 100, 3),
+            "interval": [round(e.low * 100, 3), round(e.high * 100, 3)],
+            "confidence": e.confidence, "method": e.method}
 
 
 def problems_for(loaded: LoadedAgent, snapshot: MetricsSnapshot, policy: Policy,
@@ -825,7 +833,12 @@ def choose(ctx: Context, base: str, base_sha: str, loaded: LoadedAgent,
                 for s in scored]
         section += ("\n\n<details><summary>Candidates ranked by this eval (the first is "
                     "proposed)</summary>\n\n" + "\n".join(rows) + "\n</details>")
-    return with_recordings(replace(best, eval_gate=evaluated.gate), provider), section
+    quality = paired_quality(evaluated.pairs(), evaluated.provider)
+    # In the eval section, which an open PR keeps verbatim when it is refreshed without
+    # re-running the eval.
+    section += "\n\n" + render.estimate_line("Quality estimate (pass rate)", quality, "pts")
+    return with_recordings(with_quality(replace(best, eval_gate=evaluated.gate), quality),
+                           provider), section
 
 
 def refreshed(existing: Tracked, candidates: list[Proposal]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import PROJECT, git, proposal_prs
 from conftest import github_context as context
 from github import Auth, Github
@@ -94,6 +95,14 @@ def test_bot_proposal_that_holds_up_gets_the_table_and_a_passing_status(
     branch = pr["head"]["ref"]
     recorded = git(origin, "show", f"{branch}:prompts/support-triage/eval-recordings.jsonl")
     assert recorded.count('"key"') >= 10
+    # Both versions ran every case: the quality estimate is the paired pass-rate change,
+    # in the PR and pre-registered in the proposal file.
+    assert "Quality estimate (pass rate): **+0.0 pts**, interval -60.0 … +60.0 pts" in body
+    record = yaml.safe_load(git(origin, "show", f"{branch}:prompts/support-triage/proposals/"
+                                                f"{parse_marker(body)['proposal_id']}.yaml"))
+    quality = record["expected_effect"]["quality"]
+    assert (quality["change"], quality["interval"]) == (0.0, [-0.6, 0.6])
+    assert quality["method"].startswith("offline eval (anthropic")
     # The next cycle neither re-asks the model nor rewrites the PR.
     asked = len(claude.message_requests)
     standin.reset_log()

@@ -222,6 +222,16 @@ class EvalReport:
     cost_usd: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
 
+    def pairs(self) -> list[tuple[bool, bool]]:
+        """(base passed, variant passed) for each case both arms could run."""
+        if self.base is None:
+            return []
+        base, variant = self.base.by_case(), self.variant.by_case()
+        ran = ("pass", "fail")
+        return [(base[c].status == "pass", variant[c].status == "pass") for c in self.cases
+                if c in base and c in variant and base[c].status in ran
+                and variant[c].status in ran]
+
     def to_json(self) -> dict[str, Any]:
         def arm(a: Arm | None) -> dict[str, Any] | None:
             if a is None:

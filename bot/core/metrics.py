@@ -12,7 +12,7 @@ import hashlib
 import math
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -29,6 +29,26 @@ def bin_of(value: float, unit: float = 1.0) -> int:
 
 def bin_value(index: int, unit: float = 1.0) -> float:
     return math.exp((index + 0.5) / BINS_PER_LN) * unit
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Sums over executions that have latency and both token counts: enough for a least-
+    squares fit of latency on input and output tokens (`bot.core.impact.latency_fit`)."""
+
+    n: int = 0
+    x1: float = 0.0  # input tokens
+    x2: float = 0.0  # output tokens
+    y: float = 0.0  # latency, ms
+    x1x1: float = 0.0
+    x2x2: float = 0.0
+    x1x2: float = 0.0
+    x1y: float = 0.0
+    x2y: float = 0.0
+    yy: float = 0.0
+
+    def __add__(self, other: Moments) -> Moments:
+        return Moments(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
 
 @dataclass(frozen=True)
@@ -55,6 +75,7 @@ class Bucket:
     cost_sumsq: float = 0.0
     # Rows with an output-token count; None: the same rows as `tokens_n` (input tokens).
     output_tokens_n: int | None = None
+    moments: Moments | None = None  # None: the source has no per-execution rows
 
 
 @dataclass(frozen=True)
@@ -119,6 +140,7 @@ class VersionStats:
     top_errors: tuple[ErrorGroup, ...]
     errors: int = 0
     latency_p99_ms: float | None = None
+    moments: Moments | None = None  # latency and token sums for the latency estimate
 
     @property
     def failures(self) -> int:
@@ -296,10 +318,21 @@ def version_stats(
                 last_seen=max(b.hour for b in items) + timedelta(hours=1),
                 quality_mean=_mean(sum(b.quality_sum for b in items), quality_n),
                 top_errors=tuple(error_groups(errs.get((agent, version), []))),
+                moments=_moments(items),
             )
         )
     out.sort(key=lambda v: (v.agent_id, v.first_seen, v.prompt_version or ""))
     return out
+
+
+def _moments(items: list[Bucket]) -> Moments | None:
+    have = [b.moments for b in items if b.moments is not None]
+    if not have:
+        return None
+    total = Moments()
+    for m in have:
+        total = total + m
+    return total
 
 
 def jsonable(value: Any) -> Any:

@@ -18,6 +18,7 @@ from bot.core.analysis import Problem
 from bot.core.calibration import Calibration, Outcome, calibrate
 from bot.core.checks import check_variant
 from bot.core.evaluation import Gate, Shot
+from bot.core.impact import Estimate, TokenChange, cost_estimate, latency_estimate, unknown
 from bot.core.model import Policy, PromotedRules, is_safe_id
 from bot.core.yamledit import (
     RoundTripError,
@@ -85,6 +86,9 @@ class Proposal:
     chars_before: int = 0
     chars_after: int = 0
     eval_gate: Gate | None = None  # the offline eval's verdict, when the agent has tests
+    cost: Estimate = field(default_factory=lambda: unknown("not estimated"))
+    latency: Estimate = field(default_factory=lambda: unknown("not estimated"))
+    quality: Estimate = field(default_factory=lambda: unknown(QUALITY_LATER))
     changed_field: str = "prompts.system"  # or "examples" for a worked example
 
     @property
@@ -96,6 +100,10 @@ class Proposal:
 class Skipped:
     agent_id: str
     reason: str
+
+
+QUALITY_LATER = ("the offline eval estimates it when the PR opens, for agents with "
+                 "tests.yaml; a quality score in the export is measured after the deploy")
 
 
 def proposal_id(agent_id: str, base_version: str, signature: str) -> str:
@@ -170,18 +178,17 @@ EFFORT: dict[str, tuple[str, float]] = {
 }
 
 
-def economics(problem: Problem, expected: Expectation, tokens_added: int,
+def economics(problem: Problem, expected: Expectation, cost: Estimate,
               policy: Policy, kind: str = "error_handling") -> Economics:
-    """ROI = success-rate gain × executions per month × value of a success - added token
-    spend per month; priority = ROI per hour of effort (review, deploy, follow-up), the
-    hours graded by type (EFFORT)."""
+    """ROI = success-rate gain × executions per month × value of a success - change in
+    token spend per month (the cost estimate's point value); priority = ROI per hour of
+    effort (review, deploy, follow-up), the hours graded by type (EFFORT)."""
     stats = problem.stats
     days = max((stats.last_seen - stats.first_seen).total_seconds() / 86_400, 1.0)
     per_month = stats.executions / days * 30
     value = expected.success_rate_delta * per_month * policy.pricing.value_per_success_usd
-    added = tokens_added * policy.pricing.input_per_mtok / 1e6
-    cost_month = added * per_month
-    cost_pct = added / stats.cost_per_execution if stats.cost_per_execution else 0.0
+    cost_pct = cost.value or 0.0
+    cost_month = cost_pct * (stats.cost_per_execution or 0.0) * per_month
     effort, factor = EFFORT.get(kind, ("small", 1.0))
     hours = policy.propose.hours_per_proposal * factor
     roi = value - cost_month
@@ -459,6 +466,14 @@ def _is_json(text: str) -> bool:
     return True
 
 
+def with_quality(p: Proposal, quality: Estimate) -> Proposal:
+    """`p` with its offline-eval quality estimate, pre-registered in its proposal file too."""
+    made = replace(p, quality=quality)
+    record = f"prompts/{p.agent_id}/proposals/{p.id}.yaml"
+    return replace(made, files={**made.files, record: proposal_record(made)}) \
+        if record in made.files else made
+
+
 def with_alternatives(best: Proposal, others: Sequence[Proposal],
                       notes: dict[int, str] | None = None) -> Proposal:
     """`best` carrying one line per other candidate for the PR's collapsed section."""
@@ -512,6 +527,12 @@ def assemble(
     else:
         tokens_before = count_tokens(loaded.agent.prompts.system)
         tokens_after = count_tokens(system)
+    change = TokenChange(tokens_after - tokens_before,
+                         "cap" if max_tokens is not None else
+                         "brevity" if problem.kind == "latency" else "edit")
+    prices = policy.pricing
+    cost = cost_estimate(change, problem.stats, prices.input_per_mtok, prices.output_per_mtok)
+    latency = latency_estimate(change, problem.stats)
     measure = policy.measure
     guardrail = (f"guardrail: success rate does not drop by more than "
                  f"{measure.rollback_threshold * 100:.0f} points (else the bot recommends a "
@@ -649,7 +670,9 @@ def assemble(
         expected=expected,
         success_criteria=criteria,
         rollback_plan=rollback,
-        economics=economics(problem, expected, tokens_after - tokens_before, policy, kind),
+        economics=economics(problem, expected, cost, policy, kind),
+        cost=cost,
+        latency=latency,
         calibration=cal,
         alternatives=alternatives,
         description=description,
@@ -725,6 +748,9 @@ def proposal_record(p: Proposal) -> str:
             "interval": [round(p.expected.low, 4), round(p.expected.high, 4)],
             "confidence": p.expected.confidence,
             "method": p.expected.method,
+            **{name: _estimate(e) for name, e in (("cost_per_execution", p.cost),
+                                                  ("latency", p.latency),
+                                                  ("quality", p.quality))},
         },
         "success_criteria": list(p.success_criteria),
         "rollback_plan": p.rollback_plan,
@@ -743,3 +769,10 @@ def proposal_record(p: Proposal) -> str:
         "# is deployed, so the measured result can be compared with what was predicted.\n"
     )
     return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+def _estimate(e: Estimate) -> dict[str, Any]:
+    if e.value is None or e.low is None or e.high is None:
+        return {"estimated": False, "why": e.method}
+    return {"change": round(e.value, 4), "interval": [round(e.low, 4), round(e.high, 4)],
+            "confidence": e.confidence, "method": e.method}

@@ -14,6 +14,8 @@ from typing import Any
 from jinja2 import PackageLoader, StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from bot.core.impact import Estimate
+
 GITHUB_BODY_LIMIT = 65_536
 
 
@@ -43,6 +45,14 @@ def signed_pts(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:+.1f} pts"
 
 
+def estimate_line(name: str, e: Estimate, unit: str) -> str:
+    """One impact estimate as a Markdown line: value, interval, confidence and how."""
+    if e.value is None or e.low is None or e.high is None:
+        return f"{name}: not estimated — {e.method}"
+    return (f"{name}: **{e.value * 100:+.1f} {unit}**, interval {e.low * 100:+.1f} … "
+            f"{e.high * 100:+.1f} {unit}, confidence: {e.confidence} — {e.method}")
+
+
 @lru_cache(maxsize=1)
 def environment() -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
@@ -54,6 +64,7 @@ def environment() -> ImmutableSandboxedEnvironment:
         lstrip_blocks=True,
     )
     env.filters.update(untrusted=untrusted, fenced=fenced, pct=pct, pts=signed_pts)
+    env.globals.update(estimate_line=estimate_line)
     return env
 
 

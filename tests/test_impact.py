@@ -1,0 +1,187 @@
+"""Impact estimates: the latency fit against statsmodels' OLS, the sums behind it from a real
+DuckDB ingest, the cost arithmetic, the paired quality interval, and where they show."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import statsmodels.api as sm
+import yaml
+from conftest import Cli, git, write_csv
+
+from bot.core.impact import (
+    Estimate,
+    TokenChange,
+    cost_estimate,
+    latency_estimate,
+    latency_fit,
+    paired_quality,
+    unknown,
+)
+from bot.core.metrics import Moments, VersionStats
+from bot.core.render import estimate_line
+from bot.load.metrics import ingest
+
+COLS = ["timestamp", "agent_id", "prompt_version", "execution_id", "status", "latency_ms",
+        "input_tokens", "output_tokens"]
+
+
+def _moments(x1: np.ndarray, x2: np.ndarray, y: np.ndarray) -> Moments:
+    return Moments(len(y), float(x1.sum()), float(x2.sum()), float(y.sum()),
+                   float((x1 * x1).sum()), float((x2 * x2).sum()), float((x1 * x2).sum()),
+                   float((x1 * y).sum()), float((x2 * y).sum()), float((y * y).sum()))
+
+
+def _data(n: int = 4000, seed: int = 7) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x1 = rng.normal(1500, 300, n).round()
+    x2 = (rng.lognormal(5.8, 0.5, n) + 0.05 * x1).round()  # correlated, as in production
+    y = 400 + 0.08 * x1 + 22 * x2 + rng.normal(0, 300, n)
+    return x1, x2, y
+
+
+def _stats(moments: Moments | None, cost: float | None = 0.01,
+           out: float | None = 350.0) -> VersionStats:
+    t = datetime(2026, 11, 1)
+    return VersionStats("a", "v1", 4000, 3800, 0, 1900.0, 4000.0, cost, None, 1500.0, out,
+                        t, t + timedelta(days=7), None, (), moments=moments)
+
+
+def test_latency_fit_matches_statsmodels_ols() -> None:
+    x1, x2, y = _data()
+    fit = latency_fit(_moments(x1, x2, y))
+    ols = sm.OLS(y, sm.add_constant(np.column_stack([x1, x2]))).fit()
+    assert fit is not None
+    assert fit.b_in == pytest.approx(ols.params[1], rel=1e-6)
+    assert fit.b_out == pytest.approx(ols.params[2], rel=1e-6)
+    assert fit.se_in == pytest.approx(ols.bse[1], rel=1e-6)
+    assert fit.se_out == pytest.approx(ols.bse[2], rel=1e-6)
+    assert fit.mean_ms == pytest.approx(y.mean())
+
+
+def test_latency_fit_refuses_collinear_or_flat_tokens() -> None:
+    x1, x2, y = _data(200)
+    assert latency_fit(_moments(x1, 2 * x1 + 3, y)) is None  # output a function of input
+    assert latency_fit(_moments(np.full(200, 900.0), x2, y)) is None  # one prompt length
+    assert latency_fit(_moments(x1[:10], x2[:10], y[:10])) is None  # too few rows
+    assert latency_fit(None) is None
+
+
+def test_ingest_sums_only_rows_with_latency_and_both_token_counts(tmp_path: Path) -> None:
+    x1, x2, y = _data(600, seed=3)
+    start = datetime(2026, 11, 1)
+    rows: list[list[object]] = [
+        [(start + timedelta(minutes=7 * i)).strftime("%Y-%m-%dT%H:%M:%SZ"), "a", "v1",
+         f"e{i}", "success", round(float(y[i]), 1), int(x1[i]), int(x2[i])]
+        for i in range(600)]
+    # Rows the fit must not see: a missing latency, a missing output count, a duplicate id.
+    rows.append(["2026-11-02T10:00:00Z", "a", "v1", "gap1", "success", "", 1000, 200])
+    rows.append(["2026-11-02T10:01:00Z", "a", "v1", "gap2", "success", 5000, 1000, ""])
+    rows.append(["2026-11-01T00:01:00Z", "a", "v1", "e0", "success", 99999, 1, 1])  # re-sent
+    snap = ingest([str(write_csv(tmp_path / "m.csv", rows, COLS))], window_days=30)
+    stats = snap.version("a", "v1")
+    assert stats is not None and stats.moments is not None
+    assert stats.executions == 602  # the duplicate counted once, the gaps counted as runs
+    y_csv = np.array([round(float(v), 1) for v in y])
+    expected = _moments(x1, x2, y_csv)
+    assert stats.moments.n == 600
+    for name in ("x1", "x2", "y", "x1x1", "x2x2", "x1x2", "x1y", "x2y", "yy"):
+        assert getattr(stats.moments, name) == pytest.approx(getattr(expected, name),
+                                                              rel=1e-9), name
+    fit = latency_fit(stats.moments)
+    assert fit is not None and fit.b_out == pytest.approx(22, abs=3)
+
+
+def test_latency_estimate_of_added_prompt_tokens() -> None:
+    x1, x2, y = _data()
+    stats = _stats(_moments(x1, x2, y))
+    fit = latency_fit(stats.moments)
+    assert fit is not None
+    est = latency_estimate(TokenChange(100, "edit"), stats)
+    assert est.value == pytest.approx(100 * fit.b_in / fit.mean_ms)
+    assert est.low is not None and est.high is not None
+    # The answer-length prior (±5 %) dominates: a prompt edit may move latency either way.
+    assert est.low < 0 < est.value < est.high
+    brevity = latency_estimate(TokenChange(30, "brevity"), stats)
+    assert brevity.value is not None and brevity.high is not None and brevity.low is not None
+    assert brevity.value < -0.05  # 15 % shorter answers at ~22 ms per token
+    assert brevity.low < brevity.value < brevity.high
+
+
+def test_negative_slopes_are_floored_at_zero() -> None:
+    rng = np.random.default_rng(1)
+    x1 = rng.normal(1500, 300, 3000).round()
+    x2 = rng.normal(300, 80, 3000).round()
+    y = 6000 - 2.0 * x1 + rng.normal(0, 50, 3000)  # longer prompts answered faster: noise
+    est = latency_estimate(TokenChange(200, "edit"), _stats(_moments(x1, x2, y)))
+    assert est.value is not None and est.value >= 0 and est.low is not None
+    assert est.low >= -0.01  # only the answer-length prior can lower it, barely
+
+
+def test_latency_not_estimated_without_sums() -> None:
+    est = latency_estimate(TokenChange(40, "edit"), _stats(None))
+    assert not est.known and "per-execution latency" in est.method
+
+
+def test_cost_estimate_is_exact_on_the_input_side() -> None:
+    stats = _stats(None, cost=0.01, out=400.0)
+    est = cost_estimate(TokenChange(200, "edit"), stats, 3.0, 15.0)
+    per_out = 400 * 15 / 1e6
+    assert est.value == pytest.approx(200 * 3 / 1e6 / 0.01)  # +6 %
+    assert est.low == pytest.approx((200 * 3 / 1e6 - 0.05 * per_out) / 0.01)
+    assert est.high == pytest.approx((200 * 3 / 1e6 + 0.05 * per_out) / 0.01)
+    cap = cost_estimate(TokenChange(0, "cap"), stats, 3.0, 15.0)
+    assert cap.value == pytest.approx(-0.02 * per_out / 0.01) and cap.high == 0
+    assert not cost_estimate(TokenChange(10, "edit"), _stats(None, cost=None), 3, 15).known
+
+
+def test_paired_quality_counts_only_discordant_cases() -> None:
+    pairs = [(True, True)] * 30 + [(False, True)] * 6 + [(True, False)] * 2 + [(False, False)] * 2
+    est = paired_quality(pairs, "recorded")
+    n, gained, lost = 40, 6, 2
+    diff = (gained - lost) / n
+    half = 1.959964 * ((gained + lost) - (gained - lost) ** 2 / n) ** 0.5 / n
+    assert est.value == pytest.approx(diff)
+    assert (est.low, est.high) == (pytest.approx(diff - half), pytest.approx(diff + half))
+    assert est.confidence == "medium" and "6 newly passing, 2 newly failing" in est.method
+    same = paired_quality([(True, True)] * 5, "recorded")
+    assert same.value == 0 and same.high == pytest.approx(3 / 5) and same.confidence == "low"
+    assert not paired_quality([], "recorded").known
+
+
+def test_estimate_line_says_why_when_not_estimated() -> None:
+    line = estimate_line("mean latency", Estimate(0.0123, -0.004, 0.03, "low", "fit"), "%")
+    assert line == ("mean latency: **+1.2 %**, interval -0.4 … +3.0 %, confidence: low — fit")
+    assert estimate_line("quality", unknown("no tests"), "pts") == \
+        "quality: not estimated — no tests"
+
+
+def test_proposals_carry_estimates_into_the_pr_and_their_record(cli: Cli, repo: Path) -> None:
+    plan = cli.json("propose", "--dry-run", "--json")
+    assert isinstance(plan, list) and plan
+    for item in plan:
+        cost, latency = item["impact"]["cost_pct"], item["impact"]["latency_pct"]
+        assert cost["interval"][0] <= cost["change"] <= cost["interval"][1]
+        assert latency["interval"][0] <= latency["change"] <= latency["interval"][1]
+        assert "least-squares fit over" in latency["method"]
+        assert item["impact"]["quality_pts"]["estimated"] is False  # no eval in a dry run
+    assert cli("run")[0] == 0
+    prs = {p["agent"]: p for p in cli.json("pr", "list", "--json")}  # type: ignore[union-attr]
+    # sql-writer has tests.yaml, but recorded replies only for the base version: without a
+    # key nothing can answer for the variant, so quality says why it is not estimated.
+    pr = prs["sql-writer"]
+    record = yaml.safe_load(git(repo, "show", f"{pr['branch']}:prompts/sql-writer/"
+                                              f"proposals/{pr['proposal_id']}.yaml"))
+    effect = record["expected_effect"]
+    planned = next(i for i in plan if i["agent"] == "sql-writer")["impact"]
+    assert effect["cost_per_execution"]["change"] * 100 == pytest.approx(
+        planned["cost_pct"]["change"], abs=0.01)
+    assert effect["quality"] == {"estimated": False,
+                                 "why": "no offline-eval case both versions could run"}
+    code, shown, _ = cli("pr", "show", str(pr["number"]))
+    assert code == 0
+    assert "Quality estimate (pass rate): not estimated — no offline-eval case" in shown
+    assert "- mean latency: **" in shown and "- cost per execution: **" in shown
