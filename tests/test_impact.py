@@ -185,3 +185,18 @@ def test_proposals_carry_estimates_into_the_pr_and_their_record(cli: Cli, repo: 
     assert code == 0
     assert "Quality estimate (pass rate): not estimated — no offline-eval case" in shown
     assert "- mean latency: **" in shown and "- cost per execution: **" in shown
+
+
+def test_ingest_sums_quality_squares_for_the_quality_guardrail(tmp_path: Path) -> None:
+    from bot.core.stats import arm_of
+
+    cols = ["timestamp", "agent_id", "prompt_version", "execution_id", "status",
+            "latency_ms", "quality_score"]
+    scores = [0.5, 0.75, 1.0, "", 0.25]
+    rows: list[list[object]] = [[f"2026-11-01T0{i}:00:00Z", "a", "v1", f"e{i}", "success",
+                                 100, q] for i, q in enumerate(scores)]
+    rows.append(["2026-11-01T09:00:00Z", "a", "v1", "e0", "success", 100, 0.9])  # re-sent
+    snap = ingest([str(write_csv(tmp_path / "q.csv", rows, cols))], window_days=30)
+    arm = arm_of(b for b in snap.buckets if b.agent_id == "a")
+    assert (arm.q_n, arm.q_sum) == (4, pytest.approx(2.5))
+    assert arm.q_sumsq == pytest.approx(0.25 + 0.5625 + 1.0 + 0.0625)

@@ -191,3 +191,51 @@ def test_a_faster_change_succeeds_by_non_inferiority() -> None:
                    faster_is_success=True).decision != "success"  # not faster: no win
     worse = arm(7700, 1700.0)
     assert compare(base, worse, 0.0, POLICY, faster_is_success=True).decision == "regression"
+
+
+def _quality_arm(successes: int, scores: np.ndarray) -> Arm:
+    return Arm(len(scores), successes, q_n=len(scores), q_sum=float(scores.sum()),
+               q_sumsq=float((scores ** 2).sum()))
+
+
+def test_quality_guardrail_matches_the_delta_method_on_the_log_ratio() -> None:
+    rng = np.random.default_rng(21)
+    a, b = rng.beta(8, 2, 6000), rng.beta(7, 3, 6000)  # mean 0.80 -> 0.70
+    rail = next(g for g in guardrails(_quality_arm(5400, a), _quality_arm(5400, b), POLICY)
+                if g.metric == "quality")
+    # Reference: log(mean b / mean a) and its delta-method variance, with numpy.
+    ref = math.log(b.mean() / a.mean())
+    var = a.var(ddof=1) / (len(a) * a.mean() ** 2) + b.var(ddof=1) / (len(b) * b.mean() ** 2)
+    assert math.log(rail.ratio) == pytest.approx(ref, rel=1e-9)
+    # The always-valid interval is wider than the fixed-sample one, and contains it.
+    fixed = (ref - 1.96 * math.sqrt(var), ref + 1.96 * math.sqrt(var))
+    assert math.log(rail.low) < fixed[0] and math.log(rail.high) > fixed[1]
+    assert rail.verdict == "worse" and rail.higher_is_better  # 12 % lower, margin 5 %
+    result = compare(_quality_arm(5400, a), _quality_arm(5400, b), 0.0, POLICY)
+    assert result.decision == "regression" and "quality" in result.reason
+
+
+def test_an_accuracy_change_succeeds_when_quality_is_shown_higher() -> None:
+    rng = np.random.default_rng(22)
+    base = _quality_arm(8100, rng.beta(7, 3, 9000))
+    better = _quality_arm(8095, rng.beta(7.8, 2.6, 9000))  # 0.70 -> 0.75, same success rate
+    won = compare(base, better, 0.0, POLICY, better_is_success=True)
+    assert won.decision == "success" and won.reason.startswith("better (quality ×1.0")
+    assert compare(base, better, 0.0, POLICY).decision != "success"  # not as error handling
+    same = _quality_arm(8100, rng.beta(7, 3, 9000))
+    assert compare(base, same, 0.0, POLICY, better_is_success=True).decision != "success"
+    # Higher quality bought with a success-rate drop is still a regression.
+    dropped = _quality_arm(7700, rng.beta(7.8, 2.6, 9000))
+    assert compare(base, dropped, 0.0, POLICY, better_is_success=True).decision == "regression"
+
+
+def test_no_quality_guardrail_without_scores_or_their_squares() -> None:
+    assert not [g for g in guardrails(Arm(5000, 4500), Arm(5000, 4500), POLICY)
+                if g.metric == "quality"]
+    hour = datetime(2026, 11, 1)
+    # The daily form gives quality sums but no squares: those hours are left out.
+    daily = Bucket("a", "v", hour, 100, 90, 0, 10, quality_n=100, quality_sum=80.0)
+    rows = Bucket("a", "v", hour, 50, 45, 0, 5, quality_n=50, quality_sum=40.0,
+                  quality_sumsq=33.0)
+    arm = arm_of([daily, rows])
+    assert (arm.q_n, arm.q_sum, arm.q_sumsq) == (50, 40.0, 33.0)

@@ -76,6 +76,7 @@ class Bucket:
     # Rows with an output-token count; None: the same rows as `tokens_n` (input tokens).
     output_tokens_n: int | None = None
     moments: Moments | None = None  # None: the source has no per-execution rows
+    quality_sumsq: float = 0.0  # 0 with quality_n > 0: not given (the daily form)
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,9 @@ class MeasurePolicy(Strict):
     # both versions serve at once, the split is checked against it (sample-ratio mismatch).
     canary_share: float = Field(default=0.0, ge=0.0, lt=1.0)
     cost_margin: float = Field(default=0.10, ge=0.0, le=10.0)
+    # ... and a change whose mean quality score (when the export has one) is shown more than
+    # this much lower is a regression, whatever the success rate did.
+    quality_margin: float = Field(default=0.05, ge=0.0, le=1.0)
 
 
 class TriggerPolicy(Strict):

@@ -220,7 +220,8 @@ def measure(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -
     comparison = compare(base, new, dep.expected_delta, policy, sides.drift,
                          sides.planning_rate,
                          cheaper_is_success=dep.proposal_type == "prompt_optimization",
-                         faster_is_success=dep.proposal_type in ("latency", "model_config"))
+                         faster_is_success=dep.proposal_type in ("latency", "model_config"),
+                         better_is_success=dep.proposal_type == "accuracy")
     rolled_back = dep.current_version == dep.base_version and dep.reverted_at is not None
     decided = comparison.decision in ("success", "regression", "no_effect")
     state = ROLLED_BACK if rolled_back else COMPLETED if decided else MEASURING

@@ -49,6 +49,9 @@ class Arm:
     cost_n: int = 0
     cost_sum: float = 0.0
     cost_sumsq: float = 0.0
+    q_n: int = 0
+    q_sum: float = 0.0
+    q_sumsq: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -80,6 +83,10 @@ def arm_of(buckets: Iterable[Bucket], cost_bins: dict[int, int] | None = None) -
         cost_n=sum(b.cost_n for b in items),
         cost_sum=sum(b.cost_sum for b in items),
         cost_sumsq=sum(b.cost_sumsq for b in items),
+        # Hours without the sum of squares (the daily form) would bias the variance.
+        q_n=sum(b.quality_n for b in items if b.quality_sumsq > 0),
+        q_sum=sum(b.quality_sum for b in items if b.quality_sumsq > 0),
+        q_sumsq=sum(b.quality_sumsq for b in items),
     )
 
 
@@ -89,8 +96,9 @@ class Guardrail:
     ratio: float  # new / base (geometric mean for latency, capped mean for cost)
     low: float
     high: float
-    margin: float  # allowed relative increase
+    margin: float  # allowed relative increase (for quality: decrease)
     verdict: str  # "ok" (shown within margin) | "worse" (shown beyond margin) | "unclear"
+    higher_is_better: bool = False  # quality: a ratio below 1 is the bad direction
 
 
 @dataclass(frozen=True)
@@ -187,6 +195,9 @@ def guardrails(base: Arm, new: Arm, policy: MeasurePolicy) -> tuple[Guardrail, .
         out.append(Guardrail("latency", math.exp(s.estimate), math.exp(s.low),
                              math.exp(s.high), policy.latency_margin,
                              _verdict(s.low, s.high, policy.latency_margin)))
+    quality = _quality(base, new, policy)
+    if quality is not None:
+        out.append(quality)
     if not (base.cost_bins and new.cost_bins):
         # No per-version histograms (attribution by deploy time): an uncapped mean from
         # the hourly sums, so the arms are exactly the hours each side covers.
@@ -216,6 +227,29 @@ def guardrails(base: Arm, new: Arm, policy: MeasurePolicy) -> tuple[Guardrail, .
     return tuple(out)
 
 
+def _quality(base: Arm, new: Arm, policy: MeasurePolicy) -> Guardrail | None:
+    """Ratio of mean quality scores new/base (delta method on its log), where the export
+    has them: 'worse' when shown below ×(1 - quality_margin), 'ok' when shown above it."""
+    stats = []
+    for arm in (base, new):
+        if arm.q_n < 2 or arm.q_sum <= 0:
+            return None
+        mean = arm.q_sum / arm.q_n
+        var = max(arm.q_sumsq - arm.q_n * mean * mean, 0.0) / (arm.q_n - 1)
+        stats.append((mean, var, arm.q_n))
+    (qb, vb, nb), (qn, vn, nn) = stats
+    if vb <= 0 and vn <= 0:
+        return None
+    var = vb / (nb * qb * qb) + vn / (nn * qn * qn)
+    horizon = (vb / qb**2 + vn / qn**2) / policy.max_executions_per_arm
+    s = sequence(math.log(qn / qb), max(var, 1e-18),
+                 mixing_variance(max(horizon, 1e-12), policy.alpha), policy.alpha)
+    floor = math.log1p(-min(policy.quality_margin, 0.999))
+    shortfall = "ok" if s.low >= floor else "worse" if s.high < floor else "unclear"
+    return Guardrail("quality", math.exp(s.estimate), math.exp(s.low), math.exp(s.high),
+                     policy.quality_margin, shortfall, higher_is_better=True)
+
+
 def _uncapped_cost(base: Arm, new: Arm, policy: MeasurePolicy) -> Guardrail | None:
     if base.cost_n < 2 or new.cost_n < 2 or base.cost_sum <= 0 or new.cost_sum <= 0:
         return None
@@ -242,11 +276,14 @@ def compare(
     planning_rate: float | None = None,
     cheaper_is_success: bool = False,
     faster_is_success: bool = False,
+    better_is_success: bool = False,
 ) -> Comparison:
     """The decision. `cheaper_is_success` is for changes meant to save (wording, tokens):
     they succeed when the success rate is shown not worse than `rollback_threshold` and the
     cost per execution is shown lower — non-inferiority, not superiority. `faster_is_success`
-    is the same for changes meant to cut latency (brevity rules, a lower max_tokens)."""
+    is the same for changes meant to cut latency (brevity rules, a lower max_tokens).
+    `better_is_success` is for changes meant to raise the quality score (accuracy): they
+    succeed when the quality score is shown higher and the success rate not worse."""
     rate0 = planning_rate if planning_rate is not None else (
         base.rate if base.executions else 0.9)
     tau2 = planning_tau2(rate0, policy)
@@ -277,6 +314,12 @@ def compare(
                               f"the success rate not worse than "
                               f"{policy.rollback_threshold * 100:.0f} points (non-inferiority)",
                               rails, drift)
+    better = [g for g in rails if g.metric == "quality" and g.low > 1.0]
+    if better_is_success and not worse and better and s.low > -policy.rollback_threshold:
+        return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "success", 0,
+                          f"better (quality ×{better[0].ratio:.3f}, interval above 1) and the "
+                          f"success rate not worse than {policy.rollback_threshold * 100:.0f} "
+                          "points (non-inferiority)", rails, drift)
     if s.low > 0 and not worse:
         return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "success", 0,
                           "success rate improved (the always-valid interval excludes 0)",

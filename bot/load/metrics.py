@@ -580,6 +580,7 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                count(input_tokens) AS tok_n, count(output_tokens) AS tout_n,
                sum(input_tokens) AS tin, sum(output_tokens) AS tout,
                count(quality_score) AS q_n, sum(quality_score) AS q_sum,
+               sum(quality_score * quality_score) AS q_sum2,
                count(ry) AS m_n, sum(rx1) AS m_x1, sum(rx2) AS m_x2, sum(ry) AS m_y,
                sum(rx1 * rx1) AS m_x1x1, sum(rx2 * rx2) AS m_x2x2, sum(rx1 * rx2) AS m_x1x2,
                sum(rx1 * ry) AS m_x1y, sum(rx2 * ry) AS m_x2y, sum(ry * ry) AS m_yy,
@@ -654,7 +655,8 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                float(r[8] or 0), float(r[9] or 0), int(r[10]), float(r[11] or 0),
                float(r[12] or 0), float(r[13] or 0), int(r[14]), int(r[15]), float(r[16] or 0),
                float(r[17] or 0), int(r[18]),
-               Moments(int(r[19]), *(float(x or 0) for x in r[20:29])))
+               Moments(int(r[19]), *(float(x or 0) for x in r[20:29])),
+               quality_sumsq=float(r[29] or 0))
         for r in con.execute(
             """SELECT a, v, hr, sum(n), coalesce(sum(n) FILTER (s = 'success'), 0),
                       coalesce(sum(n) FILTER (s = 'timeout'), 0),
@@ -662,7 +664,8 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                       sum(lat_n), sum(lat_log), sum(lat_log2), sum(cost_n), sum(cost_sum),
                       sum(tin), sum(tout), sum(tok_n), sum(q_n), sum(q_sum), sum(cost_sum2),
                       sum(tout_n), sum(m_n), sum(m_x1), sum(m_x2), sum(m_y), sum(m_x1x1),
-                      sum(m_x2x2), sum(m_x1x2), sum(m_x1y), sum(m_x2y), sum(m_yy)
+                      sum(m_x2x2), sum(m_x1x2), sum(m_x1y), sum(m_x2y), sum(m_yy),
+                      sum(q_sum2)
                FROM fine WHERE bad IS NULL GROUP BY a, v, hr ORDER BY a, hr, v"""
         ).fetchall()
     ]
