@@ -21,7 +21,9 @@ import yaml
 from bot.core import markers, render, variants
 from bot.core.agentfile import LoadedAgent, parse_agent
 from bot.core.analysis import (
+    GOALS,
     Problem,
+    accuracy_problem,
     conciseness_problem,
     current_stats,
     failure_problems,
@@ -81,7 +83,6 @@ from bot.load.repo import RepoState, load_repo, tests_path
 
 RESULTS_BRANCH = "promptbot/results"
 EVAL_STATUS = "promptbot/eval"
-GOALS = ("error_handling", "conciseness", "safety", "speed")
 
 
 @dataclass
@@ -722,6 +723,10 @@ def problems_for(loaded: LoadedAgent, snapshot: MetricsSnapshot, policy: Policy,
     found: list[Problem] = []
     if "error_handling" in goals:
         found += failure_problems(stats, agent_id, loaded.version, policy.propose)
+    if "accuracy" in goals:
+        low = accuracy_problem(stats, agent_id, loaded.version, policy.propose)
+        if low is not None:
+            found.append(low)
     if "conciseness" in goals:
         filler = variants.concise(loaded.agent.prompts.system)
         extra = conciseness_problem(stats, agent_id, loaded.version,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from bot import __version__
+from bot.core.analysis import GOALS
 from bot.errors import Finding, PromptbotError, UsageError
 
 if TYPE_CHECKING:
@@ -69,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--effect", type=float, default=None,
                    help="true success-rate change of the latest deployed change (e.g. 0.04)")
     s.add_argument("--effects", help="YAML file with per-agent base rates and effects")
+    s.add_argument("--quality-effect", type=float, default=None,
+                   help="add a quality_score column (mean 0.70) with this true change for "
+                        "the latest deployed change (e.g. 0.05)")
     s.add_argument("--no-version-column", action="store_true",
                    help="omit prompt_version (attribution by deploy time)")
     s.add_argument("--format", action="append", choices=["csv", "jsonl", "parquet"],
@@ -83,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     q = sub.add_parser("propose", help="the proposals the bot would open, with estimates")
     q.add_argument("--agent")
     q.add_argument("--goal", action="append",
-                   choices=["error_handling", "conciseness", "safety", "speed"],
+                   choices=GOALS,
                    help="only proposals with this goal (repeatable; default: all)")
     q.add_argument("--metrics", action="append")
     q.add_argument("--dry-run", action="store_true",
@@ -355,7 +359,8 @@ def _simulate(root: Path, args: argparse.Namespace) -> int:
                        per_day=args.per_day, effect=args.effect, effects_file=args.effects,
                        version_column=not args.no_version_column, base=_base_branch(root),
                        formats=tuple(args.format or ["csv"]), duplicate_rate=args.duplicates,
-                       bad_rate=args.bad_rows, drift_per_week=args.drift)
+                       bad_rate=args.bad_rows, drift_per_week=args.drift,
+                       quality_effect=args.quality_effect)
     for path, rows in written:
         out(f"wrote {rows} rows to {path}")
     return 0
@@ -370,7 +375,7 @@ def _propose(root: Path, args: argparse.Namespace) -> int:
                          "`promptbot run` to open the pull requests")
     ctx = _context(root, args.forge, quiet=args.json)
     items = plan(ctx, args.metrics, args.agent,
-                 tuple(args.goal or ("error_handling", "conciseness", "safety", "speed")))
+                 tuple(args.goal or GOALS))
     if args.json:
         out(json.dumps(items, indent=2))
         return 0

@@ -323,7 +323,7 @@ def _regenerate(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
     if loaded is None:
         return f"`{t.agent}` no longer exists on `{base}`; close this PR."
     snapshot = app.load_metrics(ctx, state.policy, metrics)
-    problems = [p for p in app.problems_for(loaded, snapshot, state.policy, app.GOALS)
+    problems = [p for p in app.problems_for(loaded, snapshot, state.policy)
                 if proposal_id(t.agent, loaded.version, p.signature) == t.proposal_id]
     if not problems:
         return ("the problem behind this proposal no longer shows in the metrics for the "

@@ -307,3 +307,45 @@ def test_worked_examples_never_carry_instruction_like_text() -> None:
     fine = Shot("d", "Subject: where is AO-1?", '{"category": "order_status"}')
     assert _new_shot(loaded, [hostile, templated, fenced, fine]) == fine
     assert _new_shot(loaded, [hostile, templated, fenced]) is None
+
+
+def test_accuracy_goal_from_quality_scores_is_judged_by_the_quality_score(
+    cli: Cli, repo: Path
+) -> None:
+    from conftest import git
+
+    policy = repo / "policies/promptbot.yaml"
+    text = policy.read_text()
+    assert "  min_quality: 0\n" in text and "  min_failure_count: 20\n" in text
+    # Quality below 0.8 is the only problem worth a PR (failure modes set out of reach).
+    policy.write_text(text.replace("  min_quality: 0\n", "  min_quality: 0.8\n")
+                      .replace("  min_failure_count: 20\n", "  min_failure_count: 1000000\n"))
+    git(repo, "commit", "-qam", "ask for a quality score of 0.8")
+    pre = repo / "pre"
+    cli("simulate", "--out", str(pre), "--days", "7", "--quality-effect", "0")
+    metrics = str(pre / "*.csv")
+    data = cli.json("propose", "--dry-run", "--json", "--goal", "accuracy", "--metrics", metrics)
+    assert isinstance(data, list) and {p["agent"] for p in data} == {
+        "sql-writer", "support-triage", "meeting-summarizer"}
+    triage = next(p for p in data if p["agent"] == "support-triage")
+    assert triage["type"] == "accuracy" and "check answers against the input" in triage["title"]
+    assert "+    Accuracy rules (added by promptbot):" in triage["diff"]
+    # Without quality scores in the export there is nothing to say about accuracy.
+    assert cli.json("propose", "--dry-run", "--json", "--goal", "accuracy") == []
+
+    assert cli("run", "--metrics", metrics)[0] == 0
+    prs = {p["agent"]: p for p in cli.json("pr", "list", "--json")}  # type: ignore[union-attr]
+    pr = prs["support-triage"]
+    code, shown, _ = cli("pr", "show", str(pr["number"]))
+    assert code == 0 and "| mean quality score | 0.69" in shown
+    assert "mean quality score of" in shown and "the always-valid interval of the ratio" in shown
+    assert cli("pr", "merge", str(pr["number"]))[0] == 0
+    post = repo / "post"
+    cli("simulate", "--out", str(post), "--per-day", "1500", "--quality-effect", "0.08")
+    assert cli("run", "--metrics", str(post / "*.csv"))[0] == 0
+    result = json.loads(
+        (repo / f"prompts/support-triage/results/{pr['proposal_id']}.json").read_text())
+    assert result["comparison"]["decision"] == "success", result["comparison"]
+    assert result["comparison"]["reason"].startswith("better (quality ×1.1")
+    shown_md = (repo / f"prompts/support-triage/results/{pr['proposal_id']}.md").read_text()
+    assert "guardrail quality: ×1.1" in shown_md and "allowed down to ×0.95" in shown_md

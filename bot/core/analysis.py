@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from bot.core.metrics import ErrorGroup, MetricsSnapshot, VersionStats
 from bot.core.model import ProposePolicy
 
+# What `propose --goal` can ask for, in the order problems are tried for an agent.
+GOALS = ("error_handling", "accuracy", "conciseness", "safety", "speed")
+
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # "failure_mode" | "conciseness" | "safety" | "latency"
+    kind: str  # "failure_mode" | "conciseness" | "clarity" | "safety" | "latency" | "accuracy"
     agent_id: str
     version: str
     signature: str  # stable across runs: the same failure mode gets the same signature
@@ -78,6 +81,16 @@ def latency_problem(stats: VersionStats | None, agent_id: str, version: str,
     if stats.latency_p95_ms is None or stats.latency_p95_ms <= sla_p95_ms:
         return None
     return Problem("latency", agent_id, version, f"latency|{agent_id}|p95", None, stats)
+
+
+def accuracy_problem(stats: VersionStats | None, agent_id: str, version: str,
+                     policy: ProposePolicy) -> Problem | None:
+    """Mean quality score of the version below the policy's propose.min_quality."""
+    if stats is None or stats.executions < policy.min_executions or policy.min_quality <= 0:
+        return None
+    if stats.quality_mean is None or stats.quality_mean >= policy.min_quality:
+        return None
+    return Problem("accuracy", agent_id, version, f"accuracy|{agent_id}|quality", None, stats)
 
 
 def failure_problems(

@@ -104,6 +104,9 @@ class ProposePolicy(Strict):
     max_system_tokens: int = Field(default=4000, ge=1)
     max_token_growth: float = Field(default=0.5, ge=0.0)
     hours_budget: float = Field(default=40.0, ge=0.0, le=100_000.0)
+    # Mean quality score (the export's own scale) below which a version gets an accuracy
+    # proposal; 0 turns the accuracy goal off.
+    min_quality: float = Field(default=0.0, ge=0.0)
 
 
 class MeasurePolicy(Strict):

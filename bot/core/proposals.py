@@ -174,7 +174,7 @@ EFFORT: dict[str, tuple[str, float]] = {
     "prompt_optimization": ("trivial", 0.5), "tool_descriptions": ("trivial", 0.5),
     "error_handling": ("small", 1.0), "safety": ("small", 1.0),
     "few_shot_examples": ("small", 1.0), "latency": ("small", 1.0),
-    "model_config": ("medium", 2.0),
+    "model_config": ("medium", 2.0), "accuracy": ("small", 1.0),
 }
 
 
@@ -332,6 +332,8 @@ def build_all(
                         guarded.added_lines, variants.SAFETY.summary)
         return [replace(made, rationale="offline safety rule `untrusted_input`")] \
             if isinstance(made, Proposal) else made
+    if problem.kind == "accuracy":
+        return _accuracy_candidates(loaded, problem, policy, count_tokens, history, shots)
     if problem.failure is None:
         variant = variants.concise(system)
         if variant is None:
@@ -388,11 +390,50 @@ def build_all(
                           if line[:1] in "+-" and line[:3] not in ("+++", "---"))
             found.append((len(rules), changed, made.tokens_after, replace(
                 made, rationale=f"worked example from tests.yaml case "
-                f"`{re.sub(r'[^A-Za-z0-9_.-]', '_', example.case)[:80]}`")))
+                f"`{_case_name(example)}`")))
     if not found:
         return Skipped(loaded.agent.id, "; ".join(dict.fromkeys(reasons)))
     found.sort(key=lambda f: f[:3])
     return [f[3] for f in found]
+
+
+def _accuracy_candidates(loaded: LoadedAgent, problem: Problem, policy: Policy,
+                         count_tokens: TokenCounter, history: list[Outcome] | None,
+                         shots: Sequence[Shot]) -> list[Proposal] | Skipped:
+    """For a version whose quality score is low: a rule to check the answer against the
+    input before answering, and a worked example from a case the model gets right."""
+    found: list[Proposal] = []
+    reasons: list[str] = []
+    rule = variants.add_rule(loaded.agent.prompts.system, variants.ACCURACY)
+    if rule is None:
+        reasons.append("the prompt already carries the accuracy rule")
+    else:
+        made = assemble(loaded, problem, policy, count_tokens, history, rule.system,
+                        rule.added_lines, variants.ACCURACY.summary)
+        if isinstance(made, Skipped):
+            reasons.append(made.reason)
+        else:
+            found.append(replace(made, rationale="offline accuracy rule (check the answer "
+                                                 "against the input)"))
+    example = _new_shot(loaded, shots)
+    if example is not None:
+        lines = tuple(ln for ln in f"{example.input}\n{example.output}".splitlines()
+                      if ln.strip())[:20]
+        made = assemble(loaded, problem, policy, count_tokens, history,
+                        loaded.agent.prompts.system, lines, variants.ACCURACY.summary,
+                        example=example)
+        if isinstance(made, Skipped):
+            reasons.append(made.reason)
+        else:
+            found.append(replace(made, rationale=f"worked example from tests.yaml case "
+                                 f"`{_case_name(example)}`"))
+    if not found:
+        return Skipped(loaded.agent.id, "; ".join(reasons) or "no offline accuracy change left")
+    return found
+
+
+def _case_name(shot: Shot) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", shot.case)[:80]
 
 
 def _speed_candidates(loaded: LoadedAgent, problem: Problem, policy: Policy,
@@ -514,6 +555,8 @@ def assemble(
         kind = "model_config"
     elif problem.kind == "latency":
         kind = "latency"
+    if problem.kind == "accuracy":
+        kind = "accuracy"  # judged by the quality score, whatever field the change edits
     # Calibrated as what it is for: a fix of a failure mode.
     cal = calibrate(history or [], "error_handling" if kind in (
         "few_shot_examples", "tool_descriptions") else kind)
@@ -568,6 +611,25 @@ def assemble(
         title = (f"{loaded.agent.id}: cap answers at {max_tokens} tokens (p95 latency above "
                  "SLA)" if max_tokens is not None else
                  f"{loaded.agent.id}: shorter answers (p95 latency above SLA)")
+    elif kind == "accuracy":
+        quality = problem.stats.quality_mean or 0.0
+        expected = Expectation(
+            0.0, -0.005, 0.005, "low",
+            f"an accuracy change: mean quality score {quality:.3g} is below the policy's "
+            f"{policy.propose.min_quality:g}; judged by the quality score (higher, interval "
+            "of the ratio above ×1) with the success rate not worse")
+        criteria = (
+            f"mean quality score of {new.version} higher than {loaded.version}'s "
+            f"({quality:.3g}), the always-valid interval of the ratio above 1",
+            f"success rate of {new.version} not lower than {loaded.version}'s "
+            f"({problem.stats.success_rate:.1%}) by more than "
+            f"{measure.rollback_threshold * 100:.0f} points",
+            guardrail,
+        )
+        title = (f"{loaded.agent.id}: a worked example for more accurate answers"
+                 if example is not None else
+                 f"{loaded.agent.id}: check answers against the input (quality "
+                 f"{quality:.3g} < {policy.propose.min_quality:g})")
     elif kind == "safety":
         expected = Expectation(
             0.0, -0.005, 0.005, "low",
@@ -603,7 +665,7 @@ def assemble(
             f"{problem.failure.count} of {problem.stats.executions} executions of version "
             f"{loaded.version} ({problem.share:.1%}) failed with {summary}. The change adds "
             f"one worked example to `examples`: the input of tests.yaml case "
-            f"`{re.sub(r'[^A-Za-z0-9_.-]', '_', example.case)[:80]}` "
+            f"`{_case_name(example)}` "
             "and the model's recorded reply to it, which passes every assertion of that case. "
             "Nothing else changes. That case is now part of the prompt, so its own eval result "
             "no longer says much; the other cases still do.")
@@ -631,6 +693,18 @@ def assemble(
                 if max_tokens is not None else
                 "The change adds one brevity rule to prompts.system and touches nothing "
                 "else."))
+    elif kind == "accuracy":
+        description = (
+            f"The mean quality score of version {loaded.version} is "
+            f"{problem.stats.quality_mean or 0:.3g}, below the policy's propose.min_quality "
+            f"({policy.propose.min_quality:g}), over {problem.stats.executions} executions. " + (
+                f"The change adds one worked example to `examples`: the input of tests.yaml "
+                f"case `{_case_name(example)}` and the model's recorded reply to it, which "
+                "passes every assertion of that case. Nothing else changes."
+                if example is not None else
+                "The change adds one rule to prompts.system: check the answer against the "
+                "input and the tool results, and say what is missing rather than guess. "
+                "Nothing else changes."))
     elif kind == "safety":
         description = (
             "prompts.user_template fills in text that users control, and prompts.system never "

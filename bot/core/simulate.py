@@ -94,6 +94,12 @@ class Options:
     bad_rate: float = 0.0  # share of rows made invalid (timestamp, status or latency)
     drift_per_week: float = 0.0  # change of every success rate per week of simulated time
     seasonality: bool = True
+    # None: no quality_score column. Else scores around QUALITY_MEAN for every version, plus
+    # this for the newest one (as `effect` for the success rate).
+    quality_effect: float | None = None
+
+
+QUALITY_MEAN = 0.70
 
 
 def _lit(value: object) -> str:
@@ -135,12 +141,16 @@ def query(timelines: list[Timeline], start: datetime, end: datetime, opts: Optio
         agents.append((idx, tl.agent_id, kind_of(tl.agent_id), int(tl.per_day * days / thin)))
         rates = tl.rate_of()
         changes = list(tl.changes)
+        order = list(dict.fromkeys(v for _, v in changes))  # the newest gets the effects
         for pos, (when, version) in enumerate(changes):
             lo = start if pos == 0 else max(when, start)
             hi = changes[pos + 1][0] if pos + 1 < len(changes) else end + timedelta(days=1)
             if hi <= start or lo >= hi:
                 continue
-            versions.append((idx, version, lo, hi, rates[version]))
+            versions.append((idx, version, lo, hi, rates[version],
+                             QUALITY_MEAN + (opts.quality_effect or 0.0
+                                             if len(order) > 1 and version == order[-1]
+                                             else 0.0)))
     for kind, table in ERRORS.items():
         total = sum(w for _, _, w in table)
         cum = 0.0
@@ -158,9 +168,10 @@ def query(timelines: list[Timeline], start: datetime, end: datetime, opts: Optio
     drift = f"{opts.drift_per_week} * epoch(ts - {_lit(start)}) / 604800.0"
     status_ok = f"{_u(4, s)} < r.rate + {drift}"
     version_col = "version AS prompt_version, " if opts.version_column else ""
+    quality = ", quality_score" if opts.quality_effect is not None else ""
     return f"""
 WITH agents AS (SELECT * FROM {_values(agents, "agent_idx, agent_id, kind, n")}),
-versions AS (SELECT * FROM {_values(versions, "agent_idx, version, lo, hi, rate")}),
+versions AS (SELECT * FROM {_values(versions, "agent_idx, version, lo, hi, rate, qmean")}),
 errs AS (SELECT * FROM {_values(errors, "kind, etype, template, cum_lo, cum_hi")}),
 draws AS (
     SELECT a.agent_idx, a.agent_id, a.kind, r.range * {len(agents)} + a.agent_idx AS i,
@@ -168,7 +179,7 @@ draws AS (
     FROM agents a JOIN range({n_max}) r ON r.range < a.n
 ),
 rows AS (
-    SELECT d.*, v.version, v.rate, {_u(3, s)} AS u_keep FROM draws d
+    SELECT d.*, v.version, v.rate, v.qmean, {_u(3, s)} AS u_keep FROM draws d
     JOIN versions v ON v.agent_idx = d.agent_idx AND d.ts >= v.lo AND d.ts < v.hi
 ),
 execs AS (
@@ -196,6 +207,8 @@ out AS (
                '{{word}}', {words}[1 + CAST({_h(14, s)} % {len(WORDS)} AS INTEGER)]), '')
                AS error_message,
            'claude-sonnet-4-5' AS model, i,
+           round(least(1.0, greatest(0.0, qmean + 0.15 * {_normal(17, 18, s)})), 3)
+               AS quality_score,
            {_u(15, s)} AS u_dup, {_u(16, s)} AS u_bad
     FROM full_rows
 ),
@@ -215,7 +228,7 @@ SELECT
          THEN 'succeeded' ELSE status END AS status,
     CASE WHEN u_bad >= {2 * opts.bad_rate / 3} AND u_bad < {opts.bad_rate}
          THEN -latency_ms ELSE latency_ms END AS latency_ms,
-    input_tokens, output_tokens, cost_usd, error_type, error_message, model
+    input_tokens, output_tokens, cost_usd, error_type, error_message, model{quality}
 FROM with_dups
 ORDER BY ts, agent_id, execution_id
 """

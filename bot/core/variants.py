@@ -173,6 +173,14 @@ def needs_input_guard(system: str) -> bool:
     return _GUARD.search(" ".join(system.lower().split())) is None
 
 
+ACCURACY = Category(
+    "accuracy", (),
+    "Check every fact, number and name in your answer against the input and the tool "
+    "results before you answer; when they do not hold what the answer needs, say what is "
+    "missing instead of guessing.",
+    "low answer quality",
+    header="Accuracy rules (added by promptbot):",
+)
 SPEED = Category(
     "speed", (),
     "Answer in as few words as the output format allows: no preamble, no restating of the "

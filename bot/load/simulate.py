@@ -101,7 +101,8 @@ def simulate(git: Git, out_dir: Path, *, days: int, seed: int, per_day: int,
              effect: float | None, effects_file: str | None, version_column: bool,
              base: str = "main", formats: tuple[str, ...] = ("csv",),
              duplicate_rate: float = 0.0, bad_rate: float = 0.0,
-             drift_per_week: float = 0.0) -> list[tuple[Path, int]]:
+             drift_per_week: float = 0.0,
+             quality_effect: float | None = None) -> list[tuple[Path, int]]:
     lines = timelines(git, base, per_day, effect, _effects(effects_file))
     if not lines:
         raise UsageError(f"no agents with history on {base} to simulate",
@@ -111,6 +112,7 @@ def simulate(git: Git, out_dir: Path, *, days: int, seed: int, per_day: int,
     # (the version on main); the later half may lie in the future: it is a simulation.
     start = (latest - timedelta(days=days)).replace(minute=0, second=0)
     opts = Options(seed=seed, version_column=version_column, duplicate_rate=duplicate_rate,
-                   bad_rate=bad_rate, drift_per_week=drift_per_week)
+                   bad_rate=bad_rate, drift_per_week=drift_per_week,
+                   quality_effect=quality_effect)
     return write(query(lines, start, latest + timedelta(days=days), opts), out_dir,
                  list(formats))
