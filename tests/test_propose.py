@@ -349,3 +349,16 @@ def test_accuracy_goal_from_quality_scores_is_judged_by_the_quality_score(
     assert result["comparison"]["reason"].startswith("better (quality ×1.1")
     shown_md = (repo / f"prompts/support-triage/results/{pr['proposal_id']}.md").read_text()
     assert "guardrail quality: ×1.1" in shown_md and "allowed down to ×0.95" in shown_md
+
+
+def test_examples_and_tool_notes_calibrate_on_their_own_history_first() -> None:
+    from bot.core.calibration import calibrate_or_borrow
+
+    fixes = [Outcome("error_handling", 0.02, 0.01)] * 4
+    borrowed = calibrate_or_borrow(fixes, "few_shot_examples", "error_handling")
+    assert borrowed.n == 4 and borrowed.factor < 1 and borrowed.borrowed == "error_handling"
+    assert "of type error_handling (none of this type yet)" in borrowed.note()
+    own = calibrate_or_borrow([*fixes, Outcome("few_shot_examples", 0.02, 0.04)],
+                              "few_shot_examples", "error_handling")
+    assert own.n == 1 and own.factor > 1 and own.borrowed == ""
+    assert calibrate_or_borrow([], "few_shot_examples", "error_handling").n == 0

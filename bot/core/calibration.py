@@ -24,11 +24,14 @@ class Outcome:
 class Calibration:
     n: int
     factor: float
+    borrowed: str = ""  # the type whose history stands in for a type without one
 
     def note(self) -> str:
         if self.n == 0:
             return "not yet calibrated: no measured proposals of this type in this repository"
-        return (f"calibrated on {self.n} past proposal(s) of this type: measured/expected "
+        of = f"of type {self.borrowed} (none of this type yet)" if self.borrowed else \
+            "of this type"
+        return (f"calibrated on {self.n} past proposal(s) {of}: measured/expected "
                 f"×{self.factor:.2f} after shrinkage")
 
 
@@ -40,3 +43,14 @@ def calibrate(history: list[Outcome], proposal_type: str) -> Calibration:
     n = len(points)
     factor = 1 + n / (n + SHRINK) * (ratio - 1)
     return Calibration(n, min(max(factor, 0.25), 2.0))
+
+
+def calibrate_or_borrow(history: list[Outcome], proposal_type: str,
+                        nearest: str) -> Calibration:
+    """The type's own calibration; without history of its own, that of `nearest` (a worked
+    example for a failure mode is still a fix of that failure mode)."""
+    own = calibrate(history, proposal_type)
+    if own.n or nearest == proposal_type:
+        return own
+    other = calibrate(history, nearest)
+    return Calibration(other.n, other.factor, nearest) if other.n else own

@@ -15,7 +15,7 @@ import yaml
 from bot.core import variants
 from bot.core.agentfile import LoadedAgent, parse_agent
 from bot.core.analysis import Problem
-from bot.core.calibration import Calibration, Outcome, calibrate
+from bot.core.calibration import Calibration, Outcome, calibrate_or_borrow
 from bot.core.checks import check_variant
 from bot.core.evaluation import Gate, Shot
 from bot.core.impact import Estimate, TokenChange, cost_estimate, latency_estimate, unknown
@@ -557,8 +557,7 @@ def assemble(
         kind = "latency"
     if problem.kind == "accuracy":
         kind = "accuracy"  # judged by the quality score, whatever field the change edits
-    # Calibrated as what it is for: a fix of a failure mode.
-    cal = calibrate(history or [], "error_handling" if kind in (
+    cal = calibrate_or_borrow(history or [], kind, "error_handling" if kind in (
         "few_shot_examples", "tool_descriptions") else kind)
     if example is not None:
         tokens_before = prompt_tokens(system, loaded.agent.examples, count_tokens)
