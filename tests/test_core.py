@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from datetime import datetime
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from bot.core.model import MeasurePolicy, Policy
 from bot.core.proposals import Proposal, build, proposal_id
 from bot.core.render import untrusted
 from bot.core.stats import Arm, compare, two_proportion
-from bot.core.yamledit import RoundTripError, set_prompt
+from bot.core.yamledit import RoundTripError, add_example, set_prompt
 
 PROJECT = Path(__file__).resolve().parents[1]
 AGENT = "prompts/support-triage/agent.yaml"
@@ -107,6 +108,99 @@ def test_minimal_diff_keeps_comments_and_order() -> None:
     assert len(old_lines) == len(new_lines)
     changed = [i for i, (a, b) in enumerate(zip(old_lines, new_lines, strict=True)) if a != b]
     assert len(changed) == 1 and "Acme Outdoor" in new_lines[changed[0]]
+
+
+def _inserted(old: str, new: str) -> list[str]:
+    """The lines `new` adds to `old`; fails when it changes or drops any line, or adds
+    lines in more than one place."""
+    a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
+    ops = [op for op in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes()
+           if op[0] != "equal"]
+    assert [op[0] for op in ops] == ["insert"], ops
+    _, _, _, j1, j2 = ops[0]
+    return b[j1:j2]
+
+
+NEW_ITEM = ["  - input: |\n", "      q\n", "    output: |\n", "      r\n"]
+
+
+def test_add_example_keeps_the_comment_of_the_next_key_above_that_key() -> None:
+    text = ("id: a\n"
+            "examples:\n"
+            "  - input: |\n"
+            "      a\n"
+            "    output: |\n"
+            "      b\n"
+            "\n"
+            "# Tools the agent may call.\n"
+            "tools:\n"
+            "  - name: x\n")
+    new = add_example(text, "q", "r")
+    # ruamel files the blank line and comment under the last item; the new item used to be
+    # written below them, between "# Tools the agent may call." and "tools:".
+    assert new == text.replace("      b\n", "      b\n" + "".join(NEW_ITEM))
+    assert _inserted(text, new) == NEW_ITEM
+    # A second example goes after the first new one, the comment still above `tools:`.
+    again = add_example(new, "s", "t")
+    assert again.endswith("      t\n\n# Tools the agent may call.\ntools:\n  - name: x\n")
+    assert _inserted(new, again) == ["  - input: |\n", "      s\n", "    output: |\n",
+                                     "      t\n"]
+
+
+@pytest.mark.parametrize("between", ["\n", "\n\n# one\n# two\n", "# no blank line\n", ""])
+def test_add_example_after_plain_values_keeps_what_followed_them(between: str) -> None:
+    text = f"id: a\nexamples:\n  - input: a\n    output: b\n{between}tools: []\n"
+    new = add_example(text, "q", "r")
+    assert new == text.replace("output: b\n", "output: b\n" + "".join(NEW_ITEM))
+    assert _inserted(text, new) == NEW_ITEM
+
+
+@pytest.mark.parametrize(("last_item", "last_line"), [
+    ("  - input: a\n    output: b  # the last one\n", "    output: b  # the last one"),
+    ("  - input: |\n      a\n    output: |  # note\n      b\n", "      b"),
+])
+def test_add_example_keeps_an_end_of_line_comment_on_the_last_item(
+    last_item: str, last_line: str
+) -> None:
+    text = f"id: a\nexamples:\n{last_item}\n# Tools\ntools: []\n"
+    new = add_example(text, "q", "r")
+    assert _inserted(text, new) == NEW_ITEM
+    assert new == text.replace(last_line + "\n", last_line + "\n" + "".join(NEW_ITEM))
+
+
+def test_add_example_when_examples_is_the_last_key() -> None:
+    text = (PROJECT / "prompts/meeting-summarizer/agent.yaml").read_text()
+    assert text.splitlines()[-1].startswith("      ")  # the file ends inside `examples`
+    new = add_example(text, "Meeting: x", "## Summary\nNone")
+    assert _inserted(text, new) == ["  - input: |\n", "      Meeting: x\n",
+                                    "    output: |\n", "      ## Summary\n", "      None\n"]
+    assert new.startswith(text)
+    loaded = parse_agent(new, "m", folder_id="meeting-summarizer").agent
+    assert (loaded.examples[-1].input, loaded.examples[-1].output) == (
+        "Meeting: x\n", "## Summary\nNone\n")
+    # A comment closing the file stays last.
+    text = "id: a\nexamples:\n  - input: |\n      a\n    output: |\n      b\n\n# the end\n"
+    new = add_example(text, "q", "r")
+    assert new.endswith("      r\n\n# the end\n") and _inserted(text, new) == NEW_ITEM
+
+
+def test_add_example_creates_examples_when_absent() -> None:
+    text = "id: a\n# Tools the agent may call.\ntools:\n  - name: x\n"
+    new = add_example(text, "q", "r")
+    assert _inserted(text, new) == ["examples:\n", *NEW_ITEM]
+    assert new.startswith(text)
+    # A comment that closed the file still does.
+    text = "id: a\ntools:\n  - name: x\n\n# the end\n"
+    new = add_example(text, "q", "r")
+    assert _inserted(text, new) == ["examples:\n", *NEW_ITEM]
+    assert new.endswith("      r\n\n# the end\n")
+
+
+@pytest.mark.parametrize("empty", ["examples:\n", "examples: []\n"])
+def test_add_example_fills_an_empty_examples_key_where_it_stands(empty: str) -> None:
+    text = f"id: a\n{empty}\n# Tools the agent may call.\ntools:\n  - name: x\n\n# the end\n"
+    new = add_example(text, "q", "r")
+    assert new == text.replace(empty, "examples:\n" + "".join(NEW_ITEM))
 
 
 def test_markers_round_trip_and_reject_forgeries() -> None:

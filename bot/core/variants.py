@@ -324,3 +324,154 @@ def concise(system: str) -> Variant | None:
         return None
     lines = [line for i, line in enumerate(lines) if i not in drop]
     return Variant(CONCISENESS, "\n".join(lines), tuple(changed), tuple(removed))
+
+
+CLARITY = Category("clarity", (), "", "hedged instructions")
+# (hedge, replacement): a hedge that weakens the instruction right after it. The hedge
+# goes and the instruction stays; its first letter takes the hedge's case ("Try to keep"
+# becomes "Keep", "and try to keep" becomes "and keep"). Left alone on purpose: "if possible",
+# "ideally", "generally (speaking)" and "when possible" state a real condition or allow
+# exceptions, so dropping them would turn a default into an absolute rule; "should probably"
+# without "you" may be a guess about a fact ("the total should probably match"), not an
+# instruction; "try not to" would need rewording, not removal.
+_HEDGES: tuple[tuple[str, str], ...] = (
+    ("try to", ""),
+    ("do your best to", ""),
+    ("make an effort to", ""),
+    ("attempt to", ""),
+    ("you might want to", ""),
+    ("you may want to", ""),
+    ("it would be great if you could", ""),
+    ("it would be good if you could", ""),
+    ("it would be helpful if you could", ""),
+    ("it would be nice if you could", ""),
+    ("you should probably", "you should"),
+)
+
+
+def _hedge_pattern(hedge: str) -> str:
+    first, rest = hedge[0], hedge[1:]
+    words = rest.split(" ")
+    return f"[{first.upper()}{first}]" + r"[ \t]+".join(re.escape(w) for w in words)
+
+
+# Where an instruction starts, so that a hedge there governs it: the start of a sentence
+# (or of a list item), after ":" or ";", and after a few words that only lead into an
+# instruction. A "try to" anywhere else ("if the customer tries to", "users who try to",
+# "do not try to guess") describes or forbids an attempt and is no hedge.
+_HEDGE = re.compile(
+    r"(?:(?P<start>^[ \t]*(?:[-*+][ \t]+|\d+[.)][ \t]+)?)"
+    r"|(?P<stop>[.!?:;][ \t]+)"
+    r"|(?P<joint>,[ \t]+|\b(?:[Pp]lease|[Yy]ou should|[Aa]lways|[Aa]nd)[ \t]+))"
+    r"(?P<hedge>" + "|".join(_hedge_pattern(h) for h, _ in _HEDGES) + r")[ \t]+"
+    r"(?P<word>[a-z][a-z'-]*)\b"
+)
+_REPLACEMENT = {h: r for h, r in _HEDGES}
+# Words that make the next clause something other than a plain instruction to keep.
+_NOT_A_VERB = frozenset({"not", "the", "a", "an"})
+# In a sentence that already says "not", "never"... a negation may reach over "and" or a
+# comma to the hedged verb ("do not copy, paste or try to edit"): such a sentence stays.
+_NEGATION = re.compile(r"n't\b|\b(?:not|never|no|nor|neither|without|avoid|refrain)\b",
+                       re.IGNORECASE)
+_CLAUSE_END = re.compile(r"[.!?:;][ \t]+")
+# Text a rewrite must never reach into: Jinja expressions and statements (which may span
+# lines), inline code and double-quoted text (a quoted reply is said word for word).
+_JINJA = re.compile(r"\{\{.*?(?:\}\}|\Z)|\{%.*?(?:%\}|\Z)|\{#.*?(?:#\}|\Z)", re.DOTALL)
+_INLINE = re.compile(r"`[^`\n]*`|\"[^\"\n]*\"|“[^”\n]*”")
+_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})")
+
+
+def _fenced(lines: list[str]) -> set[int]:
+    """Indexes of lines inside code fences, the fence lines included. A fence closes only
+    with the same character, at least as many times, as it opened."""
+    out: set[int] = set()
+    opened: str | None = None
+    for index, line in enumerate(lines):
+        fence = _FENCE.match(line)
+        if opened is None and fence:
+            opened = fence.group(1)
+            out.add(index)
+        elif opened is not None:
+            out.add(index)
+            if (fence and fence.group(1)[0] == opened[0] and len(fence.group(1)) >= len(opened)
+                    and not line[fence.end():].strip()):
+                opened = None
+    return out
+
+
+def _unclear(line: str, masked: list[tuple[int, int]], starts_sentence: bool,
+             carry: str) -> str:
+    """`line` with its hedges removed; `carry` is the unfinished sentence of the lines above."""
+
+    def fix(match: re.Match[str]) -> str:
+        hedge, word = match.group("hedge"), match.group("word")
+        start, end = match.start("hedge"), match.end("word")
+        if word in _NOT_A_VERB or any(a < end and start < b for a, b in masked):
+            return match.group(0)
+        if match.group("start") is not None and not starts_sentence:
+            return match.group(0)  # a wrapped sentence goes on here: its start is above
+        if match.group("joint") is not None and _NEGATION.search(
+                _CLAUSE_END.split(carry + " " + line[:start])[-1]):
+            return match.group(0)
+        replacement = _REPLACEMENT[" ".join(hedge.lower().split())]
+        rest = f"{replacement} {word}" if replacement else word
+        if hedge[0].isupper():
+            rest = rest[0].upper() + rest[1:]
+        return match.group(0)[: start - match.start()] + rest
+
+    previous = None
+    while previous != line:  # until nothing is left: "Try to try to" needs two passes
+        previous = line
+        line = _HEDGE.sub(fix, line)
+    return line
+
+
+def clarify(system: str) -> Variant | None:
+    """Hedged instructions made direct outside protected sections; None when there are none.
+
+    Each hedge of the table above goes where it opens an instruction ("Try to keep answers
+    short." becomes "Keep answers short."), line by line, so a diff shows every edit in place.
+    Never touched: protected sections, code fences, headings, Jinja expressions, inline code
+    and double-quoted text, the lines of a quotation that goes on over lines (up to the end
+    of its paragraph when it never closes), and any prompt whose protected-section markers
+    do not pair up (what they were meant to protect is unclear).
+    """
+    sections, problems = protected.scan(system)
+    if problems:
+        return None
+    inside = {i for s in sections for i in range(s.first_line, s.last_line + 1)}
+    lines = system.split("\n")
+    skip = inside | _fenced(lines)
+    jinja = [m.span() for m in _JINJA.finditer(system)]
+    changed: list[str] = []
+    offset = 0
+    carry = ""  # the part of a sentence begun on earlier lines
+    starts_sentence = True
+    quoting = False  # inside a quotation opened on an earlier line
+    for index, line in enumerate(lines):
+        line_start, offset = offset, offset + len(line) + 1
+        text = line.strip()
+        heading = text.startswith("#")
+        if index in skip or heading or not text:
+            carry, starts_sentence, quoting = "", True, False
+            continue
+        is_item = _LIST_ITEM.match(line) is not None
+        if is_item:
+            carry = ""
+        masked = [(max(a, line_start) - line_start, min(b, offset - 1) - line_start)
+                  for a, b in jinja if a < offset - 1 and line_start < b]
+        masked += [m.span() for m in _INLINE.finditer(line)]
+        unpaired = line.count('"') % 2 == 1 or line.count("“") != line.count("”")
+        new = line
+        if not quoting and not unpaired:
+            new = _unclear(line, masked, starts_sentence or is_item, carry)
+        quoting = quoting != unpaired
+        ends = text[-1] in ".!?:"
+        carry = "" if ends else carry + " " + _CLAUSE_END.split(new)[-1]
+        starts_sentence = ends
+        if new != line:
+            lines[index] = new
+            changed.append(new)
+    if not changed:
+        return None
+    return Variant(CLARITY, "\n".join(lines), tuple(changed))

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.error import CommentMark
 from ruamel.yaml.scalarstring import LiteralScalarString
+from ruamel.yaml.tokens import CommentToken
 from ruamel.yaml.util import load_yaml_guess_indent
 
 
@@ -69,7 +71,14 @@ def set_prompt(text: str, field: str, value: str) -> str:
 
 
 def add_example(text: str, example_input: str, example_output: str) -> str:
-    """Return `text` with one few-shot example appended to `examples` (created if absent)."""
+    """Return `text` with one few-shot example appended to `examples` (created if absent).
+
+    The new item goes directly after the last line of the value it follows; the blank
+    lines and comments that came after that value (usually introducing the next key) stay
+    after the new item. Every other line is kept byte for byte, but for an empty or flow-style
+    `examples: [...]`, which is written anew as a block list; RoundTripError when the edit
+    would change any other line.
+    """
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     yaml, data = _yaml_for(text)
@@ -81,10 +90,77 @@ def add_example(text: str, example_input: str, example_output: str) -> str:
     item = CommentedMap()
     item["input"] = block(example_input)
     item["output"] = block(example_output)
-    if data.get("examples") is None:
+    examples = data.get("examples")
+    # An empty or flow-style list (`examples: []`) is written anew: its own line changes.
+    rewritten = examples is not None and (not examples or bool(examples.fa.flow_style()))
+    # ruamel keeps the lines after a value as a comment of the deepest last node before
+    # them, so an item appended as-is would be written below those lines: below the
+    # comment that introduces the next key. They move to the new item, which ends last now.
+    before = examples if examples else data if "examples" not in data else None
+    trailing = _take_trailing_lines(before) if before is not None else None
+    if examples is None:
         data["examples"] = CommentedSeq()
     data["examples"].append(item)
-    return _dump(yaml, data)
+    if trailing is not None:
+        item.ca.items["output"] = [None, None, CommentToken(trailing, CommentMark(0), None), None]
+    new_text = _dump(yaml, data)
+    if not rewritten and not _only_inserted(text, new_text):
+        raise RoundTripError("adding an example here would change existing lines of the file")
+    return new_text
+
+
+_Slot = tuple[list[Any], int, bool]  # a comment list, the index in it, after a block scalar
+
+
+def _trailing_slot(node: Any) -> _Slot | None:
+    """Where ruamel keeps the comment written after the last line of `node`, deepest first."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.scalarstring import FoldedScalarString
+
+    if isinstance(node, CommentedMap) and node:
+        key: Any = list(node)[-1]
+        slot = 2
+    elif isinstance(node, CommentedSeq) and node:
+        key, slot = len(node) - 1, 0
+    else:
+        return None
+    value = node[key]
+    if isinstance(value, CommentedMap | CommentedSeq) and value and not value.fa.flow_style():
+        inner = _trailing_slot(value)
+        if inner is not None:
+            return inner
+    entry = node.ca.items.get(key)
+    if entry is not None and len(entry) > slot and entry[slot] is not None:
+        return entry, slot, isinstance(value, LiteralScalarString | FoldedScalarString)
+    return None
+
+
+def _take_trailing_lines(node: Any) -> str | None:
+    """Remove and return the whole lines (blank or comment) that follow `node`'s last line,
+    as a comment after a block scalar is written; an end-of-line comment stays."""
+    found = _trailing_slot(node)
+    if found is None:
+        return None
+    entry, slot, after_block = found
+    value: str = entry[slot].value
+    # After a plain or quoted scalar the comment starts on the value's own line (with its
+    # end-of-line comment or just the newline); after a block scalar, on the next line.
+    cut = 0 if after_block else value.find("\n") + 1
+    head, tail = value[:cut], value[cut:]
+    if not tail:
+        return None
+    if head.strip():
+        entry[slot] = CommentToken(head, entry[slot].start_mark, None)
+    else:
+        entry[slot] = None
+    return tail
+
+
+def _only_inserted(old: str, new: str) -> bool:
+    """True when `new` is `old` with one run of whole lines inserted."""
+    a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
+    at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), len(a))
+    return b[:at] + b[at + len(b) - len(a):] == a
 
 
 def set_tool_description(text: str, tool: str, value: str) -> str:
