@@ -24,6 +24,7 @@ from bot.core.analysis import (
     GOALS,
     Problem,
     accuracy_problem,
+    clarity_problem,
     conciseness_problem,
     current_stats,
     failure_problems,
@@ -734,6 +735,12 @@ def problems_for(loaded: LoadedAgent, snapshot: MetricsSnapshot, policy: Policy,
                                     policy.propose)
         if extra is not None:
             found.append(extra)
+    if "clarity" in goals:
+        direct = variants.clarify(loaded.agent.prompts.system)
+        hedged = clarity_problem(stats, agent_id, loaded.version,
+                                 direct.added_lines if direct else (), policy.propose)
+        if hedged is not None:
+            found.append(hedged)
     if "speed" in goals:
         slow = latency_problem(stats, agent_id, loaded.version,
                                policy.triggers.sla_latency_p95_ms, policy.propose)

@@ -362,3 +362,38 @@ def test_examples_and_tool_notes_calibrate_on_their_own_history_first() -> None:
                               "few_shot_examples", "error_handling")
     assert own.n == 1 and own.factor > 1 and own.borrowed == ""
     assert calibrate_or_borrow([], "few_shot_examples", "error_handling").n == 0
+
+
+def test_clarity_goal_states_hedged_instructions_directly(cli: Cli, repo: Path) -> None:
+    from conftest import git
+
+    path = repo / "prompts/support-triage/agent.yaml"
+    text = path.read_text()
+    anchor = "    support agent and is never shown to the customer.\n"
+    assert anchor in text
+    path.write_text(text.replace(anchor, anchor + "    Try to keep the reply_draft under 120 "
+                                 "words. Do not try to guess order numbers.\n", 1))
+    git(repo, "commit", "-qam", "a hedged instruction")
+    # Traffic for the new version, so there is evidence to propose on.
+    cli("simulate", "--out", str(repo / "sim"), "--days", "7")
+    metrics = ("--metrics", str(repo / "sim" / "*.csv"))
+    assert cli.json("propose", "--dry-run", "--json", "--goal", "clarity", *metrics,
+                    "--agent", "sql-writer") == []  # nothing hedged there
+    [item] = cli.json("propose", "--dry-run", "--json", "--goal",  # type: ignore[misc]
+                      "clarity", *metrics)
+    assert item["agent"] == "support-triage" and item["type"] == "prompt_optimization"
+    assert item["title"] == "support-triage: state 1 hedged instruction(s) directly"
+    changed = [ln for ln in item["diff"].splitlines()
+               if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
+    # One line edited in place; the negated "try to" stays, it forbids an attempt.
+    assert changed == [
+        "-    Try to keep the reply_draft under 120 words. Do not try to guess order numbers.",
+        "+    Keep the reply_draft under 120 words. Do not try to guess order numbers.",
+    ]
+    assert item["effort"] == "trivial" and item["impact"]["success_rate_delta"] == 0.0
+    # The conciseness goal is a different change: it never touches the hedge.
+    concise = cli.json("propose", "--dry-run", "--json", "--goal", "conciseness", *metrics)
+    assert isinstance(concise, list) and any(o["agent"] == "support-triage" for o in concise)
+    for other in concise:
+        assert "Try to keep" not in "".join(  # type: ignore[index]
+            ln for ln in other["diff"].splitlines() if ln.startswith("-"))

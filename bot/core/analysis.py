@@ -9,7 +9,7 @@ from bot.core.metrics import ErrorGroup, MetricsSnapshot, VersionStats
 from bot.core.model import ProposePolicy
 
 # What `propose --goal` can ask for, in the order problems are tried for an agent.
-GOALS = ("error_handling", "accuracy", "conciseness", "safety", "speed")
+GOALS = ("error_handling", "accuracy", "conciseness", "clarity", "safety", "speed")
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,16 @@ def conciseness_problem(stats: VersionStats | None, agent_id: str, version: str,
     digest = hashlib.sha256("\n".join(filler).encode()).hexdigest()[:12]
     return Problem("conciseness", agent_id, version, f"conciseness|{agent_id}|{digest}", None,
                    stats)
+
+
+def clarity_problem(stats: VersionStats | None, agent_id: str, version: str,
+                    hedged: tuple[str, ...], policy: ProposePolicy) -> Problem | None:
+    """Hedged instructions ("try to", "you might want to") in the prompt of a version with
+    enough traffic to measure a change."""
+    if stats is None or stats.executions < policy.min_executions or not hedged:
+        return None
+    digest = hashlib.sha256("\n".join(hedged).encode()).hexdigest()[:12]
+    return Problem("clarity", agent_id, version, f"clarity|{agent_id}|{digest}", None, stats)
 
 
 def safety_problem(stats: VersionStats | None, agent_id: str, version: str,

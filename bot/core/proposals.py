@@ -334,6 +334,14 @@ def build_all(
             if isinstance(made, Proposal) else made
     if problem.kind == "accuracy":
         return _accuracy_candidates(loaded, problem, policy, count_tokens, history, shots)
+    if problem.kind == "clarity":
+        direct = variants.clarify(system)
+        if direct is None:
+            return Skipped(loaded.agent.id, "no hedged instruction left to state directly")
+        made = assemble(loaded, problem, policy, count_tokens, history, direct.system,
+                        direct.added_lines, variants.CLARITY.summary)
+        return [replace(made, rationale="offline clarity rewrite (hedges removed)")] \
+            if isinstance(made, Proposal) else made
     if problem.failure is None:
         variant = variants.concise(system)
         if variant is None:
@@ -610,6 +618,19 @@ def assemble(
         title = (f"{loaded.agent.id}: cap answers at {max_tokens} tokens (p95 latency above "
                  "SLA)" if max_tokens is not None else
                  f"{loaded.agent.id}: shorter answers (p95 latency above SLA)")
+    elif problem.kind == "clarity":
+        hedges = len(added_lines)
+        expected = Expectation(
+            0.0, -0.005, 0.01, "low",
+            f"a wording change: {hedges} hedged instruction(s) stated directly; a small "
+            "gain where the model followed them loosely, none expected otherwise")
+        criteria = (
+            f"success rate of {new.version} not lower than {loaded.version}'s "
+            f"({problem.stats.success_rate:.1%}) beyond the always-valid interval",
+            "no offline-eval case regresses",
+            guardrail,
+        )
+        title = f"{loaded.agent.id}: state {hedges} hedged instruction(s) directly"
     elif kind == "accuracy":
         quality = problem.stats.quality_mean or 0.0
         expected = Expectation(
@@ -692,6 +713,12 @@ def assemble(
                 if max_tokens is not None else
                 "The change adds one brevity rule to prompts.system and touches nothing "
                 "else."))
+    elif problem.kind == "clarity":
+        description = (
+            "The system prompt softens some instructions (\"try to\", \"you might want "
+            "to\", \"do your best to\"), which leaves the model free to skip them. The change "
+            "removes those hedges in place, so each instruction reads as one; conditions such "
+            "as \"if possible\" and anything after a negation stay as written.")
     elif kind == "accuracy":
         description = (
             f"The mean quality score of version {loaded.version} is "
