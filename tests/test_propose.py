@@ -249,7 +249,7 @@ def test_max_tokens_cap_changes_only_the_model_line() -> None:
     loaded = parse_agent((PROJECT / path).read_text(), path, folder_id="sql-writer")
     assert token_cap(2048, 350.0) == 1408 and token_cap(2048, 10.0) == 256
     assert token_cap(1024, 300.0) is None  # 4 × 300 = 1,216 would not lower it
-    new_text, problems = validate_model(loaded, 1408)
+    new_text, problems = validate_model(loaded, "max_tokens", 1408)
     assert problems == []
     old_lines, new_lines = loaded.text.splitlines(), new_text.splitlines()
     changed = [(a, b) for a, b in zip(old_lines, new_lines, strict=True) if a != b]
@@ -397,3 +397,41 @@ def test_clarity_goal_states_hedged_instructions_directly(cli: Cli, repo: Path) 
     for other in concise:
         assert "Try to keep" not in "".join(  # type: ignore[index]
             ln for ln in other["diff"].splitlines() if ln.startswith("-"))
+
+
+def test_format_failures_get_a_temperature_candidate_only_where_it_samples(
+    cli: Cli, repo: Path
+) -> None:
+    from bot.app import Context, base_tree, load_metrics
+    from bot.app import problems_for as problems
+    from bot.core.proposals import build_all
+    from bot.edges.clock import utc_now
+    from bot.edges.git import Git
+    from bot.edges.local_forge import LocalForge
+    from bot.edges.tokens import count_tokens
+
+    data = cli.json("propose", "--dry-run", "--json")
+    assert isinstance(data, list)
+    by_agent = {p["agent"]: p for p in data}
+    # support-triage samples at 0.2 and fails on invalid JSON: a model_config alternative.
+    assert by_agent["support-triage"]["alternatives"][-1] == \
+        "model config: temperature 0.2 → 0 (+0 tokens)"
+    # sql-writer already runs at 0 (and its failure is not about format): none.
+    assert not any("temperature" in a for a in by_agent["sql-writer"]["alternatives"])
+    g = Git(repo)
+    ctx = Context(root=repo, git=g, forge=LocalForge(g, utc_now), count_tokens=count_tokens)
+    _, _, state = base_tree(ctx)
+    loaded = state.agents["support-triage"]
+    problem = next(p for p in problems(loaded, load_metrics(ctx, state.policy, None),
+                                       state.policy) if p.kind == "failure_mode")
+    made = build_all(loaded, problem, state.policy, count_tokens)
+    assert isinstance(made, list)
+    temp = next(p for p in made if p.type == "model_config")
+    changed = [ln for ln in temp.diff.splitlines() if ln[:1] in "+-" and ln[:3] not in
+               ("+++", "---")]
+    assert changed == [
+        "-model: {name: claude-sonnet-4-5, temperature: 0.2, max_tokens: 1024}",
+        "+model: {name: claude-sonnet-4-5, temperature: 0.0, max_tokens: 1024}"]
+    assert temp.title == "support-triage: fix invalid JSON output with temperature 0"
+    assert temp.expected.success_rate_delta > 0 and temp.changed_field == "model"
+    assert temp.cost.value == 0.0 or temp.cost.value is None or abs(temp.cost.value) < 1e-9

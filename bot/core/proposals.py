@@ -282,10 +282,11 @@ def validate_tool(loaded: LoadedAgent, tool: str, policy: Policy,
     return new_text, problems
 
 
-def validate_model(loaded: LoadedAgent, max_tokens: int) -> tuple[str, list[str]]:
-    """(new agent file text, why not) for a lower model.max_tokens: only `model` moves."""
+def validate_model(loaded: LoadedAgent, name: str, value: int | float,
+                   ) -> tuple[str, list[str]]:
+    """(new agent file text, why not) for one model setting: only `model` moves."""
     new_text, _, problems = _edited(
-        loaded, lambda text: set_model_field(text, "max_tokens", max_tokens), ("model",))
+        loaded, lambda text: set_model_field(text, name, value), ("model",))
     return new_text, problems
 
 
@@ -399,6 +400,17 @@ def build_all(
             found.append((len(rules), changed, made.tokens_after, replace(
                 made, rationale=f"worked example from tests.yaml case "
                 f"`{_case_name(example)}`")))
+    if rules[0].key in FORMAT_RULES and loaded.agent.model.temperature > 0:
+        # Sampling noise breaks structured output more often than plain text.
+        made = assemble(loaded, problem, policy, count_tokens, history,
+                        loaded.agent.prompts.system, ("temperature: 0",), rules[0].summary,
+                        temperature=0.0)
+        if isinstance(made, Skipped):
+            reasons.append(made.reason)
+        else:
+            found.append((len(rules) + 1, 2, made.tokens_after, replace(
+                made, rationale=f"model config: temperature "
+                f"{loaded.agent.model.temperature:g} → 0")))
     if not found:
         return Skipped(loaded.agent.id, "; ".join(dict.fromkeys(reasons)))
     found.sort(key=lambda f: f[:3])
@@ -537,16 +549,19 @@ def assemble(
     loaded: LoadedAgent, problem: Problem, policy: Policy, count_tokens: TokenCounter,
     history: list[Outcome] | None, system: str, added_lines: tuple[str, ...], summary: str,
     alternatives: tuple[str, ...] = (), example: Shot | None = None, tool: str | None = None,
-    max_tokens: int | None = None,
+    max_tokens: int | None = None, temperature: float | None = None,
 ) -> Proposal | Skipped:
-    """A proposal from any generator's new system prompt (or one added worked example, or
-    a note on a failing tool's description), validated before anything else."""
+    """A proposal from any generator's new system prompt (or one added worked example, a
+    note on a failing tool's description, a model setting), validated before anything
+    else."""
     if example is not None:
         new_text, problems = validate_example(loaded, example, policy, count_tokens)
     elif tool is not None:
         new_text, problems = validate_tool(loaded, tool, policy, count_tokens)
     elif max_tokens is not None:
-        new_text, problems = validate_model(loaded, max_tokens)
+        new_text, problems = validate_model(loaded, "max_tokens", max_tokens)
+    elif temperature is not None:
+        new_text, problems = validate_model(loaded, "temperature", temperature)
     else:
         new_text, problems = validate_system(loaded, system, policy, count_tokens)
     if problems:
@@ -559,14 +574,15 @@ def assemble(
         kind = "few_shot_examples"
     elif tool is not None:
         kind = "tool_descriptions"
-    elif max_tokens is not None:
+    elif max_tokens is not None or temperature is not None:
         kind = "model_config"
     elif problem.kind == "latency":
         kind = "latency"
     if problem.kind == "accuracy":
         kind = "accuracy"  # judged by the quality score, whatever field the change edits
-    cal = calibrate_or_borrow(history or [], kind, "error_handling" if kind in (
-        "few_shot_examples", "tool_descriptions") else kind)
+    # A worked example, a tool note or a setting aimed at a failure mode is a fix of it.
+    cal = calibrate_or_borrow(history or [], kind, "error_handling" if
+                              problem.failure is not None else kind)
     if example is not None:
         tokens_before = prompt_tokens(system, loaded.agent.examples, count_tokens)
         tokens_after = prompt_tokens(system, new.agent.examples, count_tokens)
@@ -599,6 +615,7 @@ def assemble(
         )
         title = f"{loaded.agent.id}: fix {summary}" + (
             " with a worked example" if example is not None else
+            f" with temperature {temperature:g}" if temperature is not None else
             f" in the `{tool}` tool description" if tool is not None else "")
     elif problem.kind == "latency":
         sla = problem.stats.latency_p95_ms or 0.0
@@ -689,6 +706,14 @@ def assemble(
             "and the model's recorded reply to it, which passes every assertion of that case. "
             "Nothing else changes. That case is now part of the prompt, so its own eval result "
             "no longer says much; the other cases still do.")
+    elif problem.failure is not None and temperature is not None:
+        description = (
+            f"{problem.failure.count} of {problem.stats.executions} executions of version "
+            f"{loaded.version} ({problem.share:.1%}) failed with {summary}. The agent samples "
+            f"at temperature {loaded.agent.model.temperature:g}; the change sets "
+            f"model.temperature to {temperature:g}, so the model picks its most likely "
+            "tokens and strays less from the required format. Nothing else changes; answers "
+            "also vary less between runs of the same input.")
     elif problem.failure is not None and tool is not None:
         description = (
             f"{problem.failure.count} of {problem.stats.executions} executions of version "
@@ -743,7 +768,8 @@ def assemble(
             "one word for word) that add tokens to every execution without adding an "
             "instruction; the change removes them in place and touches nothing else.")
     field_name = "examples" if example is not None else "tools" if tool is not None \
-        else "model" if max_tokens is not None else "prompts.system"
+        else "model" if max_tokens is not None or temperature is not None \
+        else "prompts.system"
     plan = (
         f"Review the diff (only {field_name} changes; protected sections and template "
         "variables are unchanged) and merge: the runtime reads prompts/ from the base branch.",
