@@ -169,6 +169,8 @@ def query(timelines: list[Timeline], start: datetime, end: datetime, opts: Optio
     status_ok = f"{_u(4, s)} < r.rate + {drift}"
     version_col = "version AS prompt_version, " if opts.version_column else ""
     quality = ", quality_score" if opts.quality_effect is not None else ""
+    input_tokens = f"greatest(50, CAST(1400 + 250 * {_normal(8, 9, s)} AS INTEGER))"
+    output_tokens = f"greatest(5, CAST(exp(ln(320) + 0.35 * {_normal(10, 11, s)}) AS INTEGER))"
     return f"""
 WITH agents AS (SELECT * FROM {_values(agents, "agent_idx, agent_id, kind, n")}),
 versions AS (SELECT * FROM {_values(versions, "agent_idx, version, lo, hi, rate, qmean")}),
@@ -196,10 +198,13 @@ out AS (
            agent_id || '-' || {s} || '-' || i AS execution_id,
            CASE WHEN ok THEN 'success' WHEN etype = 'Timeout' THEN 'timeout' ELSE 'error' END
                AS status,
-           round(exp(ln(1800) + 0.45 * {_normal(6, 7, s)})) AS latency_ms,
-           greatest(50, CAST(1400 + 250 * {_normal(8, 9, s)} AS INTEGER)) AS input_tokens,
-           greatest(5, CAST(exp(ln(320) + 0.35 * {_normal(10, 11, s)}) AS INTEGER))
-               AS output_tokens,
+           -- Time to first token, prefill of the input, then generation per output token
+           -- (which varies with load): latency grows with both token counts, as in
+           -- production, so a proposal's latency estimate has a slope to find.
+           round(exp(ln(380) + 0.4 * {_normal(6, 7, s)}) + 0.05 * {input_tokens}
+                 + {output_tokens} * 4.2 * exp(0.25 * {_normal(19, 20, s)})) AS latency_ms,
+           {input_tokens} AS input_tokens,
+           {output_tokens} AS output_tokens,
            coalesce(etype, '') AS error_type,
            coalesce(replace(replace(replace(template,
                '{{n}}', CAST(2 + {_h(12, s)} % 898 AS VARCHAR)),
