@@ -65,6 +65,7 @@ from bot.core.results import (
     measure,
 )
 from bot.core.roadmap import Item, roadmap
+from bot.core.stats import JUDGED_BY
 from bot.core.templating import variables
 from bot.core.variants import Category
 from bot.core.yamlparse import parse_yaml, validate_as
@@ -285,7 +286,7 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked) -> Deploym
                 if version == base_version:
                     reverted_at, revert_sha = until, sha
                 break
-    expected, kind = 0.0, "error_handling"
+    expected, kind, rule = 0.0, "error_handling", None
     # Read the pre-registration as merged: a revert deletes it from the base branch.
     record = ctx.git.read(pr.merge_sha, f"prompts/{t.agent}/proposals/{t.proposal_id}.yaml")
     if record:
@@ -293,6 +294,8 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked) -> Deploym
             data = yaml.safe_load(record)
             expected = float(data["expected_effect"]["success_rate_delta"])
             kind = str(data.get("type", kind))
+            rule = data.get("judged_by")
+            rule = rule if rule in JUDGED_BY else None
         except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError):
             expected = 0.0
     return Deployment(
@@ -309,6 +312,7 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked) -> Deploym
         base_since=base_since,
         new_until=until,
         proposal_type=kind,
+        judged_by=rule,
     )
 
 
@@ -531,7 +535,7 @@ def with_recordings(p: Proposal, provider: Provider) -> Proposal:
 def pr_body(p: Proposal, window_days: int, eval_md: str | None = None) -> str:
     section = f"{EVAL_START}\n{eval_md.strip(chr(10))}\n{EVAL_END}" if eval_md else None
     body = render.cap(render.render("pr_body.md.j2", p=p, window_days=window_days,
-                                    eval_section=section),
+                                    eval_section=section, judged_by_text=JUDGED_BY),
                       f"prompts/{p.agent_id}/proposals/{p.id}.yaml")
     return markers.attach(body, {"kind": "proposal", "proposal_id": p.id, "agent": p.agent_id,
                                  "base_version": p.base_version, "new_version": p.new_version})
@@ -695,6 +699,7 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
                        "latency_pct": _pct_json(p.latency),
                        "quality_pts": _pct_json(p.quality),
                        "tokens_before": p.tokens_before, "tokens_after": p.tokens_after},
+            "judged_by": p.judged_by,
             "effort": e.effort if e else None, "hours": e.hours if e else None,
             "roi_usd_per_month": round(e.roi_usd_per_month, 2) if e else None,
             "priority": round(e.priority, 3) if e else None,
@@ -717,8 +722,9 @@ def _pct_json(e: Estimate) -> dict[str, Any]:
 
 def problems_for(loaded: LoadedAgent, snapshot: MetricsSnapshot, policy: Policy,
                  goals: tuple[str, ...] = GOALS) -> list[Problem]:
-    """The agent's problems worth a proposal, most valuable first: failure modes, then
-    filler wording in the prompt."""
+    """The agent's problems worth a proposal, most valuable first: failure modes (the
+    evidence is strongest), a low quality score, filler, hedges, latency over the SLA, an
+    unguarded user template."""
     agent_id = loaded.agent.id
     stats = current_stats(snapshot, agent_id, loaded.version)
     found: list[Problem] = []

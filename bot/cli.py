@@ -380,7 +380,10 @@ def _propose(root: Path, args: argparse.Namespace) -> int:
         out(json.dumps(items, indent=2))
         return 0
     if not items:
-        out("nothing to propose: no failure mode with enough evidence and an offline fix")
+        out("nothing to propose: no problem with enough evidence for these goals "
+            f"({', '.join(args.goal or GOALS)}) and a valid change for it. Goals that need "
+            "settings: accuracy (propose.min_quality and a quality_score column), speed "
+            "(triggers.sla_latency_p95_ms)")
     for item in items:
         slot = item["roadmap_slot"]
         out(f"{'#' + str(slot) if slot else 'backlog':<8}{item['title']}  [{item['status']}]")

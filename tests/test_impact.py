@@ -3,6 +3,7 @@ DuckDB ingest, the cost arithmetic, the paired quality interval, and where they 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -200,3 +201,56 @@ def test_ingest_sums_quality_squares_for_the_quality_guardrail(tmp_path: Path) -
     arm = arm_of(b for b in snap.buckets if b.agent_id == "a")
     assert (arm.q_n, arm.q_sum) == (4, pytest.approx(2.5))
     assert arm.q_sumsq == pytest.approx(0.25 + 0.5625 + 1.0 + 0.0625)
+
+
+def test_cost_without_output_tokens_estimates_the_prompt_side_only() -> None:
+    est = cost_estimate(TokenChange(100, "brevity"), _stats(None, cost=0.01, out=None), 3, 15)
+    assert est.value == pytest.approx(100 * 3 / 1e6 / 0.01) == est.low == est.high
+    assert est.confidence == "low" and "answer length not estimated" in est.method
+
+
+def test_cost_confidence_drops_when_prices_do_not_match_the_export() -> None:
+    # 1,500 input + 350 output tokens at $3/$15 per Mtok cost ~$0.0097, not $0.000001.
+    est = cost_estimate(TokenChange(50, "edit"), _stats(None, cost=1e-6), 3.0, 15.0)
+    assert est.confidence == "low" and "check `pricing` in the policy" in est.method
+    near = cost_estimate(TokenChange(50, "edit"), _stats(None, cost=0.0097), 3.0, 15.0)
+    assert near.confidence == "medium" and "pricing" not in near.method
+
+
+def test_one_sided_discordance_keeps_a_wide_interval() -> None:
+    est = paired_quality([(False, True)] * 3, "recorded")
+    assert est.value == 1.0 and est.low == pytest.approx(0.0) and est.high == 1.0
+
+
+def test_latency_not_estimated_says_why_for_collinear_tokens() -> None:
+    x1, _, y = _data(500)
+    est = latency_estimate(TokenChange(10, "edit"), _stats(_moments(x1, 2 * x1, y)))
+    assert not est.known and "cannot be told apart" in est.method
+
+
+def test_roi_without_cost_in_the_export_still_charges_added_tokens() -> None:
+    from bot.core.analysis import Problem
+    from bot.core.model import Policy
+    from bot.core.proposals import Expectation, economics
+
+    stats = _stats(None, cost=None)
+    problem = Problem("failure_mode", "a", "v1", "sig", None, stats)
+    e = economics(problem, Expectation(0.0, 0.0, 0.0, "low", ""), unknown("no cost"), 200,
+                  Policy())
+    per_month = 4000 / 7 * 30
+    assert e.cost_usd_per_month == pytest.approx(200 * 3 / 1e6 * per_month)
+    assert e.roi_usd_per_month < 0
+
+
+def test_accuracy_needs_enough_scores_with_squares_and_positive_means() -> None:
+    from bot.core.analysis import accuracy_problem
+    from bot.core.model import ProposePolicy
+
+    on = ProposePolicy(min_quality=0.8)
+    base = replace(_stats(None), quality_mean=0.6, quality_n=4000, quality_sq_n=4000)
+    assert accuracy_problem(base, "a", "v1", on) is not None
+    assert accuracy_problem(base, "a", "v1", ProposePolicy()) is None  # goal off
+    assert accuracy_problem(replace(base, quality_mean=0.9), "a", "v1", on) is None
+    sparse = replace(base, quality_n=4000, quality_sq_n=5)  # daily form, or few scores
+    assert accuracy_problem(sparse, "a", "v1", on) is None
+    assert accuracy_problem(replace(base, quality_mean=-0.2), "a", "v1", on) is None

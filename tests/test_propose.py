@@ -329,6 +329,7 @@ def test_accuracy_goal_from_quality_scores_is_judged_by_the_quality_score(
         "sql-writer", "support-triage", "meeting-summarizer"}
     triage = next(p for p in data if p["agent"] == "support-triage")
     assert triage["type"] == "accuracy" and "check answers against the input" in triage["title"]
+    assert triage["judged_by"] == "better_quality"
     assert "+    Accuracy rules (added by promptbot):" in triage["diff"]
     # Without quality scores in the export there is nothing to say about accuracy.
     assert cli.json("propose", "--dry-run", "--json", "--goal", "accuracy") == []
@@ -391,6 +392,7 @@ def test_clarity_goal_states_hedged_instructions_directly(cli: Cli, repo: Path) 
         "+    Keep the reply_draft under 120 words. Do not try to guess order numbers.",
     ]
     assert item["effort"] == "trivial" and item["impact"]["success_rate_delta"] == 0.0
+    assert item["judged_by"] == "not_worse"  # a wording change must not hurt; no saving claimed
     # The conciseness goal is a different change: it never touches the hedge.
     concise = cli.json("propose", "--dry-run", "--json", "--goal", "conciseness", *metrics)
     assert isinstance(concise, list) and any(o["agent"] == "support-triage" for o in concise)
@@ -434,4 +436,7 @@ def test_format_failures_get_a_temperature_candidate_only_where_it_samples(
         "+model: {name: claude-sonnet-4-5, temperature: 0.0, max_tokens: 1024}"]
     assert temp.title == "support-triage: fix invalid JSON output with temperature 0"
     assert temp.expected.success_rate_delta > 0 and temp.changed_field == "model"
+    # A model setting aimed at a failure mode must raise the success rate, like a rule: a
+    # little latency drift after the deploy must not make it a "success".
+    assert temp.judged_by == "improvement"
     assert temp.cost.value == 0.0 or temp.cost.value is None or abs(temp.cost.value) < 1e-9

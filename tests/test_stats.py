@@ -166,13 +166,13 @@ def test_a_cheaper_change_succeeds_by_non_inferiority() -> None:
     new_cost = rng.lognormal(math.log(0.009), 0.2, 9000)  # 10 % cheaper
     base = Arm(9000, 8100, cost_bins=_cost_bins(base_cost))
     new = Arm(9000, 8090, cost_bins=_cost_bins(new_cost))  # success rate about the same
-    saving = compare(base, new, 0.0, POLICY, cheaper_is_success=True)
+    saving = compare(base, new, 0.0, POLICY, judged_by="cheaper")
     assert saving.decision == "success" and "non-inferiority" in saving.reason
     # Judged as an error-handling change it is no win at all.
     assert compare(base, new, 0.0, POLICY).decision != "success"
     # Cheaper but clearly worse is still a regression.
     worse = Arm(9000, 7700, cost_bins=_cost_bins(new_cost))
-    assert compare(base, worse, 0.0, POLICY, cheaper_is_success=True).decision == "regression"
+    assert compare(base, worse, 0.0, POLICY, judged_by="cheaper").decision == "regression"
 
 
 def test_a_faster_change_succeeds_by_non_inferiority() -> None:
@@ -184,13 +184,13 @@ def test_a_faster_change_succeeds_by_non_inferiority() -> None:
                    lat_log_sumsq=float((logs ** 2).sum()))
 
     base, faster = arm(8100, 2000.0), arm(8090, 1700.0)  # 15 % faster, same success rate
-    won = compare(base, faster, 0.0, POLICY, faster_is_success=True)
+    won = compare(base, faster, 0.0, POLICY, judged_by="faster")
     assert won.decision == "success" and won.reason.startswith("faster (latency ×0.8")
     assert compare(base, faster, 0.0, POLICY).decision != "success"
     assert compare(base, arm(8100, 2000.0), 0.0, POLICY,
-                   faster_is_success=True).decision != "success"  # not faster: no win
+                   judged_by="faster").decision != "success"  # not faster: no win
     worse = arm(7700, 1700.0)
-    assert compare(base, worse, 0.0, POLICY, faster_is_success=True).decision == "regression"
+    assert compare(base, worse, 0.0, POLICY, judged_by="faster").decision == "regression"
 
 
 def _quality_arm(successes: int, scores: np.ndarray) -> Arm:
@@ -219,14 +219,14 @@ def test_an_accuracy_change_succeeds_when_quality_is_shown_higher() -> None:
     rng = np.random.default_rng(22)
     base = _quality_arm(8100, rng.beta(7, 3, 9000))
     better = _quality_arm(8095, rng.beta(7.8, 2.6, 9000))  # 0.70 -> 0.75, same success rate
-    won = compare(base, better, 0.0, POLICY, better_is_success=True)
+    won = compare(base, better, 0.0, POLICY, judged_by="better_quality")
     assert won.decision == "success" and won.reason.startswith("better (quality ×1.0")
     assert compare(base, better, 0.0, POLICY).decision != "success"  # not as error handling
     same = _quality_arm(8100, rng.beta(7, 3, 9000))
-    assert compare(base, same, 0.0, POLICY, better_is_success=True).decision != "success"
+    assert compare(base, same, 0.0, POLICY, judged_by="better_quality").decision != "success"
     # Higher quality bought with a success-rate drop is still a regression.
     dropped = _quality_arm(7700, rng.beta(7.8, 2.6, 9000))
-    assert compare(base, dropped, 0.0, POLICY, better_is_success=True).decision == "regression"
+    assert compare(base, dropped, 0.0, POLICY, judged_by="better_quality").decision == "regression"
 
 
 def test_no_quality_guardrail_without_scores_or_their_squares() -> None:
@@ -236,6 +236,31 @@ def test_no_quality_guardrail_without_scores_or_their_squares() -> None:
     # The daily form gives quality sums but no squares: those hours are left out.
     daily = Bucket("a", "v", hour, 100, 90, 0, 10, quality_n=100, quality_sum=80.0)
     rows = Bucket("a", "v", hour, 50, 45, 0, 5, quality_n=50, quality_sum=40.0,
-                  quality_sumsq=33.0)
-    arm = arm_of([daily, rows])
-    assert (arm.q_n, arm.q_sum, arm.q_sumsq) == (50, 40.0, 33.0)
+                  quality_sumsq=33.0, quality_sq_n=50)
+    # An hour of per-execution rows whose scores were all 0 (thumbs down) still counts.
+    zeros = Bucket("a", "v", hour, 4, 4, 0, 0, quality_n=4, quality_sum=0.0,
+                   quality_sumsq=0.0, quality_sq_n=4)
+    arm = arm_of([daily, rows, zeros])
+    assert (arm.q_n, arm.q_sum, arm.q_sumsq) == (54, 40.0, 33.0)
+
+
+def test_a_wording_change_succeeds_when_shown_not_worse() -> None:
+    base, same = Arm(20000, 18000), Arm(20000, 18010)
+    ok = compare(base, same, 0.0, POLICY, judged_by="not_worse")
+    assert ok.decision == "success" and "non-inferiority" in ok.reason
+    assert compare(base, same, 0.0, POLICY).decision != "success"  # no improvement shown
+    assert compare(base, Arm(20000, 17200), 0.0, POLICY,
+                   judged_by="not_worse").decision == "regression"
+    # Too little data to show it: keep measuring, never a premature success.
+    assert compare(Arm(600, 540), Arm(600, 541), 0.0, POLICY,
+                   judged_by="not_worse").decision != "success"
+    with pytest.raises(ValueError):
+        compare(base, same, 0.0, POLICY, judged_by="vibes")
+
+
+def test_proposal_files_without_a_rule_keep_the_rule_of_their_type() -> None:
+    from bot.core.stats import legacy_rule
+
+    assert [legacy_rule(t) for t in ("prompt_optimization", "latency", "model_config",
+                                     "accuracy", "error_handling", "safety")] == [
+        "cheaper", "faster", "faster", "better_quality", "improvement", "improvement"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from bot.core.metrics import ErrorGroup, MetricsSnapshot, VersionStats
 from bot.core.model import ProposePolicy
 
-# What `propose --goal` can ask for, in the order problems are tried for an agent.
+# What `propose --goal` can ask for (app.problems_for tries them in its own order).
 GOALS = ("error_handling", "accuracy", "conciseness", "clarity", "safety", "speed")
 
 
@@ -95,10 +95,14 @@ def latency_problem(stats: VersionStats | None, agent_id: str, version: str,
 
 def accuracy_problem(stats: VersionStats | None, agent_id: str, version: str,
                      policy: ProposePolicy) -> Problem | None:
-    """Mean quality score of the version below the policy's propose.min_quality."""
-    if stats is None or stats.executions < policy.min_executions or policy.min_quality <= 0:
+    """Mean quality score of the version below the policy's propose.min_quality.
+
+    Only with at least propose.min_executions scores from per-execution rows: the change is
+    judged by the quality score (a ratio of means, so scores must be positive), which needs
+    their squares — the daily form carries none — and enough of them to decide."""
+    if stats is None or policy.min_quality <= 0 or stats.quality_sq_n < policy.min_executions:
         return None
-    if stats.quality_mean is None or stats.quality_mean >= policy.min_quality:
+    if stats.quality_mean is None or not 0 < stats.quality_mean < policy.min_quality:
         return None
     return Problem("accuracy", agent_id, version, f"accuracy|{agent_id}|quality", None, stats)
 

@@ -32,7 +32,7 @@ class Estimate:
     value: float | None
     low: float | None
     high: float | None
-    confidence: str  # "medium" | "low" | "none"
+    confidence: str  # "medium" | "low" | "none" (not estimated)
     method: str
 
     @property
@@ -65,20 +65,34 @@ class TokenChange:
 def cost_estimate(change: TokenChange, stats: VersionStats, input_per_mtok: float,
                   output_per_mtok: float) -> Estimate:
     """Change of the cost per execution, relative to the version's measured mean."""
-    if not stats.cost_per_execution:
+    if not stats.cost_per_execution or stats.cost_per_execution <= 0:
         return unknown("no cost per execution in the export")
     lo, mid, hi = ANSWER_LENGTH[change.answer]
     out = stats.output_tokens_mean or 0.0
     fixed = change.input_tokens * input_per_mtok / 1e6
-    per_out = out * output_per_mtok / 1e6
     base = stats.cost_per_execution
+    how = (f"{change.input_tokens:+d} prompt tokens × ${input_per_mtok:g}/Mtok (exact), over "
+           f"${base:.5f} per execution")
+    if not out:
+        # The answer side is unknown: only the prompt side, and said so.
+        return Estimate(fixed / base, fixed / base, fixed / base, "low",
+                        how + "; answer length not estimated (no output tokens in the export)")
+    per_out = out * output_per_mtok / 1e6
     values = [(fixed + f * per_out) / base for f in (lo, mid, hi)]
-    exact = lo == hi == 0 or not out
+    confidence = "medium"
+    # Tokens at the policy's prices should come near the export's own cost; far from it,
+    # the prices (or the export's unit) are off and so is every percentage here.
+    modelled = (stats.input_tokens_mean or 0.0) * input_per_mtok / 1e6 + per_out
+    note = ""
+    if modelled > 0 and not 0.5 <= modelled / base <= 2.0:
+        confidence = "low"
+        note = (f"; tokens at the policy's prices cost ${modelled:.5f} per execution, "
+                f"×{modelled / base:.2g} the export's: check `pricing` in the policy")
     return Estimate(
-        values[1], min(values), max(values), "medium" if not exact else "high",
-        f"{change.input_tokens:+d} prompt tokens × ${input_per_mtok:g}/Mtok (exact) and "
-        f"answers {_pct(lo)} … {_pct(hi)} as long (prior for {ANSWER_LABEL[change.answer]}) × "
-        f"{out:.0f} output tokens × ${output_per_mtok:g}/Mtok, over ${base:.5f} per execution")
+        values[1], min(values), max(values), confidence,
+        f"{how}; answers {_pct(lo)} … {_pct(hi)} as long (prior for "
+        f"{ANSWER_LABEL[change.answer]}) × {out:.0f} output tokens × "
+        f"${output_per_mtok:g}/Mtok{note}")
 
 
 @dataclass(frozen=True)
@@ -124,8 +138,12 @@ def latency_estimate(change: TokenChange, stats: VersionStats) -> Estimate:
     """Change of the mean latency, relative to the version's mean, from the fit."""
     fit = latency_fit(stats.moments)
     if fit is None:
-        return unknown("no latency fit: the export lacks per-execution latency and token "
-                       f"counts for this version (or fewer than {MIN_FIT_ROWS} rows)")
+        m = stats.moments
+        if m is None or m.n < MIN_FIT_ROWS:
+            return unknown("no latency fit: the export lacks per-execution latency and token "
+                           f"counts for this version (or has fewer than {MIN_FIT_ROWS} rows)")
+        return unknown("no latency fit: input and output token counts do not vary enough, "
+                       "or move together, so their effects cannot be told apart")
     if fit.mean_ms <= 0:
         return unknown("mean latency is zero")
     lo, mid, hi = ANSWER_LENGTH[change.answer]
@@ -160,10 +178,11 @@ def paired_quality(pairs: Sequence[tuple[bool, bool]], label: str) -> Estimate:
     diff = (gained - lost) / n
     var = max((gained + lost) - (gained - lost) ** 2 / n, 0.0) / (n * n)
     half = Z95 * math.sqrt(var)
-    # With no discordant case the Wald interval collapses to a point; the rule of three
-    # (95 % upper bound 3/n on a rate never observed) keeps it honest.
-    if gained + lost == 0:
-        half = 3 / n
+    # When every discordant case goes one way (or there is none) the Wald interval shrinks
+    # toward a point; the rule of three (95 % bound 3/n on a rate never observed) keeps it
+    # honest.
+    if gained == 0 or lost == 0:
+        half = max(half, 3 / n)
     return Estimate(
         diff, max(diff - half, -1.0), min(diff + half, 1.0),
         "medium" if n >= 30 else "low",

@@ -76,7 +76,8 @@ class Bucket:
     # Rows with an output-token count; None: the same rows as `tokens_n` (input tokens).
     output_tokens_n: int | None = None
     moments: Moments | None = None  # None: the source has no per-execution rows
-    quality_sumsq: float = 0.0  # 0 with quality_n > 0: not given (the daily form)
+    quality_sumsq: float = 0.0
+    quality_sq_n: int = 0  # scores whose squares are in quality_sumsq (0: the daily form)
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,8 @@ class VersionStats:
     errors: int = 0
     latency_p99_ms: float | None = None
     moments: Moments | None = None  # latency and token sums for the latency estimate
+    quality_n: int = 0  # executions with a quality score
+    quality_sq_n: int = 0  # ... of them from per-execution rows (the guardrail can use)
 
     @property
     def failures(self) -> int:
@@ -320,6 +323,8 @@ def version_stats(
                 quality_mean=_mean(sum(b.quality_sum for b in items), quality_n),
                 top_errors=tuple(error_groups(errs.get((agent, version), []))),
                 moments=_moments(items),
+                quality_n=quality_n,
+                quality_sq_n=sum(b.quality_sq_n for b in items),
             )
         )
     out.sort(key=lambda v: (v.agent_id, v.first_seen, v.prompt_version or ""))

@@ -90,6 +90,7 @@ class Proposal:
     latency: Estimate = field(default_factory=lambda: unknown("not estimated"))
     quality: Estimate = field(default_factory=lambda: unknown(QUALITY_LATER))
     changed_field: str = "prompts.system"  # or "examples" for a worked example
+    judged_by: str = "improvement"  # the rule the deployed change is judged by (stats)
 
     @property
     def branch(self) -> str:
@@ -102,8 +103,16 @@ class Skipped:
     reason: str
 
 
-QUALITY_LATER = ("the offline eval estimates it when the PR opens, for agents with "
-                 "tests.yaml; a quality score in the export is measured after the deploy")
+QUALITY_LATER = ("no offline-eval result for this change: the agent has no tests.yaml, or "
+                 "the eval has not run (it runs when the PR opens); a quality score in the "
+                 "export is measured after the deploy")
+
+
+# What a deployed change is judged by follows from the problem it addresses, whatever field
+# it edits: a temperature change for a format failure must raise the success rate like a
+# rule would; a cap for slow answers must be faster.
+RULE_OF_PROBLEM = {"failure_mode": "improvement", "latency": "faster", "conciseness": "cheaper",
+                   "accuracy": "better_quality", "clarity": "not_worse", "safety": "not_worse"}
 
 
 def proposal_id(agent_id: str, base_version: str, signature: str) -> str:
@@ -178,17 +187,22 @@ EFFORT: dict[str, tuple[str, float]] = {
 }
 
 
-def economics(problem: Problem, expected: Expectation, cost: Estimate,
+def economics(problem: Problem, expected: Expectation, cost: Estimate, tokens_added: int,
               policy: Policy, kind: str = "error_handling") -> Economics:
     """ROI = success-rate gain × executions per month × value of a success - change in
-    token spend per month (the cost estimate's point value); priority = ROI per hour of
-    effort (review, deploy, follow-up), the hours graded by type (EFFORT)."""
+    token spend per month (the cost estimate's point value; without a cost in the export,
+    the added prompt tokens at the policy's price); priority = ROI per hour of effort
+    (review, deploy, follow-up), the hours graded by type (EFFORT)."""
     stats = problem.stats
     days = max((stats.last_seen - stats.first_seen).total_seconds() / 86_400, 1.0)
     per_month = stats.executions / days * 30
     value = expected.success_rate_delta * per_month * policy.pricing.value_per_success_usd
-    cost_pct = cost.value or 0.0
-    cost_month = cost_pct * (stats.cost_per_execution or 0.0) * per_month
+    if cost.value is not None and stats.cost_per_execution:
+        cost_pct = cost.value
+        cost_month = cost_pct * stats.cost_per_execution * per_month
+    else:
+        cost_pct = 0.0
+        cost_month = tokens_added * policy.pricing.input_per_mtok / 1e6 * per_month
     effort, factor = EFFORT.get(kind, ("small", 1.0))
     hours = policy.propose.hours_per_proposal * factor
     roi = value - cost_month
@@ -529,10 +543,7 @@ def _is_json(text: str) -> bool:
 
 def with_quality(p: Proposal, quality: Estimate) -> Proposal:
     """`p` with its offline-eval quality estimate, pre-registered in its proposal file too."""
-    made = replace(p, quality=quality)
-    record = f"prompts/{p.agent_id}/proposals/{p.id}.yaml"
-    return replace(made, files={**made.files, record: proposal_record(made)}) \
-        if record in made.files else made
+    return _recorded(replace(p, quality=quality))
 
 
 def with_alternatives(best: Proposal, others: Sequence[Proposal],
@@ -796,7 +807,8 @@ def assemble(
         expected=expected,
         success_criteria=criteria,
         rollback_plan=rollback,
-        economics=economics(problem, expected, cost, policy, kind),
+        economics=economics(problem, expected, cost, tokens_after - tokens_before, policy,
+                            kind),
         cost=cost,
         latency=latency,
         calibration=cal,
@@ -807,6 +819,7 @@ def assemble(
         else len(loaded.text),
         chars_after=len(system) if field_name == "prompts.system" else len(new_text),
         changed_field=field_name,
+        judged_by=RULE_OF_PROBLEM.get(problem.kind, "improvement"),
     )
     record = proposal_record(proposal)
     files = {loaded.path: new_text, f"prompts/{loaded.agent.id}/proposals/{pid}.yaml": record}
@@ -837,12 +850,39 @@ def from_candidates(
         if isinstance(made, Skipped):
             dropped.append(f"candidate {index}: {made.reason}")
             continue
-        valid.append((made.tokens_after, index,
-                      replace(made, generator=generator, rationale=rationale[:300])))
+        title, description = _generated_text(problem, made, generator, summary)
+        valid.append((made.tokens_after, index, _recorded(replace(
+            made, generator=generator, rationale=rationale[:300], title=title,
+            description=description))))
     if not valid:
         return Skipped(loaded.agent.id, f"no {generator} candidate passed validation"), dropped
     valid.sort(key=lambda v: v[:2])
     return [v[2] for v in valid], dropped
+
+
+def _generated_text(problem: Problem, made: Proposal, generator: str,
+                    summary: str) -> tuple[str, str]:
+    """Title and description of a model's rewrite: what the offline text says of its own
+    one-rule edits (adds one instruction, removes filler in place) is not true of it."""
+    checked = ("Protected sections, template variables and every field outside "
+               "prompts.system are unchanged (checked before this PR); review the word-level "
+               "diff.")
+    if problem.failure is not None:
+        return made.title, (
+            f"{problem.failure.count} of {problem.stats.executions} executions of version "
+            f"{made.base_version} ({problem.share:.1%}) failed with {summary}. The {generator} "
+            f"generator rewrote prompts.system to prevent that. {checked}")
+    goal = {"latency": "speed"}.get(problem.kind, problem.kind)
+    return (f"{made.agent_id}: {goal} rewrite of the system prompt "
+            f"({made.tokens_after - made.tokens_before:+d} tokens)",
+            f"The {generator} generator rewrote prompts.system for the {goal} goal. {checked}")
+
+
+def _recorded(p: Proposal) -> Proposal:
+    """`p` with its proposal file written again from its current fields."""
+    record = f"prompts/{p.agent_id}/proposals/{p.id}.yaml"
+    return replace(p, files={**p.files, record: proposal_record(p)}) \
+        if record in p.files else p
 
 
 def proposal_record(p: Proposal) -> str:
@@ -879,6 +919,7 @@ def proposal_record(p: Proposal) -> str:
                                                   ("quality", p.quality))},
         },
         "success_criteria": list(p.success_criteria),
+        "judged_by": p.judged_by,
         "rollback_plan": p.rollback_plan,
     }
     if p.economics is not None:

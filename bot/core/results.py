@@ -17,6 +17,7 @@ from bot.core.stats import (
     Comparison,
     arm_of,
     compare,
+    legacy_rule,
     planning_tau2,
     success_sequence,
 )
@@ -49,6 +50,7 @@ class Deployment:
     revert_sha: str | None
     expected_delta: float
     proposal_type: str = "error_handling"
+    judged_by: str | None = None  # pre-registered rule; None: a file from before it was
     base_since: datetime | None = None  # when the base version went live, if known
     new_until: datetime | None = None  # when the new version stopped being live, if it did
 
@@ -219,9 +221,7 @@ def measure(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -
     base, new, how, per_day = sides.base, sides.new, sides.how, sides.per_day
     comparison = compare(base, new, dep.expected_delta, policy, sides.drift,
                          sides.planning_rate,
-                         cheaper_is_success=dep.proposal_type == "prompt_optimization",
-                         faster_is_success=dep.proposal_type in ("latency", "model_config"),
-                         better_is_success=dep.proposal_type == "accuracy")
+                         judged_by=dep.judged_by or legacy_rule(dep.proposal_type))
     rolled_back = dep.current_version == dep.base_version and dep.reverted_at is not None
     decided = comparison.decision in ("success", "regression", "no_effect")
     state = ROLLED_BACK if rolled_back else COMPLETED if decided else MEASURING

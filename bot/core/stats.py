@@ -37,6 +37,21 @@ from bot.core.sequential import (
     sequence,
 )
 
+# How a deployed proposal is judged (pre-registered in its proposal file as `judged_by`).
+JUDGED_BY: dict[str, str] = {
+    "improvement": "success rate higher (always-valid interval above 0)",
+    "cheaper": "cost per execution lower, success rate not worse (non-inferiority)",
+    "faster": "latency lower, success rate not worse (non-inferiority)",
+    "better_quality": "mean quality score higher, success rate not worse (non-inferiority)",
+    "not_worse": "success rate not worse (non-inferiority)",
+}
+
+
+def legacy_rule(proposal_type: str) -> str:
+    """The rule of a proposal file written before `judged_by` was recorded."""
+    return {"prompt_optimization": "cheaper", "latency": "faster", "model_config": "faster",
+            "accuracy": "better_quality"}.get(proposal_type, "improvement")
+
 
 @dataclass(frozen=True)
 class Arm:
@@ -83,10 +98,11 @@ def arm_of(buckets: Iterable[Bucket], cost_bins: dict[int, int] | None = None) -
         cost_n=sum(b.cost_n for b in items),
         cost_sum=sum(b.cost_sum for b in items),
         cost_sumsq=sum(b.cost_sumsq for b in items),
-        # Hours without the sum of squares (the daily form) would bias the variance.
-        q_n=sum(b.quality_n for b in items if b.quality_sumsq > 0),
-        q_sum=sum(b.quality_sum for b in items if b.quality_sumsq > 0),
-        q_sumsq=sum(b.quality_sumsq for b in items),
+        # Only scores that come with their squares (per-execution rows, not the daily form):
+        # a mean over other rows would not match the variance.
+        q_n=sum(b.quality_sq_n for b in items),
+        q_sum=sum(b.quality_sum for b in items if b.quality_sq_n),
+        q_sumsq=sum(b.quality_sumsq for b in items if b.quality_sq_n),
     )
 
 
@@ -274,16 +290,19 @@ def compare(
     policy: MeasurePolicy,
     drift: str | None = None,
     planning_rate: float | None = None,
-    cheaper_is_success: bool = False,
-    faster_is_success: bool = False,
-    better_is_success: bool = False,
+    judged_by: str = "improvement",
 ) -> Comparison:
-    """The decision. `cheaper_is_success` is for changes meant to save (wording, tokens):
-    they succeed when the success rate is shown not worse than `rollback_threshold` and the
-    cost per execution is shown lower — non-inferiority, not superiority. `faster_is_success`
-    is the same for changes meant to cut latency (brevity rules, a lower max_tokens).
-    `better_is_success` is for changes meant to raise the quality score (accuracy): they
-    succeed when the quality score is shown higher and the success rate not worse."""
+    """The decision, by the rule the proposal pre-registered (`JUDGED_BY`).
+
+    "improvement": the success rate is shown higher. "cheaper" (changes meant to save:
+    wording, tokens): the cost per execution is shown lower and the success rate shown not
+    worse than `rollback_threshold` — non-inferiority, not superiority. "faster": the same
+    for latency (brevity rules, a lower max_tokens). "better_quality": the quality score is
+    shown higher and the success rate not worse. "not_worse" (clarity, safety rules, whose
+    value shows elsewhere): the success rate is shown not worse. Under every rule a success
+    rate shown lower, or a guardrail shown beyond its margin, is a regression."""
+    if judged_by not in JUDGED_BY:
+        raise ValueError(f"unknown rule {judged_by!r}")
     rate0 = planning_rate if planning_rate is not None else (
         base.rate if base.executions else 0.9)
     tau2 = planning_tau2(rate0, policy)
@@ -305,21 +324,26 @@ def compare(
     worse = [g for g in rails if g.verdict == "worse"]
     # Changes meant to save: a win when the saving is shown (interval below ×1) and the
     # success rate is shown not worse (non-inferiority).
-    for wanted, metric, word in ((cheaper_is_success, "cost", "cheaper"),
-                                 (faster_is_success, "latency", "faster")):
+    for rule, metric, word in (("cheaper", "cost", "cheaper"), ("faster", "latency", "faster")):
         saved = [g for g in rails if g.metric.startswith(metric) and g.high < 1.0]
-        if wanted and not worse and saved and s.low > -policy.rollback_threshold:
+        if judged_by == rule and not worse and saved and s.low > -policy.rollback_threshold:
             return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "success", 0,
                               f"{word} ({metric} ×{saved[0].ratio:.3f}, interval below 1) and "
                               f"the success rate not worse than "
                               f"{policy.rollback_threshold * 100:.0f} points (non-inferiority)",
                               rails, drift)
     better = [g for g in rails if g.metric == "quality" and g.low > 1.0]
-    if better_is_success and not worse and better and s.low > -policy.rollback_threshold:
+    if judged_by == "better_quality" and not worse and better and \
+            s.low > -policy.rollback_threshold:
         return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "success", 0,
                           f"better (quality ×{better[0].ratio:.3f}, interval above 1) and the "
                           f"success rate not worse than {policy.rollback_threshold * 100:.0f} "
                           "points (non-inferiority)", rails, drift)
+    if judged_by == "not_worse" and not worse and s.low > -policy.rollback_threshold:
+        return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "success", 0,
+                          f"success rate shown not worse than "
+                          f"{policy.rollback_threshold * 100:.0f} points (non-inferiority)",
+                          rails, drift)
     if s.low > 0 and not worse:
         return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "success", 0,
                           "success rate improved (the always-valid interval excludes 0)",

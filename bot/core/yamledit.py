@@ -76,8 +76,8 @@ def add_example(text: str, example_input: str, example_output: str) -> str:
     The new item goes directly after the last line of the value it follows; the blank
     lines and comments that came after that value (usually introducing the next key) stay
     after the new item. Every other line is kept byte for byte, but for an empty or flow-style
-    `examples: [...]`, which is written anew as a block list; RoundTripError when the edit
-    would change any other line.
+    `examples: [...]`, whose own line is written anew (ruamel keeps a non-empty flow list in
+    flow style); RoundTripError when the edit would change any other line.
     """
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 

@@ -656,7 +656,7 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                float(r[12] or 0), float(r[13] or 0), int(r[14]), int(r[15]), float(r[16] or 0),
                float(r[17] or 0), int(r[18]),
                Moments(int(r[19]), *(float(x or 0) for x in r[20:29])),
-               quality_sumsq=float(r[29] or 0))
+               quality_sumsq=float(r[29] or 0), quality_sq_n=int(r[15]))
         for r in con.execute(
             """SELECT a, v, hr, sum(n), coalesce(sum(n) FILTER (s = 'success'), 0),
                       coalesce(sum(n) FILTER (s = 'timeout'), 0),
