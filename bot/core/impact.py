@@ -5,7 +5,8 @@ with an interval, a confidence and a sentence on how it was made.
   the change in answer length is a prior by kind of change (`ANSWER_LENGTH`), so the
   interval is about the answer side only. Both are priced with the policy's prices.
 - Latency: a least-squares fit of latency on input and output tokens over the version's
-  own executions (sums from ingest, `Moments`), applied to the same token changes. Slopes
+  own executions (`Moments`, from the token sums ingest keeps per daily latency bin),
+  applied to the same token changes. Slopes
   are floored at 0: more tokens never make an answer faster, and a negative slope is noise
   or a confounder (longer inputs at quieter hours).
 - Quality: the offline eval's pass rate over the tests.yaml cases both versions ran, as a

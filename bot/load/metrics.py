@@ -30,7 +30,7 @@ from bot.core.metrics import (
     ErrorDay,
     HistBin,
     MetricsSnapshot,
-    Moments,
+    TokenSums,
     isolated_tail,
     version_stats,
 )
@@ -561,11 +561,6 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                    CASE WHEN status <> 'success' THEN coalesce(error_message, '') END AS m,
                    ll, latency_ms, cost_usd, input_tokens, output_tokens, quality_score,
                    raw_timestamp,
-                   -- NULL unless the row has latency and both token counts, so the fit's
-                   -- sums all cover the same rows (0 * NULL is NULL).
-                   latency_ms + 0 * (input_tokens + output_tokens) AS ry,
-                   input_tokens + 0 * (latency_ms + output_tokens) AS rx1,
-                   output_tokens + 0 * (latency_ms + input_tokens) AS rx2,
                    CASE WHEN dupc THEN {_CAND} || coalesce(bad, '') || {_SEP}
                         || CAST(gen_random_uuid() AS VARCHAR) || {_SEP}
                         || coalesce(execution_id, '') ELSE bad END AS bk
@@ -581,9 +576,10 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                sum(input_tokens) AS tin, sum(output_tokens) AS tout,
                count(quality_score) AS q_n, sum(quality_score) AS q_sum,
                sum(quality_score * quality_score) AS q_sum2,
-               count(ry) AS m_n, sum(rx1) AS m_x1, sum(rx2) AS m_x2, sum(ry) AS m_y,
-               sum(rx1 * rx1) AS m_x1x1, sum(rx2 * rx2) AS m_x2x2, sum(rx1 * rx2) AS m_x1x2,
-               sum(rx1 * ry) AS m_x1y, sum(rx2 * ry) AS m_x2y, sum(ry * ry) AS m_yy,
+               -- With the token sums above, per latency bin: the latency-on-tokens fit.
+               sum(input_tokens * input_tokens) AS tin2,
+               sum(output_tokens * output_tokens) AS tout2,
+               sum(input_tokens * output_tokens) AS tinout,
                min(ts) AS first, max(ts) AS last,
                -- CASE formats only the bad rows' timestamps; with FILTER the text
                -- would be built for every row first (10 M timestamps cost ~0.5 s).
@@ -620,12 +616,17 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
     # grouping(lb, cb): 3 = the fine set (neither kept), 1 = latency bins, 2 = cost bins.
     con.execute("CREATE OR REPLACE TEMP VIEW fine AS SELECT * FROM kept WHERE gid = 3")
     histograms = [
-        HistBin(str(r[0]), r[1], r[2], str(r[3]), int(r[4]), int(r[5]))
+        HistBin(str(r[0]), r[1], r[2], str(r[3]), int(r[4]), int(r[5]),
+                None if r[6] is None else TokenSums(int(r[6]), *(float(x) for x in r[7:12])))
         for r in con.execute(
-            """SELECT a, v, d, 'latency', lb, sum(n) FROM kept
+            # A latency bin carries its rows' token sums when every row in it has both
+            # token counts (else none: the fit then leaves that bin out).
+            """SELECT a, v, d, 'latency', lb, sum(n),
+                      CASE WHEN sum(tok_n) = sum(n) AND sum(tout_n) = sum(n) THEN sum(n) END,
+                      sum(tin), sum(tout), sum(tin2), sum(tout2), sum(tinout) FROM kept
                WHERE gid = 1 AND bad IS NULL AND lb IS NOT NULL GROUP BY a, v, d, lb
                UNION ALL
-               SELECT a, v, d, 'cost', cb, sum(n) FROM kept
+               SELECT a, v, d, 'cost', cb, sum(n), NULL, NULL, NULL, NULL, NULL, NULL FROM kept
                WHERE gid = 2 AND bad IS NULL AND cb IS NOT NULL GROUP BY a, v, d, cb
                ORDER BY 1, 3, 4, 5"""
         ).fetchall()
@@ -655,17 +656,14 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                float(r[8] or 0), float(r[9] or 0), int(r[10]), float(r[11] or 0),
                float(r[12] or 0), float(r[13] or 0), int(r[14]), int(r[15]), float(r[16] or 0),
                float(r[17] or 0), int(r[18]),
-               Moments(int(r[19]), *(float(x or 0) for x in r[20:29])),
-               quality_sumsq=float(r[29] or 0), quality_sq_n=int(r[15]))
+               quality_sumsq=float(r[19] or 0), quality_sq_n=int(r[15]))
         for r in con.execute(
             """SELECT a, v, hr, sum(n), coalesce(sum(n) FILTER (s = 'success'), 0),
                       coalesce(sum(n) FILTER (s = 'timeout'), 0),
                       coalesce(sum(n) FILTER (s IN ('error', 'failure')), 0),
                       sum(lat_n), sum(lat_log), sum(lat_log2), sum(cost_n), sum(cost_sum),
                       sum(tin), sum(tout), sum(tok_n), sum(q_n), sum(q_sum), sum(cost_sum2),
-                      sum(tout_n), sum(m_n), sum(m_x1), sum(m_x2), sum(m_y), sum(m_x1x1),
-                      sum(m_x2x2), sum(m_x1x2), sum(m_x1y), sum(m_x2y), sum(m_yy),
-                      sum(q_sum2)
+                      sum(tout_n), sum(q_sum2)
                FROM fine WHERE bad IS NULL GROUP BY a, v, hr ORDER BY a, hr, v"""
         ).fetchall()
     ]
