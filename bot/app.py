@@ -645,9 +645,12 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
         known = ", ".join(sorted(state.agents)) or "none"
         raise UsageError(f"unknown agent '{only[:80]}'", fix=f"known agents: {known}")
     snapshot = load_metrics(ctx, state.policy, patterns)
-    prs = [t for t in tracked_prs(ctx) if t.kind == "proposal"]
+    tracked = tracked_prs(ctx)
+    prs = [t for t in tracked if t.kind == "proposal"]
     by_id = {t.proposal_id: t for t in prs}
-    busy = {t.agent for t in prs if t.pr.state == "open"}
+    # An agent's open proposal (or rollback) comes first: a new one for it waits on that.
+    busy = {t.agent: t.proposal_id for t in sorted(tracked, key=lambda t: t.pr.number)
+            if t.kind in ("proposal", "rollback") and t.pr.state == "open"}
     past = history(ctx, base_sha)
     promoted = promoted_categories(state.promoted)
     policy = state.policy
@@ -672,13 +675,15 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
                 status = f"open as #{existing.pr.number}"
             elif agent_id in busy:
                 status = "waits: another change of this agent is open or being measured"
+                proposal = replace(proposal, dependencies=(busy[agent_id],))
             else:
                 status = "would open"
             found.append((proposal, status))
             break
     slots = roadmap([Item(p.id, p.economics.priority if p.economics else 0.0,
-                          p.economics.hours if p.economics else 1.0) for p, _ in found],
-                    policy.propose.hours_budget)
+                          p.economics.hours if p.economics else 1.0, p.dependencies)
+                     for p, _ in found],
+                    policy.propose.hours_budget, started=frozenset(busy.values()))
     out = []
     for p, status in sorted(found, key=lambda f: (slots[f[0].id] or 10**6, f[0].id)):
         e = p.economics
@@ -704,6 +709,7 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
             "roi_usd_per_month": round(e.roi_usd_per_month, 2) if e else None,
             "priority": round(e.priority, 3) if e else None,
             "roadmap_slot": slots[p.id],
+            "dependencies": list(p.dependencies),
             "calibration": {"n": p.calibration.n, "factor": round(p.calibration.factor, 4)},
             "alternatives": list(p.alternatives),
             "diff": p.diff,

@@ -440,3 +440,29 @@ def test_format_failures_get_a_temperature_candidate_only_where_it_samples(
     # little latency drift after the deploy must not make it a "success".
     assert temp.judged_by == "improvement"
     assert temp.cost.value == 0.0 or temp.cost.value is None or abs(temp.cost.value) < 1e-9
+
+
+def test_roadmap_places_items_after_work_already_under_way() -> None:
+    items = [Item("new", 50, 10, after=("open-pr",)), Item("other", 10, 10)]
+    assert roadmap(items, 30, started=frozenset({"open-pr"})) == {"new": 1, "other": 2}
+    # Unknown and not under way: it cannot be planned yet.
+    assert roadmap(items, 30) == {"new": None, "other": 1}
+
+
+def test_a_proposal_for_an_agent_with_an_open_rollback_waits_on_it(cli: Cli, repo: Path) -> None:
+    assert cli("run")[0] == 0
+    prs = {p["agent"]: p for p in cli.json("pr", "list", "--json")}  # type: ignore[union-attr]
+    pr = prs["support-triage"]
+    assert cli("pr", "merge", str(pr["number"]))[0] == 0
+    cli("simulate", "--out", str(repo / "sim"))
+    metrics = ("--metrics", str(repo / "sim" / "*.csv"))
+    assert cli("run", *metrics)[0] == 0  # measured; a new proposal may open for it
+    for p in cli.json("pr", "list", "--json"):  # type: ignore[union-attr]
+        if p["agent"] == "support-triage" and p["state"] == "open":
+            assert cli("pr", "close", str(p["number"]), "--reason", "later")[0] == 0
+    assert cli("rollback", pr["proposal_id"])[0] == 0  # an open revert PR for the agent
+    data = cli.json("propose", "--dry-run", "--json", "--agent", "support-triage", *metrics)
+    assert isinstance(data, list) and len(data) == 1
+    [item] = data
+    assert item["status"].startswith("waits") and item["dependencies"] == [pr["proposal_id"]]
+    assert item["roadmap_slot"] == 1  # after the revert, within the budget

@@ -13,10 +13,12 @@ class Item:
     after: tuple[str, ...] = ()  # ids that must come first
 
 
-def roadmap(items: list[Item], budget_hours: float) -> dict[str, int | None]:
+def roadmap(items: list[Item], budget_hours: float,
+            started: frozenset[str] = frozenset()) -> dict[str, int | None]:
     """Slot (1, 2, ...) per item, highest priority first, dependencies before dependents;
-    None for what does not fit the budget (the backlog)."""
-    placed: dict[str, int | None] = {}
+    None for what does not fit the budget (the backlog). Dependencies in `started` (open
+    pull requests) are under way: they count as placed, outside the budget."""
+    placed: dict[str, int | None] = {dep: 0 for dep in started}
     used = 0.0
     slot = 0
     pending = sorted(items, key=lambda i: (-i.priority, i.id))
@@ -32,4 +34,4 @@ def roadmap(items: list[Item], budget_hours: float) -> dict[str, int | None]:
             placed[item.id] = slot
         else:
             placed[item.id] = None
-    return placed
+    return {i.id: placed[i.id] for i in items}
