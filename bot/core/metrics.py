@@ -32,24 +32,11 @@ def bin_value(index: int, unit: float = 1.0) -> float:
 
 
 @dataclass(frozen=True)
-class TokenSums:
-    """Token sums of the executions in one daily latency bin, all of which have both token
-    counts: n, input, output, input², output², input × output."""
-
-    n: int
-    x1: float
-    x2: float
-    x1x1: float
-    x2x2: float
-    x1x2: float
-
-
-@dataclass(frozen=True)
 class Moments:
     """Sums over executions that have latency and both token counts: enough for a least-
     squares fit of latency on input and output tokens (`bot.core.impact.latency_fit`).
-    Built from the daily latency histograms (`moments_of`): latency is read as its bin's
-    value (within ~2.5 %), so the fit costs ingest three sums, not ten."""
+    Ingest builds them per day from its latency histograms: latency is read as its bin's
+    value (within ~2.5 %), so the fit costs the ingest pass three sums, not ten."""
 
     n: int = 0
     x1: float = 0.0  # input tokens
@@ -99,10 +86,10 @@ class HistBin:
     agent_id: str
     prompt_version: str | None
     day: datetime
-    metric: str  # "latency" (ms) or "cost" (micro-USD)
+    metric: str  # "latency" (ms), "cost" (micro-USD), or "fit" (one per day: `moments`)
     index: int
     count: int
-    tokens: TokenSums | None = None  # latency bins only, when every row has both counts
+    moments: Moments | None = None  # "fit" only: the day's latency-on-tokens sums
 
 
 @dataclass(frozen=True)
@@ -305,7 +292,7 @@ def version_stats(
         if h.day >= day_since:
             bins = hists[(h.agent_id, h.prompt_version, h.metric)]
             bins[h.index] = bins.get(h.index, 0) + h.count
-            if h.tokens is not None:
+            if h.moments is not None:
                 token_bins[(h.agent_id, h.prompt_version)].append(h)
     errs: dict[tuple[str, str | None], list[ErrorDay]] = defaultdict(list)
     for e in error_days:
@@ -349,20 +336,12 @@ def version_stats(
     return out
 
 
-def moments_of(bins: Iterable[HistBin]) -> Moments | None:
-    """The fit's sums from latency bins, each bin's latency read as the bin's value."""
-    total: list[float] = [0.0] * 10
-    for h in bins:
-        t = h.tokens
-        if t is None or h.metric != "latency":
-            continue
-        y = bin_value(h.index)
-        for i, v in enumerate((t.n, t.x1, t.x2, y * t.n, t.x1x1, t.x2x2, t.x1x2, y * t.x1,
-                               y * t.x2, y * y * t.n)):
-            total[i] += v
-    if not total[0]:
-        return None
-    return Moments(int(total[0]), *total[1:])
+def moments_of(days: Iterable[HistBin]) -> Moments | None:
+    total = Moments()
+    for h in days:
+        if h.moments is not None:
+            total = total + h.moments
+    return total if total.n else None
 
 
 def jsonable(value: Any) -> Any:

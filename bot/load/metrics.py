@@ -30,7 +30,7 @@ from bot.core.metrics import (
     ErrorDay,
     HistBin,
     MetricsSnapshot,
-    TokenSums,
+    Moments,
     isolated_tail,
     version_stats,
 )
@@ -616,19 +616,32 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
     # grouping(lb, cb): 3 = the fine set (neither kept), 1 = latency bins, 2 = cost bins.
     con.execute("CREATE OR REPLACE TEMP VIEW fine AS SELECT * FROM kept WHERE gid = 3")
     histograms = [
-        HistBin(str(r[0]), r[1], r[2], str(r[3]), int(r[4]), int(r[5]),
-                None if r[6] is None else TokenSums(int(r[6]), *(float(x) for x in r[7:12])))
+        HistBin(str(r[0]), r[1], r[2], str(r[3]), int(r[4]), int(r[5]))
         for r in con.execute(
-            # A latency bin carries its rows' token sums when every row in it has both
-            # token counts (else none: the fit then leaves that bin out).
-            """SELECT a, v, d, 'latency', lb, sum(n),
-                      CASE WHEN sum(tok_n) = sum(n) AND sum(tout_n) = sum(n) THEN sum(n) END,
-                      sum(tin), sum(tout), sum(tin2), sum(tout2), sum(tinout) FROM kept
+            """SELECT a, v, d, 'latency', lb, sum(n) FROM kept
                WHERE gid = 1 AND bad IS NULL AND lb IS NOT NULL GROUP BY a, v, d, lb
                UNION ALL
-               SELECT a, v, d, 'cost', cb, sum(n), NULL, NULL, NULL, NULL, NULL, NULL FROM kept
+               SELECT a, v, d, 'cost', cb, sum(n) FROM kept
                WHERE gid = 2 AND bad IS NULL AND cb IS NOT NULL GROUP BY a, v, d, cb
                ORDER BY 1, 3, 4, 5"""
+        ).fetchall()
+    ]
+    # The latency-on-tokens fit's sums per day: each latency bin's rows read at the bin's
+    # value, bins where some row lacks a token count left out.
+    histograms += [
+        HistBin(str(r[0]), r[1], r[2], "fit", 0, int(r[3]),
+                Moments(int(r[3]), *(float(x) for x in r[4:13])))
+        for r in con.execute(
+            f"""WITH b AS (
+                    SELECT a, v, d, sum(n) AS n, sum(tin) AS x1, sum(tout) AS x2,
+                           sum(tin2) AS x1x1, sum(tout2) AS x2x2, sum(tinout) AS x1x2,
+                           exp((lb + 0.5) / {BINS_PER_LN}) AS y
+                    FROM kept WHERE gid = 1 AND bad IS NULL AND lb IS NOT NULL
+                    GROUP BY a, v, d, lb
+                    HAVING sum(tok_n) = sum(n) AND sum(tout_n) = sum(n))
+                SELECT a, v, d, sum(n), sum(x1), sum(x2), sum(y * n), sum(x1x1), sum(x2x2),
+                       sum(x1x2), sum(y * x1), sum(y * x2), sum(y * y * n)
+                FROM b GROUP BY a, v, d ORDER BY a, d, v"""
         ).fetchall()
     ]
     csv_bad, csv_samples = _csv_rejects(con, mapping)
