@@ -339,31 +339,10 @@ def build_all(
     system = loaded.agent.prompts.system
     if problem.kind == "latency":
         return _speed_candidates(loaded, problem, policy, count_tokens, history)
-    if problem.kind == "safety":
-        guarded = variants.add_rule(system, variants.SAFETY)
-        if guarded is None:
-            return Skipped(loaded.agent.id, "the prompt already carries the input guard")
-        made = assemble(loaded, problem, policy, count_tokens, history, guarded.system,
-                        guarded.added_lines, variants.SAFETY.summary)
-        return [replace(made, rationale="offline safety rule `untrusted_input`")] \
-            if isinstance(made, Proposal) else made
     if problem.kind == "accuracy":
         return _accuracy_candidates(loaded, problem, policy, count_tokens, history, shots)
-    if problem.kind == "clarity":
-        direct = variants.clarify(system)
-        if direct is None:
-            return Skipped(loaded.agent.id, "no hedged instruction left to state directly")
-        made = assemble(loaded, problem, policy, count_tokens, history, direct.system,
-                        direct.added_lines, variants.CLARITY.summary)
-        return [replace(made, rationale="offline clarity rewrite (hedges removed)")] \
-            if isinstance(made, Proposal) else made
     if problem.failure is None:
-        variant = variants.concise(system)
-        if variant is None:
-            return Skipped(loaded.agent.id, "no filler wording left to remove")
-        made = assemble(loaded, problem, policy, count_tokens, history, variant.system,
-                        variant.added_lines, variants.CONCISENESS.summary)
-        return [made] if isinstance(made, Proposal) else made
+        return _rewrite(loaded, problem, policy, count_tokens, history)
     rules = variants.categories(problem.failure, promoted)
     if not rules:
         return Skipped(loaded.agent.id, f"no offline rule addresses '{problem.failure.error_type}'")
@@ -402,10 +381,9 @@ def build_all(
     example = _new_shot(loaded, shots) if rules[0].key in FORMAT_RULES else None
     if example is not None:
         # A worked example of the format, from a case the model already gets right.
-        lines = tuple(ln for ln in f"{example.input}\n{example.output}".splitlines()
-                      if ln.strip())[:20]
         made = assemble(loaded, problem, policy, count_tokens, history,
-                        loaded.agent.prompts.system, lines, rules[0].summary, example=example)
+                        loaded.agent.prompts.system, _shot_lines(example), rules[0].summary,
+                        example=example)
         if isinstance(made, Skipped):
             reasons.append(made.reason)
         else:
@@ -431,6 +409,29 @@ def build_all(
     return [f[3] for f in found]
 
 
+def _rewrite(loaded: LoadedAgent, problem: Problem, policy: Policy,
+             count_tokens: TokenCounter, history: list[Outcome] | None,
+             ) -> list[Proposal] | Skipped:
+    """The one offline rewrite of a safety, clarity or conciseness problem."""
+    system = loaded.agent.prompts.system
+    if problem.kind == "safety":
+        variant, category = variants.add_rule(system, variants.SAFETY), variants.SAFETY
+        none, label = ("the prompt already carries the input guard",
+                       "offline safety rule `untrusted_input`")
+    elif problem.kind == "clarity":
+        variant, category = variants.clarify(system), variants.CLARITY
+        none, label = ("no hedged instruction left to state directly",
+                       "offline clarity rewrite (hedges removed)")
+    else:
+        variant, category = variants.concise(system), variants.CONCISENESS
+        none, label = "no filler wording left to remove", ""
+    if variant is None:
+        return Skipped(loaded.agent.id, none)
+    made = assemble(loaded, problem, policy, count_tokens, history, variant.system,
+                    variant.added_lines, category.summary)
+    return [replace(made, rationale=label)] if isinstance(made, Proposal) else made
+
+
 def _accuracy_candidates(loaded: LoadedAgent, problem: Problem, policy: Policy,
                          count_tokens: TokenCounter, history: list[Outcome] | None,
                          shots: Sequence[Shot]) -> list[Proposal] | Skipped:
@@ -442,25 +443,15 @@ def _accuracy_candidates(loaded: LoadedAgent, problem: Problem, policy: Policy,
     if rule is None:
         reasons.append("the prompt already carries the accuracy rule")
     else:
-        made = assemble(loaded, problem, policy, count_tokens, history, rule.system,
-                        rule.added_lines, variants.ACCURACY.summary)
-        if isinstance(made, Skipped):
-            reasons.append(made.reason)
-        else:
-            found.append(replace(made, rationale="offline accuracy rule (check the answer "
-                                                 "against the input)"))
+        _keep(assemble(loaded, problem, policy, count_tokens, history, rule.system,
+                       rule.added_lines, variants.ACCURACY.summary),
+              "offline accuracy rule (check the answer against the input)", found, reasons)
     example = _new_shot(loaded, shots)
     if example is not None:
-        lines = tuple(ln for ln in f"{example.input}\n{example.output}".splitlines()
-                      if ln.strip())[:20]
-        made = assemble(loaded, problem, policy, count_tokens, history,
-                        loaded.agent.prompts.system, lines, variants.ACCURACY.summary,
-                        example=example)
-        if isinstance(made, Skipped):
-            reasons.append(made.reason)
-        else:
-            found.append(replace(made, rationale=f"worked example from tests.yaml case "
-                                 f"`{_case_name(example)}`"))
+        _keep(assemble(loaded, problem, policy, count_tokens, history,
+                       loaded.agent.prompts.system, _shot_lines(example),
+                       variants.ACCURACY.summary, example=example),
+              f"worked example from tests.yaml case `{_case_name(example)}`", found, reasons)
     if not found:
         return Skipped(loaded.agent.id, "; ".join(reasons) or "no offline accuracy change left")
     return found
@@ -468,6 +459,19 @@ def _accuracy_candidates(loaded: LoadedAgent, problem: Problem, policy: Policy,
 
 def _case_name(shot: Shot) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", shot.case)[:80]
+
+
+def _shot_lines(shot: Shot) -> tuple[str, ...]:
+    return tuple(ln for ln in f"{shot.input}\n{shot.output}".splitlines() if ln.strip())[:20]
+
+
+def _keep(made: Proposal | Skipped, rationale: str, found: list[Proposal],
+          reasons: list[str]) -> None:
+    """Collect one candidate: a valid one with its rationale, or why it was dropped."""
+    if isinstance(made, Skipped):
+        reasons.append(made.reason)
+    else:
+        found.append(replace(made, rationale=rationale))
 
 
 def _speed_candidates(loaded: LoadedAgent, problem: Problem, policy: Policy,
@@ -479,22 +483,16 @@ def _speed_candidates(loaded: LoadedAgent, problem: Problem, policy: Policy,
     reasons: list[str] = []
     rule = variants.add_rule(loaded.agent.prompts.system, variants.SPEED)
     if rule is not None:
-        made = assemble(loaded, problem, policy, count_tokens, history, rule.system,
-                        rule.added_lines, variants.SPEED.summary)
-        if isinstance(made, Skipped):
-            reasons.append(made.reason)
-        else:
-            found.append(replace(made, rationale="offline speed rule (brevity)"))
+        _keep(assemble(loaded, problem, policy, count_tokens, history, rule.system,
+                       rule.added_lines, variants.SPEED.summary),
+              "offline speed rule (brevity)", found, reasons)
     cap = variants.token_cap(loaded.agent.model.max_tokens, problem.stats.output_tokens_mean)
     if cap is not None:
-        made = assemble(loaded, problem, policy, count_tokens, history,
-                        loaded.agent.prompts.system, (f"max_tokens: {cap}",),
-                        variants.SPEED.summary, max_tokens=cap)
-        if isinstance(made, Skipped):
-            reasons.append(made.reason)
-        else:
-            found.append(replace(made, rationale=f"model config: max_tokens "
-                                 f"{loaded.agent.model.max_tokens} → {cap}"))
+        _keep(assemble(loaded, problem, policy, count_tokens, history,
+                       loaded.agent.prompts.system, (f"max_tokens: {cap}",),
+                       variants.SPEED.summary, max_tokens=cap),
+              f"model config: max_tokens {loaded.agent.model.max_tokens} → {cap}", found,
+              reasons)
     if not found:
         return Skipped(loaded.agent.id, "; ".join(reasons) or "no offline speed change left")
     return found
@@ -708,10 +706,12 @@ def assemble(
         f"`promptbot rollback {pid}`: the agent returns to version {loaded.version}. The bot "
         "notices the revert and records the proposal as rolled back."
     )
+    evidence = "" if problem.failure is None else (
+        f"{problem.failure.count} of {problem.stats.executions} executions of version "
+        f"{loaded.version} ({problem.share:.1%}) failed with {summary}")
     if problem.failure is not None and example is not None:
         description = (
-            f"{problem.failure.count} of {problem.stats.executions} executions of version "
-            f"{loaded.version} ({problem.share:.1%}) failed with {summary}. The change adds "
+            f"{evidence}. The change adds "
             f"one worked example to `examples`: the input of tests.yaml case "
             f"`{_case_name(example)}` "
             "and the model's recorded reply to it, which passes every assertion of that case. "
@@ -719,22 +719,19 @@ def assemble(
             "no longer says much; the other cases still do.")
     elif problem.failure is not None and temperature is not None:
         description = (
-            f"{problem.failure.count} of {problem.stats.executions} executions of version "
-            f"{loaded.version} ({problem.share:.1%}) failed with {summary}. The agent samples "
+            f"{evidence}. The agent samples "
             f"at temperature {loaded.agent.model.temperature:g}; the change sets "
             f"model.temperature to {temperature:g}, so the model picks its most likely "
             "tokens and strays less from the required format. Nothing else changes; answers "
             "also vary less between runs of the same input.")
     elif problem.failure is not None and tool is not None:
         description = (
-            f"{problem.failure.count} of {problem.stats.executions} executions of version "
-            f"{loaded.version} ({problem.share:.1%}) failed with {summary}, in calls of the "
+            f"{evidence}, in calls of the "
             f"`{tool}` tool. The change adds one sentence to that tool's description, where "
             "the model reads it when it decides on the call, and touches nothing else.")
     elif problem.failure is not None:
         description = (
-            f"{problem.failure.count} of {problem.stats.executions} executions of version "
-            f"{loaded.version} ({problem.share:.1%}) failed with {summary}. The change adds "
+            f"{evidence}. The change adds "
             "one instruction aimed at that failure mode to prompts.system and touches "
             "nothing else.")
     elif problem.kind == "latency":
