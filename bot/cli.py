@@ -393,7 +393,16 @@ def _propose(root: Path, args: argparse.Namespace) -> int:
             f"ROI ≈ ${item['roi_usd_per_month']:,.0f}/month, {item['hours']:g} h, "
             f"priority ${item['priority']:,.0f}/h, tokens {impact['tokens_before']} → "
             f"{impact['tokens_after']}")
+        out(f"        cost {_pct_text(impact['cost_pct'])}, latency "
+            f"{_pct_text(impact['latency_pct'])}; judged by {item['judged_by']}")
     return 0
+
+
+def _pct_text(e: dict[str, Any]) -> str:
+    if not e.get("estimated", True):
+        return "not estimated"
+    low, high = e["interval"]
+    return f"{e['change']:+.1f} % ({low:+.1f} … {high:+.1f})"
 
 
 def _event(root: Path, args: argparse.Namespace) -> int:

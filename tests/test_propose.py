@@ -34,6 +34,9 @@ def test_propose_dry_run_lists_specific_proposals_and_writes_nothing(
     assert [i["agent"] for i in one] == ["sql-writer"]  # type: ignore[union-attr]
     code, _, err = cli("propose", "--dry-run", "--agent", "nope")
     assert code == 2 and "known agents" in err
+    code, text, _ = cli("propose", "--dry-run", "--agent", "support-triage")
+    assert code == 0 and "\n        cost +1.4 % (" in text and "; judged by improvement" in text
+    assert snapshot_state(repo) == before
 
 
 def test_status_follows_open_prs(cli: Cli) -> None:
