@@ -271,3 +271,36 @@ def test_token_means_count_only_rows_that_report_them(tmp_path: Path) -> None:
     assert v1 is not None
     assert v1.input_tokens_mean == pytest.approx(1000.0)
     assert v1.output_tokens_mean == pytest.approx(300.0)  # not 150: two rows have none
+
+
+def test_retries_column_counts_retried_executions_and_flags_a_pattern(
+    tmp_path: Path, cli: Cli
+) -> None:
+    cols = ["timestamp", "agent_id", "prompt_version", "execution_id", "status", "retries"]
+    rows: list[list[object]] = [
+        [f"2026-11-0{1 + i // 100}T{i % 24:02d}:00:00Z", "a", "v1", f"e{i}", "success",
+         (2 if i % 10 == 0 else 0)] for i in range(300)]
+    rows.append(["2026-11-03T01:00:00Z", "a", "v1", "bad1", "success", "twice"])
+    rows.append(["2026-11-03T02:00:00Z", "a", "v1", "bad2", "success", -1])
+    rows.append(["2026-11-03T03:00:00Z", "a", "v1", "e0", "success", 5])  # re-sent
+    path = write_csv(tmp_path / "r.csv", rows, cols)
+    snap = ingest([str(path)], window_days=30)
+    v1 = snap.version("a", "v1")
+    assert v1 is not None
+    assert (v1.retries_n, v1.retried, v1.retries_sum) == (300, 30, 60.0)
+    assert snap.bad_by_reason == {"retries is not a number": 1, "negative retries": 1}
+    data = cli.json("analyze", "--metrics", str(path), "--json")
+    assert isinstance(data, dict)
+    version = data["agents"]["a"]["versions"][0]
+    assert version["retries"] == {"executions_with_count": 300, "retried": 30,
+                                  "retried_share": 0.1, "retries_total": 60,
+                                  "retries_per_retried": 2.0}
+    # Without the column there is no retries block (and no extra work in the ingest pass).
+    plain = ingest([str(write_csv(tmp_path / "p.csv", [r[:5] for r in rows[:10]],
+                                  cols[:5]))], window_days=30)
+    assert all(v.retries_n == 0 for v in plain.versions)
+    from bot.core.report import _findings
+
+    [finding] = [f for f in _findings(snap, "a", v1) if f.startswith("retry pattern")]
+    assert finding == ("retry pattern: 10% of executions retried (30 of 300, 2.0 retries "
+                       "each, 60 extra calls in the window)")

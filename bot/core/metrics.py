@@ -79,6 +79,9 @@ class Bucket:
     output_tokens_n: int | None = None
     quality_sumsq: float = 0.0
     quality_sq_n: int = 0  # scores whose squares are in quality_sumsq (0: the daily form)
+    retries_n: int = 0  # executions with a retries count
+    retries_sum: float = 0.0  # attempts beyond the first
+    retried: int = 0  # executions retried at least once
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,9 @@ class VersionStats:
     moments: Moments | None = None  # latency and token sums for the latency estimate
     quality_n: int = 0  # executions with a quality score
     quality_sq_n: int = 0  # ... of them from per-execution rows (the guardrail can use)
+    retries_n: int = 0  # executions with a retries count (0: the export has none)
+    retries_sum: float = 0.0
+    retried: int = 0  # executions retried at least once
 
     @property
     def failures(self) -> int:
@@ -330,6 +336,9 @@ def version_stats(
                 moments=moments_of(token_bins.get((agent, version), [])),
                 quality_n=quality_n,
                 quality_sq_n=sum(b.quality_sq_n for b in items),
+                retries_n=sum(b.retries_n for b in items),
+                retries_sum=sum(b.retries_sum for b in items),
+                retried=sum(b.retried for b in items),
             )
         )
     out.sort(key=lambda v: (v.agent_id, v.first_seen, v.prompt_version or ""))

@@ -12,6 +12,7 @@ from bot.core.model import Policy
 from bot.core.triggers import Trigger, triggers
 
 TOKEN_BLOAT = 0.25  # input tokens per execution up by more than this vs the previous version
+RETRY_SHARE = 0.05  # a retry pattern: at least this share of executions retried
 
 
 def _daily(snapshot: MetricsSnapshot, agent: str, version: str | None,
@@ -45,6 +46,13 @@ def _version(v: VersionStats) -> dict[str, Any]:
         "input_tokens_mean": v.input_tokens_mean,
         "output_tokens_mean": v.output_tokens_mean,
         "quality_mean": v.quality_mean,
+        "retries": None if not v.retries_n else {
+            "executions_with_count": v.retries_n,
+            "retried": v.retried,
+            "retried_share": round(v.retried / v.retries_n, 6),
+            "retries_total": int(v.retries_sum),
+            "retries_per_retried": round(v.retries_sum / v.retried, 3) if v.retried else None,
+        },
         "first_seen": v.first_seen,
         "last_seen": v.last_seen,
         "top_errors": [
@@ -83,6 +91,12 @@ def _findings(snapshot: MetricsSnapshot, agent: str,
             if growth > TOKEN_BLOAT:
                 out.append(f"token bloat: {current.input_tokens_mean:.0f} input tokens per "
                            f"execution, {growth:+.0%} vs version {prev.prompt_version}")
+    if current is not None and current.retries_n and \
+            current.retried / current.retries_n >= RETRY_SHARE:
+        out.append(f"retry pattern: {current.retried / current.retries_n:.0%} of executions "
+                   f"retried ({current.retried:,} of {current.retries_n:,}, "
+                   f"{current.retries_sum / current.retried:.1f} retries each, "
+                   f"{int(current.retries_sum):,} extra calls in the window)")
     return out
 
 

@@ -44,7 +44,7 @@ from bot.load.sql import lit as _lit
 CANONICAL = (
     "timestamp", "agent_id", "prompt_version", "execution_id", "status", "latency_ms",
     "input_tokens", "output_tokens", "cost_usd", "error_type", "error_message",
-    "quality_score", "model",
+    "quality_score", "model", "retries",
 )
 REQUIRED = ("timestamp", "agent_id", "status")
 # The pre-aggregated daily form: one row per day, agent and version with counts and sums,
@@ -55,7 +55,8 @@ DAILY = (
     "quality_sum", "count",
 )
 STATUSES = ("success", "failure", "error", "timeout")
-NUMERIC = ("latency_ms", "input_tokens", "output_tokens", "cost_usd", "quality_score")
+NUMERIC = ("latency_ms", "input_tokens", "output_tokens", "cost_usd", "quality_score",
+           "retries")
 # A candidate duplicate's bad-row key in the aggregation: _CAND, its bad-row reason, _SEP,
 # a uuid (36 characters), _SEP, its trimmed id. Reasons never contain these characters.
 _CAND, _SEP = "chr(1)", "chr(2)"
@@ -300,6 +301,7 @@ def _bad_reason() -> str:
         ("latency_ms < 0", "negative latency_ms"),
         ("input_tokens < 0 OR output_tokens < 0", "negative token count"),
         ("cost_usd < 0", "negative cost_usd"),
+        ("retries < 0", "negative retries"),
         (" OR ".join(f"NOT isfinite({n})" for n in NUMERIC), "a number is not finite (inf/nan)"),
     ]
     return "CASE " + " ".join(f"WHEN {c} THEN '{r}'" for c, r in checks) + " ELSE NULL END"
@@ -548,6 +550,11 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
     # (greatest() skips NULLs, so ln(greatest(NULL, 1e-3)) would add ln(1e-3) to the sums
     # of a row that latency_n does not count).
     lat_ln = "CASE WHEN latency_ms IS NOT NULL THEN ln(greatest(latency_ms, 1e-3)) END"
+    # Retry counts only cost the pass when some file has them.
+    retry_sums = ("count(retries) AS r_n, sum(retries) AS r_sum, "
+                  "count(CASE WHEN retries > 0 THEN 1 END) AS r_any,"
+                  if any("retries" in s.columns for s in sources) else
+                  "0 AS r_n, 0 AS r_sum, 0 AS r_any,")
     cost_bin = f"floor(ln(greatest(cost_usd / {COST_UNIT}, 1e-3)) * {BINS_PER_LN})"
     con.execute(
         f"""
@@ -560,7 +567,7 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                    CASE WHEN status <> 'success' THEN coalesce(error_type, status) END AS e,
                    CASE WHEN status <> 'success' THEN coalesce(error_message, '') END AS m,
                    ll, latency_ms, cost_usd, input_tokens, output_tokens, quality_score,
-                   raw_timestamp,
+                   retries, raw_timestamp,
                    CASE WHEN dupc THEN {_CAND} || coalesce(bad, '') || {_SEP}
                         || CAST(gen_random_uuid() AS VARCHAR) || {_SEP}
                         || coalesce(execution_id, '') ELSE bad END AS bk
@@ -576,6 +583,7 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                sum(input_tokens) AS tin, sum(output_tokens) AS tout,
                count(quality_score) AS q_n, sum(quality_score) AS q_sum,
                sum(quality_score * quality_score) AS q_sum2,
+               {retry_sums}
                -- With the token sums above, per latency bin: the latency-on-tokens fit.
                sum(input_tokens * input_tokens) AS tin2,
                sum(output_tokens * output_tokens) AS tout2,
@@ -669,14 +677,16 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                float(r[8] or 0), float(r[9] or 0), int(r[10]), float(r[11] or 0),
                float(r[12] or 0), float(r[13] or 0), int(r[14]), int(r[15]), float(r[16] or 0),
                float(r[17] or 0), int(r[18]),
-               quality_sumsq=float(r[19] or 0), quality_sq_n=int(r[15]))
+               quality_sumsq=float(r[19] or 0), quality_sq_n=int(r[15]),
+               retries_n=int(r[20] or 0), retries_sum=float(r[21] or 0),
+               retried=int(r[22] or 0))
         for r in con.execute(
             """SELECT a, v, hr, sum(n), coalesce(sum(n) FILTER (s = 'success'), 0),
                       coalesce(sum(n) FILTER (s = 'timeout'), 0),
                       coalesce(sum(n) FILTER (s IN ('error', 'failure')), 0),
                       sum(lat_n), sum(lat_log), sum(lat_log2), sum(cost_n), sum(cost_sum),
                       sum(tin), sum(tout), sum(tok_n), sum(q_n), sum(q_sum), sum(cost_sum2),
-                      sum(tout_n), sum(q_sum2)
+                      sum(tout_n), sum(q_sum2), sum(r_n), sum(r_sum), sum(r_any)
                FROM fine WHERE bad IS NULL GROUP BY a, v, hr ORDER BY a, hr, v"""
         ).fetchall()
     ]
