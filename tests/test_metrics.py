@@ -304,3 +304,26 @@ def test_retries_column_counts_retried_executions_and_flags_a_pattern(
     [finding] = [f for f in _findings(snap, "a", v1) if f.startswith("retry pattern")]
     assert finding == ("retry pattern: 10% of executions retried (30 of 300, 2.0 retries "
                        "each, 60 extra calls in the window)")
+
+
+def test_cost_sinks_by_total_and_per_execution(tmp_path: Path) -> None:
+    from bot.core.report import _findings
+
+    cols = ["timestamp", "agent_id", "prompt_version", "execution_id", "status", "cost_usd"]
+    rows: list[list[object]] = []
+    # Four agents; "big" runs 30x the traffic at the usual price (a sink by total), "dear"
+    # runs little traffic at 5x the price (a sink per execution).
+    for agent, n, cost in (("a", 100, 0.01), ("b", 100, 0.01), ("big", 3000, 0.01),
+                           ("dear", 100, 0.05)):
+        rows += [[f"2026-11-01T{i % 24:02d}:{i % 60:02d}:00Z", agent, "v1", f"{agent}{i}",
+                  "success", cost] for i in range(n)]
+    snap = ingest([str(write_csv(tmp_path / "c.csv", rows, cols))], window_days=30)
+
+    def found(agent: str) -> list[str]:
+        return [f for f in _findings(snap, agent, snap.version(agent, "v1"))
+                if f.startswith("cost sink")]
+
+    assert found("big") == ["cost sink: 81% of all spend in the window ($30.00 of $37.00)"]
+    assert found("dear") == ["cost sink: $0.0500 per execution, 5.0× the median agent's "
+                             "($0.0100)"]
+    assert found("a") == [] and found("b") == []

@@ -13,6 +13,7 @@ from bot.core.triggers import Trigger, triggers
 
 TOKEN_BLOAT = 0.25  # input tokens per execution up by more than this vs the previous version
 RETRY_SHARE = 0.05  # a retry pattern: at least this share of executions retried
+COST_PER_EXECUTION = 2.0  # a cost sink per execution: this many times the median agent's
 
 
 def _daily(snapshot: MetricsSnapshot, agent: str, version: str | None,
@@ -81,6 +82,19 @@ def _findings(snapshot: MetricsSnapshot, agent: str,
     if total and mine / total >= 0.4 and len({v.agent_id for v in snapshot.versions}) > 1:
         out.append(f"cost sink: {mine / total:.0%} of all spend in the window "
                    f"(${mine:,.2f} of ${total:,.2f})")
+    per_agent: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for v in snapshot.versions:
+        if v.cost_total is not None and v.executions:
+            per_agent[v.agent_id][0] += v.cost_total
+            per_agent[v.agent_id][1] += v.executions
+    costs = sorted(c / n for c, n in per_agent.values() if n)
+    if current is not None and current.cost_per_execution and len(costs) >= 3:
+        median = costs[len(costs) // 2] if len(costs) % 2 else \
+            (costs[len(costs) // 2 - 1] + costs[len(costs) // 2]) / 2
+        if median > 0 and current.cost_per_execution >= COST_PER_EXECUTION * median:
+            out.append(f"cost sink: ${current.cost_per_execution:.4f} per execution, "
+                       f"{current.cost_per_execution / median:.1f}× the median agent's "
+                       f"(${median:.4f})")
     if current is not None and current.input_tokens_mean:
         earlier = [v for v in versions if v.first_seen < current.first_seen
                    and v.input_tokens_mean]
