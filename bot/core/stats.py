@@ -243,23 +243,33 @@ def guardrails(base: Arm, new: Arm, policy: MeasurePolicy) -> tuple[Guardrail, .
     return tuple(out)
 
 
-def _quality(base: Arm, new: Arm, policy: MeasurePolicy) -> Guardrail | None:
-    """Ratio of mean quality scores new/base (delta method on its log), where the export
-    has them: 'worse' when shown below ×(1 - quality_margin), 'ok' when shown above it."""
+def _ratio_of_means(base: tuple[int, float, float], new: tuple[int, float, float],
+                    policy: MeasurePolicy, need_spread: bool = False) -> Sequence | None:
+    """Always-valid sequence for log(mean new / mean base) from (n, sum, sum of squares) of
+    each arm, by the delta method; None with fewer than 2 values or a mean at or below 0
+    (and, with `need_spread`, when neither arm varies)."""
     stats = []
-    for arm in (base, new):
-        if arm.q_n < 2 or arm.q_sum <= 0:
+    for n, total, squares in (base, new):
+        if n < 2 or total <= 0:
             return None
-        mean = arm.q_sum / arm.q_n
-        var = max(arm.q_sumsq - arm.q_n * mean * mean, 0.0) / (arm.q_n - 1)
-        stats.append((mean, var, arm.q_n))
-    (qb, vb, nb), (qn, vn, nn) = stats
-    if vb <= 0 and vn <= 0:
+        mean = total / n
+        stats.append((mean, max(squares - n * mean * mean, 0.0) / (n - 1), n))
+    (mb, vb, nb), (mn, vn, nn) = stats
+    if need_spread and vb <= 0 and vn <= 0:
         return None
-    var = vb / (nb * qb * qb) + vn / (nn * qn * qn)
-    horizon = (vb / qb**2 + vn / qn**2) / policy.max_executions_per_arm
-    s = sequence(math.log(qn / qb), max(var, 1e-18),
-                 mixing_variance(max(horizon, 1e-12), policy.alpha), policy.alpha)
+    var = vb / (nb * mb * mb) + vn / (nn * mn * mn)
+    horizon = (vb / mb**2 + vn / mn**2) / policy.max_executions_per_arm
+    return sequence(math.log(mn / mb), max(var, 1e-18),
+                    mixing_variance(max(horizon, 1e-12), policy.alpha), policy.alpha)
+
+
+def _quality(base: Arm, new: Arm, policy: MeasurePolicy) -> Guardrail | None:
+    """Ratio of mean quality scores new/base, where the export has them: 'worse' when shown
+    below ×(1 - quality_margin), 'ok' when shown above it."""
+    s = _ratio_of_means((base.q_n, base.q_sum, base.q_sumsq),
+                        (new.q_n, new.q_sum, new.q_sumsq), policy, need_spread=True)
+    if s is None:
+        return None
     floor = math.log1p(-min(policy.quality_margin, 0.999))
     shortfall = "ok" if s.low >= floor else "worse" if s.high < floor else "unclear"
     return Guardrail("quality", math.exp(s.estimate), math.exp(s.low), math.exp(s.high),
@@ -267,18 +277,10 @@ def _quality(base: Arm, new: Arm, policy: MeasurePolicy) -> Guardrail | None:
 
 
 def _uncapped_cost(base: Arm, new: Arm, policy: MeasurePolicy) -> Guardrail | None:
-    if base.cost_n < 2 or new.cost_n < 2 or base.cost_sum <= 0 or new.cost_sum <= 0:
+    s = _ratio_of_means((base.cost_n, base.cost_sum, base.cost_sumsq),
+                        (new.cost_n, new.cost_sum, new.cost_sumsq), policy)
+    if s is None:
         return None
-    stats = []
-    for arm in (base, new):
-        mean = arm.cost_sum / arm.cost_n
-        var = max(arm.cost_sumsq - arm.cost_n * mean * mean, 0.0) / (arm.cost_n - 1)
-        stats.append((mean, var, arm.cost_n))
-    (cb, vb, nb), (cn, vn, nn) = stats
-    var = vb / (nb * cb * cb) + vn / (nn * cn * cn)
-    horizon = (vb / cb**2 + vn / cn**2) / policy.max_executions_per_arm
-    s = sequence(math.log(cn / cb), max(var, 1e-18),
-                 mixing_variance(max(horizon, 1e-12), policy.alpha), policy.alpha)
     return Guardrail("cost (uncapped)", math.exp(s.estimate), math.exp(s.low), math.exp(s.high),
                      policy.cost_margin, _verdict(s.low, s.high, policy.cost_margin))
 
@@ -322,28 +324,30 @@ def compare(
     s = success_sequence(base, new, policy, tau2)
     rails = guardrails(base, new, policy)
     worse = [g for g in rails if g.verdict == "worse"]
-    # Changes meant to save: a win when the saving is shown (interval below ×1) and the
-    # success rate is shown not worse (non-inferiority).
-    for rule, metric, word in (("cheaper", "cost", "cheaper"), ("faster", "latency", "faster")):
-        saved = [g for g in rails if g.metric.startswith(metric) and g.high < 1.0]
-        if judged_by == rule and not worse and saved and s.low > -policy.rollback_threshold:
+    # Non-inferiority rules: a win when the rule's own gain is shown (a guardrail's interval
+    # on the right side of ×1, or nothing more for not_worse) and the success rate is shown
+    # not worse than rollback_threshold.
+    non_inferior = f"the success rate not worse than {policy.rollback_threshold * 100:.0f} " \
+        "points (non-inferiority)"
+    gains = {  # rule: (guardrail metric, word, where its interval must lie)
+        "cheaper": ("cost", "cheaper", "below"),
+        "faster": ("latency", "faster", "below"),
+        "better_quality": ("quality", "better", "above"),
+    }
+    if not worse and s.low > -policy.rollback_threshold:
+        if judged_by in gains:
+            metric, word, side = gains[judged_by]
+            shown = [g for g in rails if g.metric.startswith(metric)
+                     and (g.high < 1.0 if side == "below" else g.low > 1.0)]
+            if shown:
+                return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "success",
+                                  0, f"{word} ({metric} ×{shown[0].ratio:.3f}, interval "
+                                  f"{side} 1) and {non_inferior}", rails, drift)
+        elif judged_by == "not_worse":
             return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "success", 0,
-                              f"{word} ({metric} ×{saved[0].ratio:.3f}, interval below 1) and "
-                              f"the success rate not worse than "
+                              f"success rate shown not worse than "
                               f"{policy.rollback_threshold * 100:.0f} points (non-inferiority)",
                               rails, drift)
-    better = [g for g in rails if g.metric == "quality" and g.low > 1.0]
-    if judged_by == "better_quality" and not worse and better and \
-            s.low > -policy.rollback_threshold:
-        return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "success", 0,
-                          f"better (quality ×{better[0].ratio:.3f}, interval above 1) and the "
-                          f"success rate not worse than {policy.rollback_threshold * 100:.0f} "
-                          "points (non-inferiority)", rails, drift)
-    if judged_by == "not_worse" and not worse and s.low > -policy.rollback_threshold:
-        return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "success", 0,
-                          f"success rate shown not worse than "
-                          f"{policy.rollback_threshold * 100:.0f} points (non-inferiority)",
-                          rails, drift)
     if s.low > 0 and not worse:
         return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "success", 0,
                           "success rate improved (the always-valid interval excludes 0)",
