@@ -36,7 +36,7 @@ from bot.core.calibration import Outcome
 from bot.core.eval_render import render_eval_markdown
 from bot.core.evaluation import EvalReport, Provider, Shot, commit_status, successful_shots
 from bot.core.generation import GenerationRequest, VariantCandidate
-from bot.core.impact import Estimate, paired_quality
+from bot.core.impact import estimate_json, paired_quality
 from bot.core.metrics import MetricsSnapshot
 from bot.core.model import Policy, TestsFile, is_safe_id
 from bot.core.proposals import (
@@ -700,9 +700,9 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
             "impact": {"success_rate_delta": round(p.expected.success_rate_delta, 6),
                        "interval": [round(p.expected.low, 6), round(p.expected.high, 6)],
                        "confidence": p.expected.confidence, "method": p.expected.method,
-                       "cost_pct": _pct_json(p.cost),
-                       "latency_pct": _pct_json(p.latency),
-                       "quality_pts": _pct_json(p.quality),
+                       "cost_pct": estimate_json(p.cost, 100, 3),
+                       "latency_pct": estimate_json(p.latency, 100, 3),
+                       "quality_pts": estimate_json(p.quality, 100, 3),
                        "tokens_before": p.tokens_before, "tokens_after": p.tokens_after},
             "judged_by": p.judged_by,
             "effort": e.effort if e else None, "hours": e.hours if e else None,
@@ -715,15 +715,6 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
             "diff": p.diff,
         })
     return out
-
-
-def _pct_json(e: Estimate) -> dict[str, Any]:
-    """An estimate in percent (of cost or latency) or points (of pass rate) for JSON."""
-    if e.value is None or e.low is None or e.high is None:
-        return {"estimated": False, "why": e.method}
-    return {"change": round(e.value * 100, 3),
-            "interval": [round(e.low * 100, 3), round(e.high * 100, 3)],
-            "confidence": e.confidence, "method": e.method}
 
 
 def problems_for(loaded: LoadedAgent, snapshot: MetricsSnapshot, policy: Policy,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bot.core.metrics import Moments, VersionStats
 
@@ -39,6 +40,15 @@ class Estimate:
     @property
     def known(self) -> bool:
         return self.value is not None
+
+
+def estimate_json(e: Estimate, scale: float = 1.0, digits: int = 4) -> dict[str, Any]:
+    """An estimate as JSON-ready data, its numbers times `scale` (100: percent or points)."""
+    if e.value is None or e.low is None or e.high is None:
+        return {"estimated": False, "why": e.method}
+    return {"change": round(e.value * scale, digits),
+            "interval": [round(e.low * scale, digits), round(e.high * scale, digits)],
+            "confidence": e.confidence, "method": e.method}
 
 
 def unknown(why: str) -> Estimate:

@@ -295,11 +295,13 @@ def version_stats(
     hists: dict[tuple[str, str | None, str], dict[int, int]] = defaultdict(dict)
     token_bins: dict[tuple[str, str | None], list[HistBin]] = defaultdict(list)
     for h in histograms:
-        if h.day >= day_since:
+        if h.day < day_since:
+            continue
+        if h.moments is not None:
+            token_bins[(h.agent_id, h.prompt_version)].append(h)
+        else:
             bins = hists[(h.agent_id, h.prompt_version, h.metric)]
             bins[h.index] = bins.get(h.index, 0) + h.count
-            if h.moments is not None:
-                token_bins[(h.agent_id, h.prompt_version)].append(h)
     errs: dict[tuple[str, str | None], list[ErrorDay]] = defaultdict(list)
     for e in error_days:
         if e.day >= day_since:

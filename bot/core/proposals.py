@@ -18,7 +18,14 @@ from bot.core.analysis import Problem
 from bot.core.calibration import Calibration, Outcome, calibrate_or_borrow
 from bot.core.checks import check_variant
 from bot.core.evaluation import Gate, Shot
-from bot.core.impact import Estimate, TokenChange, cost_estimate, latency_estimate, unknown
+from bot.core.impact import (
+    Estimate,
+    TokenChange,
+    cost_estimate,
+    estimate_json,
+    latency_estimate,
+    unknown,
+)
 from bot.core.model import Policy, PromotedRules, is_safe_id
 from bot.core.yamledit import (
     RoundTripError,
@@ -911,7 +918,7 @@ def proposal_record(p: Proposal) -> str:
             "interval": [round(p.expected.low, 4), round(p.expected.high, 4)],
             "confidence": p.expected.confidence,
             "method": p.expected.method,
-            **{name: _estimate(e) for name, e in (("cost_per_execution", p.cost),
+            **{name: estimate_json(e) for name, e in (("cost_per_execution", p.cost),
                                                   ("latency", p.latency),
                                                   ("quality", p.quality))},
         },
@@ -934,9 +941,3 @@ def proposal_record(p: Proposal) -> str:
     )
     return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
-
-def _estimate(e: Estimate) -> dict[str, Any]:
-    if e.value is None or e.low is None or e.high is None:
-        return {"estimated": False, "why": e.method}
-    return {"change": round(e.value, 4), "interval": [round(e.low, 4), round(e.high, 4)],
-            "confidence": e.confidence, "method": e.method}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
@@ -87,10 +88,9 @@ def _findings(snapshot: MetricsSnapshot, agent: str,
         if v.cost_total is not None and v.executions:
             per_agent[v.agent_id][0] += v.cost_total
             per_agent[v.agent_id][1] += v.executions
-    costs = sorted(c / n for c, n in per_agent.values() if n)
+    costs = [c / n for c, n in per_agent.values() if n]
     if current is not None and current.cost_per_execution and len(costs) >= 3:
-        median = costs[len(costs) // 2] if len(costs) % 2 else \
-            (costs[len(costs) // 2 - 1] + costs[len(costs) // 2]) / 2
+        median = statistics.median(costs)
         if median > 0 and current.cost_per_execution >= COST_PER_EXECUTION * median:
             out.append(f"cost sink: ${current.cost_per_execution:.4f} per execution, "
                        f"{current.cost_per_execution / median:.1f}× the median agent's "

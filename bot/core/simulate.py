@@ -79,11 +79,16 @@ class Timeline:
         """
         if self.rates:
             return dict(self.rates)
-        order = list(dict.fromkeys(v for _, v in self.changes))
-        rates = {v: self.base_success_rate for v in order}
-        if len(order) > 1:
-            rates[order[-1]] = min(max(self.base_success_rate + self.effect, 0.0), 1.0)
+        rates = {v: self.base_success_rate for _, v in self.changes}
+        newest = self.newest()
+        if newest is not None:
+            rates[newest] = min(max(self.base_success_rate + self.effect, 0.0), 1.0)
         return rates
+
+    def newest(self) -> str | None:
+        """The newest version introduced (the one with the effects); None with only one."""
+        order = list(dict.fromkeys(v for _, v in self.changes))
+        return order[-1] if len(order) > 1 else None
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,7 @@ def query(timelines: list[Timeline], start: datetime, end: datetime, opts: Optio
         agents.append((idx, tl.agent_id, kind_of(tl.agent_id), int(tl.per_day * days / thin)))
         rates = tl.rate_of()
         changes = list(tl.changes)
-        order = list(dict.fromkeys(v for _, v in changes))  # the newest gets the effects
+        newest = tl.newest()
         for pos, (when, version) in enumerate(changes):
             lo = start if pos == 0 else max(when, start)
             hi = changes[pos + 1][0] if pos + 1 < len(changes) else end + timedelta(days=1)
@@ -149,8 +154,7 @@ def query(timelines: list[Timeline], start: datetime, end: datetime, opts: Optio
                 continue
             versions.append((idx, version, lo, hi, rates[version],
                              QUALITY_MEAN + (opts.quality_effect or 0.0
-                                             if len(order) > 1 and version == order[-1]
-                                             else 0.0)))
+                                             if version == newest else 0.0)))
     for kind, table in ERRORS.items():
         total = sum(w for _, _, w in table)
         cum = 0.0
