@@ -56,6 +56,16 @@ def test_csv(tmp_path: Path) -> None:
     _check_snapshot([str(write_csv(tmp_path / "m.csv", ROWS))])
 
 
+def test_large_inputs_find_duplicates_with_the_spilling_aggregate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Above the bound the hashes are not sorted in memory; the result must not change.
+    import bot.load.metrics as metrics
+
+    monkeypatch.setattr(metrics, "SORT_IN_MEMORY_ROWS", 0)
+    _check_snapshot([str(write_csv(tmp_path / "m.csv", ROWS))])
+
+
 def test_jsonl_and_parquet_give_the_same_numbers(tmp_path: Path) -> None:
     src = write_csv(tmp_path / "m.csv", ROWS)
     con = duckdb.connect()
@@ -327,3 +337,47 @@ def test_cost_sinks_by_total_and_per_execution(tmp_path: Path) -> None:
     assert found("dear") == ["cost sink: $0.0500 per execution, 5.0× the median agent's "
                              "($0.0100)"]
     assert found("a") == [] and found("b") == []
+
+
+@pytest.mark.parametrize("kind", ["TIMESTAMPTZ", "TIMESTAMP", "TIMESTAMP_NS", "VARCHAR"])
+def test_typed_timestamps_land_in_the_same_utc_hours(tmp_path: Path, kind: str) -> None:
+    # A zoned Parquet column goes to UTC by its epoch (not through a calendar cast); a
+    # naive one is UTC as written; an infinite time has no hour and is a bad row.
+    stamps = ["2026-11-01 12:30:00+02", "2026-11-01 10:59:59+00", "2026-11-01 06:15:00-05",
+              "infinity"]
+    if kind != "TIMESTAMPTZ":  # naive columns hold the UTC wall time
+        stamps = ["2026-11-01 10:30:00", "2026-11-01 10:59:59", "2026-11-01 11:15:00",
+                  "infinity"]
+    values = ", ".join(f"('{s}', {i})" for i, s in enumerate(stamps))
+    parquet = tmp_path / "m.parquet"
+    con = duckdb.connect()
+    con.execute("SET TimeZone='America/New_York'")  # the writer's zone must not matter
+    con.execute(f"""COPY (SELECT CAST(t AS {kind}) AS timestamp, 'a' AS agent_id,
+                    'v1' AS prompt_version, 'e' || i AS execution_id, 'success' AS status,
+                    100.0 AS latency_ms FROM (VALUES {values}) x(t, i))
+                    TO '{parquet}' (FORMAT parquet)""")
+    snap = ingest([str(parquet)], window_days=3650)
+    assert snap.bad_by_reason == {"unparseable timestamp": 1}
+    assert sorted((b.hour.isoformat(), b.executions) for b in snap.buckets) == [
+        ("2026-11-01T10:00:00", 2), ("2026-11-01T11:00:00", 1)]
+
+
+def test_ids_that_differ_only_by_spaces_are_one_execution_and_blank_ids_none(
+    tmp_path: Path,
+) -> None:
+    rows = [("2026-11-01T10:00:00Z", "a", "v1", "ws-1", "success", 100, "", ""),
+            ("2026-11-01T10:01:00Z", "a", "v1", " ws-1 ", "success", 100, "", ""),
+            ("2026-11-01T10:02:00Z", "a", "v1", "ws-1  ", "error", 100, "E", "boom"),
+            # Blank ids are no ids: three executions, none a duplicate of another.
+            ("2026-11-01T10:03:00Z", "a", "v1", "   ", "success", 100, "", ""),
+            ("2026-11-01T10:04:00Z", "a", "v1", " ", "success", 100, "", ""),
+            ("2026-11-01T10:05:00Z", "a", "v1", "", "success", 100, "", "")]
+    csv_path = write_csv(tmp_path / "m.csv", rows)
+    parquet = tmp_path / "m.parquet"
+    duckdb.connect().execute(
+        f"COPY (SELECT * FROM read_csv('{csv_path}', all_varchar=true)) TO '{parquet}'")
+    for path in (csv_path, parquet):
+        snap = ingest([str(path)], window_days=3650)
+        assert (snap.rows_used, snap.duplicates) == (4, 2), path.suffix
+        version = snap.version("a", "v1")
+        assert version is not None and version.successes == 4  # the earliest copy won

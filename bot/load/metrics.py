@@ -1,10 +1,12 @@
 """Metrics exports (CSV, JSONL, Parquet; gzip too) read by DuckDB straight from the files.
 
 Rows never pass through Python. Two scans, whatever the size:
-  1. hashes of `execution_id` that occur more than once (a few thousand in 10 M rows);
-  2. one GROUP BY GROUPING SETS over every row: hourly sums, daily log-binned histograms,
-     daily counts per error message, bad rows per reason; each row behind a repeated hash
-     gets groups of its own, settled afterwards exactly (earliest good row of an id wins).
+  1. hashes of `execution_id` that occur more than once (a few thousand in 10 M rows),
+     found by sorting the 64-bit hashes (only these 8 bytes a row reach Python);
+  2. one streamed pass over every row feeding three GROUP BYs: hourly sums, daily
+     log-binned histograms, daily counts per error message, bad rows per reason; each row
+     behind a repeated hash gets groups of its own, settled afterwards exactly (earliest
+     good row of an id wins).
 Deduplicating 10 M string ids with a window function is the slow way; finding the
 duplicated ids first through a 64-bit hash is about ten times faster (SPEC §15).
 Memory is capped and DuckDB spills to a temporary directory instead of failing.
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from bot.core.metrics import (
     BINS_PER_LN,
@@ -134,15 +137,26 @@ class _Source:
     relation: str
     columns: dict[str, str] = field(default_factory=dict)  # canonical -> column in the file
     types: dict[str, str] = field(default_factory=dict)  # canonical -> DuckDB type
+    files: tuple[str, ...] = ()
 
     def id_hash(self) -> str:
-        # Only finds candidate duplicates, so it hashes the id as written (trimming 10 M
-        # strings costs seconds); the candidates are settled on the trimmed id, and an
-        # empty or blank id is no id. A missing id must hash to NULL, not to hash(NULL).
+        # Finds candidate duplicates; they are settled on the same key. A missing, empty or
+        # blank id is no id and hashes to NULL (all of them hashing alike would make every
+        # such row a candidate).
         if "execution_id" not in self.columns:
             return "CAST(NULL AS UBIGINT)"
-        col = _ident(self.columns["execution_id"])
-        return f"CASE WHEN {col} IS NOT NULL THEN hash(CAST({col} AS VARCHAR)) END"
+        key = id_key(f"CAST({_ident(self.columns['execution_id'])} AS VARCHAR)")
+        return f"CASE WHEN {key} <> '' THEN hash({key}) END"
+
+
+def id_key(text: str) -> str:
+    """An execution id without leading and trailing spaces.
+
+    trim() on every one of 10 M distinct ids costs ~1 s; most ids have no space at either
+    end, and checking that is nearly free.
+    """
+    return (f"CASE WHEN starts_with({text}, ' ') OR ends_with({text}, ' ') "
+            f"THEN trim({text}, ' ') ELSE {text} END")
 
 
 def _first_line(exc: Exception) -> str:
@@ -172,11 +186,11 @@ def _describe(
     return [(str(r[0]), str(r[1]).upper()) for r in rows]
 
 
-def _typed_source(con: duckdb.DuckDBPyConnection, relation: str, display: str) -> _Source:
+def _typed_source(con: duckdb.DuckDBPyConnection, relation: str, files: list[str]) -> _Source:
     """A source whose relation already yields canonical column names."""
-    described = _describe(con, relation, display)
+    described = _describe(con, relation, ", ".join(files))
     return _Source(relation, {c: c for c, _ in described if c in CANONICAL},
-                   {c: t for c, t in described if c in CANONICAL})
+                   {c: t for c, t in described if c in CANONICAL}, tuple(files))
 
 
 def _otel_source(
@@ -185,7 +199,7 @@ def _otel_source(
 ) -> _Source:
     display = ", ".join(files)
     if ext is None:
-        return _typed_source(con, otel.otlp_relation(files, prices), display)
+        return _typed_source(con, otel.otlp_relation(files, prices), files)
     reader = _reader(ext, files)
     columns = dict(_describe(con, reader, display))
     relation = otel.flat_relation(reader, columns, prices)
@@ -195,7 +209,7 @@ def _otel_source(
             fix="the OpenTelemetry preset needs start_time (or startTimeUnixNano, "
             f"start_time_unix_nano, timestamp); the file has: {', '.join(sorted(columns))}",
         )
-    return _typed_source(con, relation, display)
+    return _typed_source(con, relation, files)
 
 
 Described = dict[str, list[tuple[str, str]]]  # file -> its columns and types
@@ -234,7 +248,7 @@ def _source_for(
         if canonical in CANONICAL and canonical not in by_canonical:
             by_canonical[canonical] = col
             types[canonical] = kind
-    return _Source(reader, by_canonical, types)
+    return _Source(reader, by_canonical, types, tuple(files))
 
 
 _NUMERIC_TYPES = ("DOUBLE", "FLOAT", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT",
@@ -255,13 +269,18 @@ def _normalized(src: _Source, where: str = "") -> str:
 
     ts_type = src.types.get("timestamp", "VARCHAR")
     ts = text("timestamp")
-    if ts_type.startswith("TIMESTAMP"):
-        ts_expr = f"CAST({raw('timestamp')} AS TIMESTAMPTZ)::TIMESTAMP"
+    # Zoned times become UTC through epoch_us: a TIMESTAMPTZ -> TIMESTAMP cast goes through
+    # ICU's calendar for every value (~1 s of CPU per 10 M rows). An infinite time has no
+    # epoch and becomes NULL, i.e. an unparseable timestamp.
+    if ts_type.startswith(("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ")):
+        ts_expr = f"make_timestamp(epoch_us({raw('timestamp')}))"
+    elif ts_type.startswith("TIMESTAMP"):
+        ts_expr = f"make_timestamp(epoch_us(CAST({raw('timestamp')} AS TIMESTAMP)))"
     else:
         # ISO 8601 with or without zone (UTC when none), or epoch seconds.
-        ts_expr = (f"coalesce(try_cast({ts} AS TIMESTAMPTZ), "
+        ts_expr = (f"make_timestamp(epoch_us(coalesce(try_cast({ts} AS TIMESTAMPTZ), "
                    f"CASE WHEN regexp_full_match({ts}, '[0-9]{{9,10}}(\\.[0-9]+)?') "
-                   f"THEN to_timestamp(CAST({ts} AS DOUBLE)) END)::TIMESTAMP")
+                   f"THEN to_timestamp(CAST({ts} AS DOUBLE)) END)))")
     parts = [
         # Text for bad-row samples; a typed timestamp is never formatted as text here (10 M
         # of them cost seconds), a sample falls back to the parsed value.
@@ -270,7 +289,8 @@ def _normalized(src: _Source, where: str = "") -> str:
         f"{ts_expr} AS ts",
         f"nullif(trim({text('agent_id')}), '') AS agent_id",
         f"nullif(trim({text('prompt_version')}), '') AS prompt_version",
-        f"nullif(trim({text('execution_id')}), '') AS execution_id",
+        # Its key (id_key) is taken only for the few candidate duplicates (below).
+        f"{text('execution_id')} AS execution_id",
         f"lower(trim({text('status')})) AS status",
         f"nullif(trim({text('error_type')}), '') AS error_type",
         f"left({text('error_message')}, {MESSAGE_LIMIT}) AS error_message",
@@ -287,23 +307,42 @@ def _normalized(src: _Source, where: str = "") -> str:
     return f"SELECT {', '.join(parts)} FROM {filtered}"
 
 
-def _bad_reason() -> str:
+_INTEGER_TYPES = ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER",
+                  "USMALLINT", "UTINYINT", "DECIMAL")
+
+
+def _bad_reason(sources: Sequence[_Source]) -> str:
+    """The first reason a normalized row is bad, or NULL.
+
+    Only checks that some source can fail are written: on a typed Parquet export the
+    "not a number" and "not finite" checks of integer or absent columns would be
+    evaluated for every row (~0.3 s per 10 M rows) and could never fire.
+    """
     statuses = ", ".join(f"'{s}'" for s in STATUSES)
+    present = {n for src in sources for n in NUMERIC if n in src.columns}
+    as_text = {n for src in sources for n in NUMERIC
+               if n in src.columns and not src.types.get(n, "VARCHAR").startswith(_NUMERIC_TYPES)}
+    may_be_infinite = as_text | {
+        n for src in sources for n in NUMERIC
+        if n in src.columns and not src.types.get(n, "VARCHAR").startswith(_INTEGER_TYPES)}
     checks = [
         ("ts IS NULL", "unparseable timestamp"),
         ("agent_id IS NULL", "missing agent_id"),
         (f"status IS NULL OR status NOT IN ({statuses})", "unknown status"),
     ]
     for n in NUMERIC:
-        checks.append((f"raw_{n} IS NOT NULL AND trim(raw_{n}) <> '' AND {n} IS NULL",
-                       f"{n} is not a number"))
-    checks += [
-        ("latency_ms < 0", "negative latency_ms"),
-        ("input_tokens < 0 OR output_tokens < 0", "negative token count"),
-        ("cost_usd < 0", "negative cost_usd"),
-        ("retries < 0", "negative retries"),
-        (" OR ".join(f"NOT isfinite({n})" for n in NUMERIC), "a number is not finite (inf/nan)"),
-    ]
+        if n in as_text:
+            checks.append((f"raw_{n} IS NOT NULL AND trim(raw_{n}) <> '' AND {n} IS NULL",
+                           f"{n} is not a number"))
+    for columns, reason in ((("latency_ms",), "negative latency_ms"),
+                            (("input_tokens", "output_tokens"), "negative token count"),
+                            (("cost_usd",), "negative cost_usd"),
+                            (("retries",), "negative retries")):
+        if present.intersection(columns):
+            checks.append((" OR ".join(f"{n} < 0" for n in columns), reason))
+    if may_be_infinite:
+        checks.append((" OR ".join(f"NOT isfinite({n})" for n in NUMERIC if n in may_be_infinite),
+                       "a number is not finite (inf/nan)"))
     return "CASE " + " ".join(f"WHEN {c} THEN '{r}'" for c, r in checks) + " ELSE NULL END"
 
 
@@ -524,13 +563,51 @@ def _union(parts: list[str]) -> str:
     return " UNION ALL BY NAME ".join(f"({p})" for p in parts)
 
 
+# Up to this many rows (by a generous estimate from file sizes) the id hashes are sorted
+# in numpy: 8 bytes a row, 80 MB for 10 M rows, twice as fast as DuckDB's hash aggregate
+# over 10 M distinct keys. Beyond it the aggregate runs, which spills to disk instead of
+# holding every hash in memory.
+SORT_IN_MEMORY_ROWS = 40_000_000
+# Fewest bytes a row takes on disk, per format (compressed Parquet or gzip rows are small).
+_MIN_ROW_BYTES = {".parquet": 8, ".gz": 8}
+
+
+def _estimated_rows(sources: list[_Source]) -> int:
+    total = 0
+    for path in (f for s in sources for f in s.files):
+        try:
+            size = Path(path).stat().st_size
+        except OSError:
+            continue
+        total += size // next((b for ext, b in _MIN_ROW_BYTES.items()
+                               if path.lower().endswith(ext)), 40)
+    return total
+
+
+def _repeated_hashes(con: duckdb.DuckDBPyConnection, sources: list[_Source]) -> None:
+    """Table `dup`: the hashes that occur more than once."""
+    ids = _union([f"SELECT {s.id_hash()} AS h FROM {s.relation}" for s in sources])
+    if _estimated_rows(sources) > SORT_IN_MEMORY_ROWS:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE dup AS SELECT h FROM ({ids}) "
+                    "WHERE h IS NOT NULL GROUP BY h HAVING count(*) > 1")
+        return
+    hashes = con.execute(f"SELECT h FROM ({ids}) WHERE h IS NOT NULL").fetchnumpy()["h"]
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    hashes.sort()
+    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+    del hashes
+    con.register("_repeated_hashes", {"h": repeated})
+    try:
+        con.execute("CREATE OR REPLACE TEMP TABLE dup AS SELECT h FROM _repeated_hashes")
+    finally:
+        con.unregister("_repeated_hashes")
+
+
 def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                mapping: dict[str, str]) -> _Part:
     # 1. Candidate duplicates: ids whose 64-bit hash occurs twice or more. Only the id
     #    column is read; nothing else is converted.
-    ids = _union([f"SELECT {s.id_hash()} AS h FROM {s.relation}" for s in sources])
-    con.execute(f"CREATE OR REPLACE TEMP TABLE dup AS SELECT h FROM ({ids}) "
-                "WHERE h IS NOT NULL GROUP BY h HAVING count(*) > 1")
+    _repeated_hashes(con, sources)
     # 2. No second scan for the rows behind those hashes: the aggregation below reads every
     #    row once and gives each candidate row a group of its own in every grouping set (its
     #    bad-row key becomes a unique string holding its reason, a random uuid and its
@@ -540,26 +617,34 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
     #    Without any candidate, the ids are not even read again.
     rows = _union([_normalized(s) for s in sources])
     dupc = "h IN (SELECT h FROM dup)" if _count(con, "SELECT count(*) FROM dup") else "false"
-    con.execute(f"CREATE OR REPLACE TEMP VIEW norm AS SELECT *, {_bad_reason()} AS bad, "
+    con.execute(f"CREATE OR REPLACE TEMP VIEW norm AS SELECT *, {_bad_reason(sources)} AS bad, "
                 f"{dupc} AS dupc FROM ({rows})")
-    # 3. Everything else in one GROUP BY GROUPING SETS: hourly counts and sums (failures
-    #    keep their message), and the daily latency and cost bins. DuckDB computes every
-    #    aggregate for every set, but a second pass for the bins reads and checks every row
-    #    again, which costs more.
+    # 3. Everything else from one streamed pass (a CTE that DuckDB computes once and feeds to
+    #    three GROUP BYs): hourly counts and sums (failures keep their message), and the
+    #    daily latency and cost bins. GROUPING SETS would compute every aggregate for every
+    #    set; written out, each set computes only its own (-1.5 to -2 s CPU on 10 M rows),
+    #    and a second pass for the bins would read and check every row again, which costs
+    #    more still. gid: 3 = the fine set, 1 = latency bins, 2 = cost bins.
     # ln(latency) once per row, for the bin and both sums; NULL without a latency
     # (greatest() skips NULLs, so ln(greatest(NULL, 1e-3)) would add ln(1e-3) to the sums
     # of a row that latency_n does not count).
     lat_ln = "CASE WHEN latency_ms IS NOT NULL THEN ln(greatest(latency_ms, 1e-3)) END"
-    # Retry counts only cost the pass when some file has them.
+    # Quality and retry sums only cost the pass when some file has the column.
     retry_sums = ("count(retries) AS r_n, sum(retries) AS r_sum, "
                   "count(CASE WHEN retries > 0 THEN 1 END) AS r_any,"
                   if any("retries" in s.columns for s in sources) else
                   "0 AS r_n, 0 AS r_sum, 0 AS r_any,")
+    quality_sums = ("count(quality_score) AS q_n, sum(quality_score) AS q_sum, "
+                    "sum(quality_score * quality_score) AS q_sum2,"
+                    if any("quality_score" in s.columns for s in sources) else
+                    "0 AS q_n, 0 AS q_sum, 0 AS q_sum2,")
     cost_bin = f"floor(ln(greatest(cost_usd / {COST_UNIT}, 1e-3)) * {BINS_PER_LN})"
+    # MATERIALIZED also guarantees that each row draws its uuid once for all three sets
+    # (a volatile function is never inlined either; this says so).
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE agg AS
-        WITH r AS (
+        WITH r AS MATERIALIZED (
             SELECT bad, agent_id AS a, prompt_version AS v, status AS s, ts,
                    date_trunc('hour', ts) AS hr, date_trunc('day', ts) AS d,
                    floor(ll * {BINS_PER_LN}) AS lb,
@@ -570,10 +655,10 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                    retries, raw_timestamp,
                    CASE WHEN dupc THEN {_CAND} || coalesce(bad, '') || {_SEP}
                         || CAST(gen_random_uuid() AS VARCHAR) || {_SEP}
-                        || coalesce(execution_id, '') ELSE bad END AS bk
+                        || coalesce({id_key('execution_id')}, '') ELSE bad END AS bk
             FROM (SELECT *, {lat_ln} AS ll FROM norm)
         )
-        SELECT grouping(lb, cb) AS gid, bk, a, v, hr, d, lb, cb, s, e, m,
+        SELECT 3 AS gid, bk, a, v, hr, s, e, m,
                count(*) AS n,
                count(latency_ms) AS lat_n,
                sum(ll) AS lat_log, sum(ll * ll) AS lat_log2,
@@ -581,21 +666,26 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                sum(cost_usd * cost_usd) AS cost_sum2,
                count(input_tokens) AS tok_n, count(output_tokens) AS tout_n,
                sum(input_tokens) AS tin, sum(output_tokens) AS tout,
-               count(quality_score) AS q_n, sum(quality_score) AS q_sum,
-               sum(quality_score * quality_score) AS q_sum2,
+               {quality_sums}
                {retry_sums}
-               -- With the token sums above, per latency bin: the latency-on-tokens fit.
-               sum(input_tokens * input_tokens) AS tin2,
-               sum(output_tokens * output_tokens) AS tout2,
-               sum(input_tokens * output_tokens) AS tinout,
                min(ts) AS first, max(ts) AS last,
                -- CASE formats only the bad rows' timestamps; with FILTER the text
                -- would be built for every row first (10 M timestamps cost ~0.5 s).
                any_value(CASE WHEN bad IS NOT NULL
                               THEN coalesce(raw_timestamp, CAST(ts AS VARCHAR)) END)
                    AS sample_ts
-        FROM r
-        GROUP BY GROUPING SETS ((bk, a, v, hr, s, e, m), (bk, a, v, d, lb), (bk, a, v, d, cb))
+        FROM r GROUP BY bk, a, v, hr, s, e, m
+        UNION ALL BY NAME
+        -- Per latency bin, with the token sums: the latency-on-tokens fit.
+        SELECT 1 AS gid, bk, a, v, d, lb, count(*) AS n,
+               count(input_tokens) AS tok_n, count(output_tokens) AS tout_n,
+               sum(input_tokens) AS tin, sum(output_tokens) AS tout,
+               sum(input_tokens * input_tokens) AS tin2,
+               sum(output_tokens * output_tokens) AS tout2,
+               sum(input_tokens * output_tokens) AS tinout
+        FROM r GROUP BY bk, a, v, d, lb
+        UNION ALL BY NAME
+        SELECT 2 AS gid, bk, a, v, d, cb, count(*) AS n FROM r GROUP BY bk, a, v, d, cb
         """
     )
     # One row per id: the earliest good row, or (if none is good) one bad row; every other
@@ -621,7 +711,6 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                            fix="report this; it is a bug in promptbot's ingest")
     con.execute(f"UPDATE agg SET bk = {cand_bad} WHERE {is_cand}")
     con.execute("CREATE OR REPLACE TEMP VIEW kept AS SELECT * EXCLUDE (bk), bk AS bad FROM agg")
-    # grouping(lb, cb): 3 = the fine set (neither kept), 1 = latency bins, 2 = cost bins.
     con.execute("CREATE OR REPLACE TEMP VIEW fine AS SELECT * FROM kept WHERE gid = 3")
     histograms = [
         HistBin(str(r[0]), r[1], r[2], str(r[3]), int(r[4]), int(r[5]))
