@@ -1,78 +1,82 @@
 """Ingest + analyze a large export: promptbot beside DuckDB's bare scan and plain pandas.
 
-Generates (once, cached) an export of `--rows` executions with duplicates and bad
-rows in CSV and Parquet, then runs each contender in its own process so peak RSS is
-its own:
-  - promptbot: `bot.load.metrics.ingest` (dedupe, bad rows, hourly sums, histograms,
-    failure templates, per-version statistics);
-  - duckdb scan: `SELECT count(*)` over the file, the engine's floor;
-  - pandas: the same core job written plainly (read, drop bad rows, dedupe by
-    execution_id, per agent/version counts, success rate, p50/p95 latency, cost).
+Generates (once, cached per --data folder) an export of `--rows` executions with duplicates
+and bad rows in CSV and Parquet, then runs each contender of benchmarks/ingest_jobs.py in its
+own process, so its peak RSS (/usr/bin/time) is its own; seconds are measured inside the
+process, imports excluded:
+  - promptbot: `bot.load.metrics.ingest` (bad rows per reason, dedupe, hourly sums, daily
+    histograms, failure templates, per-version statistics), then the daily series that
+    `promptbot analyze` reports (executions, success rate, latency p95, cost);
+  - duckdb scan: DuckDB reads and decodes every column ingest reads, with promptbot's reader
+    call, and does nothing else (sums of string lengths, numbers, epoch microseconds): the
+    engine's own floor. Not `count(*)`, which on Parquet reads only metadata;
+  - pandas: the same analysis written in plain, vectorized pandas, with the same outputs:
+    bad rows with promptbot's reasons and priority, dedupe by trimmed execution_id (the
+    earliest good row wins), hourly sums, per-version statistics with exact percentiles,
+    daily series, failure templates (each distinct message masked once with promptbot's
+    MASKS).
+
+Per format it prints seconds and peak RSS per contender, the ratios promptbot / bare scan and
+pandas / promptbot, and checksums of promptbot and pandas side by side (usable executions,
+duplicates, bad rows and per reason, failures, templates, ...), which should agree, plus how
+far promptbot's percentiles (read from 5 % log bins) are from pandas' exact ones.
 
     python benchmarks/ingest.py [--rows 10000000] [--data DIR] [--skip-pandas]
 
-Prints figures and ratios; asserts nothing. Needs `pip install pandas pyarrow` for
-the pandas baseline.
+Prints figures; asserts nothing. The pandas baseline needs the bench extra (pandas, pyarrow).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-PROMPTBOT = """
-import time
-from bot.load.metrics import ingest
-t = time.perf_counter()
-s = ingest([{path!r}], window_days=3650)
-print(time.perf_counter() - t, s.rows_read, s.rows_used, s.duplicates, s.bad_rows)
-"""
-SCAN = """
-import time, duckdb
-c = duckdb.connect()
-t = time.perf_counter()
-reader = "read_parquet" if {path!r}.endswith(".parquet") else "read_csv"
-n = c.execute(f"SELECT count(*) FROM {{reader}}('{{{path!r}}}')").fetchone()[0]
-print(time.perf_counter() - t, n)
-"""
-PANDAS = """
-import time
-import numpy as np
-import pandas as pd
-t = time.perf_counter()
-path = {path!r}
-df = pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
-ts = pd.to_datetime(df["timestamp"], errors="coerce", utc=True, format="ISO8601")
-ok = ts.notna() & df["status"].isin(["success", "failure", "error", "timeout"]) \\
-    & (df["latency_ms"] >= 0)
-df = df[ok].drop_duplicates("execution_id")
-g = df.groupby(["agent_id", "prompt_version"])
-out = g.agg(n=("status", "size"), ok=("status", lambda s: (s == "success").sum()),
-            p50=("latency_ms", "median"), p95=("latency_ms", lambda s: s.quantile(0.95)),
-            cost=("cost_usd", "mean"))
-print(time.perf_counter() - t, len(df))
-"""
+JOBS = Path(__file__).with_name("ingest_jobs.py")
+CONTENDERS = {"promptbot": "promptbot", "duckdb scan": "scan", "pandas": "pandas"}
+# Checksums of promptbot and pandas, which should agree (key in the jobs' output, label).
+CHECKS = (
+    ("rows", "rows read"), ("usable", "usable executions"), ("duplicates", "duplicates"),
+    ("bad", "bad rows"), ("failures", "failures"), ("templated", "failures templated"),
+    ("templates", "distinct templates"), ("template_days", "template-day groups"),
+    ("versions", "agent versions"), ("days", "daily series points"),
+    ("hours", "hourly buckets"),
+)
 
 
-def run(code: str, path: Path) -> tuple[float, float, str]:
-    """(seconds, peak RSS in MB, output) of `code` in a fresh interpreter."""
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
-        handle.write(code.format(path=str(path)))
+def config() -> dict[str, Any]:
+    """promptbot's names and rules, handed to the jobs so scan and pandas never import it."""
+    from bot.core.metrics import TAIL_GAP, TAIL_SHARE
+    from bot.load.metrics import CANONICAL, MASKS, MESSAGE_LIMIT, NUMERIC, STATUSES
+
+    return {"columns": [c for c in CANONICAL if c != "model"],  # ingest never reads model
+            "numeric": list(NUMERIC), "statuses": list(STATUSES), "masks": list(MASKS),
+            "message_limit": MESSAGE_LIMIT, "tail_days": TAIL_GAP.days,
+            "tail_share": TAIL_SHARE}
+
+
+def run(job: str, path: Path, cfg: dict[str, Any]) -> tuple[float, float, dict[str, Any]]:
+    """(seconds, peak RSS in MB, checksums) of one job in a fresh interpreter."""
     done = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", sys.executable, handle.name],
+        ["/usr/bin/time", "-f", "%M", sys.executable, str(JOBS), job, str(path),
+         json.dumps(cfg)],
         capture_output=True, text=True, check=False,
     )
+    lines = done.stderr.strip().splitlines()  # the last one is /usr/bin/time's
     if done.returncode != 0:
-        return float("nan"), float("nan"), done.stderr.strip().splitlines()[-1][:200]
-    rss_kb = float(done.stderr.strip().splitlines()[-1])
-    out = done.stdout.strip()
-    return float(out.split()[0]), rss_kb / 1024, out
+        said = [x for x in lines[:-1] if not x.startswith("Command exited")]
+        return float("nan"), float("nan"), {"error": said[-1][:200] if said else "failed"}
+    rss_kb = float(lines[-1])
+    seconds, checks = done.stdout.strip().splitlines()[-1].split(" ", 1)
+    return float(seconds), rss_kb / 1024, json.loads(checks)
 
 
 def generate(rows: int, folder: Path) -> dict[str, Path]:
@@ -101,6 +105,26 @@ def generate(rows: int, folder: Path) -> dict[str, Path]:
     return {"csv": csv, "parquet": parquet}
 
 
+def compare(bot: dict[str, Any], pandas: dict[str, Any]) -> list[str]:
+    """Checksums side by side, bad rows per reason, and how close promptbot's percentiles
+    (read from 5 % log bins) are to pandas' exact ones."""
+    lines = [f"{'checksum':<34}{'promptbot':>12}{'pandas':>12}"]
+    for key, label in CHECKS:
+        mark = "" if bot.get(key) == pandas.get(key) else "   DIFFERENT"
+        lines.append(f"{label:<34}{bot.get(key, '-'):>12,}{pandas.get(key, '-'):>12,}{mark}")
+    for reason in sorted(set(bot["bad_by_reason"]) | set(pandas["bad_by_reason"])):
+        b, p = bot["bad_by_reason"].get(reason, 0), pandas["bad_by_reason"].get(reason, 0)
+        lines.append(f"  {reason[:32]:<32}{b:>12,}{p:>12,}" + ("" if b == p else "   DIFFERENT"))
+    gaps = [abs(b / p - 1) for key, ps in pandas["percentiles"].items()
+            for b, p in zip(bot["percentiles"].get(key, ()), ps, strict=False)
+            if b is not None and p is not None and math.isfinite(p) and p > 0]
+    if gaps:
+        lines.append(f"latency p50/p95/p99 of {len(pandas['percentiles'])} versions: promptbot's "
+                     f"within {max(gaps):.1%} of pandas' exact ones (median "
+                     f"{statistics.median(gaps):.2%})")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -110,17 +134,25 @@ def main() -> None:
     folder = Path(args.data)
     folder.mkdir(parents=True, exist_ok=True)
     files = generate(args.rows, folder)
-    print(f"\n{'format':<9}{'contender':<14}{'seconds':>9}{'peak RSS MB':>13}   output")
+    cfg = config()
+    pad = " " * 9
     for fmt, path in files.items():
-        results = {"promptbot": run(PROMPTBOT, path), "duckdb scan": run(SCAN, path)}
-        if not args.skip_pandas:
-            results["pandas"] = run(PANDAS, path)
+        print(f"\n{'format':<9}{'contender':<14}{'seconds':>9}{'peak RSS MB':>13}")
+        results = {name: run(job, path, cfg) for name, job in CONTENDERS.items()
+                   if not (args.skip_pandas and job == "pandas")}
         for name, (seconds, rss, out) in results.items():
-            print(f"{fmt:<9}{name:<14}{seconds:>9.2f}{rss:>13.0f}   {out[:60]}")
+            note = (f"   {out['columns']} columns, {out['rows']:,} rows" if "columns" in out
+                    else f"   {out['error']}" if "error" in out else "")
+            print(f"{fmt:<9}{name:<14}{seconds:>9.2f}{rss:>13.0f}{note}")
         bot = results["promptbot"][0]
-        print(f"{'':<9}ratios: promptbot / bare scan {bot / results['duckdb scan'][0]:.1f}x"
-              + (f", pandas / promptbot {results['pandas'][0] / bot:.1f}x"
-                 if "pandas" in results else ""))
+        ratios = f"promptbot / bare scan {bot / results['duckdb scan'][0]:.1f}x"
+        if "pandas" in results:
+            ratios += f", pandas / promptbot {results['pandas'][0] / bot:.1f}x"
+        print(f"{pad}ratios: {ratios}")
+        if "pandas" in results and "error" not in results["pandas"][2] \
+                and "error" not in results["promptbot"][2]:
+            for line in compare(results["promptbot"][2], results["pandas"][2]):
+                print(pad + line)
 
 
 if __name__ == "__main__":
