@@ -381,3 +381,12 @@ def test_ids_that_differ_only_by_spaces_are_one_execution_and_blank_ids_none(
         assert (snap.rows_used, snap.duplicates) == (4, 2), path.suffix
         version = snap.version("a", "v1")
         assert version is not None and version.successes == 4  # the earliest copy won
+
+
+def test_a_timestamp_past_year_9999_is_a_bad_row_not_a_crash(tmp_path: Path) -> None:
+    rows = [("2026-11-01T10:00:00Z", "a", "v1", "e1", "success", 100, "", ""),
+            ("294246-01-01T00:00:00Z", "a", "v1", "e2", "success", 100, "", ""),
+            ("-0044-03-15T12:00:00Z", "a", "v1", "e3", "success", 100, "", "")]
+    snap = ingest([str(write_csv(tmp_path / "m.csv", rows))], window_days=30)
+    assert snap.rows_used == 1
+    assert snap.bad_by_reason == {"timestamp outside the years 1 to 9999": 2}

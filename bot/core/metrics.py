@@ -12,7 +12,7 @@ import hashlib
 import math
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, astuple, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -50,7 +50,11 @@ class Moments:
     yy: float = 0.0
 
     def __add__(self, other: Moments) -> Moments:
-        return Moments(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+        # Field by field: dataclasses.astuple deep-copies, ten times slower over 1,200 days.
+        return Moments(*(getattr(self, f) + getattr(other, f) for f in _MOMENT_FIELDS))
+
+
+_MOMENT_FIELDS = tuple(f.name for f in fields(Moments))
 
 
 @dataclass(frozen=True)

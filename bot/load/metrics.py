@@ -327,6 +327,9 @@ def _bad_reason(sources: Sequence[_Source]) -> str:
         if n in src.columns and not src.types.get(n, "VARCHAR").startswith(_INTEGER_TYPES)}
     checks = [
         ("ts IS NULL", "unparseable timestamp"),
+        # Python's datetime (and every report) ends at year 9999.
+        ("ts < TIMESTAMP '0001-01-01' OR ts > TIMESTAMP '9999-12-31 23:59:59.999999'",
+         "timestamp outside the years 1 to 9999"),
         ("agent_id IS NULL", "missing agent_id"),
         (f"status IS NULL OR status NOT IN ({statuses})", "unknown status"),
     ]
@@ -714,21 +717,23 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
     con.execute("CREATE OR REPLACE TEMP VIEW fine AS SELECT * FROM kept WHERE gid = 3")
     histograms = [
         HistBin(str(r[0]), r[1], r[2], str(r[3]), int(r[4]), int(r[5]))
-        for r in con.execute(
-            """SELECT a, v, d, 'latency', lb, sum(n) FROM kept
+        for r in _fetch(
+            con,
+            """SELECT a, v, d, 'latency', CAST(lb AS BIGINT), CAST(sum(n) AS BIGINT) FROM kept
                WHERE gid = 1 AND bad IS NULL AND lb IS NOT NULL GROUP BY a, v, d, lb
                UNION ALL
-               SELECT a, v, d, 'cost', cb, sum(n) FROM kept
+               SELECT a, v, d, 'cost', CAST(cb AS BIGINT), CAST(sum(n) AS BIGINT) FROM kept
                WHERE gid = 2 AND bad IS NULL AND cb IS NOT NULL GROUP BY a, v, d, cb
-               ORDER BY 1, 3, 4, 5"""
-        ).fetchall()
+               ORDER BY 1, 3, 4, 5""",
+        )
     ]
     # The latency-on-tokens fit's sums per day: each latency bin's rows read at the bin's
     # value, bins where some row lacks a token count left out.
     histograms += [
         HistBin(str(r[0]), r[1], r[2], "fit", 0, int(r[3]),
                 Moments(int(r[3]), *(float(x) for x in r[4:13])))
-        for r in con.execute(
+        for r in _fetch(
+            con,
             f"""WITH b AS (
                     SELECT a, v, d, sum(n) AS n, sum(tin) AS x1, sum(tout) AS x2,
                            sum(tin2) AS x1x1, sum(tout2) AS x2x2, sum(tinout) AS x1x2,
@@ -736,10 +741,11 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                     FROM kept WHERE gid = 1 AND bad IS NULL AND lb IS NOT NULL
                     GROUP BY a, v, d, lb
                     HAVING sum(tok_n) = sum(n) AND sum(tout_n) = sum(n))
-                SELECT a, v, d, sum(n), sum(x1), sum(x2), sum(y * n), sum(x1x1), sum(x2x2),
-                       sum(x1x2), sum(y * x1), sum(y * x2), sum(y * y * n)
-                FROM b GROUP BY a, v, d ORDER BY a, d, v"""
-        ).fetchall()
+                SELECT a, v, d, CAST(sum(n) AS BIGINT), sum(x1), sum(x2), sum(y * n),
+                       sum(x1x1), sum(x2x2), sum(x1x2), sum(y * x1), sum(y * x2),
+                       sum(y * y * n)
+                FROM b GROUP BY a, v, d ORDER BY a, d, v""",
+        )
     ]
     csv_bad, csv_samples = _csv_rejects(con, mapping)
     totals = con.execute(
@@ -769,21 +775,26 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                quality_sumsq=float(r[19] or 0), quality_sq_n=int(r[15]),
                retries_n=int(r[20] or 0), retries_sum=float(r[21] or 0),
                retried=int(r[22] or 0))
-        for r in con.execute(
-            """SELECT a, v, hr, sum(n), coalesce(sum(n) FILTER (s = 'success'), 0),
-                      coalesce(sum(n) FILTER (s = 'timeout'), 0),
-                      coalesce(sum(n) FILTER (s IN ('error', 'failure')), 0),
-                      sum(lat_n), sum(lat_log), sum(lat_log2), sum(cost_n), sum(cost_sum),
-                      sum(tin), sum(tout), sum(tok_n), sum(q_n), sum(q_sum), sum(cost_sum2),
-                      sum(tout_n), sum(q_sum2), sum(r_n), sum(r_sum), sum(r_any)
-               FROM fine WHERE bad IS NULL GROUP BY a, v, hr ORDER BY a, hr, v"""
-        ).fetchall()
+        for r in _fetch(
+            con,
+            f"""SELECT a, v, hr, {_big('sum(n)')}, {_big("sum(n) FILTER (s = 'success')")},
+                       {_big("sum(n) FILTER (s = 'timeout')")},
+                       {_big("sum(n) FILTER (s IN ('error', 'failure'))")},
+                       {_big('sum(lat_n)')}, {_dbl('sum(lat_log)')}, {_dbl('sum(lat_log2)')},
+                       {_big('sum(cost_n)')}, {_dbl('sum(cost_sum)')}, {_dbl('sum(tin)')},
+                       {_dbl('sum(tout)')}, {_big('sum(tok_n)')}, {_big('sum(q_n)')},
+                       {_dbl('sum(q_sum)')}, {_dbl('sum(cost_sum2)')}, {_big('sum(tout_n)')},
+                       {_dbl('sum(q_sum2)')}, {_big('sum(r_n)')}, {_dbl('sum(r_sum)')},
+                       {_big('sum(r_any)')}
+               FROM fine WHERE bad IS NULL GROUP BY a, v, hr ORDER BY a, hr, v""",
+        )
     ]
     # Mask each distinct message once, then add up per template and day.
     error_days = [
         ErrorDay(str(r[0]), r[1], r[2], str(r[3]), str(r[4]), str(r[5]), int(r[6]), r[7], r[8],
                  str(r[9] or "")[:500])
-        for r in con.execute(
+        for r in _fetch(
+            con,
             f"""
             WITH e AS (
                 SELECT a, v, date_trunc('day', hr) AS d, s, e, m, n, first, last FROM fine
@@ -791,12 +802,12 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
             ), t AS (
                 SELECT m, {template_sql('m')} AS template FROM (SELECT DISTINCT m FROM e)
             )
-            SELECT a, v, d, s, e, t.template, sum(n), min(first), max(last),
+            SELECT a, v, d, s, e, t.template, CAST(sum(n) AS BIGINT), min(first), max(last),
                    arg_min(e.m, first)
             FROM e JOIN t ON e.m = t.m
             GROUP BY a, v, d, s, e, t.template ORDER BY a, v, d, sum(n) DESC
-            """
-        ).fetchall()
+            """,
+        )
     ]
     oldest = con.execute("SELECT min(first), max(last) FROM fine WHERE bad IS NULL").fetchone()
     return _Part(
@@ -885,6 +896,22 @@ def _finish(parts: list[_Part], files: list[str], skipped: tuple[str, ...], has_
         error_days=tuple(error_days),
         skipped_files=skipped,
     )
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of `sql` by column: converting column arrays to Python values costs about a
+    third of what fetchall() does per value (28,800 hourly rows: 0.2 s instead of 0.6 s)."""
+    columns = con.execute(sql).fetchnumpy()
+    return list(zip(*(column.tolist() for column in columns.values()), strict=True))
+
+
+def _big(expr: str) -> str:
+    """A count as BIGINT, 0 when NULL (sum() of BIGINT is HUGEINT, slow to convert)."""
+    return f"CAST(coalesce({expr}, 0) AS BIGINT)"
+
+
+def _dbl(expr: str) -> str:
+    return f"CAST(coalesce({expr}, 0) AS DOUBLE)"
 
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
