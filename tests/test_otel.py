@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from conftest import PROJECT
 
@@ -111,3 +112,23 @@ def test_flat_export_without_a_start_time(tmp_path: Path) -> None:
     path.write_text("span_id,gen_ai.agent.name\ns1,a\n")
     with pytest.raises(MetricsError, match="no span start time column"):
         ingest([str(path)], preset="otel")
+
+
+@pytest.mark.parametrize("kind", ["TIMESTAMPTZ", "TIMESTAMP"])
+def test_flat_parquet_spans_with_typed_times(tmp_path: Path, kind: str) -> None:
+    # Typed start/end times (zoned, or naive = UTC) give the hour and the duration.
+    start, end = (("2026-11-01 12:30:00+02", "2026-11-01 12:30:01.5+02") if kind == "TIMESTAMPTZ"
+                  else ("2026-11-01 10:30:00", "2026-11-01 10:30:01.5"))
+    path = tmp_path / "spans.parquet"
+    con = duckdb.connect()
+    con.execute("SET TimeZone='Asia/Tokyo'")  # the writer's zone must not matter
+    con.execute(f"""COPY (SELECT 't' || i AS trace_id, 's' || i AS span_id,
+                           CAST('{start}' AS {kind}) AS start_time,
+                           CAST('{end}' AS {kind}) AS end_time, 'OK' AS status_code,
+                           'a' AS "gen_ai.agent.name", 'v1' AS "prompt.version"
+                    FROM range(3) r(i)) TO '{path}' (FORMAT parquet)""")
+    snap = ingest([str(path)], window_days=30, preset="otel")
+    assert [(b.hour.isoformat(), b.executions) for b in snap.buckets] == [
+        ("2026-11-01T10:00:00", 3)]
+    stats = snap.version("a", "v1")
+    assert stats is not None and stats.latency_p50_ms == pytest.approx(1500, rel=0.03)
