@@ -390,3 +390,37 @@ def test_a_timestamp_past_year_9999_is_a_bad_row_not_a_crash(tmp_path: Path) -> 
     snap = ingest([str(write_csv(tmp_path / "m.csv", rows))], window_days=30)
     assert snap.rows_used == 1
     assert snap.bad_by_reason == {"timestamp outside the years 1 to 9999": 2}
+
+
+def test_messages_are_templated_alike_with_digits_2_to_9_as_1() -> None:
+    # Ingest templates each distinct message after mapping digits 2-9 to 1 (far fewer
+    # distinct strings); the template must not change. Hand-picked corners plus random
+    # strings over the characters the masks look at.
+    import random
+
+    from bot.load.metrics import _DIGITS_ALIKE, template_sql
+
+    tricky = ["size 1x2f", "0x1f at 0x00ff", "id 123e4567-e89b-12d3-a456-426614174000",
+              "hash deadbeef12345678", "abc123456789def", "ORD-12345 missing", "pi 3.14",
+              "see http://x.io/a/9b?q=7", "/var/log/app-2/x9.log", "'q 99' and \"dq 7\"",
+              "v2_9 user_42", "x0x9", "10x5", "0x", "9" * 40, "a\t 9  b"]
+    rng = random.Random(7)
+    alphabet = "0123456789abcdefxX-_./: '\"ORD"
+    randoms = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40)))
+               for _ in range(3000)]
+    hexes = "0123456789abcdefABCDEF"
+    randoms += [f"{rng.choice(['0x', 'x', '', ' '])}"
+                + "".join(rng.choice(hexes) for _ in range(rng.randint(8, 20)))
+                + rng.choice([" ", "-", "g", ""]) + str(rng.randint(0, 10**6))
+                for _ in range(1000)]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE d (m VARCHAR)")
+    con.executemany("INSERT INTO d VALUES (?)", [[m] for m in tricky + randoms])
+    rows = con.execute(f"SELECT m, {template_sql('m')}, {template_sql(_DIGITS_ALIKE.format('m'))}"
+                       " FROM d").fetchall()
+    assert len(rows) == len(tricky) + len(randoms)
+    assert [r for r in rows if r[1] != r[2]] == []
+    # The check has teeth: most strings change under the mapping, and masks fire on them.
+    changed = con.execute(f"SELECT count(*) FROM d WHERE m <> {_DIGITS_ALIKE.format('m')}")
+    assert changed.fetchone() >= (3000,)
+    assert sum("<hex>" in r[1] for r in rows) > 100 and sum("<n>" in r[1] for r in rows) > 1000
