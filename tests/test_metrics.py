@@ -339,13 +339,15 @@ def test_cost_sinks_by_total_and_per_execution(tmp_path: Path) -> None:
     assert found("a") == [] and found("b") == []
 
 
-@pytest.mark.parametrize("kind", ["TIMESTAMPTZ", "TIMESTAMP", "TIMESTAMP_NS", "VARCHAR"])
+@pytest.mark.parametrize(
+    "kind", ["TIMESTAMPTZ", "TIMESTAMPTZ_NS", "TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS",
+             "VARCHAR"])
 def test_typed_timestamps_land_in_the_same_utc_hours(tmp_path: Path, kind: str) -> None:
     # A zoned Parquet column goes to UTC by its epoch (not through a calendar cast); a
     # naive one is UTC as written; an infinite time has no hour and is a bad row.
     stamps = ["2026-11-01 12:30:00+02", "2026-11-01 10:59:59+00", "2026-11-01 06:15:00-05",
               "infinity"]
-    if kind != "TIMESTAMPTZ":  # naive columns hold the UTC wall time
+    if not kind.startswith("TIMESTAMPTZ"):  # naive columns hold the UTC wall time
         stamps = ["2026-11-01 10:30:00", "2026-11-01 10:59:59", "2026-11-01 11:15:00",
                   "infinity"]
     values = ", ".join(f"('{s}', {i})" for i, s in enumerate(stamps))
@@ -424,3 +426,42 @@ def test_messages_are_templated_alike_with_digits_2_to_9_as_1() -> None:
     changed = con.execute(f"SELECT count(*) FROM d WHERE m <> {_DIGITS_ALIKE.format('m')}")
     assert changed.fetchone() >= (3000,)
     assert sum("<hex>" in r[1] for r in rows) > 100 and sum("<n>" in r[1] for r in rows) > 1000
+
+
+def test_row_estimate_never_counts_too_few_rows(tmp_path: Path) -> None:
+    # The estimate decides whether the id hashes are sorted in memory; too low would break
+    # the memory bound. Narrow, compressible files are the hard case.
+    import gzip
+
+    from bot.load.metrics import _estimated_rows, _Source, connect
+
+    n = 20_000
+    text = "timestamp,agent_id,status\n" + "".join(
+        f"{1793000000 + i % 7},a,success\n" for i in range(n))
+    csv_path, gz_path = tmp_path / "n.csv", tmp_path / "n.csv.gz"
+    csv_path.write_text(text)
+    gz_path.write_bytes(gzip.compress(text.encode()))
+    parquet = tmp_path / "n.parquet"
+    con = connect()
+    con.execute(f"COPY (SELECT * FROM read_csv('{csv_path}')) TO '{parquet}' "
+                "(FORMAT parquet, COMPRESSION zstd)")
+    assert parquet.stat().st_size < n  # under a byte a row: file sizes cannot tell
+    assert _estimated_rows(con, [_Source("x", files=(str(parquet),))]) == n  # the footer
+    for path in (csv_path, gz_path):
+        assert _estimated_rows(con, [_Source("x", files=(str(path),))]) >= n, path.name
+
+
+def test_a_tie_between_copies_goes_to_the_fuller_row_every_time(tmp_path: Path) -> None:
+    # The same executions (id, time, status) in a CSV without quality scores and in a
+    # Parquet file with them: the copies with a score win, on every run.
+    rows = [(f"2026-11-01T10:{i % 60:02d}:00Z", "a", "v1", f"e{i}", "success", 100, "", "")
+            for i in range(300)]
+    csv_path = write_csv(tmp_path / "m.csv", rows)
+    parquet = tmp_path / "m.parquet"
+    duckdb.connect().execute(
+        f"COPY (SELECT *, 0.75 AS quality_score FROM read_csv('{csv_path}')) TO '{parquet}'")
+    for _ in range(3):
+        snap = ingest([str(csv_path), str(parquet)], window_days=3650)
+        assert (snap.rows_used, snap.duplicates) == (300, 300)
+        version = snap.version("a", "v1")
+        assert version is not None and version.quality_n == 300

@@ -114,10 +114,11 @@ def test_flat_export_without_a_start_time(tmp_path: Path) -> None:
         ingest([str(path)], preset="otel")
 
 
-@pytest.mark.parametrize("kind", ["TIMESTAMPTZ", "TIMESTAMP"])
+@pytest.mark.parametrize("kind", ["TIMESTAMPTZ", "TIMESTAMPTZ_NS", "TIMESTAMP", "TIMESTAMP_NS"])
 def test_flat_parquet_spans_with_typed_times(tmp_path: Path, kind: str) -> None:
     # Typed start/end times (zoned, or naive = UTC) give the hour and the duration.
-    start, end = (("2026-11-01 12:30:00+02", "2026-11-01 12:30:01.5+02") if kind == "TIMESTAMPTZ"
+    start, end = (("2026-11-01 12:30:00+02", "2026-11-01 12:30:01.5+02")
+                  if kind.startswith("TIMESTAMPTZ")
                   else ("2026-11-01 10:30:00", "2026-11-01 10:30:01.5"))
     path = tmp_path / "spans.parquet"
     con = duckdb.connect()

@@ -272,7 +272,9 @@ def _normalized(src: _Source, where: str = "") -> str:
     # Zoned times become UTC through epoch_us: a TIMESTAMPTZ -> TIMESTAMP cast goes through
     # ICU's calendar for every value (~1 s of CPU per 10 M rows). An infinite time has no
     # epoch and becomes NULL, i.e. an unparseable timestamp.
-    if ts_type.startswith(("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ")):
+    if ts_type.startswith("TIMESTAMPTZ_NS"):  # epoch_us has no overload for it
+        ts_expr = f"make_timestamp(epoch_us(CAST({raw('timestamp')} AS TIMESTAMPTZ)))"
+    elif ts_type.startswith(("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ")):
         ts_expr = f"make_timestamp(epoch_us({raw('timestamp')}))"
     elif ts_type.startswith("TIMESTAMP"):
         ts_expr = f"make_timestamp(epoch_us(CAST({raw('timestamp')} AS TIMESTAMP)))"
@@ -572,31 +574,40 @@ def _union(parts: list[str]) -> str:
     return " UNION ALL BY NAME ".join(f"({p})" for p in parts)
 
 
-# Up to this many rows (by a generous estimate from file sizes) the id hashes are sorted
-# in numpy: 8 bytes a row, 80 MB for 10 M rows, twice as fast as DuckDB's hash aggregate
-# over 10 M distinct keys. Beyond it the aggregate runs, which spills to disk instead of
-# holding every hash in memory.
+# Up to this many rows the id hashes are sorted in numpy: ~16 bytes a row at the peak
+# (DuckDB's result and numpy's copy), 160 MB for 10 M rows, twice as fast as DuckDB's hash
+# aggregate over 10 M distinct keys. Beyond it the aggregate runs, which spills to disk
+# instead of holding every hash in memory.
 SORT_IN_MEMORY_ROWS = 40_000_000
-# Fewest bytes a row takes on disk, per format (compressed Parquet or gzip rows are small).
-_MIN_ROW_BYTES = {".parquet": 8, ".gz": 8}
+# Fewest bytes a row can take in a text file (`1793000000,a,success` and a newline is 21):
+# an estimate that never counts too few rows. A gzip file's size says nothing (repetitive
+# rows pack to a tenth of a byte each), so it counts as too many.
+_MIN_ROW_BYTES = {".csv": 16, ".tsv": 16}
 
 
-def _estimated_rows(sources: list[_Source]) -> int:
-    total = 0
-    for path in (f for s in sources for f in s.files):
+def _estimated_rows(con: duckdb.DuckDBPyConnection, sources: list[_Source]) -> int:
+    files = [f for s in sources for f in s.files]
+    parquet = [f for f in files if f.lower().endswith(".parquet")]
+    total = _count(con, f"SELECT sum(num_rows) FROM parquet_file_metadata({_quote_list(parquet)})"
+                   ) if parquet else 0
+    for path in files:
+        if path in parquet:
+            continue
+        if path.lower().endswith(".gz"):
+            return SORT_IN_MEMORY_ROWS + 1
         try:
             size = Path(path).stat().st_size
         except OSError:
             continue
         total += size // next((b for ext, b in _MIN_ROW_BYTES.items()
-                               if path.lower().endswith(ext)), 40)
+                               if path.lower().endswith(ext)), 24)
     return total
 
 
 def _repeated_hashes(con: duckdb.DuckDBPyConnection, sources: list[_Source]) -> None:
     """Table `dup`: the hashes that occur more than once."""
     ids = _union([f"SELECT {s.id_hash()} AS h FROM {s.relation}" for s in sources])
-    if _estimated_rows(sources) > SORT_IN_MEMORY_ROWS:
+    if _estimated_rows(con, sources) > SORT_IN_MEMORY_ROWS:
         con.execute(f"CREATE OR REPLACE TEMP TABLE dup AS SELECT h FROM ({ids}) "
                     "WHERE h IS NOT NULL GROUP BY h HAVING count(*) > 1")
         return
@@ -705,7 +716,11 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE won AS SELECT bk FROM agg WHERE gid = 3 AND {is_cand} "
         f"QUALIFY {cand_id} IS NULL OR row_number() "
-        f"OVER (PARTITION BY {cand_id} ORDER BY {cand_bad} IS NOT NULL, first, s) = 1"
+        f"OVER (PARTITION BY {cand_id} ORDER BY {cand_bad} IS NOT NULL, first, s, "
+        # Ties (same id, time and status) go to the fuller row, then by value: the same
+        # files always give the same winner.
+        f"lat_n + cost_n + tok_n + tout_n + q_n + r_n DESC, a, v, lat_log, cost_sum, tin, "
+        f"tout, q_sum, r_sum, e, m) = 1"
     )
     candidates = _count(con, f"SELECT count(*) FROM agg WHERE gid = 3 AND {is_cand}")
     settled = _count(con, "SELECT count(*) FROM won")

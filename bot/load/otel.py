@@ -149,7 +149,9 @@ def flat_relation(reader: str, columns: dict[str, str], prices: tuple[float, flo
         kind = columns.get(found.strip('"').replace('""', '"'), "VARCHAR").upper()
         # epoch_us of a zoned time is UTC already; a naive one is taken as UTC. (A cast to
         # TIMESTAMP on the way goes through ICU's calendar for every value.)
-        if kind.startswith("TIMESTAMP"):
+        if kind.startswith("TIMESTAMP") and "_NS" in kind:  # exact; epoch_us has no _NS zoned form
+            return f"CAST(epoch_ns({found}) AS HUGEINT)"
+        if kind.startswith("TIMESTAMP"):  # epoch_ns of a microsecond time overflows after 2262
             return f"CAST(epoch_us({found}) AS HUGEINT) * 1000"
         if kind.startswith(("BIGINT", "HUGEINT", "UBIGINT", "INTEGER", "DOUBLE", "DECIMAL")):
             return f"CAST({found} AS HUGEINT)"
