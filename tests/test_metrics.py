@@ -428,29 +428,6 @@ def test_messages_are_templated_alike_with_digits_2_to_9_as_1() -> None:
     assert sum("<hex>" in r[1] for r in rows) > 100 and sum("<n>" in r[1] for r in rows) > 1000
 
 
-def test_row_estimate_never_counts_too_few_rows(tmp_path: Path) -> None:
-    # The estimate decides whether the id hashes are sorted in memory; too low would break
-    # the memory bound. Narrow, compressible files are the hard case.
-    import gzip
-
-    from bot.load.metrics import _estimated_rows, _Source, connect
-
-    n = 20_000
-    text = "timestamp,agent_id,status\n" + "".join(
-        f"{1793000000 + i % 7},a,success\n" for i in range(n))
-    csv_path, gz_path = tmp_path / "n.csv", tmp_path / "n.csv.gz"
-    csv_path.write_text(text)
-    gz_path.write_bytes(gzip.compress(text.encode()))
-    parquet = tmp_path / "n.parquet"
-    con = connect()
-    con.execute(f"COPY (SELECT * FROM read_csv('{csv_path}')) TO '{parquet}' "
-                "(FORMAT parquet, COMPRESSION zstd)")
-    assert parquet.stat().st_size < n  # under a byte a row: file sizes cannot tell
-    assert _estimated_rows(con, [_Source("x", files=(str(parquet),))]) == n  # the footer
-    for path in (csv_path, gz_path):
-        assert _estimated_rows(con, [_Source("x", files=(str(path),))]) >= n, path.name
-
-
 def test_a_tie_between_copies_goes_to_the_fuller_row_every_time(tmp_path: Path) -> None:
     # The same executions (id, time, status) in a CSV without quality scores and in a
     # Parquet file with them: the copies with a score win, on every run.
@@ -465,3 +442,21 @@ def test_a_tie_between_copies_goes_to_the_fuller_row_every_time(tmp_path: Path) 
         assert (snap.rows_used, snap.duplicates) == (300, 300)
         version = snap.version("a", "v1")
         assert version is not None and version.quality_n == 300
+
+
+def test_text_fields_are_trimmed_of_ascii_and_unicode_spaces(tmp_path: Path) -> None:
+    nbsp, ideographic = "\u00a0", "\u3000"
+    rows = [("2026-11-01T10:00:00Z", "a", "v1", "e1", "success", 100, "", ""),
+            ("2026-11-01T10:01:00Z", " a ", f"{nbsp}v1", f"{ideographic}e2", " Success ",
+             100, "", ""),
+            ("2026-11-01T10:02:00Z", f"a{ideographic}", "v1 ", f"e2{nbsp}", "ERROR", 100,
+             f" Boom{nbsp}", "x"),
+            ("2026-11-01T10:03:00Z", f" {nbsp}", "v1", "e3", "success", 100, "", "")]
+    snap = ingest([str(write_csv(tmp_path / "m.csv", rows))], window_days=3650)
+    assert snap.bad_by_reason == {"missing agent_id": 1}
+    assert (snap.rows_used, snap.duplicates) == (2, 1)  # e2 twice, the earlier one wins
+    (version,) = snap.versions
+    assert (version.agent_id, version.prompt_version) == ("a", "v1")
+    assert (version.executions, version.successes) == (2, 2)
+    ids = ingest([str(write_csv(tmp_path / "n.csv", rows[2:3]))], window_days=3650)
+    assert ids.versions[0].top_errors[0].error_type == "Boom"

@@ -58,6 +58,7 @@ DAILY = (
     "quality_sum", "count",
 )
 STATUSES = ("success", "failure", "error", "timeout")
+_STATUS_LIST = ", ".join(f"'{s}'" for s in STATUSES)
 NUMERIC = ("latency_ms", "input_tokens", "output_tokens", "cost_usd", "quality_score",
            "retries")
 # A candidate duplicate's bad-row key in the aggregation: _CAND, its bad-row reason, _SEP,
@@ -137,7 +138,6 @@ class _Source:
     relation: str
     columns: dict[str, str] = field(default_factory=dict)  # canonical -> column in the file
     types: dict[str, str] = field(default_factory=dict)  # canonical -> DuckDB type
-    files: tuple[str, ...] = ()
 
     def id_hash(self) -> str:
         # Finds candidate duplicates; they are settled on the same key. A missing, empty or
@@ -149,14 +149,21 @@ class _Source:
         return f"CASE WHEN {key} <> '' THEN hash({key}) END"
 
 
-def id_key(text: str) -> str:
-    """An execution id without leading and trailing spaces.
+def trimmed(text: str) -> str:
+    """trim(text), evaluated only where it can change something.
 
-    trim() on every one of 10 M distinct ids costs ~1 s; most ids have no space at either
-    end, and checking that is nearly free.
+    trim() copies every string it is given (~1 s per 10 M CSV values); most values are
+    ASCII without a space at either end, and checking that (bytes = characters, no space
+    first or last) is nearly free. Non-ASCII values are trimmed as before (trim also removes
+    Unicode spaces).
     """
     return (f"CASE WHEN starts_with({text}, ' ') OR ends_with({text}, ' ') "
-            f"THEN trim({text}, ' ') ELSE {text} END")
+            f"OR strlen({text}) <> length({text}) THEN trim({text}) ELSE {text} END")
+
+
+def id_key(text: str) -> str:
+    """An execution id without leading and trailing spaces."""
+    return trimmed(text)
 
 
 def _first_line(exc: Exception) -> str:
@@ -190,7 +197,7 @@ def _typed_source(con: duckdb.DuckDBPyConnection, relation: str, files: list[str
     """A source whose relation already yields canonical column names."""
     described = _describe(con, relation, ", ".join(files))
     return _Source(relation, {c: c for c, _ in described if c in CANONICAL},
-                   {c: t for c, t in described if c in CANONICAL}, tuple(files))
+                   {c: t for c, t in described if c in CANONICAL})
 
 
 def _otel_source(
@@ -248,7 +255,7 @@ def _source_for(
         if canonical in CANONICAL and canonical not in by_canonical:
             by_canonical[canonical] = col
             types[canonical] = kind
-    return _Source(reader, by_canonical, types, tuple(files))
+    return _Source(reader, by_canonical, types)
 
 
 _NUMERIC_TYPES = ("DOUBLE", "FLOAT", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT",
@@ -289,12 +296,14 @@ def _normalized(src: _Source, where: str = "") -> str:
         ("CAST(NULL AS VARCHAR)" if ts_type.startswith("TIMESTAMP") else ts)
         + " AS raw_timestamp",
         f"{ts_expr} AS ts",
-        f"nullif(trim({text('agent_id')}), '') AS agent_id",
-        f"nullif(trim({text('prompt_version')}), '') AS prompt_version",
+        f"nullif({trimmed(text('agent_id'))}, '') AS agent_id",
+        f"nullif({trimmed(text('prompt_version'))}, '') AS prompt_version",
         # Its key (id_key) is taken only for the few candidate duplicates (below).
         f"{text('execution_id')} AS execution_id",
-        f"lower(trim({text('status')})) AS status",
-        f"nullif(trim({text('error_type')}), '') AS error_type",
+        # Most statuses are written as they should be: no lower() copy for those.
+        f"CASE WHEN {text('status')} IN ({_STATUS_LIST}) THEN {text('status')} "
+        f"ELSE lower(trim({text('status')})) END AS status",
+        f"nullif({trimmed(text('error_type'))}, '') AS error_type",
         f"left({text('error_message')}, {MESSAGE_LIMIT}) AS error_message",
         f"{src.id_hash()} AS h",
     ]
@@ -320,7 +329,6 @@ def _bad_reason(sources: Sequence[_Source]) -> str:
     "not a number" and "not finite" checks of integer or absent columns would be
     evaluated for every row (~0.3 s per 10 M rows) and could never fire.
     """
-    statuses = ", ".join(f"'{s}'" for s in STATUSES)
     present = {n for src in sources for n in NUMERIC if n in src.columns}
     as_text = {n for src in sources for n in NUMERIC
                if n in src.columns and not src.types.get(n, "VARCHAR").startswith(_NUMERIC_TYPES)}
@@ -333,7 +341,7 @@ def _bad_reason(sources: Sequence[_Source]) -> str:
         ("ts < TIMESTAMP '0001-01-01' OR ts > TIMESTAMP '9999-12-31 23:59:59.999999'",
          "timestamp outside the years 1 to 9999"),
         ("agent_id IS NULL", "missing agent_id"),
-        (f"status IS NULL OR status NOT IN ({statuses})", "unknown status"),
+        (f"status IS NULL OR status NOT IN ({_STATUS_LIST})", "unknown status"),
     ]
     for n in NUMERIC:
         if n in as_text:
@@ -574,53 +582,36 @@ def _union(parts: list[str]) -> str:
     return " UNION ALL BY NAME ".join(f"({p})" for p in parts)
 
 
-# Up to this many rows the id hashes are sorted in numpy: ~16 bytes a row at the peak
-# (DuckDB's result and numpy's copy), 160 MB for 10 M rows, twice as fast as DuckDB's hash
-# aggregate over 10 M distinct keys. Beyond it the aggregate runs, which spills to disk
-# instead of holding every hash in memory.
+# Up to this many ids the hashes are sorted in numpy: ~16 bytes an id at the peak (DuckDB's
+# result and numpy's copy), 160 MB for 10 M, twice as fast as DuckDB's hash aggregate over
+# 10 M distinct keys. Beyond it the aggregate runs, which spills to disk instead.
 SORT_IN_MEMORY_ROWS = 40_000_000
-# Fewest bytes a row can take in a text file (`1793000000,a,success` and a newline is 21):
-# an estimate that never counts too few rows. A gzip file's size says nothing (repetitive
-# rows pack to a tenth of a byte each), so it counts as too many.
-_MIN_ROW_BYTES = {".csv": 16, ".tsv": 16}
-
-
-def _estimated_rows(con: duckdb.DuckDBPyConnection, sources: list[_Source]) -> int:
-    files = [f for s in sources for f in s.files]
-    parquet = [f for f in files if f.lower().endswith(".parquet")]
-    total = _count(con, f"SELECT sum(num_rows) FROM parquet_file_metadata({_quote_list(parquet)})"
-                   ) if parquet else 0
-    for path in files:
-        if path in parquet:
-            continue
-        if path.lower().endswith(".gz"):
-            return SORT_IN_MEMORY_ROWS + 1
-        try:
-            size = Path(path).stat().st_size
-        except OSError:
-            continue
-        total += size // next((b for ext, b in _MIN_ROW_BYTES.items()
-                               if path.lower().endswith(ext)), 24)
-    return total
 
 
 def _repeated_hashes(con: duckdb.DuckDBPyConnection, sources: list[_Source]) -> None:
-    """Table `dup`: the hashes that occur more than once."""
+    """Table `dup`: the hashes that occur more than once.
+
+    The hashes are kept in a DuckDB table first (it spills when it must), which counts them
+    exactly, so the choice between sorting in memory and the aggregate needs no estimate.
+    """
     ids = _union([f"SELECT {s.id_hash()} AS h FROM {s.relation}" for s in sources])
-    if _estimated_rows(con, sources) > SORT_IN_MEMORY_ROWS:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE dup AS SELECT h FROM ({ids}) "
-                    "WHERE h IS NOT NULL GROUP BY h HAVING count(*) > 1")
-        return
-    hashes = con.execute(f"SELECT h FROM ({ids}) WHERE h IS NOT NULL").fetchnumpy()["h"]
-    hashes = np.asarray(hashes, dtype=np.uint64)
-    hashes.sort()
-    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
-    del hashes
-    con.register("_repeated_hashes", {"h": repeated})
+    con.execute(f"CREATE OR REPLACE TEMP TABLE ids AS SELECT h FROM ({ids}) WHERE h IS NOT NULL")
     try:
-        con.execute("CREATE OR REPLACE TEMP TABLE dup AS SELECT h FROM _repeated_hashes")
+        if _count(con, "SELECT count(*) FROM ids") > SORT_IN_MEMORY_ROWS:
+            con.execute("CREATE OR REPLACE TEMP TABLE dup AS SELECT h FROM ids "
+                        "GROUP BY h HAVING count(*) > 1")
+            return
+        hashes = np.asarray(con.execute("SELECT h FROM ids").fetchnumpy()["h"], dtype=np.uint64)
+        hashes.sort()
+        repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+        del hashes
+        con.register("_repeated_hashes", {"h": repeated})
+        try:
+            con.execute("CREATE OR REPLACE TEMP TABLE dup AS SELECT h FROM _repeated_hashes")
+        finally:
+            con.unregister("_repeated_hashes")
     finally:
-        con.unregister("_repeated_hashes")
+        con.execute("DROP TABLE IF EXISTS ids")
 
 
 def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
