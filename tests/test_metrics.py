@@ -460,3 +460,20 @@ def test_text_fields_are_trimmed_of_ascii_and_unicode_spaces(tmp_path: Path) -> 
     assert (version.executions, version.successes) == (2, 2)
     ids = ingest([str(write_csv(tmp_path / "n.csv", rows[2:3]))], window_days=3650)
     assert ids.versions[0].top_errors[0].error_type == "Boom"
+
+
+def test_an_export_read_three_times_counts_each_execution_once(tmp_path: Path) -> None:
+    # Overlapping exports: every row a candidate, identical copies in two formats.
+    once = write_csv(tmp_path / "once.csv", ROWS)
+    expected = ingest([str(once)], window_days=3650)
+    twice = tmp_path / "twice.csv"
+    twice.write_text(once.read_text() + once.read_text().split("\n", 1)[1])
+    parquet = tmp_path / "once.parquet"
+    duckdb.connect().execute(f"COPY (SELECT * FROM read_csv('{once}', all_varchar=true)) "
+                             f"TO '{parquet}'")
+    snap = ingest([str(twice), str(parquet)], window_days=3650)
+    assert snap.rows_read == 3 * expected.rows_read
+    assert (snap.rows_used, snap.bad_rows) == (expected.rows_used, expected.bad_rows)
+    assert snap.duplicates == 3 * expected.rows_read - expected.rows_used - expected.bad_rows
+    assert snap.bad_by_reason == expected.bad_by_reason
+    assert snap.versions == expected.versions

@@ -61,9 +61,6 @@ STATUSES = ("success", "failure", "error", "timeout")
 _STATUS_LIST = ", ".join(f"'{s}'" for s in STATUSES)
 NUMERIC = ("latency_ms", "input_tokens", "output_tokens", "cost_usd", "quality_score",
            "retries")
-# A candidate duplicate's bad-row key in the aggregation: _CAND, its bad-row reason, _SEP,
-# a uuid (36 characters), _SEP, its trimmed id. Reasons never contain these characters.
-_CAND, _SEP = "chr(1)", "chr(2)"
 MESSAGE_LIMIT = 2_000  # characters of an error message kept (some are whole stack traces)
 # One reader per CSV file: DuckDB records rejected rows only without union_by_name.
 _CSV = "read_csv({files}, header=true, store_rejects=true{extra})"
@@ -614,61 +611,27 @@ def _repeated_hashes(con: duckdb.DuckDBPyConnection, sources: list[_Source]) -> 
         con.execute("DROP TABLE IF EXISTS ids")
 
 
-def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
-               mapping: dict[str, str]) -> _Part:
-    # 1. Candidate duplicates: ids whose 64-bit hash occurs twice or more. Only the id
-    #    column is read; nothing else is converted.
-    _repeated_hashes(con, sources)
-    # 2. No second scan for the rows behind those hashes: the aggregation below reads every
-    #    row once and gives each candidate row a group of its own in every grouping set (its
-    #    bad-row key becomes a unique string holding its reason, a random uuid and its
-    #    trimmed id; no extra key column, which would slow every row down), so each
-    #    candidate's values come back exactly; it is settled afterwards and only the
-    #    winners' groups are kept.
-    #    Without any candidate, the ids are not even read again.
-    rows = _union([_normalized(s) for s in sources])
-    dupc = "h IN (SELECT h FROM dup)" if _count(con, "SELECT count(*) FROM dup") else "false"
-    con.execute(f"CREATE OR REPLACE TEMP VIEW norm AS SELECT *, {_bad_reason(sources)} AS bad, "
-                f"{dupc} AS dupc FROM ({rows})")
-    # 3. Everything else from one streamed pass (a CTE that DuckDB computes once and feeds to
-    #    three GROUP BYs): hourly counts and sums (failures keep their message), and the
-    #    daily latency and cost bins. GROUPING SETS would compute every aggregate for every
-    #    set; written out, each set computes only its own (-1.5 to -2 s CPU on 10 M rows),
-    #    and a second pass for the bins would read and check every row again, which costs
-    #    more still. gid: 3 = the fine set, 1 = latency bins, 2 = cost bins.
-    # ln(latency) once per row, for the bin and both sums; NULL without a latency
-    # (greatest() skips NULLs, so ln(greatest(NULL, 1e-3)) would add ln(1e-3) to the sums
-    # of a row that latency_n does not count).
-    lat_ln = "CASE WHEN latency_ms IS NOT NULL THEN ln(greatest(latency_ms, 1e-3)) END"
-    # Quality and retry sums only cost the pass when some file has the column.
-    retry_sums = ("count(retries) AS r_n, sum(retries) AS r_sum, "
-                  "count(CASE WHEN retries > 0 THEN 1 END) AS r_any,"
-                  if any("retries" in s.columns for s in sources) else
-                  "0 AS r_n, 0 AS r_sum, 0 AS r_any,")
+# A candidate duplicate's row as it leaves the pass (JSON text) and comes back: name, type.
+_ROW = (("bad", "VARCHAR"), ("bk", "VARCHAR"), ("a", "VARCHAR"), ("v", "VARCHAR"),
+        ("s", "VARCHAR"), ("ts", "TIMESTAMP"), ("hr", "TIMESTAMP"), ("d", "TIMESTAMP"),
+        ("lb", "DOUBLE"), ("cb", "DOUBLE"), ("e", "VARCHAR"), ("m", "VARCHAR"),
+        ("ll", "DOUBLE"), ("latency_ms", "DOUBLE"), ("cost_usd", "DOUBLE"),
+        ("input_tokens", "DOUBLE"), ("output_tokens", "DOUBLE"), ("quality_score", "DOUBLE"),
+        ("retries", "DOUBLE"), ("raw_timestamp", "VARCHAR"), ("cid", "VARCHAR"))
+
+
+def _sets(quality: bool, retries: bool) -> str:
+    """The three GROUP BYs over `{rows}` (normalized rows): gid 3 = hourly counts and sums
+    per status and message, 1 = daily latency bins with the token sums of the
+    latency-on-tokens fit, 2 = daily cost bins. Quality and retry sums only cost the pass
+    when some file has the column."""
     quality_sums = ("count(quality_score) AS q_n, sum(quality_score) AS q_sum, "
-                    "sum(quality_score * quality_score) AS q_sum2,"
-                    if any("quality_score" in s.columns for s in sources) else
+                    "sum(quality_score * quality_score) AS q_sum2," if quality else
                     "0 AS q_n, 0 AS q_sum, 0 AS q_sum2,")
-    cost_bin = f"floor(ln(greatest(cost_usd / {COST_UNIT}, 1e-3)) * {BINS_PER_LN})"
-    # MATERIALIZED also guarantees that each row draws its uuid once for all three sets
-    # (a volatile function is never inlined either; this says so).
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE agg AS
-        WITH r AS MATERIALIZED (
-            SELECT bad, agent_id AS a, prompt_version AS v, status AS s, ts,
-                   date_trunc('hour', ts) AS hr, date_trunc('day', ts) AS d,
-                   floor(ll * {BINS_PER_LN}) AS lb,
-                   CASE WHEN cost_usd IS NOT NULL THEN {cost_bin} END AS cb,
-                   CASE WHEN status <> 'success' THEN coalesce(error_type, status) END AS e,
-                   CASE WHEN status <> 'success' THEN coalesce(error_message, '') END AS m,
-                   ll, latency_ms, cost_usd, input_tokens, output_tokens, quality_score,
-                   retries, raw_timestamp,
-                   CASE WHEN dupc THEN {_CAND} || coalesce(bad, '') || {_SEP}
-                        || CAST(gen_random_uuid() AS VARCHAR) || {_SEP}
-                        || coalesce({id_key('execution_id')}, '') ELSE bad END AS bk
-            FROM (SELECT *, {lat_ln} AS ll FROM norm)
-        )
+    retry_sums = ("count(retries) AS r_n, sum(retries) AS r_sum, "
+                  "count(CASE WHEN retries > 0 THEN 1 END) AS r_any," if retries else
+                  "0 AS r_n, 0 AS r_sum, 0 AS r_any,")
+    return f"""
         SELECT 3 AS gid, bk, a, v, hr, s, e, m,
                count(*) AS n,
                count(latency_ms) AS lat_n,
@@ -685,47 +648,98 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                any_value(CASE WHEN bad IS NOT NULL
                               THEN coalesce(raw_timestamp, CAST(ts AS VARCHAR)) END)
                    AS sample_ts
-        FROM r GROUP BY bk, a, v, hr, s, e, m
+        FROM {{rows}} GROUP BY bk, a, v, hr, s, e, m
         UNION ALL BY NAME
-        -- Per latency bin, with the token sums: the latency-on-tokens fit.
         SELECT 1 AS gid, bk, a, v, d, lb, count(*) AS n,
                count(input_tokens) AS tok_n, count(output_tokens) AS tout_n,
                sum(input_tokens) AS tin, sum(output_tokens) AS tout,
                sum(input_tokens * input_tokens) AS tin2,
                sum(output_tokens * output_tokens) AS tout2,
                sum(input_tokens * output_tokens) AS tinout
-        FROM r GROUP BY bk, a, v, d, lb
+        FROM {{rows}} GROUP BY bk, a, v, d, lb
         UNION ALL BY NAME
-        SELECT 2 AS gid, bk, a, v, d, cb, count(*) AS n FROM r GROUP BY bk, a, v, d, cb
+        SELECT 2 AS gid, bk, a, v, d, cb, count(*) AS n FROM {{rows}} GROUP BY bk, a, v, d, cb
+    """
+
+
+def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
+               mapping: dict[str, str]) -> _Part:
+    # 1. Candidate duplicates: ids whose 64-bit hash occurs twice or more. Only the id
+    #    column is read; nothing else is converted.
+    _repeated_hashes(con, sources)
+    # 2. No second scan for the rows behind those hashes: the pass below reads every row
+    #    once, aggregates the others and hands each candidate row out whole; candidates are
+    #    settled afterwards (earliest good row of an id wins) and only the winners are
+    #    aggregated, by the same sets. Without any candidate, the ids are not read again.
+    rows = _union([_normalized(s) for s in sources])
+    # Never NULL: a row without an id (NULL hash) is no candidate, and WHERE drops NULLs.
+    dupc = ("coalesce(h IN (SELECT h FROM dup), false)"
+            if _count(con, "SELECT count(*) FROM dup") else "false")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW norm AS SELECT *, {_bad_reason(sources)} AS bad, "
+                f"{dupc} AS dupc FROM ({rows})")
+    # 3. Everything else from one streamed pass (a CTE that DuckDB computes once and feeds to
+    #    each GROUP BY): hourly counts and sums (failures keep their message), and the
+    #    daily latency and cost bins. GROUPING SETS would compute every aggregate for every
+    #    set; written out, each set computes only its own (-1.5 to -2 s CPU on 10 M rows),
+    #    and a second pass for the bins would read and check every row again, which costs
+    #    more still. gid: 3 = the fine set, 1 = latency bins, 2 = cost bins.
+    # ln(latency) once per row, for the bin and both sums; NULL without a latency
+    # (greatest() skips NULLs, so ln(greatest(NULL, 1e-3)) would add ln(1e-3) to the sums
+    # of a row that latency_n does not count).
+    lat_ln = "CASE WHEN latency_ms IS NOT NULL THEN ln(greatest(latency_ms, 1e-3)) END"
+    cost_bin = f"floor(ln(greatest(cost_usd / {COST_UNIT}, 1e-3)) * {BINS_PER_LN})"
+    # MATERIALIZED: computed once and streamed to every consumer, never inlined into each.
+    sets = _sets(any("quality_score" in s.columns for s in sources),
+                 any("retries" in s.columns for s in sources))
+    row_json = "to_json({" + ", ".join(f"'{c}': {c}" for c, _ in _ROW) + "})"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE agg AS
+        WITH r AS MATERIALIZED (
+            SELECT bad, bad AS bk, agent_id AS a, prompt_version AS v, status AS s, ts,
+                   date_trunc('hour', ts) AS hr, date_trunc('day', ts) AS d,
+                   floor(ll * {BINS_PER_LN}) AS lb,
+                   CASE WHEN cost_usd IS NOT NULL THEN {cost_bin} END AS cb,
+                   CASE WHEN status <> 'success' THEN coalesce(error_type, status) END AS e,
+                   CASE WHEN status <> 'success' THEN coalesce(error_message, '') END AS m,
+                   ll, latency_ms, cost_usd, input_tokens, output_tokens, quality_score,
+                   retries, raw_timestamp, dupc,
+                   -- Only candidates carry their id: 10 M ids through the pass cost ~1 s.
+                   CASE WHEN dupc THEN {id_key('execution_id')} END AS cid
+            FROM (SELECT *, {lat_ln} AS ll FROM norm)
+        )
+        {sets.format(rows="r WHERE NOT dupc")}
+        UNION ALL BY NAME
+        -- Each candidate row leaves the pass whole, as one text value (as columns they
+        -- would widen every row of the result: +150 MB on 10 M rows); identical copies
+        -- become one value with their count. A GROUP BY: a consumer that does not
+        -- aggregate makes DuckDB buffer the whole CTE.
+        SELECT 0 AS gid, raw, count(*) AS copies
+        FROM (SELECT CAST({row_json} AS VARCHAR) AS raw FROM r WHERE dupc) GROUP BY raw
         """
     )
     # One row per id: the earliest good row, or (if none is good) one bad row; every other
-    # row of that id is a duplicate, whether good or bad. A candidate's group is one row.
-    is_cand = f"starts_with(bk, {_CAND})"
-    cand_bad = f"nullif(substr(bk, 2, strpos(bk, {_SEP}) - 2), '')"
-    cand_id = f"nullif(substr(bk, strpos(bk, {_SEP}) + 38), '')"  # after the uuid
+    # row of that id is a duplicate, whether good or bad. Ties (same id, time and status)
+    # go to the fuller row, then by value: the same files always give the same winner.
+    schema = "{" + ", ".join(f'"{c}": "{t}"' for c, t in _ROW) + "}"
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE won AS SELECT bk FROM agg WHERE gid = 3 AND {is_cand} "
-        f"QUALIFY {cand_id} IS NULL OR row_number() "
-        f"OVER (PARTITION BY {cand_id} ORDER BY {cand_bad} IS NOT NULL, first, s, "
-        # Ties (same id, time and status) go to the fuller row, then by value: the same
-        # files always give the same winner.
-        f"lat_n + cost_n + tok_n + tout_n + q_n + r_n DESC, a, v, lat_log, cost_sum, tin, "
-        f"tout, q_sum, r_sum, e, m) = 1"
+        "CREATE OR REPLACE TEMP TABLE won AS SELECT * FROM "
+        f"(SELECT unnest(from_json(raw, {_lit(schema)})) FROM agg WHERE gid = 0) "
+        "QUALIFY cid IS NULL OR row_number() OVER (PARTITION BY cid ORDER BY "
+        "bad IS NOT NULL, ts, s, "
+        "(latency_ms IS NULL)::INT + (cost_usd IS NULL)::INT + (input_tokens IS NULL)::INT "
+        "+ (output_tokens IS NULL)::INT + (quality_score IS NULL)::INT "
+        "+ (retries IS NULL)::INT, "
+        "a, v, latency_ms, cost_usd, input_tokens, output_tokens, quality_score, retries, "
+        "e, m) = 1"
     )
-    candidates = _count(con, f"SELECT count(*) FROM agg WHERE gid = 3 AND {is_cand}")
+    candidates = _count(con, "SELECT sum(copies) FROM agg WHERE gid = 0")
     settled = _count(con, "SELECT count(*) FROM won")
-    con.execute(f"DELETE FROM agg WHERE {is_cand} AND bk NOT IN (SELECT bk FROM won)")
-    # Each candidate row is one group in each of the three sets (its uuid is drawn once per
-    # row); a winner must have kept all three.
-    kept_sets = con.execute(
-        f"SELECT count(*) FILTER (gid = 1), count(*) FILTER (gid = 2), "
-        f"count(*) FILTER (gid = 3) FROM agg WHERE {is_cand}").fetchone()
-    if kept_sets != (settled, settled, settled):
-        raise MetricsError(f"internal: settled duplicates lost their groups {kept_sets}",
-                           fix="report this; it is a bug in promptbot's ingest")
-    con.execute(f"UPDATE agg SET bk = {cand_bad} WHERE {is_cand}")
-    con.execute("CREATE OR REPLACE TEMP VIEW kept AS SELECT * EXCLUDE (bk), bk AS bad FROM agg")
+    con.execute("DELETE FROM agg WHERE gid = 0")
+    if settled:
+        con.execute(f"INSERT INTO agg BY NAME {sets.format(rows='won')}")
+    con.execute("CREATE OR REPLACE TEMP VIEW kept AS SELECT * EXCLUDE (bk, raw, copies), "
+                "bk AS bad FROM agg")
     con.execute("CREATE OR REPLACE TEMP VIEW fine AS SELECT * FROM kept WHERE gid = 3")
     histograms = [
         HistBin(str(r[0]), r[1], r[2], str(r[3]), int(r[4]), int(r[5]))
