@@ -5,8 +5,8 @@ Rows never pass through Python. Two scans, whatever the size:
      found by sorting the 64-bit hashes (only these 8 bytes a row reach Python);
   2. one streamed pass over every row feeding three GROUP BYs: hourly sums, daily
      log-binned histograms, daily counts per error message, bad rows per reason; each row
-     behind a repeated hash gets groups of its own, settled afterwards exactly (earliest
-     good row of an id wins).
+     behind a repeated hash leaves the pass whole, is settled exactly (earliest good row of
+     an id wins), and only the winners are aggregated.
 Deduplicating 10 M string ids with a window function is the slow way; finding the
 duplicated ids first through a 64-bit hash is about ten times faster (SPEC §15).
 Memory is capped and DuckDB spills to a temporary directory instead of failing.
