@@ -136,13 +136,18 @@ class _Source:
     columns: dict[str, str] = field(default_factory=dict)  # canonical -> column in the file
     types: dict[str, str] = field(default_factory=dict)  # canonical -> DuckDB type
 
+    def as_text(self, name: str) -> bool:
+        """A numeric column the file holds as text: each value is converted (and may fail)."""
+        return name in self.columns and not self.types.get(name, "VARCHAR").startswith(
+            _NUMERIC_TYPES)
+
     def id_hash(self) -> str:
         # Finds candidate duplicates; they are settled on the same key. A missing, empty or
         # blank id is no id and hashes to NULL (all of them hashing alike would make every
         # such row a candidate).
         if "execution_id" not in self.columns:
             return "CAST(NULL AS UBIGINT)"
-        key = id_key(f"CAST({_ident(self.columns['execution_id'])} AS VARCHAR)")
+        key = trimmed(f"CAST({_ident(self.columns['execution_id'])} AS VARCHAR)")
         return f"CASE WHEN {key} <> '' THEN hash({key}) END"
 
 
@@ -156,11 +161,6 @@ def trimmed(text: str) -> str:
     """
     return (f"CASE WHEN starts_with({text}, ' ') OR ends_with({text}, ' ') "
             f"OR strlen({text}) <> length({text}) THEN trim({text}) ELSE {text} END")
-
-
-def id_key(text: str) -> str:
-    """An execution id without leading and trailing spaces."""
-    return trimmed(text)
 
 
 def _first_line(exc: Exception) -> str:
@@ -255,8 +255,10 @@ def _source_for(
     return _Source(reader, by_canonical, types)
 
 
-_NUMERIC_TYPES = ("DOUBLE", "FLOAT", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT",
-                  "UBIGINT", "UINTEGER", "USMALLINT", "UTINYINT", "DECIMAL", "REAL")
+# Numeric types that cannot hold inf or NaN, and all numeric types.
+_FINITE_TYPES = ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER",
+                 "USMALLINT", "UTINYINT", "DECIMAL")
+_NUMERIC_TYPES = (*_FINITE_TYPES, "DOUBLE", "FLOAT", "REAL")
 
 
 def _normalized(src: _Source, where: str = "") -> str:
@@ -267,9 +269,6 @@ def _normalized(src: _Source, where: str = "") -> str:
 
     def text(name: str) -> str:
         return f"CAST({raw(name)} AS VARCHAR)"
-
-    def typed(name: str) -> bool:
-        return src.types.get(name, "VARCHAR").startswith(_NUMERIC_TYPES)
 
     ts_type = src.types.get("timestamp", "VARCHAR")
     ts = text("timestamp")
@@ -295,7 +294,7 @@ def _normalized(src: _Source, where: str = "") -> str:
         f"{ts_expr} AS ts",
         f"nullif({trimmed(text('agent_id'))}, '') AS agent_id",
         f"nullif({trimmed(text('prompt_version'))}, '') AS prompt_version",
-        # Its key (id_key) is taken only for the few candidate duplicates (below).
+        # Trimmed only for the few candidate duplicates (below).
         f"{text('execution_id')} AS execution_id",
         # Most statuses are written as they should be: no lower() copy for those.
         f"CASE WHEN {text('status')} IN ({_STATUS_LIST}) THEN {text('status')} "
@@ -305,18 +304,14 @@ def _normalized(src: _Source, where: str = "") -> str:
         f"{src.id_hash()} AS h",
     ]
     for n in NUMERIC:
-        if typed(n) or n not in src.columns:
-            parts.append(f"CAST({raw(n)} AS DOUBLE) AS {n}")
-            parts.append(f"CAST(NULL AS VARCHAR) AS raw_{n}")
-        else:
+        if src.as_text(n):
             parts.append(f"try_cast({raw(n)} AS DOUBLE) AS {n}")
             parts.append(f"{text(n)} AS raw_{n}")
+        else:
+            parts.append(f"CAST({raw(n)} AS DOUBLE) AS {n}")
+            parts.append(f"CAST(NULL AS VARCHAR) AS raw_{n}")
     filtered = f"(SELECT * FROM {src.relation} WHERE {where})" if where else src.relation
     return f"SELECT {', '.join(parts)} FROM {filtered}"
-
-
-_INTEGER_TYPES = ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER",
-                  "USMALLINT", "UTINYINT", "DECIMAL")
 
 
 def _bad_reason(sources: Sequence[_Source]) -> str:
@@ -327,11 +322,10 @@ def _bad_reason(sources: Sequence[_Source]) -> str:
     evaluated for every row (~0.3 s per 10 M rows) and could never fire.
     """
     present = {n for src in sources for n in NUMERIC if n in src.columns}
-    as_text = {n for src in sources for n in NUMERIC
-               if n in src.columns and not src.types.get(n, "VARCHAR").startswith(_NUMERIC_TYPES)}
+    as_text = {n for src in sources for n in NUMERIC if src.as_text(n)}
     may_be_infinite = as_text | {
         n for src in sources for n in NUMERIC
-        if n in src.columns and not src.types.get(n, "VARCHAR").startswith(_INTEGER_TYPES)}
+        if n in src.columns and not src.types.get(n, "VARCHAR").startswith(_FINITE_TYPES)}
     checks = [
         ("ts IS NULL", "unparseable timestamp"),
         # Python's datetime (and every report) ends at year 9999.
@@ -585,8 +579,8 @@ def _union(parts: list[str]) -> str:
 SORT_IN_MEMORY_ROWS = 40_000_000
 
 
-def _repeated_hashes(con: duckdb.DuckDBPyConnection, sources: list[_Source]) -> None:
-    """Table `dup`: the hashes that occur more than once.
+def _repeated_hashes(con: duckdb.DuckDBPyConnection, sources: list[_Source]) -> int:
+    """Table `dup`: the hashes that occur more than once; returns how many there are.
 
     The hashes are kept in a DuckDB table first (it spills when it must), which counts them
     exactly, so the choice between sorting in memory and the aggregate needs no estimate.
@@ -597,7 +591,7 @@ def _repeated_hashes(con: duckdb.DuckDBPyConnection, sources: list[_Source]) -> 
         if _count(con, "SELECT count(*) FROM ids") > SORT_IN_MEMORY_ROWS:
             con.execute("CREATE OR REPLACE TEMP TABLE dup AS SELECT h FROM ids "
                         "GROUP BY h HAVING count(*) > 1")
-            return
+            return _count(con, "SELECT count(*) FROM dup")
         hashes = np.asarray(con.execute("SELECT h FROM ids").fetchnumpy()["h"], dtype=np.uint64)
         hashes.sort()
         repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
@@ -607,6 +601,7 @@ def _repeated_hashes(con: duckdb.DuckDBPyConnection, sources: list[_Source]) -> 
             con.execute("CREATE OR REPLACE TEMP TABLE dup AS SELECT h FROM _repeated_hashes")
         finally:
             con.unregister("_repeated_hashes")
+        return len(repeated)
     finally:
         con.execute("DROP TABLE IF EXISTS ids")
 
@@ -666,15 +661,14 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                mapping: dict[str, str]) -> _Part:
     # 1. Candidate duplicates: ids whose 64-bit hash occurs twice or more. Only the id
     #    column is read; nothing else is converted.
-    _repeated_hashes(con, sources)
+    repeated = _repeated_hashes(con, sources)
     # 2. No second scan for the rows behind those hashes: the pass below reads every row
     #    once, aggregates the others and hands each candidate row out whole; candidates are
     #    settled afterwards (earliest good row of an id wins) and only the winners are
     #    aggregated, by the same sets. Without any candidate, the ids are not read again.
     rows = _union([_normalized(s) for s in sources])
     # Never NULL: a row without an id (NULL hash) is no candidate, and WHERE drops NULLs.
-    dupc = ("coalesce(h IN (SELECT h FROM dup), false)"
-            if _count(con, "SELECT count(*) FROM dup") else "false")
+    dupc = "coalesce(h IN (SELECT h FROM dup), false)" if repeated else "false"
     con.execute(f"CREATE OR REPLACE TEMP VIEW norm AS SELECT *, {_bad_reason(sources)} AS bad, "
                 f"{dupc} AS dupc FROM ({rows})")
     # 3. Everything else from one streamed pass (a CTE that DuckDB computes once and feeds to
@@ -682,13 +676,12 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
     #    daily latency and cost bins. GROUPING SETS would compute every aggregate for every
     #    set; written out, each set computes only its own (-1.5 to -2 s CPU on 10 M rows),
     #    and a second pass for the bins would read and check every row again, which costs
-    #    more still. gid: 3 = the fine set, 1 = latency bins, 2 = cost bins.
+    #    more still. MATERIALIZED: computed once and streamed to every consumer.
     # ln(latency) once per row, for the bin and both sums; NULL without a latency
     # (greatest() skips NULLs, so ln(greatest(NULL, 1e-3)) would add ln(1e-3) to the sums
     # of a row that latency_n does not count).
     lat_ln = "CASE WHEN latency_ms IS NOT NULL THEN ln(greatest(latency_ms, 1e-3)) END"
     cost_bin = f"floor(ln(greatest(cost_usd / {COST_UNIT}, 1e-3)) * {BINS_PER_LN})"
-    # MATERIALIZED: computed once and streamed to every consumer, never inlined into each.
     sets = _sets(any("quality_score" in s.columns for s in sources),
                  any("retries" in s.columns for s in sources))
     row_json = "to_json({" + ", ".join(f"'{c}': {c}" for c, _ in _ROW) + "})"
@@ -705,7 +698,7 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                    ll, latency_ms, cost_usd, input_tokens, output_tokens, quality_score,
                    retries, raw_timestamp, dupc,
                    -- Only candidates carry their id: 10 M ids through the pass cost ~1 s.
-                   CASE WHEN dupc THEN {id_key('execution_id')} END AS cid
+                   CASE WHEN dupc THEN {trimmed('execution_id')} END AS cid
             FROM (SELECT *, {lat_ln} AS ll FROM norm)
         )
         {sets.format(rows="r WHERE NOT dupc")}
