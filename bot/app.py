@@ -179,10 +179,14 @@ def history(ctx: Context, base_sha: str,
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             continue  # a hand-edited or foreign file: not evidence
     for r in (fresh or {}).values():
+        path = results_paths(r)[0]
         if r.state in ("completed", "rolled_back") and r.comparison.decision in (
                 "success", "regression", "no_effect"):
-            out[results_paths(r)[0]] = Outcome(r.proposal_type, r.expected_delta,
-                                               r.comparison.delta)
+            out[path] = Outcome(r.proposal_type, r.expected_delta, r.comparison.delta)
+        elif not is_final(ctx.git.read(base_sha, path), r.state):
+            # This run rewrites that file without a measured effect: the next run will not
+            # count it either, so this one must not (or the two would propose differently).
+            out.pop(path, None)
     return list(out.values())
 
 
@@ -286,6 +290,13 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked) -> Deploym
                 if version == base_version:
                     reverted_at, revert_sha = until, sha
                 break
+    # Natural controls: agents whose files nobody touched from the start of the base window
+    # on (a comment edit excludes one too: cheaper than reading every version, and safe).
+    since = pr.merged_at.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+        days=state.policy.measure.base_days)
+    touched = ctx.git.touched_since(f"refs/heads/{base}", since, "prompts/")
+    controls = tuple(sorted(a for a in state.agents
+                            if a != t.agent and f"prompts/{a}/agent.yaml" not in touched))
     expected, kind, rule = 0.0, "error_handling", None
     # Read the pre-registration as merged: a revert deletes it from the base branch.
     record = ctx.git.read(pr.merge_sha, f"prompts/{t.agent}/proposals/{t.proposal_id}.yaml")
@@ -313,6 +324,7 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked) -> Deploym
         new_until=until,
         proposal_type=kind,
         judged_by=rule,
+        controls=controls,
     )
 
 

@@ -124,7 +124,7 @@ def test_no_decision_without_failures() -> None:
 def test_cost_guardrail_by_deploy_time_sees_a_doubled_cost() -> None:
     deploy = datetime(2026, 11, 1, 12)
     buckets = []
-    for h in range(-72, 72):
+    for h in range(-24 * 8, 24 * 8):
         hour = deploy + timedelta(hours=h)
         cost = 0.01 if h < 0 else 0.02
         buckets.append(Bucket("a", None, hour, 100, 90, 0, 10, 100, 700.0, 4900.0 + 1.0,
@@ -135,8 +135,12 @@ def test_cost_guardrail_by_deploy_time_sees_a_doubled_cost() -> None:
     result = measure(dep, snap, MeasurePolicy())
     rail = next(g for g in result.comparison.guardrails if g.metric.startswith("cost"))
     assert rail.ratio == pytest.approx(2.0, rel=0.01) and rail.verdict == "worse"
-    # Equal-length windows: the deploy hour is dropped on both sides.
-    assert result.comparison.base.executions == result.comparison.new.executions
+    # Whole days: the deploy day is left out on both sides, and so is the newest day, which
+    # the export does not cover to its last hour (10-24 from noon … 10-31 | 11-02 … 11-08).
+    days = [d for d, _, _ in result.daily]
+    assert days[0] == "2026-10-24" and days[-1] == "2026-11-08" and "2026-11-01" not in days
+    assert (result.comparison.base.executions, result.comparison.new.executions) == \
+        (100 * (12 + 24 * 7), 100 * 24 * 7)
 
 
 def test_the_earliest_good_row_of_a_resent_id_wins_with_its_own_values(tmp_path: Path) -> None:

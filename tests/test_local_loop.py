@@ -109,7 +109,8 @@ def test_merge_measure_revert_loop(cli: Cli, repo: Path) -> None:
 
     # A person reverts the merge: the bot records the rollback.
     git(repo, "revert", "-m", "1", "--no-edit", merge_sha)
-    assert cli("run", "--metrics", str(repo / "sim" / "*.csv"))[0] == 0
+    code, _out, err = cli("run", "--metrics", str(repo / "sim" / "*.csv"))
+    assert code == 0, err
     result = json.loads(result_json.read_text())
     assert result["state"] == "rolled_back"
     assert result["rolled_back_by"] == git(repo, "rev-parse", "HEAD~1")

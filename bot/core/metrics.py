@@ -13,7 +13,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -114,6 +114,19 @@ class ErrorDay:
 
 
 @dataclass(frozen=True)
+class SegmentDay:
+    """Counts of one segment (a task type, a customer tier: `metrics.columns` maps it) of one
+    agent and version in one day: what re-weighting to a fixed traffic mix needs."""
+
+    agent_id: str
+    prompt_version: str | None
+    day: datetime
+    segment: str
+    executions: int
+    successes: int
+
+
+@dataclass(frozen=True)
 class ErrorGroup:
     """One failure mode: messages that differ only in ids, numbers, quoted values, paths."""
 
@@ -186,6 +199,7 @@ class MetricsSnapshot:
     error_days: tuple[ErrorDay, ...] = ()
     skipped_files: tuple[str, ...] = ()
     daily_rows: int = 0  # rows of the pre-aggregated daily form (their counts are in rows_used)
+    segment_days: tuple[SegmentDay, ...] = ()  # only when the export has a segment column
 
     @cached_property
     def _index(self) -> dict[str, tuple[list[Bucket], list[HistBin], list[ErrorDay]]]:
@@ -198,6 +212,16 @@ class MetricsSnapshot:
         for e in self.error_days:
             index[e.agent_id][2].append(e)
         return dict(index)
+
+    @cached_property
+    def _segments(self) -> dict[str, list[SegmentDay]]:
+        index: dict[str, list[SegmentDay]] = defaultdict(list)
+        for s in self.segment_days:
+            index[s.agent_id].append(s)
+        return dict(index)
+
+    def segments_of(self, agent_id: str) -> list[SegmentDay]:
+        return self._segments.get(agent_id, [])
 
     def buckets_of(self, agent_id: str) -> list[Bucket]:
         return self._index.get(agent_id, ([], [], []))[0]
@@ -369,6 +393,8 @@ def jsonable(value: Any) -> Any:
         return [jsonable(v) for v in value]
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, date):
+        return value.isoformat()
     if isinstance(value, float):
         return round(value, 6) if math.isfinite(value) else None
     return value

@@ -130,6 +130,21 @@ class MeasurePolicy(Strict):
     # ... and a change whose mean quality score (when the export has one) is shown more than
     # this much lower is a regression, whatever the success rate did.
     quality_margin: float = Field(default=0.05, ge=0.0, le=1.0)
+    # Before/after comparisons are made day by day (docs/METRICS.md, "Measuring a deploy"):
+    # the base version's last `base_days` complete days before the deploy are its history,
+    # the test is tuned to be sharpest after `horizon_days` days of the new version, and
+    # after `max_days` days without a decision the result is "inconclusive" (the agent is
+    # then free for new proposals).
+    base_days: int = Field(default=56, ge=1, le=366)
+    horizon_days: int = Field(default=14, ge=1, le=366)
+    max_days: int = Field(default=42, ge=1, le=366)
+    # Day-to-day standard deviation of the success rate assumed while the base history is
+    # too short to estimate it (fewer than ~2 weeks of days).
+    day_sd: float = Field(default=0.02, ge=0.0, le=0.5)
+    # A day is an incident day when one failure template takes at least this share of the
+    # executions above its usual level and comes from outside the prompt (an infrastructure
+    # error, or the same spike in another agent); such days are left out.
+    incident_share: float = Field(default=0.02, gt=0.0, le=1.0)
 
 
 class TriggerPolicy(Strict):

@@ -8,19 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from scipy.stats import chisquare
-
+from bot.core.decision import FINAL, decide
+from bot.core.evidence import gather, stable_peers, window
 from bot.core.metrics import Bucket, MetricsSnapshot, jsonable
 from bot.core.model import MeasurePolicy
-from bot.core.stats import (
-    Arm,
-    Comparison,
-    arm_of,
-    compare,
-    legacy_rule,
-    planning_tau2,
-    success_sequence,
-)
+from bot.core.stats import Comparison, arm_of, compare, legacy_rule
 
 PROPOSED, MEASURING, COMPLETED, ROLLED_BACK, REJECTED, SUPERSEDED = (
     "proposed", "measuring", "completed", "rolled_back", "rejected", "superseded",
@@ -53,6 +45,9 @@ class Deployment:
     judged_by: str | None = None  # pre-registered rule; None: a file from before it was
     base_since: datetime | None = None  # when the base version went live, if known
     new_until: datetime | None = None  # when the new version stopped being live, if it did
+    # Other agents whose version did not change around the deploy (git says so); None: let
+    # the export's prompt_version tell.
+    controls: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -83,30 +78,6 @@ def _hour(t: datetime) -> datetime:
     return t.replace(minute=0, second=0, microsecond=0)
 
 
-@dataclass(frozen=True)
-class Arms:
-    base: Arm
-    new: Arm
-    how: str
-    per_day: float  # executions per day of the new arm
-    drift: str | None
-    daily: tuple[tuple[str, float | None, float | None], ...]  # (day, base rate, new rate)
-    planning_rate: float | None = None  # the base rate the test is tuned with
-
-
-def _cost_bins(snapshot: MetricsSnapshot, agent: str, version: str | None,
-               lo: datetime, hi: datetime) -> dict[int, int]:
-    """Daily cost histograms of one version; none without versions (days mix both sides)."""
-    if version is None:
-        return {}
-    bins: dict[int, int] = {}
-    for h in snapshot.histograms_of(agent):
-        if (h.metric == "cost" and lo <= h.day < hi
-                and h.prompt_version == version):
-            bins[h.index] = bins.get(h.index, 0) + h.count
-    return bins
-
-
 def _daily(buckets: list[Bucket]) -> dict[str, float]:
     days: dict[str, list[int]] = {}
     for b in buckets:
@@ -116,133 +87,139 @@ def _daily(buckets: list[Bucket]) -> dict[str, float]:
     return {d: ok / n for d, (n, ok) in days.items() if n}
 
 
-def arms(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -> Arms:
-    """The two arms, as adjacent windows of equal length around the deploy.
+def _srm_p(observed: tuple[int, int], share: float) -> float:
+    """p-value of a chi-square test (1 degree of freedom) of a two-way split against
+    `share`: erfc(sqrt(X2 / 2)) is the chi-square(1) tail."""
+    total = sum(observed)
+    expected = (total * share, total * (1 - share))
+    stat = sum((o - e) ** 2 / e for o, e in zip(observed, expected, strict=True))
+    return math.erfc(math.sqrt(stat / 2))
 
-    Before/after is not a randomized experiment: the base side is the stretch of
-    base-version traffic just before the deploy, as long as the new side has run,
-    and a placebo comparison of the two stretches before that tells whether the
-    baseline itself was moving (drift).
-    """
-    mine = snapshot.buckets_of(dep.agent_id)
+
+@dataclass(frozen=True)
+class Measured:
+    comparison: Comparison
+    how: str
+    daily: tuple[tuple[str, float | None, float | None], ...]  # (day, base rate, new rate)
+
+
+def concurrent(dep: Deployment, snapshot: MetricsSnapshot,
+               policy: MeasurePolicy) -> Measured | None:
+    """Both versions serving after the deploy (a canary split): compared over the same hours,
+    a randomized comparison that day-level shocks hit on both sides alike, and the split
+    checked against `measure.canary_share` (sample-ratio mismatch). None: not a canary."""
+    if not snapshot.has_version:
+        return None
     deploy = _hour(dep.merged_at)
-    if snapshot.has_version:
-        base_all = [b for b in mine if b.prompt_version == dep.base_version and b.hour < deploy]
-        new = [b for b in mine if b.prompt_version == dep.new_version and b.hour >= deploy]
-        how = ("before/after: the new version since the deploy against the same length of "
-               "base-version traffic just before it (by prompt_version)")
-        base_v: str | None = dep.base_version
-        new_v: str | None = dep.new_version
-    else:
-        # No version column: attribute by deploy time. Each side is bounded by the commits
-        # that put its version live and took it down, and the hours of those changes,
-        # when two versions may have served traffic, are dropped.
-        since = _hour(dep.base_since) if dep.base_since else None
-        end = _hour(dep.new_until) if dep.new_until else None
-        base_all = [b for b in mine if b.hour < deploy and (since is None or b.hour > since)]
-        new = [b for b in mine if b.hour > deploy and (end is None or b.hour < end)]
-        how = ("before/after by deploy time (the merge commit; the export has no "
-               "prompt_version): the same length of traffic on each side")
-        base_v = new_v = None
-    # The new side's span, from its first hour (the deploy hour is dropped without a
-    # version column), and the same span of base traffic right before the deploy.
-    if new:
-        length = max(b.hour for b in new) + timedelta(hours=1) - min(b.hour for b in new)
-    else:
-        length = timedelta(0)
-    base = [b for b in base_all if b.hour >= deploy - length]
-    # Both versions serving after the deploy is a canary split: compare them over the same
-    # hours instead (a randomized comparison, no drift to worry about), and check the split.
-    concurrent = [b for b in mine if snapshot.has_version and b.hour >= deploy
-                  and b.prompt_version == dep.base_version]
-    if arm_of(concurrent).executions >= policy.min_executions_per_arm and new:
-        return _canary(dep, snapshot, policy, concurrent, new, length)
-    earlier = [b for b in base_all if deploy - 2 * length <= b.hour < deploy - length]
-    drift = None
-    a, c = arm_of(earlier), arm_of(base)
-    planning = arm_of(base_all).rate if base_all else None
-    if min(a.executions, c.executions) >= policy.min_executions_per_arm:
-        # The placebo is looked at every run too, so it gets the always-valid test as well.
-        s = success_sequence(a, c, policy, planning_tau2(planning or 0.9, policy))
-        if s.excludes_zero:
-            drift = (f"the base version's success rate moved {s.estimate * 100:+.1f} pts "
-                     "between the two stretches before the deploy (placebo, always-valid "
-                     f"p = {s.p_value:.2g}): part of the measured change may be drift, not "
-                     "the prompt")
-    return _arms(snapshot, dep.agent_id, (base, base_v, _day(deploy - length), deploy),
-                 (new, new_v, _day(deploy), deploy + length + timedelta(days=1)),
-                 length, how, drift, planning)
-
-
-Side = tuple[list[Bucket], str | None, datetime, datetime]  # buckets, version, cost-bin days
-
-
-def _arms(snapshot: MetricsSnapshot, agent: str, base: Side, new: Side, length: timedelta,
-          how: str, caution: str | None, planning_rate: float | None) -> Arms:
-    base_arm = arm_of(base[0], _cost_bins(snapshot, agent, *base[1:]))
-    new_arm = arm_of(new[0], _cost_bins(snapshot, agent, *new[1:]))
-    before, after = _daily(base[0]), _daily(new[0])
-    daily = tuple((d, before.get(d), after.get(d)) for d in sorted(set(before) | set(after)))
-    span_days = length / timedelta(days=1)
-    per_day = new_arm.executions / max(span_days, 1 / 24) if span_days else 0.0
-    return Arms(base_arm, new_arm, how, per_day, caution, daily, planning_rate)
-
-
-def _canary(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy,
-            base: list[Bucket], new: list[Bucket], length: timedelta) -> Arms:
+    mine = snapshot.buckets_of(dep.agent_id)
+    end = _hour(dep.new_until) if dep.new_until else None
+    base = [b for b in mine if b.hour >= deploy and b.prompt_version == dep.base_version
+            and (end is None or b.hour < end)]
+    new = [b for b in mine if b.hour >= deploy and b.prompt_version == dep.new_version
+           and (end is None or b.hour < end)]
+    if arm_of(base).executions < policy.min_executions_per_arm or not new:
+        return None
     n_base, n_new = arm_of(base).executions, arm_of(new).executions
-    total = n_base + n_new
-    share = n_new / total
-    drift = None
+    share = n_new / (n_base + n_new)
+    caution = None
     if policy.canary_share > 0:
-        # Sample-ratio mismatch: a split far from the configured one means the runtime
-        # routes differently than intended, and the arms may not be comparable.
-        test = chisquare([n_new, n_base],
-                         [total * policy.canary_share, total * (1 - policy.canary_share)])
-        if float(test.pvalue) < 0.001:
-            drift = (f"sample-ratio mismatch: the new version got {share:.1%} of the traffic, "
-                     f"the policy expects {policy.canary_share:.1%} (p = "
-                     f"{float(test.pvalue):.2g}); check the runtime's routing before trusting "
-                     "this comparison")
-    lo = _day(_hour(dep.merged_at))
-    hi = lo + length + timedelta(days=2)
-    how = (f"concurrent: both versions served after the deploy (canary split, "
-           f"{share:.0%} new)")
-    return _arms(snapshot, dep.agent_id, (base, dep.base_version, lo, hi),
-                 (new, dep.new_version, lo, hi), length, how, drift, arm_of(base).rate)
+        p = _srm_p((n_new, n_base), policy.canary_share)
+        if p < 0.001:
+            caution = (f"sample-ratio mismatch: the new version got {share:.1%} of the traffic, "
+                       f"the policy expects {policy.canary_share:.1%} (p = {p:.2g}); check "
+                       "the runtime's routing before trusting this comparison")
+    lo = _day(deploy)
+    hi = max(b.hour for b in new) + timedelta(days=1)
+    base_arm = arm_of(base, _cost_bins(snapshot, dep.agent_id, dep.base_version, lo, hi))
+    new_arm = arm_of(new, _cost_bins(snapshot, dep.agent_id, dep.new_version, lo, hi))
+    comparison = compare(base_arm, new_arm, dep.expected_delta, policy, caution,
+                         base_arm.rate, judged_by=dep.judged_by or legacy_rule(dep.proposal_type))
+    before, after = _daily(base), _daily(new)
+    daily = tuple((d, before.get(d), after.get(d)) for d in sorted(set(before) | set(after)))
+    return Measured(comparison, f"concurrent: both versions served after the deploy (canary "
+                    f"split, {share:.0%} new), compared over the same hours", daily)
+
+
+def _cost_bins(snapshot: MetricsSnapshot, agent: str, version: str | None,
+               lo: datetime, hi: datetime) -> dict[int, int]:
+    bins: dict[int, int] = {}
+    for h in snapshot.histograms_of(agent):
+        if h.metric == "cost" and lo <= h.day < hi and h.prompt_version == version:
+            bins[h.index] = bins.get(h.index, 0) + h.count
+    return bins
 
 
 def _day(t: datetime) -> datetime:
     return t.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def before_after(dep: Deployment, snapshot: MetricsSnapshot,
+                 policy: MeasurePolicy) -> Measured:
+    """The new version's complete days since the deploy day against the base version's
+    history before it, day by day (bot/core/decision.py)."""
+    by_version = snapshot.has_version
+    # With a version column the rows say which version served them; the commit times only
+    # bound the sides when they must stand in for it.
+    win = window(dep.merged_at, snapshot.newest, policy,
+                 None if by_version else dep.base_since, None if by_version else dep.new_until)
+    versions = (dep.base_version, dep.new_version) if by_version else (None, None)
+    controls = stable_peers(snapshot, dep.agent_id, dep.controls, win)
+    ev = gather(snapshot, dep.agent_id, versions, win, policy, controls)
+    comparison = decide(ev, dep.expected_delta, policy,
+                        judged_by=dep.judged_by or legacy_rule(dep.proposal_type))
+    alone = next((v for v in comparison.views if v.name == "alone"), None)
+    parts = [f"day by day: {ev.calendar_days} complete day(s) of the new version since the "
+             f"deploy day against {alone.base_days if alone else len(ev.success.pre)} day(s) "
+             "of the base version before it "
+             + ("(by prompt_version)" if by_version else
+                "(by deploy time: the export has no prompt_version)")]
+    if alone is not None:
+        sd = f"{alone.day_sd * 100:.1f} pts"
+        parts.append(f"day-to-day sd of the success rate {sd} "
+                     + ("(estimated from the base's history)" if alone.day_sd_estimated
+                        else "(assumed: measure.day_sd; too few base days to estimate it)"))
+        parts.append("weekday-adjusted")
+        if alone.trend is not None:
+            parts.append(f"the base's trend of {alone.trend * 100:+.2f} pts/day carried "
+                         "forward (interrupted time series)")
+    if ev.controls:
+        parts.append(f"checked against {len(ev.controls)} unchanged agent(s): "
+                     + ", ".join(ev.controls[:5]) + (" …" if len(ev.controls) > 5 else ""))
+    if ev.segments:
+        parts.append("re-weighted to the base's segment mix")
+    daily = tuple(sorted(
+        [(d.day.isoformat(), d.y, None) for d in ev.success.pre]
+        + [(d.day.isoformat(), None, d.y) for d in ev.success.post]))
+    return Measured(comparison, "; ".join(parts), daily)
+
+
 def measure(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -> Result:
-    sides = arms(dep, snapshot, policy)
-    base, new, how, per_day = sides.base, sides.new, sides.how, sides.per_day
-    comparison = compare(base, new, dep.expected_delta, policy, sides.drift,
-                         sides.planning_rate,
-                         judged_by=dep.judged_by or legacy_rule(dep.proposal_type))
+    measured = concurrent(dep, snapshot, policy) or before_after(dep, snapshot, policy)
+    comparison = measured.comparison
+    new = comparison.new
     rolled_back = dep.current_version == dep.base_version and dep.reverted_at is not None
-    decided = comparison.decision in ("success", "regression", "no_effect")
+    decided = comparison.decision in FINAL
     state = ROLLED_BACK if rolled_back else COMPLETED if decided else MEASURING
     recommend = (
         not rolled_back
         and comparison.decision == "regression"
         and -comparison.delta > policy.rollback_threshold
     )
-    days = (
-        math.ceil(comparison.more_executions_needed / per_day)
-        if comparison.more_executions_needed and per_day > 0 and not rolled_back
-        else None
-    )
+    days = comparison.more_days
+    if days is None and comparison.more_executions_needed and not rolled_back:
+        per_day = _per_day(measured.daily, new.executions)
+        days = math.ceil(comparison.more_executions_needed / per_day) if per_day else None
     words = {
         "success": "success",
         "regression": "regression",
         "no_effect": "no measurable effect",
+        "inconclusive": "inconclusive",
         "keep_measuring": "measuring",
         "insufficient_data": "measuring",
     }[comparison.decision]
     headline = f"{words}, {comparison.delta * 100:+.1f} pts" if new.executions else "measuring"
+    if comparison.decision == "inconclusive":
+        headline = comparison.reason.split(":")[0]
     if rolled_back:
         headline = f"rolled back ({headline})"
     elif comparison.decision in ("keep_measuring", "insufficient_data"):
@@ -258,11 +235,17 @@ def measure(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -
         comparison=comparison,
         expected_delta=dep.expected_delta,
         recommend_rollback=recommend,
-        attribution=how,
+        attribution=measured.how,
         data_through=through,
-        days_needed=days,
+        days_needed=None if rolled_back else days,
         merge_sha=dep.merge_sha,
         rolled_back_by=dep.revert_sha if rolled_back else None,
-        daily=sides.daily,
+        daily=measured.daily,
         proposal_type=dep.proposal_type,
     )
+
+
+def _per_day(daily: tuple[tuple[str, float | None, float | None], ...], executions: int
+             ) -> float:
+    days = sum(1 for _, _, new in daily if new is not None)
+    return executions / days if days else 0.0

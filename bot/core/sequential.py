@@ -20,8 +20,6 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from scipy.optimize import minimize_scalar
-
 
 @dataclass(frozen=True)
 class Sequence:
@@ -41,8 +39,18 @@ def _ratio(alpha: float) -> float:
         r = math.exp(log_r)
         return (1 + r) / r * (2 * math.log(1 / alpha) + math.log1p(r))
 
-    best = minimize_scalar(width, bounds=(-10.0, 10.0), method="bounded")
-    return math.exp(float(best.x))
+    # Golden-section search: width() is unimodal in log r.
+    lo, hi = -10.0, 10.0
+    g = (math.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    while hi - lo > 1e-9:
+        if width(a) < width(b):
+            hi, b = b, a
+            a = hi - g * (hi - lo)
+        else:
+            lo, a = a, b
+            b = lo + g * (hi - lo)
+    return math.exp((lo + hi) / 2)
 
 
 def mixing_variance(horizon_variance: float, alpha: float) -> float:

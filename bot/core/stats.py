@@ -25,8 +25,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-
-from scipy.stats import norm
+from datetime import date
+from statistics import NormalDist
 
 from bot.core.metrics import COST_UNIT, Bucket, bin_value
 from bot.core.model import MeasurePolicy
@@ -36,6 +36,8 @@ from bot.core.sequential import (
     mixing_variance,
     sequence,
 )
+
+_NORMAL = NormalDist()
 
 # How a deployed proposal is judged (pre-registered in its proposal file as `judged_by`).
 JUDGED_BY: dict[str, str] = {
@@ -118,6 +120,52 @@ class Guardrail:
 
 
 @dataclass(frozen=True)
+class Incident:
+    """A day when failures jumped for a reason outside the prompt; left out of every series."""
+
+    day: date
+    agent_id: str
+    error_type: str
+    template: str
+    count: int
+    share: float  # of that agent's executions that day
+    why: str
+
+
+@dataclass(frozen=True)
+class SegmentMix:
+    segment: str
+    base_share: float
+    new_share: float
+    base_rate: float | None
+    new_rate: float | None
+
+
+@dataclass(frozen=True)
+class View:
+    """One estimate of the success-rate change and how it was made."""
+
+    name: str  # "alone" | "against unchanged agents"
+    estimate: float
+    low: float
+    high: float
+    p_value: float
+    days: int  # post days used
+    base_days: int
+    day_sd: float  # between-day standard deviation of the series
+    day_sd_estimated: bool
+    noise_sd: float  # sampling standard deviation of an average base day (its counts)
+    trend: float | None  # slope per day carried forward (interrupted time series)
+    var_post: float  # the estimate's variance from the new version's days
+    var_base: float  # ... and from the base model's own uncertainty (does not shrink)
+    base_half_width: float  # the interval's half-width if the base were the only doubt
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+
+@dataclass(frozen=True)
 class Comparison:
     base: Arm
     new: Arm
@@ -130,6 +178,11 @@ class Comparison:
     reason: str
     guardrails: tuple[Guardrail, ...] = ()
     drift: str | None = None  # a reason to distrust the comparison: drift, or a skewed split
+    # Day-level before/after comparisons (bot/core/decision.py) also say how they were made.
+    views: tuple[View, ...] = ()  # the first one is the estimate above
+    incidents: tuple[Incident, ...] = ()  # days left out
+    segments: tuple[SegmentMix, ...] = ()  # the traffic mix before and after
+    more_days: int | None = None  # days until a decision is likely, when measuring on
 
 
 def two_proportion(base: Arm, new: Arm, alpha: float) -> tuple[float, float, float, float]:
@@ -138,10 +191,10 @@ def two_proportion(base: Arm, new: Arm, alpha: float) -> tuple[float, float, flo
     se = math.sqrt(
         base.rate * (1 - base.rate) / base.executions + new.rate * (1 - new.rate) / new.executions
     )
-    z = float(norm.ppf(1 - alpha / 2))
+    z = _NORMAL.inv_cdf(1 - alpha / 2)
     pooled = (base.successes + new.successes) / (base.executions + new.executions)
     se0 = math.sqrt(pooled * (1 - pooled) * (1 / base.executions + 1 / new.executions))
-    p = 1.0 if se0 == 0 else float(2 * norm.sf(abs(delta) / se0))
+    p = 1.0 if se0 == 0 else 2 * (1 - _NORMAL.cdf(abs(delta) / se0))
     return delta, delta - z * se, delta + z * se, p
 
 
@@ -149,7 +202,7 @@ def sample_size(rate: float, delta: float, alpha: float, power: float = 0.8) -> 
     """Fixed-horizon executions per arm to detect `delta` from `rate` (normal approximation)."""
     delta = abs(delta) or 0.01
     other = min(max(rate + delta, 1e-6), 1 - 1e-6)
-    za, zb = float(norm.ppf(1 - alpha / 2)), float(norm.ppf(power))
+    za, zb = _NORMAL.inv_cdf(1 - alpha / 2), _NORMAL.inv_cdf(power)
     var = rate * (1 - rate) + other * (1 - other)
     return math.ceil((za + zb) ** 2 * var / delta**2)
 

@@ -91,6 +91,17 @@ class Git:
             return []
         return [line for line in out.splitlines() if line]
 
+    def touched_since(self, ref: str, since: datetime, prefix: str) -> set[str]:
+        """Files under `prefix` changed by commits on `ref`'s first-parent line committed
+        at or after `since` (UTC)."""
+        stamp = int(since.replace(tzinfo=UTC).timestamp())
+        try:
+            out = self.repo.git.log("--first-parent", f"--since=@{stamp}", "--format=",
+                                    "--name-only", ref, "--", prefix)
+        except git.GitCommandError:
+            return set()
+        return {line for line in out.splitlines() if line}
+
     def changed_paths(self, since: str) -> list[str]:
         """Files that differ between commit `since` and the working tree."""
         try:

@@ -1,0 +1,359 @@
+"""The decision after a before/after deploy, from day-level evidence (bot/core/daily.py).
+
+Each daily run asks again, so every interval is an always-valid confidence sequence
+(bot/core/sequential.py) over the day-level model's estimate and variance; the mixing
+variance is tuned from the base history alone (the planned variance after
+`measure.horizon_days` days), never from the data being tested.
+
+What may not decide, and what happens instead:
+- The same comparison run on the base version's own history, as if the deploy had come
+  `L` days earlier (a placebo, L = the days measured so far), must show nothing. When it
+  does, the base itself moves in ways the model does not capture: the outcome is
+  "inconclusive — base unstable", never a success, regression or rollback.
+- With unchanged agents in the repository (controls), the change must show against them
+  too (difference in differences); when the agent alone and the agent against its
+  controls disagree, a shared shock (or a control's own trouble) is at work: no claim.
+- Incident days (bot/core/incidents.py) are left out of every series before this point.
+- "No measurable effect" only when the interval lies within +-`min_detectable_effect`:
+  no effect worth having fits in it any more.
+- A base history too short to ever narrow the interval, or `measure.max_days` without a
+  decision, ends as "inconclusive" with the reason, so the agent is free for new proposals.
+
+Decisions: success | regression | no_effect | inconclusive | keep_measuring |
+insufficient_data. The first four are final.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from bot.core.daily import MIN_TREND_DAYS, Day, Estimate, Model, estimate, fit, planned
+from bot.core.model import MeasurePolicy
+from bot.core.sequential import half_width, mixing_variance, sequence
+from bot.core.stats import (
+    JUDGED_BY,
+    Arm,
+    Comparison,
+    Guardrail,
+    Incident,
+    SegmentMix,
+    View,
+)
+
+FINAL = ("success", "regression", "no_effect", "inconclusive")
+# The placebo needs at least this many base days left before its pretend deploy.
+MIN_PLACEBO_BASE = 7
+# A base history shorter than this is "not enough base traffic" when it bounds the interval.
+SHORT_HISTORY_DAYS = 14
+
+
+@dataclass(frozen=True)
+class Series:
+    """One metric of the agent, day by day, on each side of the deploy."""
+
+    metric: str  # "success rate", "latency", "cost", "quality" (the last three: logs)
+    pre: tuple[Day, ...]
+    post: tuple[Day, ...]
+    prior_s2: float  # between-day variance assumed when the base is too short to tell
+
+
+@dataclass(frozen=True)
+class Evidence:
+    success: Series  # the agent alone (re-weighted to the base's segment mix if it has one)
+    versus: Series | None  # the agent minus its unchanged peers (difference in differences)
+    controls: tuple[str, ...]
+    guardrails: tuple[Series, ...]
+    base: Arm  # totals of the days used, for the gates and the table
+    new: Arm
+    first_post_day: date | None  # the first complete day after the deploy day
+    calendar_days: int  # complete days since the deploy day, used or not
+    incidents: tuple[Incident, ...] = ()
+    segments: tuple[SegmentMix, ...] = ()
+
+
+def _tau2(model: Model, first: date, policy: MeasurePolicy) -> float:
+    return mixing_variance(max(planned(model, first, policy.horizon_days).variance, 1e-12),
+                           policy.alpha)
+
+
+def _view(name: str, series: Series, policy: MeasurePolicy) -> tuple[View, Model] | None:
+    model = fit(series.pre, series.prior_s2)
+    if model is None or not series.post:
+        return None
+    est = estimate(model, series.post)
+    if est is None:
+        return None
+    tau2 = _tau2(model, series.post[0].day, policy)
+    s = sequence(est.estimate, est.variance, tau2, policy.alpha)
+    return View(name, s.estimate, s.low, s.high, s.p_value, est.days, model.days,
+                model.day_sd, model.s2_estimated, math.sqrt(model.mean_v),
+                model.slope if model.trend else None,
+                est.var_post, est.var_base, half_width(est.var_base, tau2, policy.alpha)), model
+
+
+def _placebo(series: Series, model: Model, days: int, policy: MeasurePolicy) -> str | None:
+    """The comparison on the base's own history, `days` before the deploy: None when it
+    shows nothing (or cannot be run), else what it showed."""
+    length = min(days, len(series.pre) // 2)
+    head, tail = series.pre[:-length], series.pre[-length:]
+    if length < 1 or len(head) < MIN_PLACEBO_BASE:
+        return None
+    trend = model.trend and len(head) >= MIN_TREND_DAYS
+    fake = fit(head, series.prior_s2, trend=trend)
+    est: Estimate | None = estimate(fake, tail) if fake else None
+    if fake is None or est is None:
+        return None
+    s = sequence(est.estimate, est.variance, _tau2(fake, tail[0].day, policy), policy.alpha)
+    if not s.excludes_zero:
+        return None
+    scale = 100 if series.metric == "success rate" else 1
+    unit = " pts" if series.metric == "success rate" else " (log)"
+    return (f"the same comparison on the base version's own last {length} day(s) before the "
+            f"deploy (against the {len(head)} before them) shows {s.estimate * scale:+.1f}"
+            f"{unit} (always-valid interval {s.low * scale:+.1f} … {s.high * scale:+.1f}): "
+            "the base moved by itself as much as a change would")
+
+
+def _verdict(low: float, high: float, margin: float) -> str:
+    limit = math.log1p(margin)
+    if high <= limit:
+        return "ok"
+    if low > limit:
+        return "worse"
+    return "unclear"
+
+
+def _rail(series: Series, policy: MeasurePolicy) -> tuple[Guardrail, Model] | None:
+    made = _view(series.metric, series, policy)
+    if made is None:
+        return None
+    v, model = made
+    if series.metric == "quality":
+        floor = math.log1p(-min(policy.quality_margin, 0.999))
+        verdict = "ok" if v.low >= floor else "worse" if v.high < floor else "unclear"
+        return Guardrail("quality", math.exp(v.estimate), math.exp(v.low), math.exp(v.high),
+                         policy.quality_margin, verdict, higher_is_better=True), model
+    margin = policy.latency_margin if series.metric == "latency" else policy.cost_margin
+    return Guardrail(series.metric, math.exp(v.estimate), math.exp(v.low), math.exp(v.high),
+                     margin, _verdict(v.low, v.high, margin)), model
+
+
+# rule: (guardrail metric, word, where its interval must lie)
+GAINS = {
+    "cheaper": ("cost", "cheaper", "below"),
+    "faster": ("latency", "faster", "below"),
+    "better_quality": ("quality", "better", "above"),
+}
+
+
+def _claim(v: View, rails: Sequence[Guardrail], rule: str,
+           policy: MeasurePolicy) -> tuple[str, str] | None:
+    """(decision, reason) the rule makes of one view and the guardrails, or None."""
+    worse = [g for g in rails if g.verdict == "worse"]
+    mde = policy.min_detectable_effect
+    threshold = policy.rollback_threshold * 100
+    non_inferior = f"the success rate not worse than {threshold:.0f} points (non-inferiority)"
+    if not worse and v.low > -policy.rollback_threshold:
+        if rule in GAINS:
+            metric, word, side = GAINS[rule]
+            shown = [g for g in rails if g.metric.startswith(metric)
+                     and (g.high < 1.0 if side == "below" else g.low > 1.0)]
+            if shown:
+                return "success", (f"{word} ({metric} ×{shown[0].ratio:.3f}, interval {side} "
+                                   f"1) and {non_inferior}")
+        elif rule == "not_worse":
+            return "success", (f"success rate shown not worse than {threshold:.0f} points "
+                               "(non-inferiority)")
+    if v.low > 0 and not worse:
+        return "success", "success rate improved (the always-valid interval excludes 0)"
+    if v.high < 0:
+        return "regression", "success rate dropped (the always-valid interval excludes 0)"
+    if worse:
+        names = " and ".join(f"{g.metric} ×{g.ratio:.2f}" for g in worse)
+        return "regression", f"guardrail breached: {names} beyond the allowed margin"
+    if v.low > -mde and v.high < mde:
+        gain = GAINS.get(rule)
+        if gain is not None:
+            # ... and no gain worth the margin on the rule's own metric either.
+            rail = next((g for g in rails if g.metric.startswith(gain[0])), None)
+            if rail is None or not 1 / (1 + rail.margin) < rail.low <= rail.high < 1 + \
+                    rail.margin:
+                return None
+        return "no_effect", (f"the interval lies within ±{mde * 100:.0f} points "
+                             "(measure.min_detectable_effect): no effect worth having")
+    return None
+
+
+def _days_needed(model: Model, series: Series, target: float, policy: MeasurePolicy,
+                 now: int) -> int | None:
+    """Post days until the interval's half-width reaches `target`; None: not within
+    `measure.max_days` (or not at all: the base history bounds it)."""
+    first = series.post[0].day if series.post else None
+    if first is None:
+        return None
+    tau2 = _tau2(model, first, policy)
+    for days in range(max(now + 1, 1), policy.max_days + 1):
+        if half_width(planned(model, first, days).variance, tau2, policy.alpha) <= target:
+            return days
+    return None
+
+
+def _result(ev: Evidence, primary: View | None, decision: str, reason: str,
+            rails: Sequence[Guardrail], views: Sequence[View], more_days: int | None,
+            per_day: float, caution: str | None = None) -> Comparison:
+    more = math.ceil(more_days * per_day) if more_days else 0
+    if decision == "insufficient_data":
+        more = max(more, 1)
+    return Comparison(
+        base=ev.base, new=ev.new,
+        delta=primary.estimate if primary else (ev.new.rate - ev.base.rate
+                                                if ev.base.executions and ev.new.executions
+                                                else 0.0),
+        ci_low=primary.low if primary else 0.0, ci_high=primary.high if primary else 0.0,
+        p_value=primary.p_value if primary else None,
+        decision=decision, more_executions_needed=more if decision not in FINAL else 0,
+        reason=reason, guardrails=tuple(rails), drift=caution, views=tuple(views),
+        incidents=ev.incidents, segments=ev.segments,
+        more_days=more_days if decision not in FINAL else None,
+    )
+
+
+def decide(ev: Evidence, expected: float, policy: MeasurePolicy,
+           judged_by: str = "improvement") -> Comparison:
+    """The decision, by the rule the proposal pre-registered (`stats.JUDGED_BY`)."""
+    if judged_by not in JUDGED_BY:
+        raise ValueError(f"unknown rule {judged_by!r}")
+    per_day = ev.new.executions / max(len(ev.success.post), 1)
+    incidents = _incident_note(ev.incidents)
+    enough_new = (ev.new.executions >= policy.min_executions_per_arm
+                  and ev.new.failures >= policy.min_failures_per_arm)
+    if not ev.success.pre:
+        if enough_new:
+            return _result(ev, None, "inconclusive",
+                           "inconclusive — not enough base traffic: no complete day of the "
+                           "base version before the deploy day", (), (), None, per_day)
+        return _result(ev, None, "insufficient_data", "no base-version traffic before the "
+                       "deploy yet, and too few executions of the new version", (), (), None,
+                       per_day)
+    made = _view("alone", ev.success, policy)
+    if made is None or not enough_new:
+        need = max(policy.min_executions_per_arm - ev.new.executions, 1)
+        days = math.ceil(need / per_day) if ev.new.executions and per_day > 0 else None
+        if not ev.success.post:
+            why = "no complete day of the new version since the deploy day yet"
+        elif made is None:
+            why = ("the new version's days so far fall on weekdays the base's short history "
+                   "does not have (days are compared with the same weekday)")
+        else:
+            why = "too few executions (or failures) of the new version to compare yet"
+        return _result(ev, made[0] if made else None, "insufficient_data", why + incidents,
+                       (), [made[0]] if made else [], days, per_day)
+    alone, model = made
+    views = [alone]
+    versus_model = None
+    if ev.versus is not None:
+        against = _view("against unchanged agents", ev.versus, policy)
+        if against is not None:
+            views.insert(0, against[0])
+            versus_model = against[1]
+    primary = views[0]
+    rails_made = [r for r in (_rail(s, policy) for s in ev.guardrails) if r is not None]
+    rails = [g for g, _ in rails_made]
+    claims = [_claim(v, rails, judged_by, policy) for v in views]
+    short_base = ev.base.executions < policy.min_executions_per_arm or \
+        ev.base.failures < policy.min_failures_per_arm
+    claim = claims[0]
+    caution = None
+    if claim is not None and any(c is None or c[0] != claim[0] for c in claims[1:]):
+        caution = (f"against its unchanged peers ({', '.join(ev.controls)}) the change is "
+                   f"{views[0].estimate * 100:+.1f} pts, alone {alone.estimate * 100:+.1f} pts: "
+                   "they disagree, so something that moved every agent (or one of the peers) "
+                   "is at work; no decision until both agree")
+        claim = None
+    if claim is not None:
+        unstable = [(v.name, p) for v, s, m in _placebo_inputs(views, ev, model, versus_model)
+                    if (p := _placebo(s, m, v.days, policy)) is not None]
+        unstable += [(g.metric, p) for (g, m), s in zip(rails_made, _rail_series(ev, rails),
+                                                         strict=True)
+                     if _drives(g, claim[0], judged_by)
+                     and (p := _placebo(s, m, alone.days, policy)) is not None]
+        if unstable:
+            what, text = unstable[0]
+            return _result(ev, primary, "inconclusive",
+                           f"inconclusive — base unstable ({what}): {text}; the "
+                           f"{claim[0].replace('_', ' ')} it would have recorded is not "
+                           "trusted" + incidents, rails, views, None, per_day, caution)
+        return _result(ev, primary, claim[0], claim[1] + incidents, rails, views, None,
+                       per_day, caution)
+    # No claim yet: measure on, or stop with the reason when waiting cannot help.
+    now = ev.calendar_days
+    base_bound = max(v.base_half_width for v in views)
+    # The base history caps how narrow the interval can get. Once the new version's days
+    # are a third of the doubt or less, more of them narrow it by a fifth at most.
+    if (base_bound > policy.min_detectable_effect or short_base) and (
+            primary.var_post <= primary.var_base / 2 or now >= policy.max_days):
+        bound = (f"bound the interval to ±{base_bound * 100:.1f} pts however long the new "
+                 "version runs, and no change that large was seen")
+        trend = (f", its trend ({alone.trend * 100:+.2f} pts/day) carried forward,"
+                 if alone.trend is not None else "")
+        if short_base or alone.base_days < SHORT_HISTORY_DAYS or \
+                alone.day_sd <= alone.noise_sd:
+            # The base's own counts are the main doubt: more base traffic would have helped.
+            why = (f"not enough base traffic: the base version's {ev.base.executions} "
+                   f"executions ({ev.base.failures} failures) over {alone.base_days} day(s) "
+                   f"before the deploy{trend} {bound}")
+        else:
+            why = (f"base unstable: the base version's day-to-day variation (sd "
+                   f"{alone.day_sd * 100:.1f} pts over {alone.base_days} days, beyond the "
+                   f"{alone.noise_sd * 100:.1f} its counts explain){trend} {bound}")
+        return _result(ev, primary, "inconclusive", f"inconclusive — {why}" + incidents, rails,
+                       views, None, per_day, caution)
+    if now >= policy.max_days:
+        why = caution or (f"the interval {primary.low * 100:+.1f} … {primary.high * 100:+.1f}"
+                          " pts still holds effects worth having "
+                          f"(±{policy.min_detectable_effect * 100:.0f})")
+        return _result(ev, primary, "inconclusive",
+                       f"inconclusive — no decision after {now} days (measure.max_days): "
+                       + why + incidents, rails, views, None, per_day, caution)
+    target = abs(expected) or policy.min_detectable_effect
+    needed = _days_needed(versus_model or model, ev.versus or ev.success, target, policy,
+                          primary.days)
+    more = (needed - primary.days) if needed else None
+    return _result(ev, primary, "keep_measuring", "no significant change yet" + incidents,
+                   rails, views, more, per_day, caution)
+
+
+def _placebo_inputs(views: Sequence[View], ev: Evidence, alone: Model,
+                    versus: Model | None) -> list[tuple[View, Series, Model]]:
+    out = []
+    for v in views:
+        if v.name == "alone":
+            out.append((v, ev.success, alone))
+        elif ev.versus is not None and versus is not None:
+            out.append((v, ev.versus, versus))
+    return out
+
+
+def _rail_series(ev: Evidence, rails: Sequence[Guardrail]) -> list[Series]:
+    by_metric = {s.metric: s for s in ev.guardrails}
+    return [by_metric[g.metric] for g in rails]
+
+
+def _drives(g: Guardrail, decision: str, rule: str) -> bool:
+    """Whether this guardrail's interval is what the decision rests on."""
+    if decision == "regression":
+        return g.verdict == "worse"
+    gain = GAINS.get(rule)
+    return decision == "success" and gain is not None and g.metric.startswith(gain[0])
+
+
+def _incident_note(incidents: Sequence[Incident]) -> str:
+    if not incidents:
+        return ""
+    days = sorted({i.day for i in incidents})
+    shown = ", ".join(d.strftime("%m-%d") for d in days[:5])
+    more = f" and {len(days) - 5} more" if len(days) > 5 else ""
+    return f"; incident day(s) {shown}{more} left out (failures from outside the prompt)"

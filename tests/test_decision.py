@@ -1,0 +1,271 @@
+"""Day-level decisions after a deploy (bot/core/decision.py, evidence.py, incidents.py).
+
+Snapshots here are what ingest would return for daily traffic: one bucket per agent,
+version and day, failure counts per template and day, segment counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from bot.core.daily import Day
+from bot.core.decision import Evidence, Series, decide
+from bot.core.incidents import find
+from bot.core.metrics import Bucket, ErrorDay, MetricsSnapshot, SegmentDay
+from bot.core.model import MeasurePolicy
+from bot.core.results import Deployment, measure
+from bot.core.stats import Arm, compare
+
+POLICY = MeasurePolicy()
+DEPLOY = datetime(2026, 3, 6, 12)  # a Friday
+DAY0 = DEPLOY.replace(hour=0)
+OUTAGE = ("APIStatusError", "Error code: <n> - overloaded_error: Overloaded")
+
+
+def _day(k: int) -> datetime:
+    return DAY0 + timedelta(days=k)
+
+
+def _buckets(agent: str, version: str, days: Iterable[int], rate: object, n: int,
+             rng: np.random.Generator | None = None) -> list[Bucket]:
+    """One bucket a day; `rate` is a number or a function of the day offset."""
+    out = []
+    for k in days:
+        p = rate(k) if callable(rate) else float(rate)  # type: ignore[arg-type]
+        ok = int(rng.binomial(n, p)) if rng is not None else round(n * p)
+        hour = _day(k) + timedelta(hours=13 if k == 0 else 0)
+        out.append(Bucket(agent, version, hour, n, ok, 0, n - ok))
+    return out
+
+
+def _snapshot(buckets: list[Bucket], errors: Iterable[ErrorDay] = (),
+              segments: Iterable[SegmentDay] = (), has_version: bool = True
+              ) -> MetricsSnapshot:
+    newest = max(b.hour for b in buckets).replace(hour=23, minute=59)
+    return MetricsSnapshot(sources=(), rows_read=0, rows_used=0, duplicates=0, bad_rows=0,
+                           bad_by_reason={}, bad_samples=(), has_version=has_version,
+                           oldest=None, newest=newest, window_days=28, versions=(),
+                           buckets=tuple(buckets), error_days=tuple(errors),
+                           segment_days=tuple(segments))
+
+
+def _deployment(expected: float = 0.03, controls: tuple[str, ...] | None = ()) -> Deployment:
+    return Deployment("p-1", "a", "v1", "v2", DEPLOY, "sha", "v2", None, None, expected,
+                      controls=controls)
+
+
+def test_day_level_noise_is_not_a_regression() -> None:
+    # The success rate moves by ~2 points from day to day. A week after the deploy the new
+    # version sits 1.5 points under the base mean: well within the days' own movement,
+    # but 20,000 executions a day make a per-execution test sure it is a drop.
+    rng = np.random.default_rng(4)
+    day_rate = {k: 0.9 + rng.normal(0, 0.02) for k in range(-56, 0)}
+    base = _buckets("a", "v1", range(-56, 0), lambda k: day_rate[k], 20000, rng)
+    new = _buckets("a", "v2", range(1, 8), 0.9 - 0.015 + 0.0, 20000, rng)
+    pooled_base = Arm(sum(b.executions for b in base[-7:]), sum(b.successes for b in base[-7:]))
+    pooled_new = Arm(sum(b.executions for b in new), sum(b.successes for b in new))
+    assert compare(pooled_base, pooled_new, 0.03, POLICY).decision == "regression"
+    result = measure(_deployment(), _snapshot(base + new), POLICY)
+    c = result.comparison
+    assert c.decision == "keep_measuring" and not result.recommend_rollback
+    alone = c.views[0]
+    assert alone.day_sd_estimated and alone.day_sd == pytest.approx(0.02, rel=0.25)
+    assert "day-to-day sd of the success rate" in result.attribution
+
+
+def test_the_placebo_check_gates_the_decision() -> None:
+    # The base's last five days dropped 3 points for a reason nobody knows; the new version
+    # runs 3 points above the base's usual level. Against the base model it looks like a
+    # +4 point win, but the same comparison inside the base's own history "finds" -3
+    # points: the base moves by itself as much as a change would.
+    n, d0 = 20000, date(2026, 3, 6)
+
+    def day(k: int, p: float) -> Day:
+        return Day(d0 + timedelta(days=k), p + (0.003 if (k * 7919) % 3 == 0 else -0.0015),
+                   p * (1 - p) / n, n)
+
+    pre = tuple(day(k, 0.87 if k >= -5 else 0.90) for k in range(-56, 0))
+    post = tuple(day(k, 0.93) for k in range(1, 4))
+    ev = Evidence(Series("success rate", pre, post, 0.02**2), None, (), (),
+                  Arm(56 * n, int(56 * n * 0.9)), Arm(3 * n, int(3 * n * 0.93)), post[0].day, 3)
+    c = decide(ev, 0.03, POLICY)
+    assert c.views[0].low > 0  # the interval alone would call it a success
+    assert c.decision == "inconclusive"
+    assert c.reason.startswith("inconclusive — base unstable")
+    assert "last 3 day(s) before the deploy" in c.reason and "success" in c.reason
+
+
+def test_a_shock_every_agent_shares_is_not_the_prompt() -> None:
+    # Two days after the deploy every agent drops 3 points (an upstream model update).
+    rng = np.random.default_rng(9)
+
+    def rate(k: int) -> float:
+        return 0.9 - (0.03 if k >= 2 else 0.0)
+
+    base = _buckets("a", "v1", range(-56, 0), rate, 5000, rng)
+    new = _buckets("a", "v2", range(1, 15), rate, 5000, rng)
+    peers = [b for name in ("b", "c") for b in _buckets(name, "p1", range(-56, 15), rate,
+                                                         5000, rng)]
+    alone = measure(_deployment(controls=()), _snapshot(base + new + peers), POLICY)
+    assert alone.comparison.decision == "regression"  # without controls: a false rollback
+    assert alone.recommend_rollback
+    result = measure(_deployment(controls=("b", "c")), _snapshot(base + new + peers), POLICY)
+    c = result.comparison
+    assert c.decision not in ("regression", "success") and not result.recommend_rollback
+    assert [v.name for v in c.views] == ["against unchanged agents", "alone"]
+    assert abs(c.views[0].estimate) < 0.01 and c.views[1].high < 0
+    assert c.drift is not None and "disagree" in c.drift and "b, c" in c.drift
+    assert "checked against 2 unchanged agent(s): b, c" in result.attribution
+    # With a version column, agents whose version changed in the window are no controls.
+    moved = _buckets("b", "p2", range(5, 15), rate, 5000, rng)
+    again = measure(_deployment(controls=None), _snapshot(base + new + peers + moved), POLICY)
+    assert "unchanged agent(s): c" in again.attribution
+
+
+def test_no_measurable_effect_only_when_the_interval_excludes_effects_worth_having() -> None:
+    rng = np.random.default_rng(21)
+    base = _buckets("a", "v1", range(-56, 0), 0.9, 60, rng)
+    new = _buckets("a", "v2", range(1, 31), 0.9, 60, rng)
+    result = measure(_deployment(), _snapshot(base + new[:9]), POLICY)
+    c = result.comparison
+    assert c.decision == "keep_measuring"  # ±3-4 points still possible at 60 a day
+    assert c.ci_high - c.ci_low > 2 * POLICY.min_detectable_effect
+    assert result.state == "measuring"
+    # A month on, the base's own counts bound the interval beyond ±2 points for good.
+    ended = measure(_deployment(), _snapshot(base + new), POLICY)
+    assert ended.state == "completed" and ended.comparison.decision == "inconclusive"
+    assert ended.comparison.reason.startswith("inconclusive — not enough base traffic: the "
+                                              "base version's 3360 executions")
+    many = _buckets("a", "v1", range(-56, 0), 0.9, 20000, rng) + \
+        _buckets("a", "v2", range(1, 4), 0.9, 20000, rng)
+    done = measure(_deployment(), _snapshot(many), POLICY).comparison
+    assert done.decision == "no_effect"
+    assert -POLICY.min_detectable_effect < done.ci_low < done.ci_high \
+        < POLICY.min_detectable_effect
+
+
+def test_a_short_base_history_ends_inconclusive_and_frees_the_agent() -> None:
+    # Three days of the base version (Tuesday to Thursday), then the deploy.
+    rng = np.random.default_rng(2)
+    base = _buckets("a", "v1", range(-3, 0), 0.9, 400, rng)
+    early = measure(_deployment(), _snapshot(base + _buckets("a", "v2", range(1, 4), 0.9,
+                                                                400, rng)), POLICY)
+    assert early.comparison.decision == "insufficient_data" and early.state == "measuring"
+    assert "weekdays" in early.comparison.reason
+    later = _buckets("a", "v2", range(1, 15), 0.9, 400, rng)
+    result = measure(_deployment(), _snapshot(base + later), POLICY)
+    assert result.state == "completed" and result.comparison.decision == "inconclusive"
+    assert "not enough base traffic" in result.comparison.reason
+    assert "3 day(s)" in result.comparison.reason
+    assert result.headline.startswith("inconclusive — not enough base traffic")
+
+
+def test_no_decision_after_max_days_is_inconclusive() -> None:
+    rng = np.random.default_rng(6)
+    data = _buckets("a", "v1", range(-56, 0), 0.9, 60, rng) + \
+        _buckets("a", "v2", range(1, 13), 0.9, 60, rng)
+    result = measure(_deployment(), _snapshot(data), MeasurePolicy(max_days=10))
+    assert result.state == "completed" and result.comparison.decision == "inconclusive"
+    assert "no decision after 12 days" in result.comparison.reason
+
+
+def _outage(agent: str, version: str, k: int, count: int) -> ErrorDay:
+    return ErrorDay(agent, version, _day(k), "error", *OUTAGE, count, _day(k), _day(k),
+                    "Error code: 529 - overloaded_error: Overloaded")
+
+
+def test_outage_days_are_left_out_and_named() -> None:
+    rng = np.random.default_rng(12)
+    usual = []
+    base = _buckets("a", "v1", range(-56, 0), 0.9, 2000, rng)
+    new = _buckets("a", "v2", range(1, 8), 0.9, 2000, rng)
+    for b in base + new:
+        usual.append(ErrorDay("a", b.prompt_version, b.hour.replace(hour=0), "error",
+                              "ToolCallError", "lookup failed", b.executions - b.successes,
+                              b.hour, b.hour, "lookup failed"))
+    # Days 2 and 3 after the deploy: an outage fails 20 % more of the executions.
+    hit = []
+    for b in new:
+        k = (b.hour - DAY0).days
+        if k in (2, 3):
+            hit.append(Bucket("a", "v2", b.hour, b.executions, b.successes - 400, 0,
+                              b.errors + 400))
+            usual.append(_outage("a", "v2", k, 400))
+        else:
+            hit.append(b)
+    plain = measure(_deployment(), _snapshot(base + hit, usual[:len(base) + len(new)]),
+                    POLICY)
+    assert plain.comparison.decision == "regression"  # counted as the prompt's doing
+    result = measure(_deployment(), _snapshot(base + hit, usual), POLICY)
+    c = result.comparison
+    assert c.decision != "regression" and not result.recommend_rollback
+    assert [(i.day, i.error_type) for i in c.incidents] == [
+        (date(2026, 3, 8), "APIStatusError"), (date(2026, 3, 9), "APIStatusError")]
+    assert "infrastructure" in c.incidents[0].why
+    assert "incident day(s) 03-08, 03-09 left out" in c.reason
+    assert c.new.executions == 5 * 2000
+
+
+def test_a_spike_of_a_prompt_error_is_no_incident_unless_other_agents_share_it() -> None:
+    days = [date(2026, 3, k) for k in range(1, 11)]
+    executions = {(a, d): 1000 for a in ("a", "b") for d in days}
+
+    def errors(agent: str, spike: bool) -> list[ErrorDay]:
+        return [ErrorDay(agent, "v", datetime(d.year, d.month, d.day), "error",
+                         "OutputParserException", "Could not parse LLM output",
+                         300 if spike and d.day == 5 else 20, datetime(2026, 3, 1),
+                         datetime(2026, 3, 1), "x") for d in days]
+
+    assert find(errors("a", True), executions, ["a"], days, 0.02) == []
+    shared = find(errors("a", True) + errors("b", True), executions, ["a"], days, 0.02)
+    assert [(i.day, i.agent_id, i.count) for i in shared] == [(date(2026, 3, 5), "a", 300)]
+    assert "the same failure jumped that day in b" in shared[0].why
+
+
+def test_a_mix_shift_is_re_weighted_to_the_base_mix() -> None:
+    # Easy requests succeed 95 %, hard ones 80 %; after the deploy 60 % are hard, not 50 %.
+    rng = np.random.default_rng(31)
+    buckets, segments = [], []
+    for k in [*range(-56, 0), *range(1, 8)]:
+        version, hard_share = ("v1", 0.5) if k < 0 else ("v2", 0.6)
+        n_hard = int(rng.binomial(4000, hard_share))
+        ok_hard = int(rng.binomial(n_hard, 0.80))
+        ok_easy = int(rng.binomial(4000 - n_hard, 0.95))
+        buckets.append(Bucket("a", version, _day(k), 4000, ok_hard + ok_easy, 0,
+                              4000 - ok_hard - ok_easy))
+        segments += [SegmentDay("a", version, _day(k), "hard", n_hard, ok_hard),
+                     SegmentDay("a", version, _day(k), "easy", 4000 - n_hard, ok_easy)]
+    raw = measure(_deployment(), _snapshot(buckets), POLICY)
+    assert raw.comparison.decision == "regression"  # the mix moved, not the prompt
+    result = measure(_deployment(), _snapshot(buckets, segments=segments), POLICY)
+    c = result.comparison
+    assert c.decision in ("keep_measuring", "no_effect") and abs(c.delta) < 0.01
+    mix = {m.segment: m for m in c.segments}
+    assert mix["hard"].base_share == pytest.approx(0.5, abs=0.01)
+    assert mix["hard"].new_share == pytest.approx(0.6, abs=0.01)
+    assert mix["easy"].new_rate == pytest.approx(0.95, abs=0.01)
+    assert "re-weighted to the base's segment mix" in result.attribution
+
+
+def test_a_cheaper_change_succeeds_by_non_inferiority_day_by_day() -> None:
+    n, d0 = 5000, date(2026, 3, 6)
+    rng = np.random.default_rng(1)
+
+    def series(metric: str, level: float, after: float, sd: float) -> Series:
+        pre = tuple(Day(d0 + timedelta(days=k), level + rng.normal(0, sd), sd * sd / 4, n)
+                    for k in range(-56, 0))
+        post = tuple(Day(d0 + timedelta(days=k), after + rng.normal(0, sd), sd * sd / 4, n)
+                     for k in range(1, 8))
+        return Series(metric, pre, post, 0.05**2)
+
+    success = series("success rate", 0.9, 0.9, 0.003)
+    cost = series("cost", -4.6, -4.6 + np.log(0.85), 0.01)  # 15 % cheaper
+    ev = Evidence(success, None, (), (cost,), Arm(56 * n, int(56 * n * 0.9)),
+                  Arm(7 * n, int(7 * n * 0.9)), d0 + timedelta(days=1), 7)
+    won = decide(ev, 0.0, POLICY, judged_by="cheaper")
+    assert won.decision == "success" and won.reason.startswith("cheaper (cost ×0.8")
+    assert decide(ev, 0.0, POLICY).decision != "success"  # no win as an error-handling fix
