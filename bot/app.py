@@ -8,6 +8,7 @@ nothing new changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -180,10 +181,12 @@ def history(ctx: Context, base_sha: str,
             continue  # a hand-edited or foreign file: not evidence
     for r in (fresh or {}).values():
         path = results_paths(r)[0]
+        if standing(ctx.git.read(base_sha, path), r.state) is not None:
+            continue  # the recorded result stands; it is counted above (or not) as it is
         if r.state in ("completed", "rolled_back") and r.comparison.decision in (
                 "success", "regression", "no_effect"):
             out[path] = Outcome(r.proposal_type, r.expected_delta, r.comparison.delta)
-        elif not is_final(ctx.git.read(base_sha, path), r.state):
+        else:
             # This run rewrites that file without a measured effect: the next run will not
             # count it either, so this one must not (or the two would propose differently).
             out.pop(path, None)
@@ -260,7 +263,8 @@ def version_at(ctx: Context, sha: str, path: str) -> str | None:
         return None
 
 
-def deployment(ctx: Context, state: RepoState, base: str, t: Tracked) -> Deployment:
+def deployment(ctx: Context, state: RepoState, base: str, t: Tracked,
+               by_version: bool = True) -> Deployment:
     """What git says about a merged proposal: versions as merged, when each was live."""
     pr = t.pr
     assert pr.merge_sha is not None and pr.merged_at is not None
@@ -290,13 +294,17 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked) -> Deploym
                 if version == base_version:
                     reverted_at, revert_sha = until, sha
                 break
-    # Natural controls: agents whose files nobody touched from the start of the base window
-    # on (a comment edit excludes one too: cheaper than reading every version, and safe).
-    since = pr.merged_at.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
-        days=state.policy.measure.base_days)
-    touched = ctx.git.touched_since(f"refs/heads/{base}", since, "prompts/")
-    controls = tuple(sorted(a for a in state.agents
-                            if a != t.agent and f"prompts/{a}/agent.yaml" not in touched))
+    # Natural controls: with a version column the export itself shows which of the
+    # repository's agents kept one version; without one, the agents whose file nobody
+    # touched from the start of the base window on (an addition or a comment edit excludes
+    # one too).
+    controls = tuple(sorted(a for a in state.agents if a != t.agent))
+    if not by_version:
+        since = pr.merged_at.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+            days=state.policy.measure.base_days)
+        touched = ctx.git.touched_since(f"refs/heads/{base}", since, "prompts/")
+        controls = tuple(sorted(a for a in state.agents
+                                if a != t.agent and f"prompts/{a}/agent.yaml" not in touched))
     expected, kind, rule = 0.0, "error_handling", None
     # Read the pre-registration as merged: a revert deletes it from the base branch.
     record = ctx.git.read(pr.merge_sha, f"prompts/{t.agent}/proposals/{t.proposal_id}.yaml")
@@ -365,13 +373,17 @@ def measure_all(
                     continue
                 ensure_labels(ctx, t.pr, labels_for(prefix, PROPOSED), report, dry_run)
                 continue
-            result = measure(deployment(ctx, state, base, t), snapshot, state.policy.measure)
+            result = measure(deployment(ctx, state, base, t, snapshot.has_version), snapshot,
+                             state.policy.measure)
             results[t.proposal_id] = result
             json_path, md_path = results_paths(result)
             recorded = existing_results(ctx, state, base, json_path)
-            if is_final(recorded, result.state):
+            kept = standing(recorded, result.state)
+            if kept is not None:
+                # Whatever today's numbers say, the agent is as free as the record says.
+                results[t.proposal_id] = dataclasses.replace(result, state=kept)
                 # A decided result stays as recorded; later traffic does not rewrite it.
-                ensure_labels(ctx, t.pr, labels_for(prefix, result.state), report, dry_run)
+                ensure_labels(ctx, t.pr, labels_for(prefix, kept), report, dry_run)
                 continue
             want = {json_path: result.to_json(),
                     md_path: f"# {result.agent_id} · {result.proposal_id}\n\n"
@@ -440,14 +452,21 @@ def supersede(
     ensure_labels(ctx, t.pr, labels_for(prefix, SUPERSEDED), report, dry_run)
 
 
-def is_final(recorded: str | None, state: str) -> bool:
-    if recorded is None or state not in (COMPLETED, ROLLED_BACK):
-        return False
+def standing(recorded: str | None, state: str) -> str | None:
+    """The recorded state when it stands against a new measurement in `state`, else None.
+
+    A final result is frozen: later traffic never rewrites it. Only a rollback of a
+    completed proposal changes it (to rolled back)."""
+    if recorded is None:
+        return None
     try:
         data = json.loads(recorded)
     except json.JSONDecodeError:
-        return False
-    return isinstance(data, dict) and data.get("state") == state
+        return None
+    old = data.get("state") if isinstance(data, dict) else None
+    if old == ROLLED_BACK or (old == COMPLETED and state != ROLLED_BACK):
+        return str(old)
+    return None
 
 
 def existing_results(ctx: Context, state: RepoState, base: str, path: str) -> str | None:

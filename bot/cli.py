@@ -83,6 +83,26 @@ def _parser() -> argparse.ArgumentParser:
                    help="share of rows made invalid (e.g. 0.0005)")
     s.add_argument("--drift", type=float, default=0.0,
                    help="change of every success rate per simulated week (e.g. -0.005)")
+    # What real traffic does to a before/after comparison (docs/METRICS.md); days count
+    # from the day of the newest deploy (0), negative before it.
+    s.add_argument("--day-sd", type=float, default=0.0,
+                   help="day-to-day sd of each agent's success rate (e.g. 0.01)")
+    s.add_argument("--weekend", type=float, default=0.0,
+                   help="success-rate change on Saturdays and Sundays (e.g. -0.03)")
+    s.add_argument("--shared-sd", type=float, default=0.0,
+                   help="day-to-day change every agent shares, its sd (e.g. 0.01)")
+    s.add_argument("--shared-step", type=float, default=0.0,
+                   help="a lasting change of every agent's success rate (e.g. -0.02) ...")
+    s.add_argument("--shared-step-day", type=int, default=0,
+                   help="... from this day on (relative to the newest deploy's day)")
+    s.add_argument("--incident-day", type=int, action="append", default=[],
+                   help="an outage day relative to the newest deploy's day (repeatable)")
+    s.add_argument("--incident-share", type=float, default=0.2,
+                   help="share of executions an outage fails (default 0.2)")
+    s.add_argument("--segments", action="store_true",
+                   help="add a segment column: easy (+5 pts) and hard (-5 pts), half each")
+    s.add_argument("--segment-shift", type=float, default=0.0,
+                   help="change of the hard share after each agent's newest deploy (e.g. 0.1)")
 
     q = sub.add_parser("propose", help="the proposals the bot would open, with estimates")
     q.add_argument("--agent")
@@ -347,6 +367,7 @@ def _version(root: Path, args: argparse.Namespace) -> int:
 
 
 def _simulate(root: Path, args: argparse.Namespace) -> int:
+    from bot.core.simulate import Departures
     from bot.edges.git import Git
     from bot.load.simulate import simulate
 
@@ -355,12 +376,23 @@ def _simulate(root: Path, args: argparse.Namespace) -> int:
     if not (0 <= args.duplicates < 1 and 0 <= args.bad_rows < 1):
         raise UsageError("--duplicates and --bad-rows are shares between 0 and 1",
                          fix="e.g. --duplicates 0.001 --bad-rows 0.0005")
+    if not (0 < args.incident_share <= 1 and -0.5 <= args.segment_shift <= 0.5):
+        raise UsageError("--incident-share must be in (0, 1] and --segment-shift within ±0.5",
+                         fix="e.g. --incident-share 0.2 --segment-shift 0.1")
+    if args.segment_shift and not args.segments:
+        raise UsageError("--segment-shift needs --segments", fix="add --segments")
+    departures = Departures(day_sd=args.day_sd, weekend=args.weekend,
+                            shared_sd=args.shared_sd, shared_step=args.shared_step,
+                            shared_step_day=args.shared_step_day,
+                            incident_days=tuple(sorted(set(args.incident_day))),
+                            incident_share=args.incident_share, segments=args.segments,
+                            segment_shift=args.segment_shift)
     written = simulate(Git(root), Path(args.out), days=args.days, seed=args.seed,
                        per_day=args.per_day, effect=args.effect, effects_file=args.effects,
                        version_column=not args.no_version_column, base=_base_branch(root),
                        formats=tuple(args.format or ["csv"]), duplicate_rate=args.duplicates,
                        bad_rate=args.bad_rows, drift_per_week=args.drift,
-                       quality_effect=args.quality_effect)
+                       quality_effect=args.quality_effect, departures=departures)
     for path, rows in written:
         out(f"wrote {rows} rows to {path}")
     return 0

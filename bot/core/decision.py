@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from bot.core.daily import MIN_TREND_DAYS, Day, Estimate, Model, estimate, fit, planned
+from bot.core.daily import Day, Estimate, Model, estimate, fit, planned
 from bot.core.model import MeasurePolicy
 from bot.core.sequential import half_width, mixing_variance, sequence
 from bot.core.stats import (
@@ -44,8 +44,10 @@ from bot.core.stats import (
 )
 
 FINAL = ("success", "regression", "no_effect", "inconclusive")
-# The placebo needs at least this many base days left before its pretend deploy.
+# The placebo needs at least this many base days left before its pretend deploy (and this
+# many more when the main model carries a trend, which the placebo must carry too).
 MIN_PLACEBO_BASE = 7
+MIN_PLACEBO_TREND = 10
 # A base history shorter than this is "not enough base traffic" when it bounds the interval.
 SHORT_HISTORY_DAYS = 14
 
@@ -101,8 +103,9 @@ def _placebo(series: Series, model: Model, days: int, policy: MeasurePolicy) -> 
     head, tail = series.pre[:-length], series.pre[-length:]
     if length < 1 or len(head) < MIN_PLACEBO_BASE:
         return None
-    trend = model.trend and len(head) >= MIN_TREND_DAYS
-    fake = fit(head, series.prior_s2, trend=trend)
+    if model.trend and len(head) < MIN_PLACEBO_TREND:
+        return None  # too few days before the pretend deploy to carry a trend from
+    fake = fit(head, series.prior_s2, trend=model.trend)
     est: Estimate | None = estimate(fake, tail) if fake else None
     if fake is None or est is None:
         return None

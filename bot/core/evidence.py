@@ -18,7 +18,7 @@ from bot.core import incidents
 from bot.core.daily import Day
 from bot.core.decision import Evidence, Series
 from bot.core.metrics import COST_UNIT, Bucket, MetricsSnapshot, bin_value
-from bot.core.model import MeasurePolicy
+from bot.core.model import MeasurePolicy, is_safe_id
 from bot.core.stats import Arm, SegmentMix
 
 # Day-to-day standard deviations assumed while the base history is too short to estimate
@@ -282,6 +282,8 @@ def stable_peers(snapshot: MetricsSnapshot, agent: str, candidates: Iterable[str
     of the days on each side."""
     names = set(candidates) if candidates is not None else (
         {b.agent_id for b in snapshot.buckets} if snapshot.has_version else set())
+    # Agent ids from the export end up in the results: only well-formed ones qualify.
+    names = {n for n in names if is_safe_id(n)}
     pre = {d for d in win.days() if d < win.deploy_day}
     post = {d for d in win.days() if d > win.deploy_day}
     out = []

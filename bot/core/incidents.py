@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 
 from bot.core.metrics import ErrorDay
+from bot.core.model import is_safe_id
 from bot.core.stats import Incident
 
 # What an upstream failure looks like in error types and messages. Timeouts are not on the
@@ -88,7 +89,10 @@ def find(errors: Iterable[ErrorDay], executions: Mapping[tuple[str, date], int],
                 elsewhere = sorted(a for a, found in spikes.items()
                                    if a != agent and day in found.get(key, {}))
                 if elsewhere:
-                    shown = ", ".join(elsewhere[:3]) + (" …" if len(elsewhere) > 3 else "")
+                    # Agent ids come from the export: only well-formed ones are named.
+                    named = [a if is_safe_id(a) else "(an agent with an odd id)"
+                             for a in elsewhere]
+                    shown = ", ".join(named[:3]) + (" …" if len(named) > 3 else "")
                     why = f"the same failure jumped that day in {shown}"
                 elif is_infrastructure(key[0], examples.get(key, "")):
                     why = "an infrastructure error (rate limit, overload, 5xx or connection)"

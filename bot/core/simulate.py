@@ -6,9 +6,12 @@ stream), so the output is deterministic and DuckDB can generate in parallel:
 10 M rows take seconds, not minutes.
 
 What the data has, on purpose: per-version true success rates (the ground truth
-a measurement must recover), daily and weekly seasonality, optional drift of the
-success rate over time, realistic error messages with variable parts, log-normal
-latency, re-sent executions (duplicate ids) and a few bad rows.
+a measurement must recover), daily and weekly seasonality of volume, realistic error
+messages with variable parts, log-normal latency, re-sent executions (duplicate ids)
+and a few bad rows; and, as options (`Departures`), what real traffic does to a
+before/after comparison: day-to-day variation of the success rate, a weekend dip, a
+drift, outage days, shocks every agent shares, and a shift in the mix of easy and hard
+requests (with a `segment` column).
 """
 
 from __future__ import annotations
@@ -92,6 +95,27 @@ class Timeline:
 
 
 @dataclass(frozen=True)
+class Departures:
+    """How the traffic departs from independent executions. Days are counted from the day
+    of the newest deploy (0), negative before it."""
+
+    day_sd: float = 0.0  # sd of each agent's success rate from day to day
+    weekend: float = 0.0  # success-rate change on Saturdays and Sundays
+    shared_sd: float = 0.0  # sd of a day-to-day change every agent shares
+    shared_step: float = 0.0  # a lasting change of every agent's success rate ...
+    shared_step_day: int = 0  # ... from this day on
+    incident_days: tuple[int, ...] = ()  # outage days: a share of executions fail upstream
+    incident_share: float = 0.2
+    segments: bool = False  # a segment column: "easy" (+5 pts) and "hard" (-5 pts), 50/50
+    segment_shift: float = 0.0  # change of the hard share after each agent's newest deploy
+
+
+# The outage's error, as the Anthropic API words an overload.
+INCIDENT = ("APIStatusError", "Error code: 529 - {'type': 'error', 'error': {'type': "
+            "'overloaded_error', 'message': 'Overloaded'}}")
+
+
+@dataclass(frozen=True)
 class Options:
     seed: int = 1
     version_column: bool = True
@@ -102,6 +126,7 @@ class Options:
     # None: no quality_score column. Else scores around QUALITY_MEAN for every version, plus
     # this for the newest one (as `effect` for the success rate).
     quality_effect: float | None = None
+    departures: Departures = Departures()
 
 
 QUALITY_MEAN = 0.70
@@ -120,30 +145,37 @@ def _values(rows: Sequence[tuple[object, ...]], names: str) -> str:
     return f"(VALUES {body}) AS t({names})"
 
 
-def _h(stream: int, seed: int) -> str:
+def _h(stream: int, seed: int, key: str = "i") -> str:
     # One integer per (row, stream, seed) through the single-argument hash: DuckDB's
     # multi-argument hash combines its inputs too weakly (draws came out correlated).
-    return f"hash(i * 64 + {stream} + {seed % 1_000_000} * 1099511627776)"
+    # `key`: the row (i), or a day (the same draw for every execution of that day).
+    return f"hash(({key}) * 64 + {stream} + {seed % 1_000_000} * 1099511627776)"
 
 
-def _u(stream: int, seed: int) -> str:
-    """A uniform draw in [0, 1) for this row and stream, reproducible and parallel."""
-    return f"({_h(stream, seed)} / 18446744073709551616.0)"
+def _u(stream: int, seed: int, key: str = "i") -> str:
+    """A uniform draw in [0, 1) for this row (or key) and stream, reproducible, parallel."""
+    return f"({_h(stream, seed, key)} / 18446744073709551616.0)"
 
 
-def _normal(a: int, b: int, seed: int) -> str:
+def _normal(a: int, b: int, seed: int, key: str = "i") -> str:
     # Box-Muller from two uniforms (nudged off 0 for the logarithm).
-    return (f"(sqrt(-2 * ln({_u(a, seed)} + 1e-12)) * cos(2 * pi() * {_u(b, seed)}))")
+    return (f"(sqrt(-2 * ln({_u(a, seed, key)} + 1e-12)) * cos(2 * pi() * "
+            f"{_u(b, seed, key)}))")
 
 
-def query(timelines: list[Timeline], start: datetime, end: datetime, opts: Options) -> str:
-    """SELECT producing the canonical columns, ordered by time."""
+def query(timelines: list[Timeline], start: datetime, end: datetime, opts: Options,
+          pivot: datetime | None = None) -> str:
+    """SELECT producing the canonical columns, ordered by time. `pivot`: the newest deploy,
+    day 0 of `opts.departures` (default: `start`)."""
     span = int((end - start).total_seconds())
     days = span / 86_400
     agents, versions, errors = [], [], []
+    never = end + timedelta(days=365)
     for idx, tl in enumerate(timelines):
         thin = _MEAN_WEIGHT if opts.seasonality else 1.0
-        agents.append((idx, tl.agent_id, kind_of(tl.agent_id), int(tl.per_day * days / thin)))
+        shift_at = tl.changes[-1][0] if len(tl.changes) > 1 else never
+        agents.append((idx, tl.agent_id, kind_of(tl.agent_id), int(tl.per_day * days / thin),
+                       shift_at))
         rates = tl.rate_of()
         changes = list(tl.changes)
         newest = tl.newest()
@@ -170,31 +202,59 @@ def query(timelines: list[Timeline], start: datetime, end: datetime, opts: Optio
         if opts.seasonality else "1.0"
     )
     drift = f"{opts.drift_per_week} * epoch(ts - {_lit(start)}) / 604800.0"
-    status_ok = f"{_u(4, s)} < r.rate + {drift}"
+    dep = opts.departures
+    day0 = (pivot or start).replace(hour=0, minute=0, second=0, microsecond=0)
+    # Days from the pivot day, offset so hash keys stay positive.
+    day_key = f"(CAST(floor((epoch(ts) - epoch({_lit(day0)})) / 86400) AS BIGINT))"
+    moves = [drift]
+    if dep.day_sd:
+        moves.append(f"{dep.day_sd} * "
+                     + _normal(21, 22, s, "agent_idx * 1000003 + dd + 500000"))
+    if dep.shared_sd:
+        moves.append(f"{dep.shared_sd} * " + _normal(23, 24, s, "dd + 500000"))
+    if dep.shared_step:
+        moves.append(f"(CASE WHEN dd >= {dep.shared_step_day} THEN {dep.shared_step} "
+                     "ELSE 0 END)")
+    if dep.weekend:
+        moves.append(f"(CASE WHEN dayofweek(ts) IN (0, 6) THEN {dep.weekend} ELSE 0 END)")
+    if dep.segments:
+        moves.append("(CASE WHEN hard THEN -0.05 ELSE 0.05 END)")
+    hard = (f"{_u(25, s)} < 0.5 + CASE WHEN ts >= shift_at THEN {dep.segment_shift} ELSE 0 END"
+            if dep.segments else "false")
+    outage = (f"dd IN ({', '.join(str(d) for d in dep.incident_days)}) "
+              f"AND {_u(26, s)} < {dep.incident_share}" if dep.incident_days else "false")
+    status_ok = f"NOT outage AND {_u(4, s)} < r.rate + " + " + ".join(moves)
+    segment = ", CASE WHEN hard THEN 'hard' ELSE 'easy' END AS segment" if dep.segments else ""
     version_col = "version AS prompt_version, " if opts.version_column else ""
     quality = ", quality_score" if opts.quality_effect is not None else ""
     input_tokens = f"greatest(50, CAST(1400 + 250 * {_normal(8, 9, s)} AS INTEGER))"
     output_tokens = f"greatest(5, CAST(exp(ln(320) + 0.35 * {_normal(10, 11, s)}) AS INTEGER))"
     return f"""
-WITH agents AS (SELECT * FROM {_values(agents, "agent_idx, agent_id, kind, n")}),
+WITH agents AS (SELECT * FROM {_values(agents, "agent_idx, agent_id, kind, n, shift_at")}),
 versions AS (SELECT * FROM {_values(versions, "agent_idx, version, lo, hi, rate, qmean")}),
 errs AS (SELECT * FROM {_values(errors, "kind, etype, template, cum_lo, cum_hi")}),
 draws AS (
-    SELECT a.agent_idx, a.agent_id, a.kind, r.range * {len(agents)} + a.agent_idx AS i,
+    SELECT a.agent_idx, a.agent_id, a.kind, a.shift_at,
+           r.range * {len(agents)} + a.agent_idx AS i,
            {_lit(start)} + to_seconds(CAST(floor({_u(1, s)} * {span}) AS BIGINT)) AS ts
     FROM agents a JOIN range({n_max}) r ON r.range < a.n
 ),
 rows AS (
-    SELECT d.*, v.version, v.rate, v.qmean, {_u(3, s)} AS u_keep FROM draws d
+    SELECT d.*, v.version, v.rate, v.qmean, {_u(3, s)} AS u_keep, {day_key} AS dd
+    FROM draws d
     JOIN versions v ON v.agent_idx = d.agent_idx AND d.ts >= v.lo AND d.ts < v.hi
 ),
+marked AS (
+    SELECT r.*, ({hard}) AS hard, ({outage}) AS outage FROM rows r WHERE u_keep < {weight}
+),
 execs AS (
-    SELECT r.*, ({status_ok}) AS ok, {_u(5, s)} AS u_err FROM rows r
-    WHERE u_keep < {weight}
+    SELECT r.*, ({status_ok}) AS ok, {_u(5, s)} AS u_err FROM marked r
 ),
 full_rows AS (
-    SELECT x.*, e.etype, e.template FROM execs x
-    LEFT JOIN errs e ON NOT x.ok AND e.kind = x.kind
+    SELECT x.*, CASE WHEN x.outage THEN {_lit(INCIDENT[0])} ELSE e.etype END AS etype,
+           CASE WHEN x.outage THEN {_lit(INCIDENT[1])} ELSE e.template END AS template
+    FROM execs x
+    LEFT JOIN errs e ON NOT x.ok AND NOT x.outage AND e.kind = x.kind
         AND x.u_err >= e.cum_lo AND x.u_err < e.cum_hi
 ),
 out AS (
@@ -218,7 +278,7 @@ out AS (
            'claude-sonnet-4-5' AS model, i,
            round(least(1.0, greatest(0.0, qmean + 0.15 * {_normal(17, 18, s)})), 3)
                AS quality_score,
-           {_u(15, s)} AS u_dup, {_u(16, s)} AS u_bad
+           {_u(15, s)} AS u_dup, {_u(16, s)} AS u_bad{segment}
     FROM full_rows
 ),
 priced AS (
@@ -238,6 +298,7 @@ SELECT
     CASE WHEN u_bad >= {2 * opts.bad_rate / 3} AND u_bad < {opts.bad_rate}
          THEN -latency_ms ELSE latency_ms END AS latency_ms,
     input_tokens, output_tokens, cost_usd, error_type, error_message, model{quality}
+    {", segment" if dep.segments else ""}
 FROM with_dups
 ORDER BY ts, agent_id, execution_id
 """

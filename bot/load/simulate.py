@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from bot.core.agentfile import parse_agent
-from bot.core.simulate import Options, Timeline, query
+from bot.core.simulate import Departures, Options, Timeline, query
 from bot.edges.git import Git, GitTree
 from bot.errors import InputError, PromptbotError, UsageError
 from bot.load.metrics import connect
@@ -102,7 +102,8 @@ def simulate(git: Git, out_dir: Path, *, days: int, seed: int, per_day: int,
              base: str = "main", formats: tuple[str, ...] = ("csv",),
              duplicate_rate: float = 0.0, bad_rate: float = 0.0,
              drift_per_week: float = 0.0,
-             quality_effect: float | None = None) -> list[tuple[Path, int]]:
+             quality_effect: float | None = None,
+             departures: Departures | None = None) -> list[tuple[Path, int]]:
     lines = timelines(git, base, per_day, effect, _effects(effects_file))
     if not lines:
         raise UsageError(f"no agents with history on {base} to simulate",
@@ -113,6 +114,6 @@ def simulate(git: Git, out_dir: Path, *, days: int, seed: int, per_day: int,
     start = (latest - timedelta(days=days)).replace(minute=0, second=0)
     opts = Options(seed=seed, version_column=version_column, duplicate_rate=duplicate_rate,
                    bad_rate=bad_rate, drift_per_week=drift_per_week,
-                   quality_effect=quality_effect)
-    return write(query(lines, start, latest + timedelta(days=days), opts), out_dir,
-                 list(formats))
+                   quality_effect=quality_effect, departures=departures or Departures())
+    return write(query(lines, start, latest + timedelta(days=days), opts, pivot=latest),
+                 out_dir, list(formats))
