@@ -4,7 +4,8 @@ Rows never pass through Python. Two scans, whatever the size:
   1. hashes of `execution_id` that occur more than once (a few thousand in 10 M rows),
      found by sorting the 64-bit hashes (only these 8 bytes a row reach Python);
   2. one streamed pass over every row feeding three GROUP BYs: hourly sums, daily
-     log-binned histograms, daily counts per error message, bad rows per reason; each row
+     log-binned histograms, daily counts per error message, bad rows per reason (and a
+     fourth, daily counts per segment, only when some file has a segment column); each row
      behind a repeated hash leaves the pass whole, is settled exactly (earliest good row of
      an id wins), and only the winners are aggregated.
 Deduplicating 10 M string ids with a window function is the slow way; finding the
@@ -34,6 +35,7 @@ from bot.core.metrics import (
     HistBin,
     MetricsSnapshot,
     Moments,
+    SegmentDay,
     isolated_tail,
     version_stats,
 )
@@ -47,7 +49,7 @@ from bot.load.sql import lit as _lit
 CANONICAL = (
     "timestamp", "agent_id", "prompt_version", "execution_id", "status", "latency_ms",
     "input_tokens", "output_tokens", "cost_usd", "error_type", "error_message",
-    "quality_score", "model", "retries",
+    "quality_score", "model", "retries", "segment",
 )
 REQUIRED = ("timestamp", "agent_id", "status")
 # The pre-aggregated daily form: one row per day, agent and version with counts and sums,
@@ -57,6 +59,9 @@ DAILY = (
     "latency_log_sumsq", "cost_sum", "input_tokens_sum", "output_tokens_sum", "quality_n",
     "quality_sum", "count",
 )
+# A team's own column mapped onto `segment` (a task type, a customer tier): per-day counts
+# per segment, only when some file has the column. Text; a missing or empty value is NONE.
+NONE_SEGMENT = "(none)"
 STATUSES = ("success", "failure", "error", "timeout")
 _STATUS_LIST = ", ".join(f"'{s}'" for s in STATUSES)
 NUMERIC = ("latency_ms", "input_tokens", "output_tokens", "cost_usd", "quality_score",
@@ -167,10 +172,20 @@ def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
 
 
-def _reader(ext: str, files: Sequence[str]) -> str:
+def _reader(ext: str, files: Sequence[str],
+            as_text: dict[str, list[str]] | None = None) -> str:
+    """`as_text`: per CSV file, columns read as text whatever the sniffer finds (a segment
+    written as 1, 2, 3 and later `gold` would otherwise make that row a rejected row)."""
     if _READERS[ext] is _CSV:
-        extra = ", delim='\\t'" if ext.startswith(".tsv") else ""
-        parts = [f"(SELECT * FROM {_CSV.format(files=file_literal(f), extra=extra)})"
+        delim = ", delim='\\t'" if ext.startswith(".tsv") else ""
+
+        def extra(f: str) -> str:
+            names = (as_text or {}).get(f)
+            if not names:
+                return delim
+            return delim + ", types={" + ", ".join(f"{_lit(n)}: 'VARCHAR'" for n in names) + "}"
+
+        parts = [f"(SELECT * FROM {_CSV.format(files=file_literal(f), extra=extra(f))})"
                  for f in files]
         return "(" + " UNION ALL BY NAME ".join(parts) + ")"
     return _READERS[ext].format(files=_quote_list(files))
@@ -219,6 +234,13 @@ def _otel_source(
 Described = dict[str, list[tuple[str, str]]]  # file -> its columns and types
 
 
+def _segment_columns(files: Sequence[str], mapping: dict[str, str],
+                     described: Described) -> dict[str, list[str]]:
+    """Per file, its columns that map onto `segment` (read as text)."""
+    found = {f: [c for c, _ in described[f] if mapping.get(c, c) == "segment"] for f in files}
+    return {f: names for f, names in found.items() if names}
+
+
 def _source_for(
     con: duckdb.DuckDBPyConnection, files: list[str], ext: str, mapping: dict[str, str],
     described: Described,
@@ -244,7 +266,7 @@ def _source_for(
                     f"the file has: {', '.join(sorted(cols))}"
                 ),
             )
-    reader = _reader(ext, files)
+    reader = _reader(ext, files, _segment_columns(files, mapping, described))
     by_canonical: dict[str, str] = {}
     types: dict[str, str] = {}
     for col, kind in _describe(con, reader, ", ".join(files)):
@@ -261,8 +283,12 @@ _FINITE_TYPES = ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT
 _NUMERIC_TYPES = (*_FINITE_TYPES, "DOUBLE", "FLOAT", "REAL")
 
 
-def _normalized(src: _Source, where: str = "") -> str:
-    """Canonical, typed columns; `raw_*` text only where a value may fail to convert."""
+def _normalized(src: _Source, where: str = "", segments: bool = False) -> str:
+    """Canonical, typed columns; `raw_*` text only where a value may fail to convert.
+
+    `segments` (some source has the column): a `segment` column too, NULL for a source
+    without it (its rows count in no segment), NONE_SEGMENT for a missing or empty value.
+    """
 
     def raw(name: str) -> str:
         return _ident(src.columns[name]) if name in src.columns else "NULL"
@@ -310,8 +336,21 @@ def _normalized(src: _Source, where: str = "") -> str:
         else:
             parts.append(f"CAST({raw(n)} AS DOUBLE) AS {n}")
             parts.append(f"CAST(NULL AS VARCHAR) AS raw_{n}")
+    if segments and "segment" in src.columns:
+        seg = _segment_text(src.columns["segment"], src.types)
+        parts.append(f"coalesce(nullif({trimmed(seg)}, ''), {_lit(NONE_SEGMENT)}) AS segment")
+    elif segments:
+        parts.append("CAST(NULL AS VARCHAR) AS segment")
     filtered = f"(SELECT * FROM {src.relation} WHERE {where})" if where else src.relation
     return f"SELECT {', '.join(parts)} FROM {filtered}"
+
+
+def _segment_text(column: str, types: dict[str, str]) -> str:
+    """The segment column as text. JSONL of mixed types (1 in one row, "gold" in another)
+    is read as JSON, whose text would keep the quotes; ->> '$' gives the value itself."""
+    if types.get("segment") == "JSON":
+        return f"({_ident(column)} ->> '$')"
+    return f"CAST({_ident(column)} AS VARCHAR)"
 
 
 def _bad_reason(sources: Sequence[_Source]) -> str:
@@ -438,15 +477,19 @@ def ingest(
                             for f in readable if f not in otlp}
     columns = {f: {mapping.get(c, c) for c, _ in cols} for f, cols in described.items()}
     daily = [f for f in described if _is_daily(columns[f])]
-    groups: dict[str, list[str]] = {}
+    # Files with a segment column and files without it are separate sources: a row of the
+    # latter belongs to no segment, one of the former with an empty value to NONE_SEGMENT.
+    groups: dict[tuple[str, bool], list[str]] = {}
     for f in readable:
         if f not in otlp and f not in daily:
-            groups.setdefault(_suffix(f), []).append(f)
+            with_segment = preset != "otel" and "segment" in columns[f]
+            groups.setdefault((_suffix(f), with_segment), []).append(f)
     if preset == "otel":
-        sources = [_otel_source(con, fs, ext, prices) for ext, fs in sorted(groups.items())]
+        sources = [_otel_source(con, fs, ext, prices)
+                   for (ext, _), fs in sorted(groups.items())]
     else:
         sources = [_source_for(con, fs, ext, mapping, described)
-                   for ext, fs in sorted(groups.items())]
+                   for (ext, _), fs in sorted(groups.items())]
     if otlp:
         sources.append(_otel_source(con, otlp, None, prices))
     has_version = all("prompt_version" in s.columns for s in sources) and not (
@@ -471,8 +514,10 @@ def _is_daily(cols: set[str]) -> bool:
 
 def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
                 mapping: dict[str, str], described: Described) -> _Part:
-    """Daily aggregates straight into buckets (at midnight) and daily failure counts."""
+    """Daily aggregates straight into buckets (at midnight) and daily failure counts; rows
+    of a file with a segment column are per segment (the buckets add them up)."""
     counts, errors = [], []
+    segmented = False
     for f in files:
         names = {mapping.get(c, c): c for c, _ in described[f]}
         missing = [c for c in ("agent_id", "executions" if "executions" in names else "count")
@@ -494,11 +539,19 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
         common = (f"try_cast(CAST({_ident(names['date'])} AS VARCHAR) AS DATE) AS d, "
                   f"nullif(trim({pick('agent_id')}), '') AS a, "
                   f"nullif(trim({pick('prompt_version')}), '') AS v")
-        relation = _reader(_suffix(f), [f])
+        relation = _reader(_suffix(f), [f], _segment_columns([f], mapping, described))
         if "executions" in names:
             sums = ", ".join(f"{pick(c, 'DOUBLE')} AS {c}" for c in DAILY[2:-1])
+            # Only a file with the column has `sg` (UNION BY NAME makes it NULL for the others).
+            segment = ""
+            if "segment" in names:
+                kinds = {mapping.get(c, c): t for c, t in described[f]}
+                segment = (f"coalesce(nullif(trim({_segment_text(names['segment'], kinds)}), "
+                           f"''), {_lit(NONE_SEGMENT)}) AS sg, ")
+                segmented = True
             counts.append(f"SELECT {common}, {pick('executions', 'BIGINT')} AS n, "
-                          f"{pick('successes', 'BIGINT')} AS ok, {sums} FROM {relation}")
+                          f"{pick('successes', 'BIGINT')} AS ok, {segment}{sums} "
+                          f"FROM {relation}")
         else:
             errors.append(f"SELECT {common}, {pick('error_type')} AS e, "
                           f"left({pick('error_message')}, {MESSAGE_LIMIT}) AS m, "
@@ -540,6 +593,14 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
             ).fetchall()
         ]
         part.rows_used = sum(b.executions for b in part.buckets)
+        part.segment_days = [
+            SegmentDay(str(r[0]), r[1], r[2], str(r[3]), int(r[4]), int(r[5]))
+            for r in con.execute(
+                """SELECT a, v, CAST(d AS TIMESTAMP), sg, sum(n), sum(ok) FROM daily
+                   WHERE bad IS NULL AND sg IS NOT NULL GROUP BY a, v, d, sg
+                   ORDER BY a, d, v, sg"""
+            ).fetchall()
+        ] if segmented else []
         span = con.execute("SELECT min(d), max(d) FROM daily WHERE bad IS NULL").fetchone()
         if span and span[0] is not None:
             part.oldest = datetime.combine(span[0], datetime.min.time())
@@ -606,7 +667,8 @@ def _repeated_hashes(con: duckdb.DuckDBPyConnection, sources: list[_Source]) -> 
         con.execute("DROP TABLE IF EXISTS ids")
 
 
-# A candidate duplicate's row as it leaves the pass (JSON text) and comes back: name, type.
+# A candidate duplicate's row as it leaves the pass (JSON text) and comes back: name, type;
+# with its segment (`sg`) too when some file has the column.
 _ROW = (("bad", "VARCHAR"), ("bk", "VARCHAR"), ("a", "VARCHAR"), ("v", "VARCHAR"),
         ("s", "VARCHAR"), ("ts", "TIMESTAMP"), ("hr", "TIMESTAMP"), ("d", "TIMESTAMP"),
         ("lb", "DOUBLE"), ("cb", "DOUBLE"), ("e", "VARCHAR"), ("m", "VARCHAR"),
@@ -615,17 +677,25 @@ _ROW = (("bad", "VARCHAR"), ("bk", "VARCHAR"), ("a", "VARCHAR"), ("v", "VARCHAR"
         ("retries", "DOUBLE"), ("raw_timestamp", "VARCHAR"), ("cid", "VARCHAR"))
 
 
-def _sets(quality: bool, retries: bool) -> str:
-    """The three GROUP BYs over `{rows}` (normalized rows): gid 3 = hourly counts and sums
+def _sets(quality: bool, retries: bool, segments: bool = False) -> str:
+    """The GROUP BYs over `{rows}` (normalized rows): gid 3 = hourly counts and sums
     per status and message, 1 = daily latency bins with the token sums of the
-    latency-on-tokens fit, 2 = daily cost bins. Quality and retry sums only cost the pass
-    when some file has the column."""
+    latency-on-tokens fit, 2 = daily cost bins, and 4 = daily executions and successes per
+    segment. Quality and retry sums, and the segment set, only cost the pass when some file
+    has the column."""
     quality_sums = ("count(quality_score) AS q_n, sum(quality_score) AS q_sum, "
                     "sum(quality_score * quality_score) AS q_sum2," if quality else
                     "0 AS q_n, 0 AS q_sum, 0 AS q_sum2,")
     retry_sums = ("count(retries) AS r_n, sum(retries) AS r_sum, "
                   "count(CASE WHEN retries > 0 THEN 1 END) AS r_any," if retries else
                   "0 AS r_n, 0 AS r_sum, 0 AS r_any,")
+    # Rows of a file without the column (NULL segment) belong to no segment.
+    segment_set = """    UNION ALL BY NAME
+        SELECT 4 AS gid, bk, a, v, d, sg, count(*) AS n,
+               count(*) FILTER (s = 'success') AS ok
+        FROM (SELECT bk, a, v, d, sg, s FROM {rows}) WHERE sg IS NOT NULL
+        GROUP BY bk, a, v, d, sg
+    """ if segments else ""
     return f"""
         SELECT 3 AS gid, bk, a, v, hr, s, e, m,
                count(*) AS n,
@@ -654,7 +724,7 @@ def _sets(quality: bool, retries: bool) -> str:
         FROM {{rows}} GROUP BY bk, a, v, d, lb
         UNION ALL BY NAME
         SELECT 2 AS gid, bk, a, v, d, cb, count(*) AS n FROM {{rows}} GROUP BY bk, a, v, d, cb
-    """
+    """ + segment_set
 
 
 def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
@@ -666,7 +736,8 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
     #    once, aggregates the others and hands each candidate row out whole; candidates are
     #    settled afterwards (earliest good row of an id wins) and only the winners are
     #    aggregated, by the same sets. Without any candidate, the ids are not read again.
-    rows = _union([_normalized(s) for s in sources])
+    segments = any("segment" in s.columns for s in sources)
+    rows = _union([_normalized(s, segments=segments) for s in sources])
     # Never NULL: a row without an id (NULL hash) is no candidate, and WHERE drops NULLs.
     dupc = "coalesce(h IN (SELECT h FROM dup), false)" if repeated else "false"
     con.execute(f"CREATE OR REPLACE TEMP VIEW norm AS SELECT *, {_bad_reason(sources)} AS bad, "
@@ -683,8 +754,9 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
     lat_ln = "CASE WHEN latency_ms IS NOT NULL THEN ln(greatest(latency_ms, 1e-3)) END"
     cost_bin = f"floor(ln(greatest(cost_usd / {COST_UNIT}, 1e-3)) * {BINS_PER_LN})"
     sets = _sets(any("quality_score" in s.columns for s in sources),
-                 any("retries" in s.columns for s in sources))
-    row_json = "to_json({" + ", ".join(f"'{c}': {c}" for c, _ in _ROW) + "})"
+                 any("retries" in s.columns for s in sources), segments)
+    row = _ROW + ((("sg", "VARCHAR"),) if segments else ())
+    row_json = "to_json({" + ", ".join(f"'{c}': {c}" for c, _ in row) + "})"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE agg AS
@@ -696,7 +768,7 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                    CASE WHEN status <> 'success' THEN coalesce(error_type, status) END AS e,
                    CASE WHEN status <> 'success' THEN coalesce(error_message, '') END AS m,
                    ll, latency_ms, cost_usd, input_tokens, output_tokens, quality_score,
-                   retries, raw_timestamp, dupc,
+                   retries, raw_timestamp, dupc,{" segment AS sg," if segments else ""}
                    -- Only candidates carry their id: 10 M ids through the pass cost ~1 s.
                    CASE WHEN dupc THEN {trimmed('execution_id')} END AS cid
             FROM (SELECT *, {lat_ln} AS ll FROM norm)
@@ -714,7 +786,9 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
     # One row per id: the earliest good row, or (if none is good) one bad row; every other
     # row of that id is a duplicate, whether good or bad. Ties (same id, time and status)
     # go to the fuller row, then by value: the same files always give the same winner.
-    schema = "{" + ", ".join(f'"{c}": "{t}"' for c, t in _ROW) + "}"
+    # A copy from a file with the segment column is the fuller one; the segment, last,
+    # breaks what ties remain.
+    schema = "{" + ", ".join(f'"{c}": "{t}"' for c, t in row) + "}"
     con.execute(
         "CREATE OR REPLACE TEMP TABLE won AS SELECT * FROM "
         f"(SELECT unnest(from_json(raw, {_lit(schema)})) FROM agg WHERE gid = 0) "
@@ -722,9 +796,9 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
         "bad IS NOT NULL, ts, s, "
         "(latency_ms IS NULL)::INT + (cost_usd IS NULL)::INT + (input_tokens IS NULL)::INT "
         "+ (output_tokens IS NULL)::INT + (quality_score IS NULL)::INT "
-        "+ (retries IS NULL)::INT, "
+        "+ (retries IS NULL)::INT" + (" + (sg IS NULL)::INT" if segments else "") + ", "
         "a, v, latency_ms, cost_usd, input_tokens, output_tokens, quality_score, retries, "
-        "e, m) = 1"
+        "e, m" + (", sg" if segments else "") + ") = 1"
     )
     candidates = _count(con, "SELECT sum(copies) FROM agg WHERE gid = 0")
     settled = _count(con, "SELECT count(*) FROM won")
@@ -766,6 +840,14 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                 FROM b GROUP BY a, v, d ORDER BY a, d, v""",
         )
     ]
+    segment_days = [
+        SegmentDay(str(r[0]), r[1], r[2], str(r[3]), int(r[4]), int(r[5]))
+        for r in _fetch(
+            con,
+            """SELECT a, v, d, sg, CAST(sum(n) AS BIGINT), CAST(sum(ok) AS BIGINT) FROM kept
+               WHERE gid = 4 AND bad IS NULL GROUP BY a, v, d, sg ORDER BY a, d, v, sg""",
+        )
+    ] if segments else []
     csv_bad, csv_samples = _csv_rejects(con, mapping)
     totals = con.execute(
         "SELECT coalesce(sum(n), 0), coalesce(sum(n) FILTER (bad IS NOT NULL), 0) FROM fine"
@@ -842,6 +924,7 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
         buckets=buckets,
         histograms=histograms,
         error_days=error_days,
+        segment_days=segment_days,
         oldest=oldest[0] if oldest else None,
         newest=oldest[1] if oldest else None,
     )
@@ -860,6 +943,7 @@ class _Part:
     buckets: list[Bucket] = field(default_factory=list)
     histograms: list[HistBin] = field(default_factory=list)
     error_days: list[ErrorDay] = field(default_factory=list)
+    segment_days: list[SegmentDay] = field(default_factory=list)
     oldest: datetime | None = None
     newest: datetime | None = None
 
@@ -874,6 +958,7 @@ def _finish(parts: list[_Part], files: list[str], skipped: tuple[str, ...], has_
     buckets = [b for part in parts for b in part.buckets]
     histograms = [h for part in parts for h in part.histograms]
     error_days = [e for part in parts for e in part.error_days]
+    segment_days = [s for part in parts for s in part.segment_days]
     rows_used = sum(part.rows_used for part in parts)
     stamps = [t for part in parts for t in (part.oldest, part.newest) if t is not None]
     oldest, newest = (min(stamps), max(stamps)) if stamps else (None, None)
@@ -891,6 +976,7 @@ def _finish(parts: list[_Part], files: list[str], skipped: tuple[str, ...], has_
         buckets = [b for b in buckets if b.hour < cut]
         histograms = [h for h in histograms if h.day < cut_day]
         error_days = [e for e in error_days if e.day < cut_day]
+        segment_days = [s for s in segment_days if s.day < cut_day]
         newest = (max(b.hour for b in buckets) + timedelta(minutes=59, seconds=59)
                   if buckets else None)
     # The window is whole hours: the newest hour and the window_days * 24 - 1 before it
@@ -918,7 +1004,13 @@ def _finish(parts: list[_Part], files: list[str], skipped: tuple[str, ...], has_
         histograms=tuple(histograms),
         error_days=tuple(error_days),
         skipped_files=skipped,
+        segment_days=tuple(sorted(segment_days, key=_segment_order)),
     )
+
+
+def _segment_order(s: SegmentDay) -> tuple[str, datetime, bool, str, str]:
+    """Agent, day, version (no version last), segment."""
+    return (s.agent_id, s.day, s.prompt_version is None, s.prompt_version or "", s.segment)
 
 
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[Any, ...]]:
