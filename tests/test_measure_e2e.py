@@ -101,6 +101,7 @@ def _assert_never_fooled(results: list[dict[str, object]], repo: Path) -> None:
     pytest.param(["--incident-day", "2", "--incident-day", "4"], id="two outage days"),
     pytest.param(["--shared-sd", "0.005", "--shared-step", "-0.03", "--shared-step-day", "2"],
                  id="a shock every agent shares"),
+    pytest.param(["--segments", "--segment-shift", "0.2"], id="more hard requests"),
 ])
 def test_a_change_that_does_nothing_is_never_a_success_or_a_rollback(
         cli: Cli, repo: Path, tmp_path: Path, flags: list[str]) -> None:
@@ -108,6 +109,20 @@ def test_a_change_that_does_nothing_is_never_a_success_or_a_rollback(
     results, fooled = _daily_runs(cli, tmp_path, pid, deploy, flags)
     assert fooled, "the naive comparison was not fooled: the data tests nothing"
     _assert_never_fooled(results, repo)
+
+
+def test_the_mix_before_and_after_is_in_the_results(cli: Cli, repo: Path,
+                                                     tmp_path: Path) -> None:
+    pid, deploy = _merge_proposal(cli)
+    results, _ = _daily_runs(cli, tmp_path, pid, deploy, ["--segments", "--segment-shift",
+                                                          "0.2"])
+    c = results[-1]["comparison"]
+    assert isinstance(c, dict)
+    mix = {m["segment"]: m for m in c["segments"]}
+    assert mix["hard"]["base_share"] == pytest.approx(0.5, abs=0.02)
+    assert mix["hard"]["new_share"] == pytest.approx(0.7, abs=0.02)
+    md = (repo / f"prompts/{AGENT}/results/{pid}.md").read_text()
+    assert "| segment | share before | share after |" in md and "`hard`" in md
 
 
 def test_outage_days_are_named_in_the_results(cli: Cli, repo: Path, tmp_path: Path) -> None:
