@@ -8,7 +8,6 @@ nothing new changes nothing.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -160,37 +159,32 @@ def base_tree(ctx: Context, policy_base: str | None = None) -> tuple[str, str, R
     return base, sha, state
 
 
+def _outcome(text: str | None) -> Outcome | None:
+    """The measured effect a results file records, if it is final evidence."""
+    try:
+        data = json.loads(text or "")
+        if data.get("state") not in ("completed", "rolled_back"):
+            return None
+        if data["comparison"]["decision"] not in ("success", "regression", "no_effect"):
+            return None
+        return Outcome(str(data.get("proposal_type", "error_handling")),
+                       float(data["expected_delta"]), float(data["comparison"]["delta"]))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return None  # a hand-edited or foreign file: not evidence
+
+
 def history(ctx: Context, base_sha: str,
-            fresh: dict[str, Result] | None = None) -> list[Outcome]:
-    """Predicted vs measured effects of past proposals: the results files on the base,
-    and the results this run has just measured (not committed yet)."""
-    out: dict[str, Outcome] = {}
+            fresh: dict[str, Recorded] | None = None) -> list[Outcome]:
+    """Predicted vs measured effects of past proposals: the results files on the base, and
+    the records this run has just kept or written (not committed yet, or on the results
+    branch): the same evidence the next run will read."""
+    out: dict[str, Outcome | None] = {}
     for path in ctx.git.ls(base_sha, "prompts/"):
-        if "/results/" not in path or not path.endswith(".json"):
-            continue
-        try:
-            data = json.loads(ctx.git.read(base_sha, path) or "")
-            if data.get("state") not in ("completed", "rolled_back"):
-                continue
-            if data["comparison"]["decision"] not in ("success", "regression", "no_effect"):
-                continue
-            out[path] = Outcome(str(data.get("proposal_type", "error_handling")),
-                                float(data["expected_delta"]),
-                                float(data["comparison"]["delta"]))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-            continue  # a hand-edited or foreign file: not evidence
+        if "/results/" in path and path.endswith(".json"):
+            out[path] = _outcome(ctx.git.read(base_sha, path))
     for r in (fresh or {}).values():
-        path = results_paths(r)[0]
-        if standing(ctx.git.read(base_sha, path), r.state) is not None:
-            continue  # the recorded result stands; it is counted above (or not) as it is
-        if r.state in ("completed", "rolled_back") and r.comparison.decision in (
-                "success", "regression", "no_effect"):
-            out[path] = Outcome(r.proposal_type, r.expected_delta, r.comparison.delta)
-        else:
-            # This run rewrites that file without a measured effect: the next run will not
-            # count it either, so this one must not (or the two would propose differently).
-            out.pop(path, None)
-    return list(out.values())
+        out[r.path] = _outcome(r.record)
+    return [o for o in out.values() if o is not None]
 
 
 def load_metrics(ctx: Context, policy: Policy, patterns: list[str] | None) -> MetricsSnapshot:
@@ -341,10 +335,37 @@ def results_paths(r: Result) -> tuple[str, str]:
     return f"{stem}.json", f"{stem}.md"
 
 
-def results_comment(r: Result) -> str:
+def results_comment(r: Result | dict[str, Any]) -> str:
     body = render.render("results.md.j2", r=r)
-    return markers.attach(body, {"kind": "results", "proposal_id": r.proposal_id,
-                                 "state": r.state})
+    ids = r if isinstance(r, dict) else {"proposal_id": r.proposal_id, "state": r.state}
+    return markers.attach(body, {"kind": "results", "proposal_id": ids["proposal_id"],
+                                 "state": ids["state"]})
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A deployed proposal after this run: today's measurement and what stands on record."""
+
+    result: Result
+    state: str  # the state on record (a frozen one, or this run's)
+    path: str  # its results JSON
+    record: str  # that JSON as it stands after this run
+    kept: bool = False  # the record was final already: this run changed nothing in it
+
+
+def rolled_back_record(recorded: str | None, result: Result) -> dict[str, Any] | None:
+    """A completed result kept as it was measured, marked rolled back: the revert changes
+    the state, not what the traffic before it showed."""
+    try:
+        data = json.loads(recorded or "")
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or data.get("state") != COMPLETED \
+            or result.state != ROLLED_BACK:
+        return None
+    return {**data, "state": ROLLED_BACK, "rolled_back_by": result.rolled_back_by,
+            "recommend_rollback": False, "days_needed": None,
+            "headline": f"rolled back ({data.get('headline', '')})"}
 
 
 def measure_all(
@@ -355,9 +376,9 @@ def measure_all(
     prs: list[Tracked],
     report: RunReport,
     dry_run: bool,
-) -> dict[str, Result]:
+) -> dict[str, Recorded]:
     prefix = state.policy.forge.label_prefix
-    results: dict[str, Result] = {}
+    results: dict[str, Recorded] = {}
     files: dict[str, str] = {}
     for t in prs:
         if t.kind != "proposal":
@@ -375,28 +396,33 @@ def measure_all(
                 continue
             result = measure(deployment(ctx, state, base, t, snapshot.has_version), snapshot,
                              state.policy.measure)
-            results[t.proposal_id] = result
             json_path, md_path = results_paths(result)
             recorded = existing_results(ctx, state, base, json_path)
             kept = standing(recorded, result.state)
             if kept is not None:
-                # Whatever today's numbers say, the agent is as free as the record says.
-                results[t.proposal_id] = dataclasses.replace(result, state=kept)
-                # A decided result stays as recorded; later traffic does not rewrite it.
+                # A decided result stays as recorded, whatever today's numbers say, and
+                # the agent is as free as the record says.
+                results[t.proposal_id] = Recorded(result, kept, json_path, recorded or "",
+                                                  kept=True)
                 ensure_labels(ctx, t.pr, labels_for(prefix, kept), report, dry_run)
                 continue
-            want = {json_path: result.to_json(),
+            record: Result | dict[str, Any] = rolled_back_record(recorded, result) or result
+            text = result.to_json() if isinstance(record, Result) else \
+                json.dumps(record, indent=2, sort_keys=True) + "\n"
+            headline = str(record["headline"]) if isinstance(record, dict) else result.headline
+            results[t.proposal_id] = Recorded(result, result.state, json_path, text)
+            want = {json_path: text,
                     md_path: f"# {result.agent_id} · {result.proposal_id}\n\n"
-                    + render.render("results.md.j2", r=result)}
+                    + render.render("results.md.j2", r=record)}
             if recorded == want[json_path] and \
                     existing_results(ctx, state, base, md_path) == want[md_path]:
                 ensure_labels(ctx, t.pr, labels_for(prefix, result.state), report, dry_run)
                 continue
-            report.actions.append(f"#{t.pr.number} {t.agent}: results {result.headline}")
+            report.actions.append(f"#{t.pr.number} {t.agent}: results {headline}")
             if not dry_run:
                 # The comment goes first: if the run dies before the commit, the next
                 # run sees the file missing, finds the comment unchanged and commits.
-                ctx.forge.upsert_comment(t.pr.number, "results", results_comment(result))
+                ctx.forge.upsert_comment(t.pr.number, "results", results_comment(record))
             ensure_labels(ctx, t.pr, labels_for(prefix, result.state), report, dry_run)
             files.update(want)
         except PromptbotError as exc:
@@ -579,7 +605,7 @@ def propose_all(
     base_sha: str,
     snapshot: MetricsSnapshot,
     prs: list[Tracked],
-    results: dict[str, Result],
+    results: dict[str, Recorded],
     report: RunReport,
     dry_run: bool,
 ) -> None:
@@ -589,7 +615,7 @@ def propose_all(
     by_id = {t.proposal_id: t for t in prs if t.kind == "proposal"}
     busy = {t.agent for t in prs if t.kind in ("proposal", "rollback") and t.pr.state == "open"
             and t.pr.number not in report.superseded}
-    busy |= {r.agent_id for r in results.values() if r.state == MEASURING}
+    busy |= {r.result.agent_id for r in results.values() if r.state == MEASURING}
     opened = 0
     for agent_id, loaded in sorted(state.agents.items()):
         stats = current_stats(snapshot, agent_id, loaded.version)

@@ -270,10 +270,14 @@ def _measure(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
     results = app.measure_all(ctx, state, base, snapshot, [t], report, False)
     out.actions += report.actions
     out.errors += report.errors
-    result = results.get(t.proposal_id)
-    if result is None:
+    recorded = results.get(t.proposal_id)
+    if recorded is None:
         return "measuring failed: " + _safe("; ".join(report.errors))
-    return (f"measured now: **{result.headline}**. The results comment above and "
+    if recorded.kept:
+        return (f"the result on record stands ({recorded.state.replace('_', ' ')}): a final "
+                "result is not rewritten by later traffic. The results comment above and "
+                f"`prompts/{t.agent}/results/{t.proposal_id}.md` have the details.")
+    return (f"measured now: **{recorded.result.headline}**. The results comment above and "
             f"`prompts/{t.agent}/results/{t.proposal_id}.md` have the details.")
 
 

@@ -8,8 +8,18 @@ from datetime import date, timedelta
 import numpy as np
 import pytest
 import statsmodels.api as sm
+from scipy.stats import chi2
 
-from bot.core.daily import MIN_TREND_DAYS, Day, _design, _paule_mandel, estimate, fit, planned
+from bot.core.daily import (
+    MIN_TREND_DAYS,
+    S2_QUANTILE,
+    Day,
+    _design,
+    _paule_mandel,
+    estimate,
+    fit,
+    planned,
+)
 
 FRIDAY = date(2026, 3, 6)
 PRIOR = 0.02**2
@@ -45,8 +55,10 @@ def test_fit_is_weighted_least_squares_with_the_estimated_day_variance() -> None
     assert model.coef == pytest.approx(tuple(ref.params), rel=1e-8, abs=1e-12)
     # Known variances: the covariance is (X'WX)^-1, statsmodels' unscaled covariance.
     assert np.array(model.cov) == pytest.approx(ref.normalized_cov_params, rel=1e-6)
-    # Paule-Mandel: the weighted residual sum of squares equals its degrees of freedom.
-    assert float(np.sum(w * ref.resid**2)) == pytest.approx(model.df, rel=1e-4)
+    # The Q-profile upper limit: the weighted residual sum of squares equals the chi-square
+    # quantile (scipy's) of its degrees of freedom.
+    assert float(np.sum(w * ref.resid**2)) == pytest.approx(
+        chi2.ppf(S2_QUANTILE, model.df), rel=0.01)
     assert model.df == 56 - 8 and model.slope == pytest.approx(-0.002, abs=0.0006)
 
 
@@ -57,11 +69,23 @@ def test_the_day_variance_is_zero_when_days_vary_no_more_than_their_counts_say()
     assert _paule_mandel(x, flat, v, 29) == 0.0
 
 
-def test_the_day_variance_recovers_the_true_one_on_average() -> None:
+def test_the_day_variance_recovers_the_true_one_and_is_used_from_above() -> None:
     rng = np.random.default_rng(11)
-    estimates = [fit(_noisy(rng, 56, FRIDAY, sd=0.02, n=2000), PRIOR).s2  # type: ignore[union-attr]
-                 for _ in range(300)]
-    assert math.sqrt(float(np.mean(estimates))) == pytest.approx(0.02, rel=0.08)
+    point, used = [], []
+    for _ in range(300):
+        pre = _noisy(rng, 56, FRIDAY, sd=0.02, n=2000)
+        model = fit(pre, PRIOR)
+        assert model is not None
+        ords = np.array([d.day.toordinal() for d in pre], dtype=float)
+        x = _design(ords, model.weekdays, model.trend, model.center)
+        point.append(_paule_mandel(x, np.array([d.y for d in pre]),
+                                   np.array([d.v for d in pre]), model.df))
+        used.append(model.s2)
+    # Paule-Mandel is (nearly) unbiased for the between-day variance ...
+    assert math.sqrt(float(np.mean(point))) == pytest.approx(0.02, rel=0.08)
+    # ... and the decision uses its upper limit, above it in every sample.
+    assert all(u >= p for u, p in zip(used, point, strict=True))
+    assert float(np.mean(used)) > 1.1 * float(np.mean(point))
 
 
 def test_weekends_are_compared_with_weekends() -> None:

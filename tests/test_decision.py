@@ -211,19 +211,42 @@ def test_outage_days_are_left_out_and_named() -> None:
 
 
 def test_a_spike_of_a_prompt_error_is_no_incident_unless_other_agents_share_it() -> None:
-    days = [date(2026, 3, k) for k in range(1, 11)]
+    days = [date(2026, 3, k) for k in range(1, 15)]
+    before, after = days[:10], days[10:]
     executions = {(a, d): 1000 for a in ("a", "b") for d in days}
 
     def errors(agent: str, spike: bool) -> list[ErrorDay]:
         return [ErrorDay(agent, "v", datetime(d.year, d.month, d.day), "error",
-                         "OutputParserException", "Could not parse LLM output",
-                         300 if spike and d.day == 5 else 20, datetime(2026, 3, 1),
-                         datetime(2026, 3, 1), "x") for d in days]
+                         "OutputParserException", "Could not parse LLM output (char <n>)",
+                         300 if spike and d.day == 12 else 20, datetime(2026, 3, 1),
+                         datetime(2026, 3, 1), "Could not parse LLM output (char 502)")
+                for d in days]
 
-    assert find(errors("a", True), executions, ["a"], days, 0.02) == []
-    shared = find(errors("a", True) + errors("b", True), executions, ["a"], days, 0.02)
-    assert [(i.day, i.agent_id, i.count) for i in shared] == [(date(2026, 3, 5), "a", 300)]
+    # A message with a number that reads like an HTTP status is still a parsing error.
+    assert find(errors("a", True), executions, ["a"], before, after, [], 0.02) == []
+    shared = find(errors("a", True) + errors("b", True), executions, ["a"], before, after,
+                  ["b"], 0.02)
+    assert [(i.day, i.agent_id, i.count) for i in shared] == [(date(2026, 3, 12), "a", 300)]
     assert "the same failure jumped that day in b" in shared[0].why
+    # An agent that is not a witness (it changed too) is no evidence.
+    assert find(errors("a", True) + errors("b", True), executions, ["a"], before, after, [],
+                0.02) == []
+
+
+def test_rate_limits_the_new_version_causes_every_day_are_a_regression() -> None:
+    # The new prompt makes the agent call a tool in a loop: 429s on every day after the
+    # deploy. Reads like infrastructure, lasts like a regression: never left out.
+    rng = np.random.default_rng(14)
+    base = _buckets("a", "v1", range(-56, 0), 0.9, 2000, rng)
+    new = _buckets("a", "v2", range(1, 9), 0.84, 2000, rng)
+    errors = [ErrorDay("a", "v2", _day(k), "error", "RateLimitError",
+                       "Error code: <n> - rate_limit_error", 120, _day(k), _day(k),
+                       "Error code: 429 - rate_limit_error") for k in range(1, 9)]
+    early = measure(_deployment(), _snapshot(base + new[:2], errors[:2]), POLICY)
+    assert [i.day for i in early.comparison.incidents] == [date(2026, 3, 7), date(2026, 3, 8)]
+    result = measure(_deployment(), _snapshot(base + new, errors), POLICY)
+    assert result.comparison.incidents == ()
+    assert result.comparison.decision == "regression" and result.recommend_rollback
 
 
 def test_a_mix_shift_is_re_weighted_to_the_base_mix() -> None:
@@ -269,3 +292,109 @@ def test_a_cheaper_change_succeeds_by_non_inferiority_day_by_day() -> None:
     won = decide(ev, 0.0, POLICY, judged_by="cheaper")
     assert won.decision == "success" and won.reason.startswith("cheaper (cost ×0.8")
     assert decide(ev, 0.0, POLICY).decision != "success"  # no win as an error-handling fix
+
+
+def test_the_merge_hour_and_a_slow_rollout_are_no_canary() -> None:
+    # 1,000 executions an hour, better in office hours than at night; merged at 12:40 and
+    # the replicas pick the new version up by 14:00. No true effect.
+    rng = np.random.default_rng(3)
+    merged = datetime(2026, 3, 6, 12, 40)
+    buckets = []
+    for h in range(-24 * 28, 24 * 10):
+        hour = merged.replace(minute=0) + timedelta(hours=h)
+        p = 0.95 if 8 <= hour.hour < 18 else 0.85
+        versions = ["v1"] if h < 0 else ["v1", "v2"] if h < 2 else ["v2"]
+        for v in versions:
+            n = 1000 // len(versions)
+            ok = int(rng.binomial(n, p))
+            buckets.append(Bucket("a", v, hour, n, ok, 0, n - ok))
+    dep = Deployment("p-1", "a", "v1", "v2", merged, "sha", "v2", None, None, 0.03,
+                     controls=())
+    result = measure(dep, _snapshot(buckets), POLICY)
+    assert result.attribution.startswith("day by day")
+    assert result.comparison.decision not in ("regression", "success")
+    assert not result.recommend_rollback
+
+
+def test_a_version_that_stops_serving_ends_inconclusive() -> None:
+    rng = np.random.default_rng(8)
+    base = _buckets("a", "v1", range(-56, 0), 0.9, 150, rng)
+    brief = _buckets("a", "v2", range(1, 3), 0.9, 150, rng)  # then a person's change
+    later = _buckets("a", "v3", range(3, 12), 0.9, 150, rng)
+    waiting = measure(_deployment(), _snapshot(base + brief + later[:4]), POLICY)
+    assert waiting.state == "measuring" and "300 executions" in waiting.comparison.reason
+    result = measure(_deployment(), _snapshot(base + brief + later), POLICY)
+    assert result.state == "completed" and result.comparison.decision == "inconclusive"
+    assert "served no traffic since 2026-03-08" in result.comparison.reason
+    # Without a version column, git says when it was replaced.
+    plain = [Bucket(b.agent_id, None, b.hour, b.executions, b.successes, 0, b.errors)
+             for b in base + brief + later]
+    dep = Deployment("p-1", "a", "v1", "v2", DEPLOY, "sha", "v3", None, None, 0.03,
+                     new_until=datetime(2026, 3, 9, 10), controls=())
+    replaced = measure(dep, _snapshot(plain, has_version=False), POLICY)
+    assert replaced.comparison.decision == "inconclusive"
+    assert "replaced on 2026-03-09" in replaced.comparison.reason
+
+
+def test_a_fix_that_leaves_no_failures_is_decided() -> None:
+    rng = np.random.default_rng(5)
+    base = _buckets("a", "v1", range(-56, 0), 0.9, 300, rng)
+    new = _buckets("a", "v2", range(1, 8), 1.0, 300)
+    result = measure(_deployment(), _snapshot(base + new), POLICY)
+    assert result.comparison.new.failures == 0
+    assert result.comparison.decision == "success"
+
+
+def test_a_segment_without_traffic_some_days_or_after_the_deploy_costs_no_days() -> None:
+    rng = np.random.default_rng(17)
+    buckets, segments = [], []
+    for k in [*range(-56, 0), *range(1, 11)]:
+        version = "v1" if k < 0 else "v2"
+        cells = {"main": (2000, 0.9)}
+        if k < 0:
+            cells["legacy"] = (60, 0.7)  # retired with the deploy
+        if _day(k).weekday() < 5:
+            cells["batch"] = (300, 0.8)  # weekdays only
+        total = ok_total = 0
+        for seg, (n, p) in cells.items():
+            ok = int(rng.binomial(n, p))
+            segments.append(SegmentDay("a", version, _day(k), seg, n, ok))
+            total, ok_total = total + n, ok_total + ok
+        buckets.append(Bucket("a", version, _day(k), total, ok_total, 0, total - ok_total))
+    result = measure(_deployment(), _snapshot(buckets, segments=segments), POLICY)
+    c = result.comparison
+    alone = c.views[0]
+    assert (alone.base_days, alone.days) == (56, 10)  # no day dropped
+    assert c.drift is not None and "one side of the deploy only" in c.drift
+    assert c.decision not in ("regression", "success")
+    # A segment column that starts halfway through: not re-weighted, and said so.
+    late = [s for s in segments if s.day >= _day(-20)]
+    partial = measure(_deployment(), _snapshot(buckets, segments=late), POLICY)
+    assert partial.comparison.segments == ()
+    assert partial.comparison.views[0].base_days == 56
+    assert "does not cover every day" in (partial.comparison.drift or "")
+
+
+def test_a_control_missing_some_days_does_not_move_the_controls_mean() -> None:
+    # Controls at 95 % and 60 %; the 60 % one serves no traffic on weekends after the
+    # deploy. No true effect anywhere.
+    rng = np.random.default_rng(23)
+    base = _buckets("a", "v1", range(-56, 0), 0.9, 3000, rng)
+    new = _buckets("a", "v2", range(1, 15), 0.9, 3000, rng)
+    high = _buckets("hi", "p", range(-56, 15), 0.95, 3000, rng)
+    low = [b for b in _buckets("lo", "p", range(-56, 15), 0.60, 3000, rng)
+           if b.hour < DAY0 or b.hour.weekday() < 5]
+    result = measure(_deployment(controls=("hi", "lo")), _snapshot(base + new + high + low),
+                     POLICY)
+    views = {v.name: v for v in result.comparison.views}
+    assert abs(views["against unchanged agents"].estimate) < 0.01
+    assert result.comparison.decision not in ("regression", "success")
+
+
+def test_a_short_horizon_and_weekday_only_traffic_do_not_crash() -> None:
+    rng = np.random.default_rng(2)
+    base = [b for b in _buckets("a", "v1", range(-56, 0), 0.9, 2000, rng)
+            if b.hour.weekday() < 5]
+    new = _buckets("a", "v2", range(1, 10), 0.9, 2000, rng)
+    result = measure(_deployment(), _snapshot(base + new), MeasurePolicy(horizon_days=1))
+    assert result.comparison.views and result.comparison.views[0].days < 9

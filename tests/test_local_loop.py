@@ -113,6 +113,9 @@ def test_merge_measure_revert_loop(cli: Cli, repo: Path) -> None:
     assert code == 0, err
     result = json.loads(result_json.read_text())
     assert result["state"] == "rolled_back"
+    # The revert changes the state, not what was measured before it.
+    assert result["comparison"]["decision"] == "success"
+    assert result["headline"].startswith("rolled back (success")
     assert result["rolled_back_by"] == git(repo, "rev-parse", "HEAD~1")
     comments = _results_comments(repo, pr["number"])
     assert len(comments) == 1 and "rolled back" in comments[0]

@@ -109,6 +109,8 @@ def test_a_change_that_does_nothing_is_never_a_success_or_a_rollback(
     results, fooled = _daily_runs(cli, tmp_path, pid, deploy, flags)
     assert fooled, "the naive comparison was not fooled: the data tests nothing"
     _assert_never_fooled(results, repo)
+    if "--shared-step" in flags:  # the repository's other two agents are the controls
+        assert "checked against 2 unchanged agent(s)" in str(results[-1]["attribution"])
 
 
 def test_the_mix_before_and_after_is_in_the_results(cli: Cli, repo: Path,

@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
+from statistics import NormalDist
 
 import numpy as np
 
@@ -53,6 +54,9 @@ TREND_Z = 1.0
 # Below this many residual degrees of freedom the between-day variance is not trusted
 # alone: the prior is its floor.
 MIN_DF = 7
+# The between-day variance used is the upper limit of its one-sided (1 - S2_QUANTILE)
+# Q-profile interval: roughly x1.6 the estimate at 7 degrees of freedom, x1.2 at 48.
+S2_QUANTILE = 0.25
 
 
 @dataclass(frozen=True)
@@ -137,23 +141,34 @@ def _wls(x: np.ndarray, y: np.ndarray, w: np.ndarray
     return coef, inv, y - x @ coef
 
 
-def _paule_mandel(x: np.ndarray, y: np.ndarray, v: np.ndarray, df: int) -> float:
-    """Between-day variance s2 with Q(s2) = sum w r^2 = df, w = 1 / (s2 + v).
+def chi2_quantile(df: int, q: float) -> float:
+    """Wilson-Hilferty: the q-quantile of chi-square with `df` degrees of freedom (within
+    ~1 % from 3 degrees of freedom up; no scipy)."""
+    z = NormalDist().inv_cdf(q)
+    c = 2.0 / (9.0 * df)
+    return float(df * max(1 - c + z * math.sqrt(c), 0.0) ** 3)
+
+
+def _paule_mandel(x: np.ndarray, y: np.ndarray, v: np.ndarray, df: int,
+                  target: float | None = None) -> float:
+    """Between-day variance s2 with Q(s2) = sum w r^2 = target (default df: Paule-Mandel;
+    a chi-square quantile below df: the Q-profile upper limit), w = 1 / (s2 + v).
 
     Newton's method: at the weighted fit, dQ/ds2 = -sum w^2 r^2 (the residuals' own change
     does not count, by the fit's first-order condition), and Q is convex and decreasing,
     so the steps from s2 = 0 climb to the root without passing it."""
+    goal = float(df) if target is None else target
     s2 = 0.0
     for _ in range(60):
         w = 1.0 / (s2 + v)
         _, _, r = _wls(x, y, w)
         q = float(np.sum(w * r * r))
-        if df <= 0 or q <= df * (1 + 1e-6):
+        if df <= 0 or goal <= 0 or q <= goal * (1 + 1e-6):
             return s2
         slope = float(np.sum(w * w * r * r))
         if slope <= 0:
             return s2
-        step = (q - df) / slope
+        step = (q - goal) / slope
         s2 += step
         if step <= 1e-6 * s2:
             return s2
@@ -182,7 +197,10 @@ def _fit(days: tuple[Day, ...], prior_s2: float, trend: bool | None) -> Model:
     def solve(with_trend: bool) -> tuple[np.ndarray, np.ndarray, float, bool, int]:
         x = _design(ords, weekdays, with_trend, center)
         df = m - x.shape[1]
-        s2 = _paule_mandel(x, y, v, df)
+        # The Q-profile upper limit (Viechtbauer 2007), not the point estimate: with a few
+        # weeks of days the estimate is low often enough to push the always-valid error
+        # rate past alpha (9 % at 14 base days with a day-level sd of 2 points).
+        s2 = _paule_mandel(x, y, v, df, chi2_quantile(df, S2_QUANTILE) if df > 0 else None)
         estimated = df >= MIN_DF
         if not estimated:
             s2 = max(s2, prior_s2)
@@ -236,14 +254,14 @@ def estimate(model: Model, post: Sequence[Day]) -> Estimate | None:
 @lru_cache(maxsize=4096)
 def planned(model: Model, first: date, days: int, v: float | None = None) -> Estimate:
     """What `estimate` would report after `days` post days from `first` with no effect:
-    the variance a decision can expect then (tunes the test, says how long to wait)."""
-    ords = np.array([first.toordinal() + k for k in range(max(days, 1))], dtype=float)
-    ords = ords[_matches(ords, model.weekdays)]
-    if not len(ords):
-        return Estimate(0.0, math.inf, math.inf, 0, days)
+    the variance a decision can expect then (tunes the test, says how long to wait). Only
+    days on the base's weekdays count, so `days` of them may span more calendar days."""
+    span = max(days, 1) * 7 + 7
+    every = np.array([first.toordinal() + k for k in range(span)], dtype=float)
+    ords = every[_matches(every, model.weekdays)][:max(days, 1)]
     x = _design(ords, model.weekdays, model.trend, model.center)
     per_day = model.s2 + (model.mean_v if v is None else v)
     xbar = x.mean(axis=0)
     cov = np.array(model.cov)
     return Estimate(0.0, per_day / len(ords), max(float(xbar @ cov @ xbar), 0.0),
-                    len(ords), days - len(ords))
+                    len(ords), 0)

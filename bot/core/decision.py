@@ -70,10 +70,12 @@ class Evidence:
     guardrails: tuple[Series, ...]
     base: Arm  # totals of the days used, for the gates and the table
     new: Arm
-    first_post_day: date | None  # the first complete day after the deploy day
-    calendar_days: int  # complete days since the deploy day, used or not
+    first_post_day: date | None  # the day after the deploy day (None: no complete day yet)
+    calendar_days: int  # complete days since the deploy day, used or not, served or not
     incidents: tuple[Incident, ...] = ()
     segments: tuple[SegmentMix, ...] = ()
+    stopped: str | None = None  # the new version no longer serves: how we know
+    notes: tuple[str, ...] = ()  # cautions from gathering (segments left out, ...)
 
 
 def _tau2(model: Model, first: date, policy: MeasurePolicy) -> float:
@@ -81,14 +83,17 @@ def _tau2(model: Model, first: date, policy: MeasurePolicy) -> float:
                            policy.alpha)
 
 
-def _view(name: str, series: Series, policy: MeasurePolicy) -> tuple[View, Model] | None:
+def _view(name: str, series: Series, policy: MeasurePolicy,
+          first: date | None) -> tuple[View, Model] | None:
+    """`first`: the day after the deploy day, where the planned horizon starts (fixed
+    across looks, whatever days the data leaves out: the mixing must not move with it)."""
     model = fit(series.pre, series.prior_s2)
-    if model is None or not series.post:
+    if model is None or not series.post or first is None:
         return None
     est = estimate(model, series.post)
     if est is None:
         return None
-    tau2 = _tau2(model, series.post[0].day, policy)
+    tau2 = _tau2(model, first, policy)
     s = sequence(est.estimate, est.variance, tau2, policy.alpha)
     return View(name, s.estimate, s.low, s.high, s.p_value, est.days, model.days,
                 model.day_sd, model.s2_estimated, math.sqrt(model.mean_v),
@@ -129,8 +134,9 @@ def _verdict(low: float, high: float, margin: float) -> str:
     return "unclear"
 
 
-def _rail(series: Series, policy: MeasurePolicy) -> tuple[Guardrail, Model] | None:
-    made = _view(series.metric, series, policy)
+def _rail(series: Series, policy: MeasurePolicy,
+          first: date | None) -> tuple[Guardrail, Model] | None:
+    made = _view(series.metric, series, policy, first)
     if made is None:
         return None
     v, model = made
@@ -190,17 +196,15 @@ def _claim(v: View, rails: Sequence[Guardrail], rule: str,
     return None
 
 
-def _days_needed(model: Model, series: Series, target: float, policy: MeasurePolicy,
+def _days_needed(model: Model, first: date, target: float, policy: MeasurePolicy,
                  now: int) -> int | None:
-    """Post days until the interval's half-width reaches `target`; None: not within
-    `measure.max_days` (or not at all: the base history bounds it)."""
-    first = series.post[0].day if series.post else None
-    if first is None:
-        return None
+    """Calendar days until the interval's half-width is likely to reach `target` (`now`:
+    days used so far); None: not within `measure.max_days`, or never (the base bounds it)."""
     tau2 = _tau2(model, first, policy)
+    per_week = len(model.weekdays)  # only days on the base's weekdays count
     for days in range(max(now + 1, 1), policy.max_days + 1):
         if half_width(planned(model, first, days).variance, tau2, policy.alpha) <= target:
-            return days
+            return math.ceil((days - now) * 7 / per_week)
     return None
 
 
@@ -231,51 +235,59 @@ def decide(ev: Evidence, expected: float, policy: MeasurePolicy,
         raise ValueError(f"unknown rule {judged_by!r}")
     per_day = ev.new.executions / max(len(ev.success.post), 1)
     incidents = _incident_note(ev.incidents)
-    enough_new = (ev.new.executions >= policy.min_executions_per_arm
-                  and ev.new.failures >= policy.min_failures_per_arm)
-    if not ev.success.pre:
-        if enough_new:
-            return _result(ev, None, "inconclusive",
-                           "inconclusive — not enough base traffic: no complete day of the "
-                           "base version before the deploy day", (), (), None, per_day)
-        return _result(ev, None, "insufficient_data", "no base-version traffic before the "
-                       "deploy yet, and too few executions of the new version", (), (), None,
-                       per_day)
-    made = _view("alone", ev.success, policy)
+    notes = list(ev.notes)
+    now = ev.calendar_days
+    # Failures matter for the base only: a fix that leaves no failures at all must still
+    # be decidable (the day-level variance comes from the base).
+    enough_new = ev.new.executions >= policy.min_executions_per_arm
+    made = _view("alone", ev.success, policy, ev.first_post_day)
     if made is None or not enough_new:
-        need = max(policy.min_executions_per_arm - ev.new.executions, 1)
-        days = math.ceil(need / per_day) if ev.new.executions and per_day > 0 else None
-        if not ev.success.post:
+        if not ev.success.pre:
+            why = "no complete day of the base version before the deploy day"
+        elif not ev.success.post:
             why = "no complete day of the new version since the deploy day yet"
         elif made is None:
             why = ("the new version's days so far fall on weekdays the base's short history "
                    "does not have (days are compared with the same weekday)")
         else:
-            why = "too few executions (or failures) of the new version to compare yet"
+            why = (f"{ev.new.executions} executions of the new version so far; a decision "
+                   f"needs {policy.min_executions_per_arm}")
+        over = ev.stopped or (f"{now} days since the deploy (measure.max_days)"
+                              if now >= policy.max_days else None)
+        if over is not None or (not ev.success.pre and enough_new):
+            return _result(ev, made[0] if made else None, "inconclusive",
+                           f"inconclusive — not enough traffic to compare: {why}"
+                           + (f"; {over}" if over else "") + incidents,
+                           (), [made[0]] if made else [], None, per_day, _join(notes))
+        need = max(policy.min_executions_per_arm - ev.new.executions, 1)
+        days = math.ceil(need / per_day) if ev.new.executions and per_day > 0 else None
         return _result(ev, made[0] if made else None, "insufficient_data", why + incidents,
-                       (), [made[0]] if made else [], days, per_day)
+                       (), [made[0]] if made else [], days, per_day, _join(notes))
     alone, model = made
     views = [alone]
     versus_model = None
     if ev.versus is not None:
-        against = _view("against unchanged agents", ev.versus, policy)
+        against = _view("against unchanged agents", ev.versus, policy, ev.first_post_day)
         if against is not None:
             views.insert(0, against[0])
             versus_model = against[1]
     primary = views[0]
-    rails_made = [r for r in (_rail(s, policy) for s in ev.guardrails) if r is not None]
+    rails_made = [r for r in (_rail(s, policy, ev.first_post_day) for s in ev.guardrails)
+                  if r is not None]
     rails = [g for g, _ in rails_made]
     claims = [_claim(v, rails, judged_by, policy) for v in views]
     short_base = ev.base.executions < policy.min_executions_per_arm or \
         ev.base.failures < policy.min_failures_per_arm
     claim = claims[0]
-    caution = None
-    if claim is not None and any(c is None or c[0] != claim[0] for c in claims[1:]):
-        caution = (f"against its unchanged peers ({', '.join(ev.controls)}) the change is "
-                   f"{views[0].estimate * 100:+.1f} pts, alone {alone.estimate * 100:+.1f} pts: "
-                   "they disagree, so something that moved every agent (or one of the peers) "
-                   "is at work; no decision until both agree")
+    disagree = claim is not None and any(c is None or c[0] != claim[0] for c in claims[1:])
+    if disagree:
+        notes.append(
+            f"against its unchanged peers ({', '.join(ev.controls)}) the change is "
+            f"{views[0].estimate * 100:+.1f} pts, alone {alone.estimate * 100:+.1f} pts: they "
+            "disagree, so something that moved every agent (or one of the peers) is at "
+            "work; no decision until both agree")
         claim = None
+    caution = _join(notes)
     if claim is not None:
         unstable = [(v.name, p) for v, s, m in _placebo_inputs(views, ev, model, versus_model)
                     if (p := _placebo(s, m, v.days, policy)) is not None]
@@ -287,19 +299,22 @@ def decide(ev: Evidence, expected: float, policy: MeasurePolicy,
             what, text = unstable[0]
             return _result(ev, primary, "inconclusive",
                            f"inconclusive — base unstable ({what}): {text}; the "
-                           f"{claim[0].replace('_', ' ')} it would have recorded is not "
-                           "trusted" + incidents, rails, views, None, per_day, caution)
+                           f"{claim[0].replace('_', ' ')} it would have recorded "
+                           f"({primary.estimate * 100:+.1f} pts) is not trusted" + incidents,
+                           rails, views, None, per_day, caution)
         return _result(ev, primary, claim[0], claim[1] + incidents, rails, views, None,
                        per_day, caution)
     # No claim yet: measure on, or stop with the reason when waiting cannot help.
-    now = ev.calendar_days
     base_bound = max(v.base_half_width for v in views)
     # The base history caps how narrow the interval can get. Once the new version's days
     # are a third of the doubt or less, more of them narrow it by a fifth at most.
     if (base_bound > policy.min_detectable_effect or short_base) and (
-            primary.var_post <= primary.var_base / 2 or now >= policy.max_days):
+            primary.var_post <= primary.var_base / 2 or now >= policy.max_days
+            or ev.stopped):
+        seen = ("the views disagree (see the caution)" if disagree
+                else "no change that large was seen")
         bound = (f"bound the interval to ±{base_bound * 100:.1f} pts however long the new "
-                 "version runs, and no change that large was seen")
+                 f"version runs, and {seen}")
         trend = (f", its trend ({alone.trend * 100:+.2f} pts/day) carried forward,"
                  if alone.trend is not None else "")
         if short_base or alone.base_days < SHORT_HISTORY_DAYS or \
@@ -314,19 +329,34 @@ def decide(ev: Evidence, expected: float, policy: MeasurePolicy,
                    f"{alone.noise_sd * 100:.1f} its counts explain){trend} {bound}")
         return _result(ev, primary, "inconclusive", f"inconclusive — {why}" + incidents, rails,
                        views, None, per_day, caution)
+    interval = (f"the interval {primary.low * 100:+.1f} … {primary.high * 100:+.1f} pts still "
+                f"holds effects worth having (±{policy.min_detectable_effect * 100:.0f})")
+    calendar = max(now, 1)
+    if ev.incidents and now >= 7 and len({i.day for i in ev.incidents
+                                          if ev.first_post_day and i.day >= ev.first_post_day}
+                                         ) * 2 > calendar:
+        return _result(ev, primary, "inconclusive",
+                       "inconclusive — confounded by incidents: more than half of the days "
+                       f"since the deploy were left out; {interval}" + incidents, rails, views,
+                       None, per_day, caution)
+    if ev.stopped:
+        return _result(ev, primary, "inconclusive",
+                       f"inconclusive — {ev.stopped} before a decision: {caution or interval}"
+                       + incidents, rails, views, None, per_day, caution)
     if now >= policy.max_days:
-        why = caution or (f"the interval {primary.low * 100:+.1f} … {primary.high * 100:+.1f}"
-                          " pts still holds effects worth having "
-                          f"(±{policy.min_detectable_effect * 100:.0f})")
         return _result(ev, primary, "inconclusive",
                        f"inconclusive — no decision after {now} days (measure.max_days): "
-                       + why + incidents, rails, views, None, per_day, caution)
+                       + (caution or interval) + incidents, rails, views, None, per_day,
+                       caution)
     target = abs(expected) or policy.min_detectable_effect
-    needed = _days_needed(versus_model or model, ev.versus or ev.success, target, policy,
-                          primary.days)
-    more = (needed - primary.days) if needed else None
+    first = ev.first_post_day or date.min
+    more = _days_needed(versus_model or model, first, target, policy, primary.days)
     return _result(ev, primary, "keep_measuring", "no significant change yet" + incidents,
                    rails, views, more, per_day, caution)
+
+
+def _join(notes: Sequence[str]) -> str | None:
+    return "; ".join(notes) if notes else None
 
 
 def _placebo_inputs(views: Sequence[View], ev: Evidence, alone: Model,

@@ -29,6 +29,10 @@ QUALITY_PRIOR_S2 = 0.02**2
 # Segments below this share of the base traffic are pooled into one.
 MIN_SEGMENT_SHARE = 0.02
 OTHER_SEGMENT = "(other)"
+# A control must have traffic on this share of the days on each side.
+CONTROL_COVERAGE = 0.9
+# The new version counts as stopped after this many complete days without traffic.
+STOPPED_DAYS = 7
 
 
 def last_complete_day(newest: datetime | None) -> date | None:
@@ -42,6 +46,8 @@ class Window:
     deploy_day: date
     pre_first: date
     post_last: date  # before post_first when no complete day has followed the deploy day
+    last_complete: date  # the newest complete day of the export
+    replaced: date | None = None  # the day the new version stopped (git, without versions)
 
     @property
     def pre_last(self) -> date:
@@ -63,10 +69,12 @@ def window(merged_at: datetime, newest: datetime | None, policy: MeasurePolicy,
     first = deploy_day - timedelta(days=policy.base_days)
     if base_since is not None:
         first = max(first, base_since.date() + timedelta(days=1))
-    last = last_complete_day(newest) or deploy_day
+    complete = last_complete_day(newest) or deploy_day
+    last = complete
     if new_until is not None:
         last = min(last, new_until.date() - timedelta(days=1))
-    return Window(deploy_day, first, max(last, deploy_day))
+    return Window(deploy_day, first, max(last, deploy_day), max(complete, deploy_day),
+                  new_until.date() if new_until is not None else None)
 
 
 @dataclass
@@ -185,11 +193,14 @@ def _cost_days(snapshot: MetricsSnapshot, agent: str, versions: tuple[str | None
 
 def _segment_days(snapshot: MetricsSnapshot, agent: str,
                   versions: tuple[str | None, str | None],
-                  sides: tuple[set[date], set[date]]
-                  ) -> tuple[tuple[Day, ...], tuple[Day, ...], tuple[SegmentMix, ...]] | None:
-    """Success rates re-weighted to the base's segment mix (post-stratification), and the mix
-    on each side; None when the export has no segment column for this agent."""
+                  sides: tuple[dict[date, _Sums], dict[date, _Sums]]
+                  ) -> tuple[tuple[Day, ...], tuple[Day, ...], tuple[SegmentMix, ...],
+                             list[str]] | None:
+    """Success rates re-weighted to the base's segment mix (post-stratification), the mix on
+    each side, and notes; None when the export has no segment column for this agent."""
     rows = snapshot.segments_of(agent)
+    if not rows:
+        return None
     counts: list[dict[date, dict[str, list[int]]]] = [defaultdict(dict), defaultdict(dict)]
     for r in rows:
         day = r.day.date()
@@ -199,6 +210,13 @@ def _segment_days(snapshot: MetricsSnapshot, agent: str,
                 cell = counts[side][day].setdefault(r.segment, [0, 0])
                 cell[0] += r.executions
                 cell[1] += r.successes
+    # Every day must be covered: a column that starts halfway through the export (or a
+    # file without it) would silently cut the history down to the days it covers.
+    for side in (0, 1):
+        for day, sums in sides[side].items():
+            if sum(c[0] for c in counts[side].get(day, {}).values()) < sums.n:
+                return (), (), (), ["the segment column does not cover every day of the "
+                                    f"comparison (not {day.isoformat()}): not re-weighted"]
     base_total: dict[str, int] = defaultdict(int)
     for per_segment in counts[0].values():
         for seg, (n, _) in per_segment.items():
@@ -207,51 +225,72 @@ def _segment_days(snapshot: MetricsSnapshot, agent: str,
     if not grand:
         return None
     small = {s for s, n in base_total.items() if n < MIN_SEGMENT_SHARE * grand}
+
+    def name(seg: str) -> str:
+        return OTHER_SEGMENT if seg in small else seg
+
     merged: list[dict[date, dict[str, list[int]]]] = []
     for side_counts in counts:
         out: dict[date, dict[str, list[int]]] = {}
         for day, per_segment in side_counts.items():
             cells: dict[str, list[int]] = {}
             for seg, (n, ok) in per_segment.items():
-                name = OTHER_SEGMENT if seg in small else seg
-                cell = cells.setdefault(name, [0, 0])
+                cell = cells.setdefault(name(seg), [0, 0])
                 cell[0] += n
                 cell[1] += ok
             out[day] = cells
         merged.append(out)
-    weights: dict[str, float] = defaultdict(float)
-    for seg, n in base_total.items():
-        weights[OTHER_SEGMENT if seg in small else seg] += n / grand
-    series: list[tuple[Day, ...]] = []
-    mix: list[dict[str, tuple[int, int]]] = []
+    totals: list[dict[str, list[int]]] = []
     for side_cells in merged:
-        totals: dict[str, list[int]] = {}
+        t: dict[str, list[int]] = {}
         for cells in side_cells.values():
             for seg, (n, ok) in cells.items():
-                t = totals.setdefault(seg, [0, 0])
-                t[0] += n
-                t[1] += ok
-        mix.append({s: (t[0], t[1]) for s, t in totals.items()})
-        pooled = {s: min(max(t[1] / t[0], 0.5 / t[0]), 1 - 0.5 / t[0]) if t[0] else 0.5
-                  for s, t in totals.items()}
+                cell = t.setdefault(seg, [0, 0])
+                cell[0] += n
+                cell[1] += ok
+        totals.append(t)
+    notes = []
+    # A segment only one side has cannot be compared: the weights are shared out among the
+    # others, and the result says so.
+    one_sided = sorted(s for s in set(totals[0]) | set(totals[1])
+                       if not (totals[0].get(s, [0])[0] and totals[1].get(s, [0])[0]))
+    if one_sided:
+        share = sum(totals[1].get(s, [0])[0] for s in one_sided) / max(
+            sum(c[0] for c in totals[1].values()), 1)
+        notes.append(f"segment(s) seen on one side of the deploy only ({len(one_sided)}, "
+                     f"{share:.0%} of the new version's traffic) are left out of the "
+                     "re-weighted comparison")
+    kept = {s: n for s, n in totals[0].items() if s not in one_sided}
+    kept_total = sum(c[0] for c in kept.values())
+    if not kept_total:
+        return (), (), (), [*notes, "no segment on both sides: not re-weighted"]
+    weights = {s: c[0] / kept_total for s, c in kept.items()}
+    series: list[tuple[Day, ...]] = []
+    for side_cells, t in zip(merged, totals, strict=True):
+        pooled = {s: min(max(c[1] / c[0], 0.5 / c[0]), 1 - 0.5 / c[0]) if c[0] else 0.5
+                  for s, c in t.items()}
         days = []
         for day, cells in sorted(side_cells.items()):
-            if any(cells.get(s, [0, 0])[0] == 0 for s in weights):
-                continue  # a segment without traffic that day: no re-weighted rate for it
-            y = sum(w * cells[s][1] / cells[s][0] for s, w in weights.items())
-            v = sum(w * w * pooled[s] * (1 - pooled[s]) / cells[s][0]
+            # A segment without traffic that day stands in with its rate over the side.
+            y = sum(w * (cells[s][1] / cells[s][0] if cells.get(s, [0])[0] else pooled[s])
+                    for s, w in weights.items())
+            v = sum(w * w * pooled[s] * (1 - pooled[s])
+                    / (cells[s][0] if cells.get(s, [0])[0] else 1)
                     for s, w in weights.items())
             days.append(Day(day, y, v, sum(c[0] for c in cells.values())))
         series.append(tuple(days))
-    segments = sorted(set(mix[0]) | set(mix[1]), key=lambda s: (-weights.get(s, 0.0), s))
-    n_base = sum(n for n, _ in mix[0].values()) or 1
-    n_new = sum(n for n, _ in mix[1].values()) or 1
-    table = tuple(
-        SegmentMix(s, mix[0].get(s, (0, 0))[0] / n_base, mix[1].get(s, (0, 0))[0] / n_new,
-                   mix[0][s][1] / mix[0][s][0] if mix[0].get(s, (0, 0))[0] else None,
-                   mix[1][s][1] / mix[1][s][0] if mix[1].get(s, (0, 0))[0] else None)
-        for s in segments)
-    return series[0], series[1], table
+    segments = sorted(set(totals[0]) | set(totals[1]), key=lambda s: (-weights.get(s, 0.0), s))
+    n_base = sum(c[0] for c in totals[0].values()) or 1
+    n_new = sum(c[0] for c in totals[1].values()) or 1
+
+    def rate(t: dict[str, list[int]], seg: str) -> float | None:
+        n, ok = t.get(seg, [0, 0])
+        return ok / n if n else None
+
+    table = tuple(SegmentMix(seg, totals[0].get(seg, [0])[0] / n_base,
+                             totals[1].get(seg, [0])[0] / n_new, rate(totals[0], seg),
+                             rate(totals[1], seg)) for seg in segments)
+    return series[0], series[1], table, notes
 
 
 def _versus(own: tuple[Day, ...], peers: dict[date, tuple[float, float]]) -> tuple[Day, ...]:
@@ -259,33 +298,50 @@ def _versus(own: tuple[Day, ...], peers: dict[date, tuple[float, float]]) -> tup
                  for d in own if d.day in peers)
 
 
-def _peer_days(snapshot: MetricsSnapshot, controls: Sequence[str], days: set[date]
-               ) -> dict[date, tuple[float, float]]:
-    """The unchanged agents' mean success rate per day, and its sampling variance."""
+def _peer_days(snapshot: MetricsSnapshot, controls: Sequence[str], pre: set[date],
+               post: set[date]) -> dict[date, tuple[float, float]]:
+    """The unchanged agents' success rate per day, each against its own base-period level on
+    that weekday (so a peer missing a day cannot move the mean by its level), averaged over
+    the peers present, with its sampling variance."""
+    days = pre | post
     per_agent = [_per_day(snapshot.buckets_of(a), None, days) for a in controls]
+    levels: list[dict[int, float]] = []
+    for sums in per_agent:
+        by_weekday: dict[int, list[float]] = defaultdict(list)
+        for d, x in sums.items():
+            if d in pre:
+                by_weekday[d.weekday()].append(x.ok / x.n)
+        overall = [r for rates in by_weekday.values() for r in rates]
+        mean = sum(overall) / len(overall) if overall else 0.0
+        levels.append({w: sum(by_weekday[w]) / len(by_weekday[w]) if by_weekday.get(w)
+                       else mean for w in range(7)})
     pooled = [_pooled(p.values()) for p in per_agent]
     out: dict[date, tuple[float, float]] = {}
     for day in days:
-        present = [(p[day], q) for p, q in zip(per_agent, pooled, strict=True) if day in p]
+        present = [(p[day], q, lv[day.weekday()])
+                   for p, q, lv in zip(per_agent, pooled, levels, strict=True) if day in p]
         if not present:
             continue
         k = len(present)
-        out[day] = (sum(s.ok / s.n for s, _ in present) / k,
-                    sum(q * (1 - q) / s.n for s, q in present) / (k * k))
+        out[day] = (sum(x.ok / x.n - lv for x, _, lv in present) / k,
+                    sum(q * (1 - q) / x.n for x, q, _ in present) / (k * k))
     return out
 
 
 def stable_peers(snapshot: MetricsSnapshot, agent: str, candidates: Iterable[str] | None,
                  win: Window) -> tuple[str, ...]:
     """Other agents fit to be controls: no version change in the window (git vouches for
-    `candidates`; with a version column the export must agree), traffic on at least half
-    of the days on each side."""
+    `candidates`; with a version column the export must agree), traffic on nearly every
+    day the agent has on each side."""
     names = set(candidates) if candidates is not None else (
         {b.agent_id for b in snapshot.buckets} if snapshot.has_version else set())
     # Agent ids from the export end up in the results: only well-formed ones qualify.
     names = {n for n in names if is_safe_id(n)}
-    pre = {d for d in win.days() if d < win.deploy_day}
-    post = {d for d in win.days() if d > win.deploy_day}
+    # Coverage is counted on the days the agent itself has traffic (an export may start
+    # after the base window does).
+    own = {b.hour.date() for b in snapshot.buckets_of(agent) if b.executions}
+    pre = {d for d in win.days() if d < win.deploy_day} & own
+    post = {d for d in win.days() if d > win.deploy_day} & own
     out = []
     for other in sorted(names - {agent}):
         versions: set[str | None] = set()
@@ -297,15 +353,26 @@ def stable_peers(snapshot: MetricsSnapshot, agent: str, candidates: Iterable[str
                 seen.add(day)
         if snapshot.has_version and len(versions) > 1:
             continue
-        if pre and post and len(seen & pre) * 2 >= len(pre) and len(seen & post) * 2 >= len(post):
+        if pre and post and len(seen & pre) >= CONTROL_COVERAGE * len(pre) \
+                and len(seen & post) >= CONTROL_COVERAGE * len(post):
             out.append(other)
     return tuple(out)
+
+
+def _stopped(win: Window, post: dict[date, _Sums], by_version: bool) -> str | None:
+    if win.replaced is not None and win.replaced <= win.last_complete:
+        return f"the new version was replaced on {win.replaced.isoformat()}"
+    if by_version and post:
+        last = max(post)
+        if (win.last_complete - last).days >= STOPPED_DAYS:
+            return f"the new version has served no traffic since {last.isoformat()}"
+    return None
 
 
 def gather(snapshot: MetricsSnapshot, agent: str, versions: tuple[str | None, str | None],
            win: Window, policy: MeasurePolicy, controls: Sequence[str]) -> Evidence:
     """The evidence about one deploy. `versions`: (base, new) to select by prompt_version,
-    or (None, None) to attribute by time."""
+    or (None, None) to attribute by time. `controls`: unchanged agents (`stable_peers`)."""
     all_days = win.days()
     executions: dict[tuple[str, date], int] = defaultdict(int)
     wanted = set(all_days)
@@ -313,26 +380,30 @@ def gather(snapshot: MetricsSnapshot, agent: str, versions: tuple[str | None, st
         day = b.hour.date()
         if day in wanted:
             executions[(b.agent_id, day)] += b.executions
-    found = incidents.find(snapshot.error_days, executions, [agent, *controls], all_days,
+    found = incidents.find(snapshot.error_days, executions, [agent, *controls],
+                           [d for d in all_days if d < win.deploy_day],
+                           [d for d in all_days if d > win.deploy_day], controls,
                            policy.incident_share)
     excluded = {i.day for i in found}
     pre_days = {d for d in all_days if d < win.deploy_day and d not in excluded}
     post_days = {d for d in all_days if d > win.deploy_day and d not in excluded}
     mine = snapshot.buckets_of(agent)
     pre, post = _per_day(mine, versions[0], pre_days), _per_day(mine, versions[1], post_days)
-    sides = (set(pre), set(post))
-    segmented = _segment_days(snapshot, agent, versions, sides)
+    notes: list[str] = []
+    segmented = _segment_days(snapshot, agent, versions, (pre, post))
+    pre_rates, post_rates = _rate_days(pre), _rate_days(post)
+    mix: tuple[SegmentMix, ...] = ()
     if segmented is not None:
-        pre_rates, post_rates, mix = segmented
-    else:
-        pre_rates, post_rates, mix = _rate_days(pre), _rate_days(post), ()
+        notes += segmented[3]
+        if segmented[0]:
+            pre_rates, post_rates, mix = segmented[0], segmented[1], segmented[2]
     success = Series("success rate", pre_rates, post_rates, policy.day_sd**2)
     versus = None
     if controls:
-        peers = _peer_days(snapshot, controls, sides[0] | sides[1])
+        peers = _peer_days(snapshot, controls, set(pre), set(post))
         versus = Series("success rate", _versus(pre_rates, peers), _versus(post_rates, peers),
                         2 * policy.day_sd**2)
-    cost = _cost_days(snapshot, agent, versions, sides)
+    cost = _cost_days(snapshot, agent, versions, (set(pre), set(post)))
     # Without cost histograms (the daily form) the mean comes uncapped from the sums.
     capped = bool(cost[0] and cost[1])
     rails = [
@@ -351,8 +422,10 @@ def gather(snapshot: MetricsSnapshot, agent: str, versions: tuple[str | None, st
         guardrails=tuple(s for s in rails if s.pre and s.post),
         base=Arm(sum(s.n for s in pre.values()), sum(s.ok for s in pre.values())),
         new=Arm(sum(s.n for s in post.values()), sum(s.ok for s in post.values())),
-        first_post_day=win.post_first if win.post_last >= win.post_first else None,
-        calendar_days=max((win.post_last - win.post_first).days + 1, 0),
+        first_post_day=win.post_first if win.last_complete >= win.post_first else None,
+        calendar_days=max((win.last_complete - win.post_first).days + 1, 0),
         incidents=tuple(found),
         segments=mix,
+        stopped=_stopped(win, post, versions[1] is not None),
+        notes=tuple(notes),
     )

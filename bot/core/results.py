@@ -96,6 +96,10 @@ def _srm_p(observed: tuple[int, int], share: float) -> float:
     return math.erfc(math.sqrt(stat / 2))
 
 
+CANARY_GRACE = timedelta(hours=6)
+CANARY_HOURS = 24
+
+
 @dataclass(frozen=True)
 class Measured:
     comparison: Comparison
@@ -110,14 +114,19 @@ def concurrent(dep: Deployment, snapshot: MetricsSnapshot,
     checked against `measure.canary_share` (sample-ratio mismatch). None: not a canary."""
     if not snapshot.has_version:
         return None
-    deploy = _hour(dep.merged_at)
+    # The merge hour and a rollout's lag (replicas reloading) are not a split: only hours
+    # from CANARY_GRACE on, in which both versions served, and enough of them.
+    deploy = _hour(dep.merged_at) + CANARY_GRACE
     mine = snapshot.buckets_of(dep.agent_id)
     end = _hour(dep.new_until) if dep.new_until else None
     base = [b for b in mine if b.hour >= deploy and b.prompt_version == dep.base_version
             and (end is None or b.hour < end)]
     new = [b for b in mine if b.hour >= deploy and b.prompt_version == dep.new_version
            and (end is None or b.hour < end)]
-    if arm_of(base).executions < policy.min_executions_per_arm or not new:
+    both = {b.hour for b in base} & {b.hour for b in new}
+    base = [b for b in base if b.hour in both]
+    new = [b for b in new if b.hour in both]
+    if arm_of(base).executions < policy.min_executions_per_arm or len(both) < CANARY_HOURS:
         return None
     n_base, n_new = arm_of(base).executions, arm_of(new).executions
     share = n_new / (n_base + n_new)
@@ -130,6 +139,8 @@ def concurrent(dep: Deployment, snapshot: MetricsSnapshot,
                        "the runtime's routing before trusting this comparison")
     lo = _day(deploy)
     hi = max(b.hour for b in new) + timedelta(days=1)
+    # Cost histograms are daily: they cover the deploy day and whole days, an
+    # approximation the hourly counts above do not need.
     base_arm = arm_of(base, _cost_bins(snapshot, dep.agent_id, dep.base_version, lo, hi))
     new_arm = arm_of(new, _cost_bins(snapshot, dep.agent_id, dep.new_version, lo, hi))
     comparison = compare(base_arm, new_arm, dep.expected_delta, policy, caution,
@@ -223,7 +234,9 @@ def measure(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -
     if rolled_back:
         headline = f"rolled back ({headline})"
     elif comparison.decision in ("keep_measuring", "insufficient_data"):
-        headline = f"measuring — about {comparison.more_executions_needed} more executions needed"
+        headline = (f"measuring — about {comparison.more_executions_needed} more executions "
+                    "needed" if comparison.more_executions_needed > 0 else
+                    "measuring — no decision yet")
     through = snapshot.newest.strftime("%Y-%m-%d %H:%M UTC") if snapshot.newest else "no data"
     return Result(
         proposal_id=dep.proposal_id,
