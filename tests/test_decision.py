@@ -100,6 +100,7 @@ def test_the_placebo_check_gates_the_decision() -> None:
 
 
 def test_a_shock_every_agent_shares_is_not_the_prompt() -> None:
+    # The unchanged agents are a negative control: what moved them is not the prompt.
     # Two days after the deploy every agent drops 3 points (an upstream model update).
     rng = np.random.default_rng(9)
 
@@ -116,9 +117,10 @@ def test_a_shock_every_agent_shares_is_not_the_prompt() -> None:
     result = measure(_deployment(controls=("b", "c")), _snapshot(base + new + peers), POLICY)
     c = result.comparison
     assert c.decision not in ("regression", "success") and not result.recommend_rollback
-    assert [v.name for v in c.views] == ["against unchanged agents", "alone"]
-    assert abs(c.views[0].estimate) < 0.01 and c.views[1].high < 0
-    assert c.drift is not None and "disagree" in c.drift and "b, c" in c.drift
+    assert [v.name for v in c.views] == ["alone", "the unchanged agents themselves"]
+    assert c.views[0].high < 0 and c.views[1].high < 0  # both dropped ~3 points
+    assert c.views[1].estimate == pytest.approx(c.views[0].estimate, abs=0.01)
+    assert c.drift is not None and "unchanged agents (b, c) moved" in c.drift
     assert "checked against 2 unchanged agent(s): b, c" in result.attribution
     # With a version column, agents whose version changed in the window are no controls.
     moved = _buckets("b", "p2", range(5, 15), rate, 5000, rng)
@@ -387,7 +389,7 @@ def test_a_control_missing_some_days_does_not_move_the_controls_mean() -> None:
     result = measure(_deployment(controls=("hi", "lo")), _snapshot(base + new + high + low),
                      POLICY)
     views = {v.name: v for v in result.comparison.views}
-    assert abs(views["against unchanged agents"].estimate) < 0.01
+    assert abs(views["the unchanged agents themselves"].estimate) < 0.01
     assert result.comparison.decision not in ("regression", "success")
 
 
@@ -398,3 +400,17 @@ def test_a_short_horizon_and_weekday_only_traffic_do_not_crash() -> None:
     new = _buckets("a", "v2", range(1, 10), 0.9, 2000, rng)
     result = measure(_deployment(), _snapshot(base + new), MeasurePolicy(horizon_days=1))
     assert result.comparison.views and result.comparison.views[0].days < 9
+
+
+def test_unchanged_agents_that_did_not_move_cost_no_power() -> None:
+    # A real +4 points at 400 a day; two unchanged agents with their own noise and no shared
+    # movement. Requiring agreement with a difference-in-differences would add their noise;
+    # as a negative control they only hold back a claim when they moved too.
+    rng = np.random.default_rng(41)
+    base = _buckets("a", "v1", range(-14, 0), 0.9, 400, rng)
+    new = _buckets("a", "v2", range(1, 14), 0.94, 400, rng)
+    peers = [b for name in ("b", "c") for b in _buckets(name, "p", range(-14, 14), 0.9, 400,
+                                                         rng)]
+    result = measure(_deployment(controls=("b", "c")), _snapshot(base + new + peers), POLICY)
+    assert result.comparison.decision == "success", result.comparison.reason
+    assert "checked against 2 unchanged agent(s)" in result.attribution

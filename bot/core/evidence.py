@@ -293,11 +293,6 @@ def _segment_days(snapshot: MetricsSnapshot, agent: str,
     return series[0], series[1], table, notes
 
 
-def _versus(own: tuple[Day, ...], peers: dict[date, tuple[float, float]]) -> tuple[Day, ...]:
-    return tuple(Day(d.day, d.y - peers[d.day][0], d.v + peers[d.day][1], d.n)
-                 for d in own if d.day in peers)
-
-
 def _peer_days(snapshot: MetricsSnapshot, controls: Sequence[str], pre: set[date],
                post: set[date]) -> dict[date, tuple[float, float]]:
     """The unchanged agents' success rate per day, each against its own base-period level on
@@ -398,11 +393,13 @@ def gather(snapshot: MetricsSnapshot, agent: str, versions: tuple[str | None, st
         if segmented[0]:
             pre_rates, post_rates, mix = segmented[0], segmented[1], segmented[2]
     success = Series("success rate", pre_rates, post_rates, policy.day_sd**2)
-    versus = None
+    peers = None
     if controls:
-        peers = _peer_days(snapshot, controls, set(pre), set(post))
-        versus = Series("success rate", _versus(pre_rates, peers), _versus(post_rates, peers),
-                        2 * policy.day_sd**2)
+        means = _peer_days(snapshot, controls, set(pre), set(post))
+        peers = Series("success rate",
+                       tuple(Day(d, *means[d], 0) for d in sorted(means) if d in pre),
+                       tuple(Day(d, *means[d], 0) for d in sorted(means) if d in post),
+                       policy.day_sd**2)
     cost = _cost_days(snapshot, agent, versions, (set(pre), set(post)))
     # Without cost histograms (the daily form) the mean comes uncapped from the sums.
     capped = bool(cost[0] and cost[1])
@@ -417,7 +414,7 @@ def gather(snapshot: MetricsSnapshot, agent: str, versions: tuple[str | None, st
     ]
     return Evidence(
         success=success,
-        versus=versus,
+        peers=peers,
         controls=tuple(controls),
         guardrails=tuple(s for s in rails if s.pre and s.post),
         base=Arm(sum(s.n for s in pre.values()), sum(s.ok for s in pre.values())),
