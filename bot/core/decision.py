@@ -10,9 +10,8 @@ What may not decide, and what happens instead:
   `L` days earlier (a placebo, L = the days measured so far), must show nothing. When it
   does, the base itself moves in ways the model does not capture: the outcome is
   "inconclusive — base unstable", never a success, regression or rollback.
-- With unchanged agents in the repository (controls), the change must show against them
-  too (difference in differences); when the agent alone and the agent against its
-  controls disagree, a shared shock (or a control's own trouble) is at work: no claim.
+- Unchanged agents in the repository are a negative control: when they moved the same
+  way over the same days, a shock every agent took is at work: no claim while it lasts.
 - Incident days (bot/core/incidents.py) are left out of every series before this point.
 - "No measurable effect" only when the interval lies within +-`min_detectable_effect`:
   no effect worth having fits in it any more.
