@@ -40,6 +40,7 @@ from bot.core.stats import (
     Incident,
     SegmentMix,
     View,
+    verdict,
 )
 
 FINAL = ("success", "regression", "no_effect", "inconclusive")
@@ -124,15 +125,6 @@ def _placebo(series: Series, model: Model, days: int, policy: MeasurePolicy) -> 
             "the base moved by itself as much as a change would")
 
 
-def _verdict(low: float, high: float, margin: float) -> str:
-    limit = math.log1p(margin)
-    if high <= limit:
-        return "ok"
-    if low > limit:
-        return "worse"
-    return "unclear"
-
-
 def _rail(series: Series, policy: MeasurePolicy,
           first: date | None) -> tuple[Guardrail, Model] | None:
     made = _view(series.metric, series, policy, first)
@@ -141,12 +133,12 @@ def _rail(series: Series, policy: MeasurePolicy,
     v, model = made
     if series.metric == "quality":
         floor = math.log1p(-min(policy.quality_margin, 0.999))
-        verdict = "ok" if v.low >= floor else "worse" if v.high < floor else "unclear"
+        shortfall = "ok" if v.low >= floor else "worse" if v.high < floor else "unclear"
         return Guardrail("quality", math.exp(v.estimate), math.exp(v.low), math.exp(v.high),
-                         policy.quality_margin, verdict, higher_is_better=True), model
+                         policy.quality_margin, shortfall, higher_is_better=True), model
     margin = policy.latency_margin if series.metric == "latency" else policy.cost_margin
     return Guardrail(series.metric, math.exp(v.estimate), math.exp(v.low), math.exp(v.high),
-                     margin, _verdict(v.low, v.high, margin)), model
+                     margin, verdict(v.low, v.high, margin)), model
 
 
 # rule: (guardrail metric, word, where its interval must lie)

@@ -238,7 +238,8 @@ def _capped_cost(arm: Arm, cap_bin: int) -> tuple[float, float, int]:
     return mean, var, n
 
 
-def _verdict(low: float, high: float, margin: float) -> str:
+def verdict(low: float, high: float, margin: float) -> str:
+    """A guardrail's verdict from its interval on the log scale and its allowed rise."""
     limit = math.log1p(margin)
     if high <= limit:
         return "ok"
@@ -263,7 +264,7 @@ def guardrails(base: Arm, new: Arm, policy: MeasurePolicy) -> tuple[Guardrail, .
                      policy.alpha)
         out.append(Guardrail("latency", math.exp(s.estimate), math.exp(s.low),
                              math.exp(s.high), policy.latency_margin,
-                             _verdict(s.low, s.high, policy.latency_margin)))
+                             verdict(s.low, s.high, policy.latency_margin)))
     quality = _quality(base, new, policy)
     if quality is not None:
         out.append(quality)
@@ -292,7 +293,7 @@ def guardrails(base: Arm, new: Arm, policy: MeasurePolicy) -> tuple[Guardrail, .
                          mixing_variance(max(horizon, 1e-12), policy.alpha), policy.alpha)
             out.append(Guardrail("cost", math.exp(s.estimate), math.exp(s.low),
                                  math.exp(s.high), policy.cost_margin,
-                                 _verdict(s.low, s.high, policy.cost_margin)))
+                                 verdict(s.low, s.high, policy.cost_margin)))
     return tuple(out)
 
 
@@ -335,7 +336,7 @@ def _uncapped_cost(base: Arm, new: Arm, policy: MeasurePolicy) -> Guardrail | No
     if s is None:
         return None
     return Guardrail("cost (uncapped)", math.exp(s.estimate), math.exp(s.low), math.exp(s.high),
-                     policy.cost_margin, _verdict(s.low, s.high, policy.cost_margin))
+                     policy.cost_margin, verdict(s.low, s.high, policy.cost_margin))
 
 
 def compare(
