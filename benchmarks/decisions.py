@@ -307,15 +307,18 @@ def main() -> None:
                 seeds = sum(o.seeds is not None for o in aa)
                 wins = [o.recorded_day for o in up if o.recorded == "success"
                         and o.recorded_day is not None]
-                s_wins = sum(o.seeds == "success" for o in up)
+                s_wins = [o.seeds_day for o in up if o.seeds == "success"
+                          and o.seeds_day is not None]
                 caught = [o.recorded_day for o in down if o.recorded == "regression"
                           and o.recorded_day is not None]
-                s_caught = sum(o.seeds == "regression" for o in down)
+                s_caught = [o.seeds_day for o in down if o.seeds == "regression"
+                            and o.seeds_day is not None]
                 mark = " (no target)" if name in NO_TARGET else ""
                 print(f"| {name}{mark} | {level:,} | {pct(rec, n)} | {pct(anyl, n)} | "
-                      f"{seeds / n:.1%} | {len(wins) / len(up):.1%} ({median_day(wins)}) | "
-                      f"{s_wins / len(up):.1%} | {len(caught) / len(down):.1%} "
-                      f"({median_day(caught)}) | {s_caught / len(down):.1%} |", flush=True)
+                      f"{pct(seeds, n)} | {len(wins) / len(up):.1%} ({median_day(wins)}) | "
+                      f"{len(s_wins) / len(up):.1%} ({median_day(s_wins)}) | "
+                      f"{len(caught) / len(down):.1%} ({median_day(caught)}) | "
+                      f"{len(s_caught) / len(down):.1%} ({median_day(s_caught)}) |", flush=True)
     print(f"\n({time.perf_counter() - start:.0f} s)")
 
 
