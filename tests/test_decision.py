@@ -117,9 +117,11 @@ def test_a_shock_every_agent_shares_is_not_the_prompt() -> None:
     result = measure(_deployment(controls=("b", "c")), _snapshot(base + new + peers), POLICY)
     c = result.comparison
     assert c.decision not in ("regression", "success") and not result.recommend_rollback
-    assert [v.name for v in c.views] == ["alone", "the unchanged agents themselves"]
-    assert c.views[0].high < 0 and c.views[1].high < 0  # both dropped ~3 points
-    assert c.views[1].estimate == pytest.approx(c.views[0].estimate, abs=0.01)
+    assert [v.name for v in c.views] == ["alone", "against the unchanged agents",
+                                         "the unchanged agents themselves"]
+    assert c.views[0].high < 0 and c.views[2].high < 0  # both dropped ~3 points
+    assert c.views[2].estimate == pytest.approx(c.views[0].estimate, abs=0.01)
+    assert c.views[1].low < 0 < c.views[1].high  # against them: nothing
     assert c.drift is not None and "unchanged agents (b, c) moved" in c.drift
     assert "checked against 2 unchanged agent(s): b, c" in result.attribution
     # With a version column, agents whose version changed in the window are no controls.
@@ -402,15 +404,24 @@ def test_a_short_horizon_and_weekday_only_traffic_do_not_crash() -> None:
     assert result.comparison.views and result.comparison.views[0].days < 9
 
 
-def test_unchanged_agents_that_did_not_move_cost_no_power() -> None:
+def test_unchanged_agents_that_did_not_move_cost_little_power() -> None:
     # A real +4 points at 400 a day; two unchanged agents with their own noise and no shared
-    # movement. Requiring agreement with a difference-in-differences would add their noise;
-    # as a negative control they only hold back a claim when they moved too.
-    rng = np.random.default_rng(41)
-    base = _buckets("a", "v1", range(-14, 0), 0.9, 400, rng)
-    new = _buckets("a", "v2", range(1, 14), 0.94, 400, rng)
-    peers = [b for name in ("b", "c") for b in _buckets(name, "p", range(-14, 14), 0.9, 400,
-                                                         rng)]
-    result = measure(_deployment(controls=("b", "c")), _snapshot(base + new + peers), POLICY)
-    assert result.comparison.decision == "success", result.comparison.reason
-    assert "checked against 2 unchanged agent(s)" in result.attribution
+    # movement. Requiring agreement with a difference-in-differences always would add their
+    # noise to every decision; it is asked only when they moved the claim's way (about one
+    # look in six by chance), so few successes are lost.
+    wins = {True: 0, False: 0}
+    for seed in range(40):
+        rng = np.random.default_rng(1000 + seed)
+        base = _buckets("a", "v1", range(-14, 0), 0.9, 400, rng)
+        new = _buckets("a", "v2", range(1, 14), 0.94, 400, rng)
+        peers = [b for name in ("b", "c")
+                 for b in _buckets(name, "p", range(-14, 14), 0.9, 400, rng)]
+        snapshot = _snapshot(base + new + peers)
+        for with_controls in (True, False):
+            result = measure(_deployment(controls=("b", "c") if with_controls else ()),
+                             snapshot, POLICY)
+            wins[with_controls] += result.comparison.decision == "success"
+            if with_controls and seed == 0:
+                assert "checked against 2 unchanged agent(s)" in result.attribution
+    assert wins[False] >= 37
+    assert wins[True] >= wins[False] - 3, wins

@@ -11,7 +11,8 @@ What may not decide, and what happens instead:
   does, the base itself moves in ways the model does not capture: the outcome is
   "inconclusive — base unstable", never a success, regression or rollback.
 - Unchanged agents in the repository are a negative control: when they moved the same
-  way over the same days, a shock every agent took is at work: no claim while it lasts.
+  way over the same days, a shock every agent took may be at work, and a claim must hold
+  against them too (the agent minus them, day by day) or it waits.
 - Incident days (bot/core/incidents.py) are left out of every series before this point.
 - "No measurable effect" only when the interval lies within +-`min_detectable_effect`:
   no effect worth having fits in it any more.
@@ -83,11 +84,12 @@ def _tau2(model: Model, first: date, policy: MeasurePolicy) -> float:
                            policy.alpha)
 
 
-def _view(name: str, series: Series, policy: MeasurePolicy,
-          first: date | None) -> tuple[View, Model] | None:
+def _view(name: str, series: Series, policy: MeasurePolicy, first: date | None,
+          trend: bool | None = None) -> tuple[View, Model] | None:
     """`first`: the day after the deploy day, where the planned horizon starts (fixed
-    across looks, whatever days the data leaves out: the mixing must not move with it)."""
-    model = fit(series.pre, series.prior_s2)
+    across looks, whatever days the data leaves out: the mixing must not move with it).
+    `trend`: force the base model's trend choice (None: the data decides)."""
+    model = fit(series.pre, series.prior_s2, trend=trend)
     if model is None or not series.post or first is None:
         return None
     est = estimate(model, series.post)
@@ -259,7 +261,11 @@ def decide(ev: Evidence, expected: float, policy: MeasurePolicy,
     primary = alone
     moved = None
     if ev.peers is not None:
-        peer = _view("the unchanged agents themselves", ev.peers, policy, ev.first_post_day)
+        # The same model as the agent's: a trend fitted to the peers alone (their mean is
+        # less noisy, so it is chosen more often) would absorb the very step that moved
+        # them both, and hide it.
+        peer = _view("the unchanged agents themselves", ev.peers, policy, ev.first_post_day,
+                     trend=model.trend)
         if peer is not None:
             views.append(peer[0])
             moved = peer[0]
@@ -269,13 +275,26 @@ def decide(ev: Evidence, expected: float, policy: MeasurePolicy,
     short_base = ev.base.executions < policy.min_executions_per_arm or \
         ev.base.failures < policy.min_failures_per_arm
     claim = _claim(alone, rails, judged_by, policy)
-    shock = _shared(moved, alone, claim, policy) if claim is not None else None
-    if shock is not None:
-        notes.append(f"the unchanged agents ({', '.join(ev.controls)}) moved "
-                     f"{shock * 100:+.1f} pts over the same days: something that moved every "
-                     f"agent is at work (against them this one moved "
-                     f"{(alone.estimate - shock) * 100:+.1f} pts); no decision while it lasts")
-        claim = None
+    shock = None
+    if claim is not None and moved is not None and _moved_with(moved, alone, claim[0]):
+        # Something may have moved every agent: the claim must hold against them too.
+        against = _view("against the unchanged agents", _versus(ev.success, ev.peers),
+                        policy, ev.first_post_day) if ev.peers is not None else None
+        held = _claim(against[0], rails, judged_by, policy) if against else None
+        if against is not None:
+            views.insert(1, against[0])
+        if held is None or held[0] != claim[0]:
+            shock = moved.estimate
+            notes.append(
+                f"the unchanged agents ({', '.join(ev.controls)}) moved "
+                f"{shock * 100:+.1f} pts over the same days: something that moved every "
+                "agent may be at work, and against them this one moved "
+                + (f"{against[0].estimate * 100:+.1f} pts (interval "
+                   f"{against[0].low * 100:+.1f} … {against[0].high * 100:+.1f})"
+                   if against else "by an amount that cannot be told yet")
+                + f": the {claim[0].replace('_', ' ')} does not hold against them; no "
+                "decision while it lasts")
+            claim = None
     caution = _join(notes)
     if claim is not None:
         unstable = [("alone", p)] if (p := _placebo(ev.success, model, alone.days,
@@ -344,29 +363,33 @@ def decide(ev: Evidence, expected: float, policy: MeasurePolicy,
                    rails, views, more, per_day, caution)
 
 
-# A claim is held back when the unchanged agents moved the same way by at least half as
-# much, beyond this many of their standard errors (a fixed-horizon 10 % test: liberal on
-# purpose, it guards a claim, it makes none).
-SHOCK_Z = 1.645
+# The unchanged agents "moved" when their estimate lies beyond this many of its standard
+# errors (a one-sided 16 % test: liberal on purpose, it guards a claim, it makes none).
+# Then the claim must also hold against them (difference in differences). Always asking
+# that doubles the variance when the agents are independent, and blocked a clear +4-point
+# success at 400 a day; never asking let shared shocks through (11 % false claims at
+# 500 a day with a shared 2-point step, benchmarks/decisions.py).
+SHOCK_Z = 1.0
 
 
-def _shared(moved: View | None, alone: View, claim: tuple[str, str],
-            policy: MeasurePolicy) -> float | None:
-    """How far the unchanged agents moved when that undermines `claim`, else None. A
-    success or regression is undermined by a move the same way of at least half its size;
-    "no effect" by any move of half the smallest effect worth having (the agent may have
-    cancelled a shock every agent took)."""
-    if moved is None:
-        return None
+def _moved_with(moved: View, alone: View, decision: str) -> bool:
+    """Whether the unchanged agents moved in a way that could explain `decision`: the
+    same way as the agent for a success or regression, any way for "no effect" (the agent
+    may have cancelled a shock every agent took)."""
     se = math.sqrt(moved.var_post + moved.var_base)
     if se <= 0 or abs(moved.estimate) <= SHOCK_Z * se:
-        return None
-    if claim[0] == "no_effect":
-        return moved.estimate if abs(moved.estimate) >= policy.min_detectable_effect / 2 \
-            else None
-    same_way = moved.estimate * alone.estimate > 0
-    return moved.estimate if same_way and abs(moved.estimate) >= abs(alone.estimate) / 2 \
-        else None
+        return False
+    return decision == "no_effect" or moved.estimate * alone.estimate > 0
+
+
+def _versus(own: Series, peers: Series) -> Series:
+    """The agent minus the unchanged agents, day by day (days both have)."""
+    def diff(a: tuple[Day, ...], b: tuple[Day, ...]) -> tuple[Day, ...]:
+        other = {d.day: d for d in b}
+        return tuple(Day(d.day, d.y - other[d.day].y, d.v + other[d.day].v, d.n)
+                     for d in a if d.day in other)
+    return Series(own.metric, diff(own.pre, peers.pre), diff(own.post, peers.post),
+                  own.prior_s2 + peers.prior_s2)
 
 
 def _join(notes: Sequence[str]) -> str | None:
