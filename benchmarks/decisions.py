@@ -294,7 +294,9 @@ def main() -> None:
           "seeds -5 |")
     print("|---|---|---|---|---|---|---|---|---|")
     with ProcessPoolExecutor(args.jobs) as pool:
-        for index, (name, traffic) in enumerate(chosen.items()):
+        for name, traffic in chosen.items():
+            # Seeds follow the departure's place in DEPARTURES: --only reproduces its rows.
+            index = list(DEPARTURES).index(name)
             for level in args.levels:
                 seed = args.seed * 1_000_003 + index * 100_019 + level
                 aa = run_cell(pool, seed, traffic, level, 0.0, LOOKS, args.sims, args.jobs)
