@@ -425,3 +425,43 @@ def test_unchanged_agents_that_did_not_move_cost_little_power() -> None:
                 assert "checked against 2 unchanged agent(s)" in result.attribution
     assert wins[False] >= 37
     assert wins[True] >= wins[False] - 3, wins
+
+
+def _steady(rate: float, days: range, wobble: float = 0.003) -> tuple[Day, ...]:
+    # 20,000 a day: sampling noise is small; the deterministic wobble gives the days spread.
+    n = 20000
+    return tuple(Day(DAY0.date() + timedelta(days=k),
+                     rate + (wobble if (k * 7919) % 3 == 0 else -wobble / 2),
+                     rate * (1 - rate) / n, n) for k in days)
+
+
+def _with_peers(own_post: float, peers_post: float) -> Evidence:
+    pre, post = range(-56, 0), range(1, 15)
+    n = 20000
+    return Evidence(
+        Series("success rate", _steady(0.90, pre), _steady(own_post, post), 0.02**2),
+        Series("success rate", _steady(0.0, pre), _steady(peers_post, post), 0.02**2),
+        ("b", "c"), (), Arm(56 * n, int(56 * n * 0.9)),
+        Arm(14 * n, int(14 * n * own_post)), DAY0.date() + timedelta(days=1), 14)
+
+
+def test_a_drop_shared_with_the_unchanged_agents_is_judged_net_of_it() -> None:
+    # The agent fell 3 points, every unchanged agent 2: against them it fell 1 point. The
+    # regression stands, but its size (and so the rollback call) is the net one.
+    c = decide(_with_peers(0.87, -0.02), 0.03, POLICY)
+    assert c.decision == "regression"
+    assert c.views[0].name == "against the unchanged agents"
+    assert c.delta == pytest.approx(-0.01, abs=0.002)
+    assert "measured against the unchanged agents (b, c), which moved -2.0 pts" in c.reason
+    assert [v.name for v in c.views][1:] == ["alone", "the unchanged agents themselves"]
+
+
+def test_a_non_inferiority_success_is_checked_when_the_others_rose() -> None:
+    # "not worse": the agent slipped half a point, while every unchanged agent rose 2.5:
+    # against them it fell 3 points. Not a success (the check looks at which way the
+    # others moved, not at the sign of the agent's own estimate).
+    alone = decide(_with_peers(0.895, 0.0), 0.0, POLICY, judged_by="not_worse")
+    assert alone.decision == "success"  # quiet controls: a non-inferiority success
+    c = decide(_with_peers(0.895, 0.025), 0.0, POLICY, judged_by="not_worse")
+    assert c.decision not in ("success", "regression")
+    assert c.drift is not None and "does not hold against them" in c.drift

@@ -276,14 +276,23 @@ def decide(ev: Evidence, expected: float, policy: MeasurePolicy,
         ev.base.failures < policy.min_failures_per_arm
     claim = _claim(alone, rails, judged_by, policy)
     shock = None
-    if claim is not None and moved is not None and _moved_with(moved, alone, claim[0]):
+    if claim is not None and moved is not None and _moved_with(moved, claim[0]):
         # Something may have moved every agent: the claim must hold against them too.
         against = _view("against the unchanged agents", _versus(ev.success, ev.peers),
-                        policy, ev.first_post_day) if ev.peers is not None else None
+                        policy, ev.first_post_day, trend=model.trend) \
+            if ev.peers is not None else None
         held = _claim(against[0], rails, judged_by, policy) if against else None
-        if against is not None:
-            views.insert(1, against[0])
-        if held is None or held[0] != claim[0]:
+        if against is not None and held is not None and held[0] == claim[0]:
+            # The estimate net of what moved every agent is the one to report and act on
+            # (a rollback judged on the agent alone would count the shock as its own).
+            primary = against[0]
+            views.insert(0, primary)
+            claim = (held[0], f"{held[1]}, measured against the unchanged agents "
+                     f"({', '.join(ev.controls)}), which moved {moved.estimate * 100:+.1f} pts "
+                     "too")
+        else:
+            if against is not None:
+                views.insert(1, against[0])
             shock = moved.estimate
             notes.append(
                 f"the unchanged agents ({', '.join(ev.controls)}) moved "
@@ -364,22 +373,28 @@ def decide(ev: Evidence, expected: float, policy: MeasurePolicy,
 
 
 # The unchanged agents "moved" when their estimate lies beyond this many of its standard
-# errors (a one-sided 16 % test: liberal on purpose, it guards a claim, it makes none).
-# Then the claim must also hold against them (difference in differences). Always asking
-# that doubles the variance when the agents are independent, and blocked a clear +4-point
-# success at 400 a day; never asking let shared shocks through (11 % false claims at
-# 500 a day with a shared 2-point step, benchmarks/decisions.py).
+# errors (liberal on purpose: it guards a claim, it makes none; by chance one look in six
+# for a success or regression, one in three for "no effect"). Then the claim must also hold
+# against them (difference in differences). Always asking that doubles the variance when
+# the agents are independent, and blocked a clear +4-point success at 400 a day; never
+# asking let shared shocks through (12 % false claims at 500 a day with a shared 2-point
+# step, benchmarks/decisions.py).
 SHOCK_Z = 1.0
 
 
-def _moved_with(moved: View, alone: View, decision: str) -> bool:
-    """Whether the unchanged agents moved in a way that could explain `decision`: the
-    same way as the agent for a success or regression, any way for "no effect" (the agent
-    may have cancelled a shock every agent took)."""
+def _moved_with(moved: View, decision: str) -> bool:
+    """Whether the unchanged agents moved in a way that could explain `decision`: up for a
+    success (whatever the agent's own estimate: a non-inferiority success may come with a
+    small drop), down for a regression, either way for "no effect" (the agent may have
+    cancelled a shock every agent took)."""
     se = math.sqrt(moved.var_post + moved.var_base)
     if se <= 0 or abs(moved.estimate) <= SHOCK_Z * se:
         return False
-    return decision == "no_effect" or moved.estimate * alone.estimate > 0
+    if decision == "success":
+        return moved.estimate > 0
+    if decision == "regression":
+        return moved.estimate < 0
+    return True
 
 
 def _versus(own: Series, peers: Series) -> Series:

@@ -355,8 +355,10 @@ def compare(
     worse than `rollback_threshold` — non-inferiority, not superiority. "faster": the same
     for latency (brevity rules, a lower max_tokens). "better_quality": the quality score is
     shown higher and the success rate not worse. "not_worse" (clarity, safety rules, whose
-    value shows elsewhere): the success rate is shown not worse. Under every rule a success
-    rate shown lower, or a guardrail shown beyond its margin, is a regression."""
+    value shows elsewhere): the success rate is shown not worse. Under every rule a guardrail
+    shown beyond its margin is a regression, and so is a success rate shown lower — except
+    that a non-inferiority rule whose gain is shown accepts a drop shown smaller than
+    `rollback_threshold` (that is what non-inferiority means)."""
     if judged_by not in JUDGED_BY:
         raise ValueError(f"unknown rule {judged_by!r}")
     rate0 = planning_rate if planning_rate is not None else (
