@@ -137,6 +137,10 @@ def run(ctx: Context, patterns: list[str] | None = None, dry_run: bool = False) 
     snapshot = load_metrics(ctx, state.policy, patterns)
     prs = tracked_prs(ctx)
     results = measure_all(ctx, state, base, snapshot, prs, report, dry_run)
+    if not dry_run:
+        # Proposals start from the base as it is now, with the results just committed: a
+        # run stopped after that commit and run again opens the very same branches.
+        base_sha = ctx.git.sha(f"refs/heads/{base}") or base_sha
     current = {a: loaded.version for a, loaded in state.agents.items()}
     report.analysis = analysis(snapshot, current, state.policy)
     propose_all(ctx, state, base, base_sha, snapshot, prs, results, report, dry_run)
@@ -272,12 +276,6 @@ def propose_all(
                                       f"({proposal.id}, {proposal.branch})")
                 if not dry_run:
                     open_proposal(ctx, base, base_sha, proposal, body, policy)
-                    if proposal.eval_gate is not None:
-                        state_, text = commit_status(proposal.eval_gate,
-                                                     policy.eval.require_replies)
-                        head = ctx.git.sha(f"refs/heads/{proposal.branch}")
-                        assert head is not None
-                        ctx.forge.set_status(head, state_, text, EVAL_STATUS)
                 break
         except PromptbotError as exc:
             report.errors.append(f"{agent_id}: {exc.render()}")
@@ -527,6 +525,13 @@ def open_proposal(
         commit = ctx.git.commit_files(base_sha, p.files, message)
         ctx.git.move_branch(branch, commit, None)
     ctx.forge.publish(branch)
+    if p.eval_gate is not None:
+        # Before the PR exists: a run that dies in between sets it again with the PR on
+        # its next try, and a required check can never be left without a status.
+        state, text = commit_status(p.eval_gate, policy.eval.require_replies)
+        head = ctx.git.sha(f"refs/heads/{branch}")
+        assert head is not None
+        ctx.forge.set_status(head, state, text, EVAL_STATUS)
     return ctx.forge.open_pr(branch=branch, base=base, title=p.title, body=body,
                              labels=labels_for(policy.forge.label_prefix, PROPOSED))
 
@@ -542,8 +547,12 @@ def write_if_changed(path: Path, text: str) -> bool:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves the old report, no temp file
+        raise
     return True
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from bot import __version__
 from bot.core.analysis import GOALS
-from bot.errors import Finding, PromptbotError, UsageError
+from bot.errors import Finding, PromptbotError, UsageError, explain
 
 if TYPE_CHECKING:
     from bot.core.model import Policy
@@ -171,6 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         err("interrupted; nothing half-written is left behind, run the command again")
         return 130
     except Exception as exc:
+        known = explain(exc)
+        if known is not None:
+            err(known.render())
+            return known.exit_code
         if os.environ.get("PROMPTBOT_DEBUG"):
             raise
         err(f"internal error: {type(exc).__name__}: {str(exc)[:300]}\n"
@@ -179,6 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def main_entry() -> None:
+    from bot.edges.signals import terminate_as_interrupt
+
+    terminate_as_interrupt()
     sys.exit(main())
 
 
@@ -190,7 +197,28 @@ def _dispatch(args: argparse.Namespace) -> int:
         "event": _event,
         "eval": _eval,
     }[args.command]
-    return handler(root, args)
+    if not _writes(args):
+        return handler(root, args)
+    from bot.edges.git import Git
+    from bot.edges.lock import repo_lock
+
+    g = Git(root)
+    name = args.command + (f" {args.pr_command}" if args.command == "pr" else "")
+    with repo_lock(g.git_dir, name):
+        done = g.recover()
+        if done:
+            err(f"· {done} (an earlier promptbot command was stopped half-way)")
+        return handler(root, args)
+
+
+def _writes(args: argparse.Namespace) -> bool:
+    """Commands that change the repository or the forge: one at a time, and each first
+    finishes what a stopped one left half-done."""
+    if args.command == "pr":
+        return bool(args.pr_command in ("merge", "close", "comment"))
+    if args.command in ("run", "event"):
+        return not args.dry_run
+    return bool(args.command == "rollback")
 
 
 # ---------------------------------------------------------------- wiring

@@ -351,19 +351,15 @@ def _regenerate(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
         app.ensure_labels(ctx, t.pr, labels_for(state.policy.forge.label_prefix, PROPOSED),
                           report, False)
         out.actions.append(f"#{t.pr.number}: reopened on request")
-    reply = _rewrite(ctx, base, base_sha, t, proposal, tip, body, out)
+    reply = _rewrite(ctx, base, base_sha, t, proposal, tip, body, out,
+                     state.policy.eval.require_replies)
     if t.pr.state == "closed":
         reply = "reopened this proposal on your request. " + reply
-    if proposal.eval_gate is not None and "the result is identical" not in reply:
-        state_, text = commit_status(proposal.eval_gate, state.policy.eval.require_replies)
-        head = ctx.git.sha(f"refs/heads/{t.pr.branch}")
-        if head is not None:
-            ctx.forge.set_status(head, state_, text, app.EVAL_STATUS)
     return reply
 
 
 def _rewrite(ctx: Context, base: str, base_sha: str, t: Tracked, p: Proposal,
-             tip: str, body: str, out: Outcome) -> str:
+             tip: str, body: str, out: Outcome, require_replies: bool) -> str:
     if ctx.git.parents(tip)[:1] == [base_sha] and all(
             ctx.git.read(tip, path) == text for path, text in p.files.items()) \
             and t.pr.body == body:
@@ -375,6 +371,9 @@ def _rewrite(ctx: Context, base: str, base_sha: str, t: Tracked, p: Proposal,
     ctx.git.move_branch(t.pr.branch, commit, local)
     if ctx.forge.name == "github" and ctx.git.has_remote():
         ctx.git.push(t.pr.branch, force=True, lease=tip)
+    if p.eval_gate is not None:
+        state, text = commit_status(p.eval_gate, require_replies)
+        ctx.forge.set_status(commit, state, text, app.EVAL_STATUS)
     ctx.forge.update_pr(t.pr.number, title=p.title, body=body)
     out.actions.append(f"#{t.pr.number}: regenerated on {base} ({base_sha[:12]})")
     return (f"regenerated on `{base}` at `{base_sha[:12]}` with {p.generator}; the "

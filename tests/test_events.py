@@ -379,13 +379,39 @@ def test_regenerate_refuses_when_the_branch_cannot_be_read(
     assert git(origin, "rev-parse", branch) == tip  # nothing was force-pushed
 
 
-def test_a_failed_write_is_not_repeated(clone: Path, standin: GitHubStandIn) -> None:
-    """5xx on a POST may mean it was done: retrying could open a second PR."""
-    standin.fail_next("POST", 502, "Bad Gateway", path="/pulls")
+def test_a_failed_write_is_looked_up_before_it_is_sent_again(
+        clone: Path, standin: GitHubStandIn) -> None:
+    """A 5xx on a POST may or may not mean it was done: the bot looks for the PR first and
+    opens it again only when it is missing."""
+    standin.fail_next("POST", 502, "Bad Gateway", path="/pulls")  # not done
     report = run(context(clone, standin), METRICS)
+    assert report.errors == []
     posts = [r for r in standin.requests if r.method == "POST" and r.path.endswith("/pulls")]
-    assert any("HTTP 502" in e for e in report.errors)
-    assert len(posts) == len(proposal_numbers(standin)) + 1  # the failed one, never retried
+    lookups = [r for r in standin.requests if r.method == "GET" and r.path.endswith("/pulls")
+               and r.query.get("head")]
+    assert len(lookups) == 1
+    assert len(posts) == 4  # the failed one, sent once more after the lookup
+    assert pull_count(standin) == 3
+
+
+def test_a_write_done_but_answered_5xx_is_not_made_twice(
+        clone: Path, standin: GitHubStandIn) -> None:
+    standin.after_processing("POST", "/pulls", "error", status=502)  # done, then 502
+    report = run(context(clone, standin), METRICS)
+    assert report.errors == []
+    posts = [r for r in standin.requests if r.method == "POST" and r.path.endswith("/pulls")]
+    assert len(posts) == 3 and pull_count(standin) == 3
+
+
+def pull_count(standin: GitHubStandIn) -> int:
+    """Every pull request on the stand-in, duplicates included."""
+    n = 0
+    while True:
+        try:
+            standin.pull(n + 1)
+        except (KeyError, LookupError):
+            return n
+        n += 1
 
 
 def test_events_that_need_no_model_run_without_a_key(

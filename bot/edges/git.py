@@ -3,9 +3,9 @@
 Branches and commits are built from trees with a temporary index, so the
 person's working copy, index and checked-out branch are never disturbed, and
 a ref moves only as the very last step: a run killed half-way leaves no
-half-made branch. When the branch that moves is checked out, its working tree
-is brought along with `read-tree -m -u`, which refuses rather than overwrite a
-person's local changes.
+half-made branch. When the branch that moves is checked out, its index and
+working tree are brought along by bot/edges/checkout.py, which refuses rather
+than overwrite a person's local changes and can be finished after a kill.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ from pathlib import Path
 import git
 from gitdb.base import IStream
 
-from bot.errors import GitError
+from bot.edges import checkout
+from bot.errors import GitError, explain
 
 BOT_NAME = "promptbot"
 BOT_EMAIL = "promptbot@users.noreply.github.com"
+SCRATCH = "promptbot-tmp"
 
 
 def _bot_env() -> dict[str, str]:
@@ -53,41 +55,47 @@ class Git:
     def sha(self, ref: str) -> str | None:
         try:
             return str(self.repo.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}"))
-        except git.GitCommandError:
+        except git.GitCommandError as exc:
+            machine_failure(exc)
             return None
 
     def read(self, ref: str, path: str) -> str | None:
         try:
             return str(self.repo.git.show(f"{ref}:{path}", strip_newline_in_stdout=False))
-        except git.GitCommandError:
+        except git.GitCommandError as exc:
+            machine_failure(exc)
             return None
 
     def ls(self, ref: str, prefix: str) -> list[str]:
         try:
             out = self.repo.git.ls_tree("-r", "--name-only", ref, "--", prefix)
-        except git.GitCommandError:
+        except git.GitCommandError as exc:
+            machine_failure(exc)
             return []
         return [line for line in out.splitlines() if line]
 
     def head_branch(self) -> str | None:
         try:
             return str(self.repo.git.symbolic_ref("--quiet", "--short", "HEAD"))
-        except git.GitCommandError:
+        except git.GitCommandError as exc:
+            machine_failure(exc)
             return None
 
     def commit_time(self, sha: str) -> datetime:
-        return datetime.fromtimestamp(self.repo.commit(sha).committed_date, UTC).replace(
-            tzinfo=None
-        )
+        # Through the git command, not GitPython's object reader: a failure is then a
+        # GitCommandError that says why (a full disk), never an opaque ValueError.
+        stamp = int(self.repo.git.log("-1", "--format=%ct", sha, "--"))
+        return datetime.fromtimestamp(stamp, UTC).replace(tzinfo=None)
 
     def parents(self, sha: str) -> list[str]:
-        return [p.hexsha for p in self.repo.commit(sha).parents]
+        return str(self.repo.git.rev_list("--parents", "-n", "1", sha, "--")).split()[1:]
 
     def first_parent_log(self, ref: str, path: str) -> list[str]:
         """Commits on `ref`'s first-parent line that changed `path`, oldest first."""
         try:
             out = self.repo.git.log("--first-parent", "--format=%H", "--reverse", ref, "--", path)
-        except git.GitCommandError:
+        except git.GitCommandError as exc:
+            machine_failure(exc)
             return []
         return [line for line in out.splitlines() if line]
 
@@ -98,7 +106,8 @@ class Git:
         try:
             out = self.repo.git.log("--first-parent", f"--since=@{stamp}", "--format=",
                                     "--name-only", ref, "--", prefix)
-        except git.GitCommandError:
+        except git.GitCommandError as exc:
+            machine_failure(exc)
             return set()
         return {line for line in out.splitlines() if line}
 
@@ -106,7 +115,8 @@ class Git:
         """Files that differ between commit `since` and the working tree."""
         try:
             names: str = self.repo.git.diff("--name-only", since, "--")
-        except git.GitCommandError:
+        except git.GitCommandError as exc:
+            machine_failure(exc)
             return []
         return [n for n in names.split("\n") if n]
 
@@ -115,13 +125,15 @@ class Git:
         try:
             listed: str = self.repo.git.rev_list(f"{older}..{newer}")
             return listed.split()
-        except git.GitCommandError:
+        except git.GitCommandError as exc:
+            machine_failure(exc)
             return []
 
     def is_ancestor(self, older: str, newer: str) -> bool:
         try:
             self.repo.git.merge_base("--is-ancestor", older, newer)
-        except git.GitCommandError:
+        except git.GitCommandError as exc:
+            machine_failure(exc)
             return False
         return True
 
@@ -129,14 +141,15 @@ class Git:
         """Whether any commit on `tip` that `base` lacks was authored by someone else."""
         try:
             emails = self.repo.git.log("--format=%ae", f"{base}..{tip}").split()
-        except git.GitCommandError:
+        except git.GitCommandError as exc:
+            machine_failure(exc)
             return True  # unknown history: assume a person, never throw their work away
         return any(email != BOT_EMAIL for email in emails)
 
     # ------------------------------------------------------------ writing
     def commit_files(self, parent: str, files: dict[str, str], message: str) -> str:
         """A new commit on top of `parent` with `files` replaced; no ref moves."""
-        with tempfile.TemporaryDirectory(prefix="promptbot-index-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="index-", dir=self._scratch()) as tmp:
             env = {**_bot_env(), "GIT_INDEX_FILE": str(Path(tmp) / "index")}
             g = self.repo.git
             g.read_tree(parent, env=env)
@@ -152,7 +165,8 @@ class Git:
         """A --no-ff merge commit of `theirs` into `ours`, as GitHub's merge button makes."""
         try:
             tree = str(self.repo.git.merge_tree("--write-tree", ours, theirs)).splitlines()[0]
-        except git.GitCommandError:
+        except git.GitCommandError as exc:
+            machine_failure(exc)
             raise GitError(
                 "the branch does not merge cleanly into the base branch",
                 fix="resolve the conflict on the branch (or close the PR and let the bot "
@@ -168,7 +182,8 @@ class Git:
         with self._worktree(onto) as wt:
             try:
                 wt.git.revert("-m", "1", "--no-edit", merge_sha, env=_bot_env())
-            except git.GitCommandError:
+            except git.GitCommandError as exc:
+                machine_failure(exc)
                 raise GitError(
                     f"reverting {merge_sha[:10]} conflicts with later changes",
                     fix="revert it by hand (`git revert -m 1 <merge>`) and resolve the conflict",
@@ -180,24 +195,30 @@ class Git:
         """Point `branch` at `new` (only if it still is at `old`), bringing a checkout along."""
         ref = f"refs/heads/{branch}"
         if old is not None and self.head_branch() == branch:
-            try:
-                self.repo.git.read_tree("-m", "-u", old, new)
-            except git.GitCommandError as exc:
-                raise GitError(
-                    f"cannot update the checked-out branch {branch}: local changes are in the way "
-                    f"({str(exc.stderr).strip()[:200]})",
-                    fix="commit or stash your changes and run the command again",
-                ) from None
+            checkout.move_checked_out(self.repo, branch, old, new)
+            return
         try:
-            if old is None:
-                self.repo.git.update_ref(ref, new, "0" * 40)
-            else:
-                self.repo.git.update_ref(ref, new, old)
-        except git.GitCommandError:
+            self.repo.git.update_ref(ref, new, old or "0" * 40)
+        except git.GitCommandError as exc:
+            machine_failure(exc)
             raise GitError(
                 f"branch {branch} moved while promptbot was working",
                 fix="run the command again",
             ) from None
+
+    def recover(self) -> str | None:
+        """Finish (or undo) a checkout update a killed promptbot left half-done, and remove
+        the temporary indexes and worktrees it left."""
+        done = checkout.recover(self.repo)
+        scratch = self.git_dir / SCRATCH
+        if scratch.exists():
+            shutil.rmtree(scratch, ignore_errors=True)
+            self.repo.git.worktree("prune")
+        return done
+
+    @property
+    def git_dir(self) -> Path:
+        return Path(self.repo.git_dir)
 
     # ------------------------------------------------------------ remotes
     def has_remote(self, name: str = "origin") -> bool:
@@ -219,6 +240,7 @@ class Git:
         try:
             self.repo.git.push(*args, "origin", spec)
         except git.GitCommandError as exc:
+            machine_failure(exc)
             raise GitError(
                 f"pushing {branch} to origin failed: {_first_line(exc)}",
                 fix="check that the token may push (contents: write) and that the branch "
@@ -235,6 +257,7 @@ class Git:
             self.repo.git.fetch("--quiet", "origin", f"+refs/heads/{branch}:refs/remotes/origin/"
                                 f"{branch}")
         except git.GitCommandError as exc:
+            machine_failure(exc)
             if "couldn't find remote ref" in str(exc.stderr).lower():
                 return None
             raise GitError(f"fetching {branch} from origin failed: {_first_line(exc)}",
@@ -246,13 +269,21 @@ class Git:
     def _has_identity(self) -> bool:
         try:
             self.repo.git.var("GIT_COMMITTER_IDENT")
-        except git.GitCommandError:
+        except git.GitCommandError as exc:
+            machine_failure(exc)
             return False
         return True
 
+    def _scratch(self) -> Path:
+        """Temporary indexes and worktrees live in the git directory, so what a killed run
+        leaves there is found and removed by the next command (`recover`)."""
+        path = self.git_dir / SCRATCH
+        path.mkdir(exist_ok=True)
+        return path
+
     @contextmanager
     def _worktree(self, commit: str) -> Iterator[git.Repo]:
-        tmp = Path(tempfile.mkdtemp(prefix="promptbot-wt-"))
+        tmp = Path(tempfile.mkdtemp(prefix="wt-", dir=self._scratch()))
         path = tmp / "wt"
         self.repo.git.worktree("add", "--quiet", "--detach", str(path), commit)
         try:
@@ -276,6 +307,14 @@ class GitTree:
             p for p in self.git.ls(self.ref, "prompts/")
             if p.count("/") == 2 and p.endswith("/agent.yaml")
         )
+
+
+def machine_failure(exc: git.GitCommandError) -> None:
+    """A git failure that says the machine failed (a full disk, a read-only repository) is
+    raised as such, never read as an answer ("no such branch", "does not merge")."""
+    known = explain(exc)
+    if known is not None:
+        raise known from None
 
 
 def _first_line(exc: git.GitCommandError) -> str:

@@ -22,16 +22,60 @@ from bot.edges.git import Git
 from bot.errors import ForgeError
 
 BRANCH_PREFIX = "promptbot/"
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})
+DUPLICATE = "duplicate"  # the marker kind of a duplicate comment the bot retired
 
 
 class _BoundedRetry(GithubRetry):
-    """GithubRetry whose `Retry-After` sleeps are capped like its reset waits."""
+    """GithubRetry whose `Retry-After` sleeps are capped like its reset waits, and which
+    never repeats a POST whose answer was lost or was a 5xx: GitHub may have done it, and a
+    second POST makes a second comment or PR (the forge looks it up instead). A POST refused
+    by a rate limit was not done, so that one is retried."""
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        if method.upper() == "POST":
+            return status_code in (403, 429) and bool(
+                super().is_retry("GET", status_code, has_retry_after))
+        return bool(super().is_retry(method, status_code, has_retry_after))
 
     def get_retry_after(self, response: Any) -> float | None:
         after: float | None = super().get_retry_after(response)
         if after is not None and self.max_rate_limit_wait is not None:
             return min(after, self.max_rate_limit_wait)
         return after
+
+
+class _Unknown(ForgeError):
+    """The request may or may not have been carried out: its answer was lost or a 5xx."""
+
+
+def _refusal(what: str, exc: GithubException) -> ForgeError:
+    message = str((exc.data.get("message") if isinstance(exc.data, dict) else "") or "")[:200]
+    status = exc.status
+    if status in (403, 429) and "rate limit" in message.lower():
+        return ForgeError(f"GitHub's rate limit stopped the run while trying to {what}",
+                          fix="nothing is half-written; the next run continues. Fewer "
+                          "writes per run: lower forge.max_writes_per_run")
+    if status >= 500:
+        return _Unknown(f"GitHub had a server error (HTTP {status}) while trying to {what}",
+                        fix="a problem on GitHub's side, not a setting: the next run checks "
+                        "what was done and finishes the rest")
+    if status == 401:
+        return ForgeError(f"GitHub did not accept the token (HTTP 401) while trying to {what}",
+                          fix="GITHUB_TOKEN is missing, expired or revoked: pass a valid one "
+                          "(in Actions: secrets.GITHUB_TOKEN)")
+    if status == 404:
+        return ForgeError(f"GitHub answered 404 (not found) while trying to {what}",
+                          fix="check GITHUB_REPOSITORY (owner/name) and that the token can see "
+                          "that repository: GitHub answers 404, not 403, to a token without "
+                          "access")
+    if status == 403:
+        return ForgeError(f"GitHub refused to {what}: HTTP 403 {message}",
+                          fix="check GITHUB_TOKEN's permissions (contents: write, "
+                          "pull-requests: write, issues: write, statuses: write)")
+    return ForgeError(f"GitHub refused to {what}: HTTP {status} {message}",
+                      fix="the message above says what GitHub did not accept; if it names "
+                      "promptbot's request, report it as a bug")
 
 
 class GitHubForge:
@@ -48,6 +92,7 @@ class GitHubForge:
         fast: bool = False,
         max_writes: int = 60,
         max_wait_s: float = 300.0,
+        timeout: int = 15,
     ) -> None:
         if "/" not in repository:
             raise ForgeError(f"GITHUB_REPOSITORY '{repository}' is not owner/name",
@@ -59,48 +104,58 @@ class GitHubForge:
         # limits) and until x-ratelimit-reset (primary), but by default without a bound;
         # the job has a time budget, so waiting longer than `max_wait_s` fails the run
         # instead (the next scheduled run picks up where this one stopped).
-        # Only rate limits are retried (403/429): a write that failed with 5xx may have been
-        # done, and repeating it would duplicate a PR or a comment.
-        retry = _BoundedRetry(total=5, backoff_factor=0 if fast else 1.0, status_forcelist=[429],
+        # Reads and idempotent writes (PATCH, PUT, DELETE) are retried on 5xx and lost
+        # answers; POSTs only on rate limits (see _BoundedRetry).
+        retry = _BoundedRetry(total=5, backoff_factor=0 if fast else 1.0,
+                              status_forcelist=[429, 500, 502, 503, 504],
+                              allowed_methods=_IDEMPOTENT, raise_on_status=False,
                               secondary_rate_wait=1 if fast else 60,
                               max_rate_limit_wait=max_wait_s)
         self.client = Github(auth=Auth.Token(token), base_url=base_url, per_page=100, lazy=True,
-                             retry=retry, **extra)
+                             retry=retry, timeout=timeout, **extra)
         # Lazy: no GET of the repository itself; the first request is the PR list.
         self.repo: Repository = self.client.get_repo(repository)
         self.git = git
+        self.repository = repository
         self.bot_login = bot_login
         self._pulls: dict[int, GHPull] = {}
         # A cap on writes per run, so a bug or a flood of events cannot spam a repository.
         self.max_writes = max_writes
         self.writes = 0
 
-    def _write(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _write(self, what: str, fn: Any, *args: Any, done: Any = None, **kwargs: Any) -> Any:
+        """One write. When its answer is lost (dropped connection, timeout, 5xx) GitHub may
+        or may not have done it: `done()` looks for the result (a PR, a comment by its
+        marker) and returns it, else None, and only then is the write sent again, once."""
+        self._count(what)
+        try:
+            return self._call(what, fn, *args, **kwargs)
+        except _Unknown:
+            if done is None:
+                raise
+            found = self._call(f"check whether GitHub did {what}", done)
+            if found is not None:
+                return found
+            self._count(what)
+            return self._call(what, fn, *args, **kwargs)
+
+    def _count(self, what: str) -> None:
         if self.writes >= self.max_writes:
             raise ForgeError(f"stopped before trying to {what}: this run already made "
                              f"{self.writes} writes to GitHub (forge.max_writes_per_run)",
                              fix="the next run continues; raise forge.max_writes_per_run in "
                              "policies/promptbot.yaml if this repository needs more")
         self.writes += 1
-        return self._call(what, fn, *args, **kwargs)
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except requests.RequestException as exc:  # retries used up, connection refused, ...
-            raise ForgeError(f"could not reach GitHub to {what}: {type(exc).__name__}",
-                             fix="nothing is half-written; the next run tries again") from None
+            raise _Unknown(f"could not reach GitHub to {what}: {type(exc).__name__}",
+                           fix="the next run checks what was done and finishes the rest") \
+                from None
         except GithubException as exc:
-            message = exc.data.get("message") if isinstance(exc.data, dict) else None
-            if exc.status in (403, 429) and "rate limit" in str(message or "").lower():
-                raise ForgeError(f"GitHub's rate limit stopped the run while trying to {what}",
-                                 fix="nothing is half-written; the next run continues. Fewer "
-                                 "writes per run: lower forge.max_writes_per_run") from None
-            raise ForgeError(
-                f"GitHub refused to {what}: HTTP {exc.status} {str(message or '')[:200]}",
-                fix="check GITHUB_TOKEN's permissions (contents: write, pull-requests: write) "
-                "and GITHUB_REPOSITORY",
-            ) from None
+            raise _refusal(what, exc) from None
 
     def _to_pr(self, pull: GHPull) -> PullRequest:
         merged_at = pull.merged_at
@@ -138,12 +193,21 @@ class GitHubForge:
     def open_pr(
         self, *, branch: str, base: str, title: str, body: str, labels: list[str]
     ) -> PullRequest:
+        def opened() -> GHPull | None:
+            owner = self.repository.split("/")[0]
+            for found in self.repo.get_pulls(state="open", head=f"{owner}:{branch}", base=base):
+                if found.head.ref == branch and found.user.login == self.bot_login:
+                    return found
+            return None
+
         pull: GHPull = self._write(
             "open a pull request", self.repo.create_pull, base=base, head=branch, title=title,
-            body=body,
+            body=body, done=opened,
         )
         self._pulls[pull.number] = pull
-        self._write("label the pull request", pull.add_to_labels, *labels)
+        # Adding labels twice adds nothing: sent again when its answer is lost.
+        self._write("label the pull request", pull.add_to_labels, *labels,
+                    done=lambda: None)
         return PullRequest(pull.number, "open", branch, base, title, body, tuple(labels),
                            url=pull.html_url or "")
 
@@ -171,16 +235,25 @@ class GitHubForge:
         body = cap_comment(body)
         issue = self._issue(number)
 
-        def find() -> Any:
-            for comment in issue.get_comments():
-                marker = markers.parse(comment.body)
-                if comment.user.login == self.bot_login and marker and marker.get("kind") == key:
-                    return comment
-            return None
+        def mine() -> list[Any]:
+            return [c for c in issue.get_comments()
+                    if c.user.login == self.bot_login
+                    and (markers.parse(c.body) or {}).get("kind") == key]
 
-        existing = self._call("read comments", find)
+        found = self._call("read comments", mine)
+        for extra in found[1:]:
+            # A comment made twice (an earlier run's answer was lost): the first one stays,
+            # the others are emptied and marked, so no reader sees two results.
+            self._write("retire a duplicate comment", extra.edit, markers.attach(
+                "_(duplicate of an earlier promptbot comment on this pull request)_",
+                {"kind": DUPLICATE}))
+        existing = found[0] if found else None
         if existing is None:
-            self._write("comment", issue.create_comment, body)
+            def made() -> Any:
+                again = mine()
+                return again[0] if again else None
+
+            self._write("comment", issue.create_comment, body, done=made)
             return "created"
         if existing.body == body:
             return "unchanged"
@@ -202,6 +275,8 @@ class GitHubForge:
 
     def set_status(self, sha: str, state: StatusState, description: str, context: str) -> None:
         requester = self.repo._requester
+        # The newest status of a context is the one that counts: a repeat changes nothing.
         self._write("set a commit status", requester.requestJsonAndCheck, "POST",
                     f"{self.repo.url}/statuses/{sha}",
-                    input={"state": state, "description": description[:140], "context": context})
+                    input={"state": state, "description": description[:140], "context": context},
+                    done=lambda: None)

@@ -7,6 +7,7 @@ A person acts as the reviewer with `promptbot pr list|show|merge|close|comment`.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -20,6 +21,7 @@ from bot.core import markers
 from bot.core.render import cap_comment
 from bot.edges.forge import CommentOutcome, PullRequest, StatusState
 from bot.edges.git import Git
+from bot.edges.signals import deferred_signals
 from bot.errors import ForgeError, UsageError
 
 STATE_DIR = ".promptbot"
@@ -34,9 +36,20 @@ class LocalForge:
         self.now = now  # only for the records' created_at
         self.dir = git.root / STATE_DIR
         self.path = self.dir / "forge.json"
+        self._on_disk = ""  # the records as last read or written, to write only a change
 
     # ------------------------------------------------------------ storage
     def _load(self) -> dict[str, Any]:
+        data = self._read()
+        self._settle_all(data)
+        return data
+
+    def _settle_all(self, data: dict[str, Any]) -> None:
+        for record in data["prs"]:
+            if "merging" in record:
+                self._settle(record)
+
+    def _read(self) -> dict[str, Any]:
         try:
             data: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -48,12 +61,31 @@ class LocalForge:
             ) from None
         return data
 
+    def _settle(self, record: dict[str, Any]) -> None:
+        """A merge a killed `pr merge` left unrecorded: merged if its commit is on the base
+        branch, else never happened (the next `pr merge` makes it)."""
+        merge = str(record.pop("merging"))
+        base = self.git.sha(f"refs/heads/{record['base']}")
+        if base is not None and self.git.sha(merge) is not None and \
+                self.git.is_ancestor(merge, base):
+            record.update(state="merged", merge_sha=merge,
+                          merged_at=self.git.commit_time(merge).isoformat(timespec="seconds"))
+
     def _save(self, data: dict[str, Any]) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".forge-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.replace(tmp, self.path)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(data, handle, indent=2, sort_keys=True)
+                handle.write("\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+            self._on_disk = json.dumps(data, sort_keys=True)
+        except BaseException:
+            # A full disk or a kill: the old records stand, no temp file is left.
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     @contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:
@@ -63,10 +95,11 @@ class LocalForge:
             ignore.write_text("# local forge records: never committed\n*\n", encoding="utf-8")
         with (self.dir / "lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            data = self._load()
-            before = json.dumps(data, sort_keys=True)
+            data = self._read()
+            self._on_disk = json.dumps(data, sort_keys=True)
+            self._settle_all(data)  # a settled merge is saved by this write
             yield data
-            if json.dumps(data, sort_keys=True) != before:
+            if json.dumps(data, sort_keys=True) != self._on_disk:
                 self._save(data)
 
     @staticmethod
@@ -193,8 +226,10 @@ class LocalForge:
         """Merge with a merge commit into the base branch, as GitHub's merge button does."""
         with self._locked() as data:
             record = self._find(data, number)
+            if record["state"] == "merged":
+                return self._to_pr(record)  # merging twice changes nothing
             if record["state"] != "open":
-                raise UsageError(f"pull request #{number} is already {record['state']}",
+                raise UsageError(f"pull request #{number} is closed",
                                  fix="only open pull requests can be merged")
             base_sha = self.git.sha(f"refs/heads/{record['base']}")
             head_sha = self.git.sha(f"refs/heads/{record['branch']}")
@@ -204,7 +239,26 @@ class LocalForge:
                                  fix="close this pull request; the bot proposes again")
             message = f"Merge pull request #{number} from {record['branch']}\n\n{record['title']}"
             merge = self.git.merge_commit(base_sha, head_sha, message, as_person=True)
-            self.git.move_branch(record["base"], merge, base_sha)
-            record.update(state="merged", merge_sha=merge,
-                          merged_at=self.git.commit_time(merge).isoformat(timespec="seconds"))
-        return self._to_pr(record)
+            with deferred_signals():
+                # The intent is on disk before main moves: a kill after the move is then
+                # recorded as the merge it was, never merged a second time.
+                record["merging"] = merge
+                self._save(data)
+                try:
+                    self.git.move_branch(record["base"], merge, base_sha)
+                except BaseException:
+                    record.pop("merging", None)
+                    with contextlib.suppress(OSError):
+                        self._save(data)
+                    raise
+                intent = dict(record)
+                self._settle(record)
+                settled = dict(record)
+                try:
+                    self._save(data)
+                except OSError:
+                    # A full disk now: the intent saved before the move already records
+                    # this merge (every read settles it), so the merge stands as done.
+                    record.clear()
+                    record.update(intent)
+        return self._to_pr(settled)

@@ -16,12 +16,14 @@ writes a real ``--no-ff`` merge commit into it, like the merge button.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import hashlib
 import itertools
 import json
 import math
 import re
+import socket
 import threading
 import time
 import traceback
@@ -587,6 +589,7 @@ class GitHubStandIn:
         self._check_runs: list[dict[str, Any]] = []
         self._labels: dict[str, _Label] = {}
         self._failures: list[tuple[str, str, _Reply]] = []
+        self._after: list[tuple[str, str, str, float]] = []
         self._permissions: dict[str, str] = {}
         # Branch tips when there is no bare repo to read them from.
         self._branches: dict[str, str] = {default_branch: _fake_sha(owner, repo, default_branch)}
@@ -657,6 +660,25 @@ class GitHubStandIn:
                     "message": message,
                     "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
                 }, dict(headers or {}))))
+
+    def after_processing(self, method: str, path: str, what: str, *, times: int = 1,
+                         delay: float = 0.0, status: int = 502) -> None:
+        """The next `times` requests with `method` (and `path` in their path) are carried out,
+        and then the answer is lost: `what` is "drop" (the connection closes unanswered),
+        "delay" (the answer comes after `delay` seconds, past the client's timeout) or
+        "error" (GitHub's 5xx although the change was made)."""
+        with self._lock:
+            for _ in range(times):
+                self._after.append((method, path, what, delay if what == "delay" else
+                                    float(status)))
+
+    def _take_after(self, method: str, path: str) -> tuple[str, float] | None:
+        with self._lock:
+            for i, (m, part, what, value) in enumerate(self._after):
+                if m == method and part in path:
+                    del self._after[i]
+                    return what, value
+        return None
 
     def _take_failure(self, method: str, path: str) -> _Reply | None:
         with self._lock:
@@ -1313,6 +1335,18 @@ class GitHubStandIn:
         elif reply.body is not None:
             for err in self.spec.component_errors("basic-error", reply.body):
                 self._record_error(f"response {method} {split.path} -> {reply.status}: {err}")
+        lost = self._take_after(method, api_path) if route is not None else None
+        if lost is not None:
+            what, value = lost
+            if what == "drop":
+                h.close_connection = True
+                with contextlib.suppress(OSError):
+                    h.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if what == "delay":
+                time.sleep(value)
+            else:
+                reply = _Reply(int(value), _HTTPError(int(value), "Server Error").body)
         self._send(h, reply, count=route is None or route.template != "/rate_limit")
 
     def _authenticate(self, header: str | None) -> None:
