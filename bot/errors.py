@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 from dataclasses import dataclass
 
 
@@ -105,4 +106,7 @@ def explain(exc: BaseException) -> PromptbotError | None:
 
 def _first(stderr: str) -> str:
     line = next((x.strip() for x in stderr.splitlines() if x.strip()), "")
+    token = os.environ.get("GITHUB_TOKEN")
+    if token:
+        line = line.replace(token, "***")
     return line.strip("'\" ")[:200]

@@ -56,7 +56,7 @@ class Git:
         try:
             return str(self.repo.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}"))
         except git.GitCommandError as exc:
-            machine_failure(exc)
+            _no_unless_answered(exc, f"resolve {ref[:80]}")
             return None
 
     def read(self, ref: str, path: str) -> str | None:
@@ -78,7 +78,7 @@ class Git:
         try:
             return str(self.repo.git.symbolic_ref("--quiet", "--short", "HEAD"))
         except git.GitCommandError as exc:
-            machine_failure(exc)
+            _no_unless_answered(exc, "read HEAD")
             return None
 
     def commit_time(self, sha: str) -> datetime:
@@ -133,7 +133,7 @@ class Git:
         try:
             self.repo.git.merge_base("--is-ancestor", older, newer)
         except git.GitCommandError as exc:
-            machine_failure(exc)
+            _no_unless_answered(exc, "compare commits")
             return False
         return True
 
@@ -200,6 +200,8 @@ class Git:
         try:
             self.repo.git.update_ref(ref, new, old or "0" * 40)
         except git.GitCommandError as exc:
+            if self.sha(ref) == new:
+                return  # done before the git that did it was stopped (Ctrl-C)
             machine_failure(exc)
             raise GitError(
                 f"branch {branch} moved while promptbot was working",
@@ -315,6 +317,17 @@ def machine_failure(exc: git.GitCommandError) -> None:
     known = explain(exc)
     if known is not None:
         raise known from None
+
+
+def _no_unless_answered(exc: git.GitCommandError, what: str) -> None:
+    """Exit status 1 is git's "no" (no such ref, not an ancestor, a detached HEAD); any
+    other failure (a git stopped by Ctrl-C, a full disk) is not an answer and must never be
+    acted on as one: a merge taken for "not done" would be made twice."""
+    machine_failure(exc)
+    if exc.status != 1:
+        raise GitError(f"git failed to {what} (exit {exc.status}): {_first_line(exc)}",
+                       fix="run the command again; nothing was changed on this answer") \
+            from None
 
 
 def _first_line(exc: git.GitCommandError) -> str:

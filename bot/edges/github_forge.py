@@ -32,6 +32,17 @@ class _BoundedRetry(GithubRetry):
     second POST makes a second comment or PR (the forge looks it up instead). A POST refused
     by a rate limit was not done, so that one is retried."""
 
+    def increment(self, method: str | None = None, url: str | None = None,
+                  *args: Any, **kwargs: Any) -> Any:
+        error = kwargs.get("error") if "error" in kwargs else (args[1] if len(args) > 1
+                                                                 else None)
+        if (method or "").upper() == "POST" and error is not None \
+                and not self._is_connection_error(error):
+            # Sent, and the answer lost (urllib3 would retry an SSL error while reading
+            # it whatever the method): the caller looks the result up instead.
+            raise error
+        return super().increment(method, url, *args, **kwargs)
+
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
         if method.upper() == "POST":
             return status_code in (403, 429) and bool(

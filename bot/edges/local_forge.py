@@ -247,7 +247,9 @@ class LocalForge:
                 try:
                     self.git.move_branch(record["base"], merge, base_sha)
                 except BaseException:
-                    record.pop("merging", None)
+                    # Settled, not dropped: if main did move before the failure, the
+                    # record must say merged, or a second `pr merge` would merge again.
+                    self._settle(record)
                     with contextlib.suppress(OSError):
                         self._save(data)
                     raise
