@@ -593,8 +593,13 @@ def rollback(ctx: Context, ref: str) -> tuple[PullRequest, bool]:
                          fix="nothing to roll back; the next `promptbot run` records it")
     rid = f"rollback-{t.proposal_id}"
     branch = branch_name(t.agent, rid)
+    prefix = state.policy.forge.label_prefix
+    labels = [prefix, f"{prefix}:rollback"]
     for other in tracked_prs(ctx):
         if other.pr.branch == branch and other.pr.state == "open":
+            if not set(labels) <= set(other.pr.labels):
+                # Opened by a command stopped before it could label it.
+                ctx.forge.set_labels(other.pr.number, sorted({*other.pr.labels, *labels}))
             return other.pr, False
     if ctx.git.sha(f"refs/heads/{branch}") is None:
         message = f"Roll back {t.pr.title}\n\nReverts merge {t.pr.merge_sha} (#{t.pr.number})."
@@ -611,7 +616,6 @@ def rollback(ctx: Context, ref: str) -> tuple[PullRequest, bool]:
          "new_version": t.marker.get("base_version", "")},
     )
     pr = ctx.forge.open_pr(branch=branch, base=base, title=f"Roll back: {t.pr.title}", body=body,
-                           labels=[state.policy.forge.label_prefix,
-                                   f"{state.policy.forge.label_prefix}:rollback"])
+                           labels=labels)
     return pr, True
 

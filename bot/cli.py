@@ -296,7 +296,10 @@ def _forge(git: Any, choice: str, policy: Policy) -> Any:
                          "from secrets), or use --forge local")
     from bot.edges.github_forge import GitHubForge
 
+    # PROMPTBOT_GITHUB_NO_DELAY=1 drops PyGithub's politeness pauses between requests: for
+    # a GitHub Enterprise or a stand-in without secondary rate limits (the fault sweep).
     return GitHubForge(git, token=token, repository=repository,
+                       fast=os.environ.get("PROMPTBOT_GITHUB_NO_DELAY") == "1",
                        base_url=os.environ.get("GITHUB_API_URL", "https://api.github.com"),
                        bot_login=_bot_login(), max_writes=policy.forge.max_writes_per_run,
                        max_wait_s=policy.forge.max_rate_limit_wait_s)

@@ -18,7 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,7 +83,8 @@ class Harness:
 
     def run(self, root: Path, step: Step, *, kill_at: int = 0, when: str = "before",
             sig: str = "KILL", extra_env: dict[str, str] | None = None,
-            timeout: float = 300) -> Outcome:
+            timeout: float = 300,
+            started: Callable[[subprocess.Popen[str]], None] | None = None) -> Outcome:
         counter = self.work / f"counter-{os.getpid()}-{id(step)}"
         counter.unlink(missing_ok=True)
         env = {**self.env, "FAULT_COUNTER": str(counter), "FAULT_AT": str(kill_at),
@@ -95,6 +96,8 @@ class Harness:
         proc = subprocess.Popen([sys.executable, "-c", code, "-C", str(root), *step.argv],
                                 cwd=root, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
+        if started is not None:
+            started(proc)
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import PROJECT, Cli, git, snapshot_state
@@ -46,7 +47,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Harness, list[Step]
 def _sample() -> list[tuple[str, float, str]]:
     """(step, position in its git calls 0..1, before/after): the merge around its commit
     point, the rest in the middle and at the end (the whole sweep: benchmarks/faults.py)."""
-    points = [("pr merge", p, when) for p in (0.5, 0.7, 0.8, 0.9, 1.0)
+    points = [("pr merge", p, when) for p in (0.5, 0.8, 0.9, 1.0)
               for when in ("before", "after")]
     for step in ("run", "measuring run", "run after the revert"):
         points += [(step, 0.5, "before"), (step, 1.0, "before")]
@@ -74,7 +75,7 @@ def test_ctrl_c_or_sigterm_during_the_merge_is_clean(
     index = next(i for i, s in enumerate(steps) if s.name == "pr merge")
     # Inside the merge's critical section (after the intent, around the ref update): the
     # signal waits for the section to end, so main and the record always agree.
-    for k in range(base.calls[index] - 4, base.calls[index] + 1):
+    for k in range(base.calls[index] - 3, base.calls[index] + 1):
         problems = kill_point(h, base, steps, index, k, "after", where / f"{sig}-{k}", sig=sig)
         assert problems == [], (k, problems)
 
@@ -202,7 +203,8 @@ def test_a_lost_answer_while_proposing_leaves_no_duplicate_and_nothing_missing(
 
 @pytest.mark.parametrize(("method", "path", "what"), [
     ("POST", "/comments", "drop"), ("POST", "/comments", "delay"),
-    ("POST", "/comments", "error"),
+    ("POST", "/comments", "error"), ("PATCH", "/issues/", "drop"),
+    ("PATCH", "/issues/", "error"),
 ])
 def test_a_lost_answer_on_the_results_comment_never_makes_two(
     clone: Path, standin: GitHubStandIn, method: str, path: str, what: str,
@@ -348,3 +350,36 @@ def test_a_read_only_path_is_named_and_nothing_is_half_written(
     assert snapshot_state(repo) == before
     assert not list((repo / ".promptbot").glob(".forge-*"))
     assert not (repo / ".git/index.lock").exists()
+
+
+# ---------------------------------------------------------------- kill points (GitHub)
+
+
+@pytest.fixture(scope="module")
+def hub_sweep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any, Any]]:
+    import faultkit_github as fg
+
+    where = tmp_path_factory.mktemp("hub")
+    world = fg.HubWorld(where / "world", Harness(where / "harness"))
+    world.work.mkdir()
+    plan = fg.steps(where / "sim")
+    base = fg.baseline(world, plan, where / "sim")
+    yield world, plan, base
+    assert world.standin is not None
+    world.standin.stop()
+
+
+@pytest.mark.parametrize(("step_name", "k", "when"), [
+    ("rollback", 1, "request"),  # the rollback PR opened, killed before it was labelled
+    ("measuring run", 1, "request"),  # the results comment made, killed before the answer
+    ("measuring run", 2, "request"),
+    ("run", 30, "after"),
+])
+def test_a_kill_on_github_ends_as_an_uninterrupted_run(
+        hub_sweep: tuple[Any, Any, Any], step_name: str, k: int, when: str) -> None:
+    import faultkit_github as fg
+
+    world, plan, base = hub_sweep
+    index = next(i for i, hs in enumerate(plan) if hs.step.name == step_name)
+    assert k <= (base.writes[index] if when == "request" else base.calls[index])
+    assert fg.kill_point(world, base, plan, index, k, when) == []

@@ -24,6 +24,7 @@ import json
 import math
 import re
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -475,6 +476,11 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     standin: GitHubStandIn
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client killed mid-request (the fault sweep) is not the stand-in's error.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -590,6 +596,8 @@ class GitHubStandIn:
         self._labels: dict[str, _Label] = {}
         self._failures: list[tuple[str, str, _Reply]] = []
         self._after: list[tuple[str, str, str, float]] = []
+        # Called after each write is carried out, before it is answered.
+        self.write_hook: Callable[[str, str], None] | None = None
         self._permissions: dict[str, str] = {}
         # Branch tips when there is no bare repo to read them from.
         self._branches: dict[str, str] = {default_branch: _fake_sha(owner, repo, default_branch)}
@@ -646,6 +654,25 @@ class GitHubStandIn:
     def _record_error(self, message: str) -> None:
         with self._log_lock:
             self.validation_errors.append(message)
+
+    # -- snapshots (the fault-injection sweep starts each kill point from one) ----------------
+    _STATE = ("_issues", "_comments", "_statuses", "_check_runs", "_labels", "_permissions",
+              "_branches", "_rate_used")
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            following = next(self._ids)
+            self._ids = itertools.count(following)
+            return {"ids": following,
+                    **{name: copy.deepcopy(getattr(self, name)) for name in self._STATE}}
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        with self._lock:
+            self._ids = itertools.count(int(snap["ids"]))
+            for name in self._STATE:
+                setattr(self, name, copy.deepcopy(snap[name]))
+            self._failures.clear()
+            self._after.clear()
 
     # -- fault injection (rate limits) --------------------------------------------------------
     def fail_next(self, method: str, status: int, message: str, *,
@@ -1335,6 +1362,8 @@ class GitHubStandIn:
         elif reply.body is not None:
             for err in self.spec.component_errors("basic-error", reply.body):
                 self._record_error(f"response {method} {split.path} -> {reply.status}: {err}")
+        if method != "GET" and route is not None and self.write_hook is not None:
+            self.write_hook(method, api_path)  # e.g. the fault sweep kills the client here
         lost = self._take_after(method, api_path) if route is not None else None
         if lost is not None:
             what, value = lost
