@@ -26,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -84,26 +85,34 @@ def main() -> int:
         for i, step in enumerate(steps):
             if step.faults and (not args.only or step.name in args.only):
                 print(f"{step.name:<22} {base.calls[i]:>3} git calls")
-        held = 0
-        by_step: dict[str, list[int]] = {}
         with ProcessPoolExecutor(args.jobs, initializer=_init,
                                  initargs=(h, steps, base, where, args.signal)) as pool:
-            for (index, k, when), problems in pool.map(_one, points):
-                counts = by_step.setdefault(steps[index].name, [0, 0])
-                counts[0] += 1
-                if problems:
-                    print(f"VIOLATION {steps[index].name} {when} git call {k}:")
-                    for line in problems[:5]:
-                        print(f"    {line}")
-                else:
-                    held += 1
-                    counts[1] += 1
-    print()
-    for name, (total, ok) in by_step.items():
-        print(f"{name:<22} {total:>4} points, {ok:>4} held")
+            held = _tally(pool.map(_one, points), [s.name for s in steps])
     what = "full-disk git failures" if args.full else f"kill points (SIG{args.signal})"
     print(f"\n{len(points)} {what}, {held} held ({time.monotonic() - started:.0f} s)")
     return 0 if held == len(points) else 1
+
+
+def _tally(results: Iterable[tuple[tuple[int, int, str], list[str]]],
+           names: list[str]) -> int:
+    """Print each violation as it comes and the count per step; how many points held."""
+    held = 0
+    counts: dict[str, list[int]] = {}
+    for (index, k, when), problems in results:
+        c = counts.setdefault(names[index], [0, 0])
+        c[0] += 1
+        if problems:
+            unit = "write" if when == "request" else "git call"
+            print(f"VIOLATION {names[index]} {when} {unit} {k}:", flush=True)
+            for line in problems[:5]:
+                print(f"    {line}", flush=True)
+        else:
+            held += 1
+            c[1] += 1
+    print()
+    for name, (total, ok) in counts.items():
+        print(f"{name:<22} {total:>4} points, {ok:>4} held")
+    return held
 
 
 _HUB: dict[str, object] = {}
@@ -144,23 +153,9 @@ def _github_sweep(h: fk.Harness, where: Path, args: argparse.Namespace,
     for i in chosen:
         print(f"{plan[i].step.name:<22} {base.calls[i]:>3} git calls, {base.writes[i]:>3} "
               "writes to GitHub")
-    held = 0
-    counts: dict[str, list[int]] = {}
     with ProcessPoolExecutor(args.jobs, initializer=_hub_init,
                              initargs=(h, plan, base, where)) as pool:
-        for (index, k, when), problems in pool.map(_hub_one, points):
-            c = counts.setdefault(plan[index].step.name, [0, 0])
-            c[0] += 1
-            if problems:
-                print(f"VIOLATION {plan[index].step.name} {when} git call {k}:")
-                for line in problems[:5]:
-                    print(f"    {line}")
-            else:
-                held += 1
-                c[1] += 1
-    print()
-    for name, (total, ok) in counts.items():
-        print(f"{name:<22} {total:>4} points, {ok:>4} held")
+        held = _tally(pool.map(_hub_one, points), [hs.step.name for hs in plan])
     every = f", every {args.stride}. git call" if args.stride > 1 else ""
     print(f"\n{len(points)} kill points on GitHub (SIGKILL before/after git calls{every}, "
           f"and after each write GitHub carried out), {held} held "

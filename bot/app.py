@@ -78,7 +78,7 @@ from bot.edges.eval_providers import (
     render_recordings,
 )
 from bot.edges.forge import PullRequest
-from bot.errors import PromptbotError, UsageError
+from bot.errors import MachineError, PromptbotError, UsageError
 from bot.load.metrics import ingest_with, resolve_sources
 from bot.load.repo import RepoState, tests_path
 from bot.measuring import (
@@ -277,6 +277,8 @@ def propose_all(
                 if not dry_run:
                     open_proposal(ctx, base, base_sha, proposal, body, policy)
                 break
+        except MachineError:
+            raise  # the whole run stops: a full disk is no agent's problem
         except PromptbotError as exc:
             report.errors.append(f"{agent_id}: {exc.render()}")
 

@@ -63,6 +63,11 @@ class ForgeError(PromptbotError):
     """The forge (local records or GitHub) refused or failed a request."""
 
 
+class MachineError(PromptbotError):
+    """The machine failed, not an input: a full disk, a read-only path. Stops the whole
+    command (another agent would only fail the same way, in a different order)."""
+
+
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
 
@@ -73,11 +78,11 @@ def explain(exc: BaseException) -> PromptbotError | None:
     if isinstance(exc, OSError) and exc.errno is not None:
         where = f" ({exc.filename})" if exc.filename else ""
         if exc.errno in _DISK_FULL:
-            return PromptbotError(f"the disk is full{where}",
+            return MachineError(f"the disk is full{where}",
                                   fix="free some space and run the command again; what was "
                                   "half-written has been undone or is finished by the next run")
         if exc.errno in _NOT_WRITABLE:
-            return PromptbotError(f"cannot write{where}: {exc.strerror or 'not writable'}",
+            return MachineError(f"cannot write{where}: {exc.strerror or 'not writable'}",
                                   fix="make that path writable for this user (or run promptbot "
                                   "as a user who may write there) and run the command again")
     stderr = str(getattr(exc, "stderr", "") or "")
@@ -85,19 +90,19 @@ def explain(exc: BaseException) -> PromptbotError | None:
         text = stderr.lower()
         if any(s in text for s in ("no space left on device", "out of diskspace",
                                    "disk quota exceeded")):
-            return GitError("git could not write: the disk is full",
+            return MachineError("git could not write: the disk is full",
                             fix="free some space and run the command again")
         # Not "Permission denied (publickey)" or a remote's 403: those are access, not disk.
         local_denied = "permission denied" in text and "publickey" not in text and any(
             verb in text for verb in ("unable to", "could not", "cannot"))
         if "read-only file system" in text or "insufficient permission" in text or \
                 local_denied:
-            return GitError(f"git could not write to the repository (read-only or not "
+            return MachineError(f"git could not write to the repository (read-only or not "
                             f"permitted): {_first(stderr)}",
                             fix="make the repository (its files and .git) writable for this "
                             "user and run the command again")
         if any(s in text for s in ("unable to write", "unable to create", "write error")):
-            return GitError(f"git could not write ({_first(stderr)}): the disk is full or "
+            return MachineError(f"git could not write ({_first(stderr)}): the disk is full or "
                             "the path is not writable",
                             fix="free some space (df -h .) or make the path writable, and run "
                             "the command again")

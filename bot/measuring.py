@@ -37,7 +37,7 @@ from bot.core.results import (
     measure,
 )
 from bot.core.stats import JUDGED_BY
-from bot.errors import PromptbotError
+from bot.errors import MachineError, PromptbotError
 from bot.load.repo import RepoState
 
 
@@ -247,11 +247,15 @@ def measure_all(
                 ctx.forge.upsert_comment(t.pr.number, "results", results_comment(record))
             ensure_labels(ctx, t.pr, labels_for(prefix, result.state), report, dry_run)
             files.update(want)
+        except MachineError:
+            raise  # the whole run stops: a full disk is no agent's problem
         except PromptbotError as exc:
             report.errors.append(f"#{t.pr.number} {t.agent}: {exc.render()}")
     if files and not dry_run:
         try:
             record_results(ctx, state.policy, base, files, report)
+        except MachineError:
+            raise  # the whole run stops: a full disk is no agent's problem
         except PromptbotError as exc:
             report.errors.append(f"results not recorded (the next run retries): {exc.render()}")
     return results

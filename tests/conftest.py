@@ -134,6 +134,17 @@ def proposal_prs(standin: GitHubStandIn) -> dict[str, dict[str, Any]]:
         number += 1
 
 
+def pull_count(standin: GitHubStandIn) -> int:
+    """Every pull request on the stand-in, duplicates included."""
+    n = 0
+    while True:
+        try:
+            standin.pull(n + 1)
+        except (KeyError, LookupError):
+            return n
+        n += 1
+
+
 class Cli:
     def __init__(self, root: Path, capsys: pytest.CaptureFixture[str]) -> None:
         self.root, self.capsys = root, capsys

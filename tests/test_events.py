@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PROJECT, git, make_repo, proposal_prs, snapshot_state
+from conftest import PROJECT, git, make_repo, proposal_prs, pull_count, snapshot_state
 from conftest import github_context as context
 from standin.github_server import GitHubStandIn
 
@@ -401,17 +401,6 @@ def test_a_write_done_but_answered_5xx_is_not_made_twice(
     assert report.errors == []
     posts = [r for r in standin.requests if r.method == "POST" and r.path.endswith("/pulls")]
     assert len(posts) == 3 and pull_count(standin) == 3
-
-
-def pull_count(standin: GitHubStandIn) -> int:
-    """Every pull request on the stand-in, duplicates included."""
-    n = 0
-    while True:
-        try:
-            standin.pull(n + 1)
-        except (KeyError, LookupError):
-            return n
-        n += 1
 
 
 def test_events_that_need_no_model_run_without_a_key(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PROJECT, Cli, git, snapshot_state
+from conftest import PROJECT, Cli, git, pull_count, snapshot_state
 from conftest import github_context as context
 from conftest import proposal_prs as bot_prs
 from faultkit import Baseline, Harness, Step, baseline, kill_point, walkthrough
@@ -167,16 +167,6 @@ def test_a_second_writing_command_says_who_holds_the_lock(cli: Cli, repo: Path) 
 # ---------------------------------------------------------------- lost answers (GitHub)
 
 
-def _pulls(standin: GitHubStandIn) -> int:
-    n = 0
-    while True:
-        try:
-            standin.pull(n + 1)
-        except (KeyError, LookupError):
-            return n
-        n += 1
-
-
 @pytest.mark.parametrize(("method", "path", "what"), [
     ("POST", "/pulls", "drop"), ("POST", "/pulls", "delay"), ("POST", "/pulls", "error"),
     ("POST", "/labels", "drop"), ("POST", "/statuses/", "drop"),
@@ -189,7 +179,7 @@ def test_a_lost_answer_while_proposing_leaves_no_duplicate_and_nothing_missing(
     run(context(clone, standin, timeout=1), METRICS)
     run(context(clone, standin, timeout=1), METRICS)  # the next run
     prs = bot_prs(standin)
-    assert _pulls(standin) == 3 and len(prs) == 3
+    assert pull_count(standin) == 3 and len(prs) == 3
     for pr in prs.values():
         number = int(str(pr["number"]))
         assert standin.labels(number) == ["promptbot", "promptbot:proposed"]
@@ -383,3 +373,27 @@ def test_a_kill_on_github_ends_as_an_uninterrupted_run(
     index = next(i for i, hs in enumerate(plan) if hs.step.name == step_name)
     assert k <= (base.writes[index] if when == "request" else base.calls[index])
     assert fg.kill_point(world, base, plan, index, k, when) == []
+
+
+def test_ctrl_c_while_the_libraries_load_prints_no_traceback(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import builtins
+    import sys
+
+    from bot import entry
+
+    real = builtins.__import__
+
+    def interrupted(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "bot.cli":
+            raise KeyboardInterrupt
+        return real(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "bot.cli", raising=False)
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    with pytest.raises(SystemExit) as stopped:
+        entry.main_entry()
+    assert stopped.value.code == 130
+    err = capsys.readouterr().err
+    assert "interrupted before anything was read or written" in err
+    assert "Traceback" not in err
