@@ -189,7 +189,7 @@ class Git:
                     fix="revert it by hand (`git revert -m 1 <merge>`) and resolve the conflict",
                 ) from None
             wt.git.commit("--amend", "-m", message, env=_bot_env())
-            return str(wt.head.commit.hexsha)
+            return str(wt.git.rev_parse("HEAD"))  # the git command: failures say why
 
     def move_branch(self, branch: str, new: str, old: str | None) -> None:
         """Point `branch` at `new` (only if it still is at `old`), bringing a checkout along."""
