@@ -64,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="write synthetic metrics exports with known effects")
     s.add_argument("--out", required=True)
-    s.add_argument("--days", type=int, default=14)
+    s.add_argument("--days", type=int, default=21,
+                   help="days of traffic before and after the newest deploy (default 21: three "
+                   "whole weeks, so the walkthrough decides whatever the hour of the merge)")
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--per-day", type=int, default=400, help="executions per agent per day")
     s.add_argument("--effect", type=float, default=None,
