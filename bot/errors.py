@@ -79,39 +79,52 @@ def explain(exc: BaseException) -> PromptbotError | None:
         where = f" ({exc.filename})" if exc.filename else ""
         if exc.errno in _DISK_FULL:
             return MachineError(f"the disk is full{where}",
-                                  fix="free some space and run the command again; what was "
-                                  "half-written has been undone or is finished by the next run")
+                                fix="free some space and run the command again; what was "
+                                "half-written has been undone or is finished by the next run")
         if exc.errno in _NOT_WRITABLE:
             return MachineError(f"cannot write{where}: {exc.strerror or 'not writable'}",
-                                  fix="make that path writable for this user (or run promptbot "
-                                  "as a user who may write there) and run the command again")
+                                fix="make that path writable for this user (or run promptbot "
+                                "as a user who may write there) and run the command again")
     stderr = str(getattr(exc, "stderr", "") or "")
     if type(exc).__name__ == "GitCommandError":
         text = stderr.lower()
         if any(s in text for s in ("no space left on device", "out of diskspace",
                                    "disk quota exceeded")):
             return MachineError("git could not write: the disk is full",
-                            fix="free some space and run the command again")
+                                fix="free some space and run the command again")
         # Not "Permission denied (publickey)" or a remote's 403: those are access, not disk.
         local_denied = "permission denied" in text and "publickey" not in text and any(
             verb in text for verb in ("unable to", "could not", "cannot"))
         if "read-only file system" in text or "insufficient permission" in text or \
                 local_denied:
             return MachineError(f"git could not write to the repository (read-only or not "
-                            f"permitted): {_first(stderr)}",
-                            fix="make the repository (its files and .git) writable for this "
-                            "user and run the command again")
+                                f"permitted): {_first(stderr)}",
+                                fix="make the repository (its files and .git) writable for "
+                                "this user and run the command again")
         if any(s in text for s in ("unable to write", "unable to create", "write error")):
-            return MachineError(f"git could not write ({_first(stderr)}): the disk is full or "
-                            "the path is not writable",
-                            fix="free some space (df -h .) or make the path writable, and run "
-                            "the command again")
+            return MachineError(f"git could not write ({_first(stderr)}): the disk is full "
+                                "or the path is not writable",
+                                fix="free some space (df -h .) or make the path writable, and "
+                                "run the command again")
     return None
 
 
-def _first(stderr: str) -> str:
-    line = next((x.strip() for x in stderr.splitlines() if x.strip()), "")
+def raise_if_machine(exc: BaseException) -> None:
+    """A failure that says the machine failed is raised as such (see `explain`), never read
+    as an answer ("no such branch", "does not merge")."""
+    known = explain(exc)
+    if known is not None:
+        raise known from None
+
+
+def first_line(text: str) -> str:
+    """The first non-empty line of a tool's message, GITHUB_TOKEN masked, at most 200
+    characters: enough to say what failed, never a secret."""
     token = os.environ.get("GITHUB_TOKEN")
     if token:
-        line = line.replace(token, "***")
-    return line.strip("'\" ")[:200]
+        text = text.replace(token, "***")
+    return next((x.strip() for x in text.splitlines() if x.strip()), "")[:200]
+
+
+def _first(stderr: str) -> str:
+    return first_line(stderr).strip("'\" ")

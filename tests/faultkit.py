@@ -203,6 +203,10 @@ def walkthrough(date0: str = "2026-03-02T09:00:00+00:00") -> list[Step]:
     ]
 
 
+def step_index(steps: Sequence[Step], name: str) -> int:
+    return next(i for i, s in enumerate(steps) if s.name == name)
+
+
 @dataclass
 class Baseline:
     """The uninterrupted scenario: the repository before each step and its state after."""

@@ -19,7 +19,16 @@ import pytest
 from conftest import PROJECT, Cli, git, pull_count, snapshot_state
 from conftest import github_context as context
 from conftest import proposal_prs as bot_prs
-from faultkit import Baseline, Harness, Step, baseline, kill_point, walkthrough
+from faultkit import (
+    Baseline,
+    Harness,
+    Step,
+    baseline,
+    copy_repo,
+    kill_point,
+    step_index,
+    walkthrough,
+)
 from standin.github_server import GitHubStandIn
 
 from bot.app import run
@@ -61,7 +70,7 @@ def test_a_kill_at_a_step_boundary_ends_as_an_uninterrupted_run(
     when: str,
 ) -> None:
     h, steps, base, where = sweep
-    index = next(i for i, s in enumerate(steps) if s.name == step_name)
+    index = step_index(steps, step_name)
     k = max(1, round(position * base.calls[index]))
     target = where / f"kill-{index}-{k}-{when}"
     assert kill_point(h, base, steps, index, k, when, target) == []
@@ -72,7 +81,7 @@ def test_ctrl_c_or_sigterm_during_the_merge_is_clean(
     sweep: tuple[Harness, list[Step], Baseline, Path], sig: str,
 ) -> None:
     h, steps, base, where = sweep
-    index = next(i for i, s in enumerate(steps) if s.name == "pr merge")
+    index = step_index(steps, "pr merge")
     # Inside the merge's critical section (after the intent, around the ref update): the
     # signal waits for the section to end, so main and the record always agree.
     for k in range(base.calls[index] - 3, base.calls[index] + 1):
@@ -84,10 +93,8 @@ def test_a_merge_killed_after_main_moved_is_recorded_once_never_merged_twice(
     sweep: tuple[Harness, list[Step], Baseline, Path],
 ) -> None:
     h, steps, base, where = sweep
-    index = next(i for i, s in enumerate(steps) if s.name == "pr merge")
+    index = step_index(steps, "pr merge")
     root = where / "double-merge"
-    from faultkit import copy_repo
-
     copy_repo(base.before[index], root)
     before = git(root, "rev-parse", "main")
     # Find the kill point right after main moved: the first one whose kill leaves main moved.
@@ -280,7 +287,7 @@ def test_a_full_disk_names_itself_and_leaves_nothing_half_written(
     from faultkit import full_disk_point
 
     h, steps, base, _ = sweep
-    index = next(i for i, s in enumerate(steps) if s.name == step_name)
+    index = step_index(steps, step_name)
     assert full_disk_point(h, base, steps, index, pages, disk) == []
 
 
@@ -289,7 +296,7 @@ def test_a_git_call_failing_as_on_a_full_disk_is_named(
 ) -> None:
     """Portable (no mount): the merge's git calls fail in turn as git does on a full disk."""
     h, steps, base, where = sweep
-    index = next(i for i, s in enumerate(steps) if s.name == "pr merge")
+    index = step_index(steps, "pr merge")
     for k in range(2, base.calls[index] + 1, 4):
         problems = kill_point(h, base, steps, index, k, "full", where / f"full-{k}")
         assert problems == [], (k, problems)
@@ -370,7 +377,7 @@ def test_a_kill_on_github_ends_as_an_uninterrupted_run(
     import faultkit_github as fg
 
     world, plan, base = hub_sweep
-    index = next(i for i, hs in enumerate(plan) if hs.step.name == step_name)
+    index = step_index([hs.step for hs in plan], step_name)
     assert k <= (base.writes[index] if when == "request" else base.calls[index])
     assert fg.kill_point(world, base, plan, index, k, when) == []
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import git
 
 from bot.edges.signals import deferred_signals
-from bot.errors import GitError, explain
+from bot.errors import GitError, raise_if_machine
 
 INTENT = "promptbot-checkout.json"
 WORK_INDEX = "promptbot-index"
@@ -46,12 +46,6 @@ def _git(repo: git.Repo, command: str, *args: str, index: Path | None = None) ->
         env["GIT_INDEX_FILE"] = str(index)
     run = getattr(repo.git, command.replace("-", "_"))
     return str(run(*args, env=env, strip_newline_in_stdout=False))
-
-
-def _raise_machine(exc: git.GitCommandError) -> None:
-    known = explain(exc)
-    if known is not None:
-        raise known from None
 
 
 def changes(repo: git.Repo, old: str, new: str) -> list[Change]:
@@ -265,7 +259,7 @@ def move_checked_out(repo: git.Repo, branch: str, old: str, new: str) -> None:
             except git.GitCommandError as exc:
                 # A git stopped by Ctrl-C may have moved the ref before it died.
                 if _rev(repo, ref) != new:
-                    _raise_machine(exc)
+                    raise_if_machine(exc)
                     raise GitError(f"branch {branch} moved while promptbot was working",
                                    fix="run the command again") from None
             moved = True
@@ -351,7 +345,7 @@ def _rev(repo: git.Repo, ref: str, *, symbolic: bool = False) -> str:
             return _git(repo, "symbolic-ref", "--quiet", ref).strip()
         return _git(repo, "rev-parse", "--verify", "--quiet", ref).strip()
     except git.GitCommandError as exc:
-        _raise_machine(exc)
+        raise_if_machine(exc)
         if exc.status != 1:  # not git's "no such ref": never acted on as an answer
             raise GitError(f"git failed to read {ref} (exit {exc.status})",
                            fix="run the command again") from None

@@ -11,7 +11,6 @@ than overwrite a person's local changes and can be finished after a kill.
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import git
 from gitdb.base import IStream
 
 from bot.edges import checkout
-from bot.errors import GitError, explain
+from bot.errors import GitError, first_line, raise_if_machine
 
 BOT_NAME = "promptbot"
 BOT_EMAIL = "promptbot@users.noreply.github.com"
@@ -63,14 +62,14 @@ class Git:
         try:
             return str(self.repo.git.show(f"{ref}:{path}", strip_newline_in_stdout=False))
         except git.GitCommandError as exc:
-            machine_failure(exc)
+            raise_if_machine(exc)
             return None
 
     def ls(self, ref: str, prefix: str) -> list[str]:
         try:
             out = self.repo.git.ls_tree("-r", "--name-only", ref, "--", prefix)
         except git.GitCommandError as exc:
-            machine_failure(exc)
+            raise_if_machine(exc)
             return []
         return [line for line in out.splitlines() if line]
 
@@ -95,7 +94,7 @@ class Git:
         try:
             out = self.repo.git.log("--first-parent", "--format=%H", "--reverse", ref, "--", path)
         except git.GitCommandError as exc:
-            machine_failure(exc)
+            raise_if_machine(exc)
             return []
         return [line for line in out.splitlines() if line]
 
@@ -107,7 +106,7 @@ class Git:
             out = self.repo.git.log("--first-parent", f"--since=@{stamp}", "--format=",
                                     "--name-only", ref, "--", prefix)
         except git.GitCommandError as exc:
-            machine_failure(exc)
+            raise_if_machine(exc)
             return set()
         return {line for line in out.splitlines() if line}
 
@@ -116,7 +115,7 @@ class Git:
         try:
             names: str = self.repo.git.diff("--name-only", since, "--")
         except git.GitCommandError as exc:
-            machine_failure(exc)
+            raise_if_machine(exc)
             return []
         return [n for n in names.split("\n") if n]
 
@@ -126,7 +125,7 @@ class Git:
             listed: str = self.repo.git.rev_list(f"{older}..{newer}")
             return listed.split()
         except git.GitCommandError as exc:
-            machine_failure(exc)
+            raise_if_machine(exc)
             return []
 
     def is_ancestor(self, older: str, newer: str) -> bool:
@@ -142,7 +141,7 @@ class Git:
         try:
             emails = self.repo.git.log("--format=%ae", f"{base}..{tip}").split()
         except git.GitCommandError as exc:
-            machine_failure(exc)
+            raise_if_machine(exc)
             return True  # unknown history: assume a person, never throw their work away
         return any(email != BOT_EMAIL for email in emails)
 
@@ -166,7 +165,7 @@ class Git:
         try:
             tree = str(self.repo.git.merge_tree("--write-tree", ours, theirs)).splitlines()[0]
         except git.GitCommandError as exc:
-            machine_failure(exc)
+            raise_if_machine(exc)
             raise GitError(
                 "the branch does not merge cleanly into the base branch",
                 fix="resolve the conflict on the branch (or close the PR and let the bot "
@@ -183,7 +182,7 @@ class Git:
             try:
                 wt.git.revert("-m", "1", "--no-edit", merge_sha, env=_bot_env())
             except git.GitCommandError as exc:
-                machine_failure(exc)
+                raise_if_machine(exc)
                 raise GitError(
                     f"reverting {merge_sha[:10]} conflicts with later changes",
                     fix="revert it by hand (`git revert -m 1 <merge>`) and resolve the conflict",
@@ -202,7 +201,7 @@ class Git:
         except git.GitCommandError as exc:
             if self.sha(ref) == new:
                 return  # done before the git that did it was stopped (Ctrl-C)
-            machine_failure(exc)
+            raise_if_machine(exc)
             raise GitError(
                 f"branch {branch} moved while promptbot was working",
                 fix="run the command again",
@@ -242,7 +241,7 @@ class Git:
         try:
             self.repo.git.push(*args, "origin", spec)
         except git.GitCommandError as exc:
-            machine_failure(exc)
+            raise_if_machine(exc)
             raise GitError(
                 f"pushing {branch} to origin failed: {_first_line(exc)}",
                 fix="check that the token may push (contents: write) and that the branch "
@@ -259,7 +258,7 @@ class Git:
             self.repo.git.fetch("--quiet", "origin", f"+refs/heads/{branch}:refs/remotes/origin/"
                                 f"{branch}")
         except git.GitCommandError as exc:
-            machine_failure(exc)
+            raise_if_machine(exc)
             if "couldn't find remote ref" in str(exc.stderr).lower():
                 return None
             raise GitError(f"fetching {branch} from origin failed: {_first_line(exc)}",
@@ -272,7 +271,7 @@ class Git:
         try:
             self.repo.git.var("GIT_COMMITTER_IDENT")
         except git.GitCommandError as exc:
-            machine_failure(exc)
+            raise_if_machine(exc)
             return False
         return True
 
@@ -311,19 +310,11 @@ class GitTree:
         )
 
 
-def machine_failure(exc: git.GitCommandError) -> None:
-    """A git failure that says the machine failed (a full disk, a read-only repository) is
-    raised as such, never read as an answer ("no such branch", "does not merge")."""
-    known = explain(exc)
-    if known is not None:
-        raise known from None
-
-
 def _no_unless_answered(exc: git.GitCommandError, what: str) -> None:
     """Exit status 1 is git's "no" (no such ref, not an ancestor, a detached HEAD); any
     other failure (a git stopped by Ctrl-C, a full disk) is not an answer and must never be
     acted on as one: a merge taken for "not done" would be made twice."""
-    machine_failure(exc)
+    raise_if_machine(exc)
     if exc.status != 1:
         raise GitError(f"git failed to {what} (exit {exc.status}): {_first_line(exc)}",
                        fix="run the command again; nothing was changed on this answer") \
@@ -331,8 +322,4 @@ def _no_unless_answered(exc: git.GitCommandError, what: str) -> None:
 
 
 def _first_line(exc: git.GitCommandError) -> str:
-    text = str(exc.stderr or exc).strip()
-    token = os.environ.get("GITHUB_TOKEN")
-    if token:
-        text = text.replace(token, "***")
-    return text.splitlines()[0][:200] if text else "unknown error"
+    return first_line(str(exc.stderr or exc)) or "unknown error"
