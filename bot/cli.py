@@ -1,4 +1,13 @@
-"""Command line: `main(argv) -> int`. Exit codes live here: 0 ok, 1 findings/failures, 2 usage."""
+"""Command line: `main(argv) -> int`. Exit codes live here, and only here:
+
+  0  done; nothing needs a person
+  1  done, and it found something: invalid files (`check`), a firing trigger (`analyze`),
+     a failing eval gate (`eval`, the PR check)
+  2  the command line is wrong (unknown option, missing argument)
+  3  promptbot could not do it: an invalid repository or export, git, the forge, the disk,
+     or a bug; the message says what to do
+  130 interrupted (Ctrl-C, SIGTERM); nothing half-written is left behind
+"""
 
 from __future__ import annotations
 
@@ -15,6 +24,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from bot import __version__
 from bot.core.analysis import GOALS
 from bot.errors import Finding, PromptbotError, UsageError, explain
+
+OK, FINDINGS, USAGE, FAILED, INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def exit_code(exc: PromptbotError) -> int:
+    return USAGE if isinstance(exc, UsageError) else FAILED
 
 if TYPE_CHECKING:
     from bot.core.model import Policy
@@ -40,6 +55,25 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message, fix=f"see `{self.prog} --help`")
 
 
+_FORGE_HELP = ("where pull requests live: local records in .promptbot/, GitHub (needs "
+               "GITHUB_TOKEN and GITHUB_REPOSITORY), or auto: GitHub inside Actions, else local")
+_METRICS_HELP = ("metrics export glob, relative to the current directory (repeatable; default: "
+                 "metrics.source of policies/promptbot.yaml, relative to the repository root)")
+
+
+def _json_opt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+
+def _forge_opt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--forge", choices=["auto", "local", "github"], default="auto",
+                   help=_FORGE_HELP)
+
+
+def _metrics_opt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics", action="append", metavar="GLOB", help=_METRICS_HELP)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="promptbot", description="GitOps bot for LLM agent prompts.")
     p.add_argument("--version", action="version", version=f"promptbot {__version__}")
@@ -47,27 +81,51 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     r = sub.add_parser("run", help="the full cycle: sync, ingest, measure, analyze, propose")
-    r.add_argument("--metrics", action="append", help="metrics glob (repeatable)")
-    r.add_argument("--forge", choices=["auto", "local", "github"], default="auto")
+    _metrics_opt(r)
+    _forge_opt(r)
     r.add_argument("--dry-run", action="store_true", help="plan only; write nothing")
-    r.add_argument("--json", action="store_true")
+    _json_opt(r)
+
+    i = sub.add_parser("init", help="start a prompts repository here: policy, an agent, "
+                       "tests, the GitHub caller, .gitignore (never overwrites)")
+    i.add_argument("prompt_file", nargs="?", metavar="PROMPT_FILE",
+                   help="an existing prompt to convert into the first agent: text or Markdown "
+                   "(the system prompt), or JSON/YAML with `system` or `messages`")
+    i.add_argument("--agent", help="the agent's id (default: from PROMPT_FILE's name, else "
+                   "example-agent); the metrics export's agent_id must match it")
+    i.add_argument("--owner", default="@your-org/your-team",
+                   help="who reviews this agent's changes (a GitHub team or person)")
+    i.add_argument("--metrics-source", metavar="GLOB",
+                   help="where the metrics exports will be, relative to the repository root "
+                   "(default: metrics/*.csv)")
+    i.add_argument("--uses", default="promptbot/promptbot@v0.1.0", metavar="OWNER/REPO@TAG",
+                   help="the promptbot release the GitHub caller runs (your fork's tag works)")
+
+    k = sub.add_parser("completion", help="print the shell completion script: e.g. "
+                       "`promptbot completion bash > ~/.local/share/bash-completion/"
+                       "completions/promptbot`")
+    k.add_argument("shell", choices=["bash", "zsh", "tcsh"], help="the shell to complete in")
 
     c = sub.add_parser("check", help="validate agent files, tests and policies")
-    c.add_argument("paths", nargs="*")
+    c.add_argument("paths", nargs="*", metavar="PATH",
+                   help="files or folders to check (default: prompts/ and policies/)")
 
     a = sub.add_parser("analyze", help="per-agent, per-version statistics of the metrics")
-    a.add_argument("--metrics", action="append")
-    a.add_argument("--json", action="store_true")
+    _metrics_opt(a)
+    _json_opt(a)
 
     v = sub.add_parser("version", help="print the prompt version of agents")
-    v.add_argument("agent", nargs="?")
+    v.add_argument("agent", nargs="?", metavar="AGENT",
+                   help="one agent's id (default: every agent, one per line)")
 
     s = sub.add_parser("simulate", help="write synthetic metrics exports with known effects")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, metavar="DIR",
+                   help="folder the exports are written to (created if missing)")
     s.add_argument("--days", type=int, default=21,
                    help="days of traffic before and after the newest deploy (default 21: three "
                    "whole weeks, so the walkthrough decides whatever the hour of the merge)")
-    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--seed", type=int, default=1,
+                   help="random seed: the same seed writes the same rows")
     s.add_argument("--per-day", type=int, default=400, help="executions per agent per day")
     s.add_argument("--effect", type=float, default=None,
                    help="true success-rate change of the latest deployed change (e.g. 0.04)")
@@ -106,55 +164,63 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--segment-shift", type=float, default=0.0,
                    help="change of the hard share after each agent's newest deploy (e.g. 0.1)")
 
-    q = sub.add_parser("propose", help="the proposals the bot would open, with estimates")
-    q.add_argument("--agent")
+    q = sub.add_parser("propose", help="the proposals the bot would open, with estimates "
+                       "(writes nothing; `run` opens them)")
+    q.add_argument("--agent", help="only this agent's proposals")
     q.add_argument("--goal", action="append",
                    choices=GOALS,
                    help="only proposals with this goal (repeatable; default: all)")
-    q.add_argument("--metrics", action="append")
+    _metrics_opt(q)
     q.add_argument("--dry-run", action="store_true",
-                   help="print the plan; write nothing (the only mode for now)")
-    q.add_argument("--json", action="store_true")
-    q.add_argument("--forge", choices=["auto", "local", "github"], default="auto")
+                   help="print the plan; write nothing (also the default: `promptbot run` "
+                   "opens the PRs)")
+    _json_opt(q)
+    _forge_opt(q)
 
     e = sub.add_parser("event", help="handle one GitHub event (in Actions: the current one)")
     e.add_argument("--name", help="event name (default: $GITHUB_EVENT_NAME)")
     e.add_argument("--payload", help="event JSON file (default: $GITHUB_EVENT_PATH)")
     e.add_argument("--dry-run", action="store_true",
                    help="plan from the payload and the working copy; no request, no write")
-    e.add_argument("--json", action="store_true")
+    _json_opt(e)
     e.add_argument("--read-only", action="store_true",
                    help="the PR check without a write token (forks, Dependabot): no status, "
                    "no comment; the exit code gates")
-    e.add_argument("--metrics", action="append")
-    e.add_argument("--forge", choices=["auto", "local", "github"], default="auto")
+    _metrics_opt(e)
+    _forge_opt(e)
+
     e = sub.add_parser("eval", help="run tests.yaml cases on the base and the working-tree "
                        "version of agents; exit 1 when the variant regresses")
     e.add_argument("agents", nargs="*", metavar="AGENT",
                    help="default: agents whose agent.yaml or tests.yaml differ from the base")
     e.add_argument("--base", help="git ref of the base version (default: forge.base_branch)")
-    e.add_argument("--json", action="store_true")
+    _json_opt(e)
     e.add_argument("--record", action="store_true",
                    help="call Anthropic for requests without a real recording and write them "
                    "to prompts/<agent>/eval-recordings.jsonl (needs ANTHROPIC_API_KEY)")
 
     b = sub.add_parser("rollback", help="open the PR that reverts a deployed proposal")
     b.add_argument("ref", help="proposal id or PR number")
-    b.add_argument("--forge", choices=["auto", "local", "github"], default="auto")
+    _forge_opt(b)
 
     pr = sub.add_parser("pr", help="act as the reviewer on the local forge")
     prs = pr.add_subparsers(dest="pr_command", required=True, parser_class=_Parser)
-    pl = prs.add_parser("list")
-    pl.add_argument("--json", action="store_true")
-    for name in ("show", "merge"):
-        x = prs.add_parser(name)
-        x.add_argument("number", type=int)
-    pc = prs.add_parser("close")
-    pc.add_argument("number", type=int)
-    pc.add_argument("--reason")
-    pm = prs.add_parser("comment")
-    pm.add_argument("number", type=int)
-    pm.add_argument("text")
+    pl = prs.add_parser("list", help="every pull request the bot opened, newest last")
+    _json_opt(pl)
+    def number(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("number", type=int, metavar="N",
+                         help="the pull request's number (`pr list`)")
+
+    number(prs.add_parser("show", help="title, body with the diff and estimates, comments"))
+    number(prs.add_parser("merge", help="merge into the base branch as GitHub's button does: "
+                          "a deploy"))
+    pc = prs.add_parser("close", help="close without merging: the proposal is recorded as "
+                        "rejected and never reopened")
+    number(pc)
+    pc.add_argument("--reason", help="why, recorded with the rejection")
+    pm = prs.add_parser("comment", help="comment as the reviewer (e.g. `/promptbot explain`)")
+    number(pm)
+    pm.add_argument("text", help="the comment's text")
     return p
 
 
@@ -164,24 +230,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args)
     except PromptbotError as exc:
         err(exc.render())
-        return exc.exit_code
+        return exit_code(exc)
     except BrokenPipeError:
         # The reader went away (`promptbot analyze | head`): stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        return OK
     except KeyboardInterrupt:
         err("interrupted; nothing half-written is left behind, run the command again")
-        return 130
+        return INTERRUPTED
     except Exception as exc:
         known = explain(exc)
         if known is not None:
             err(known.render())
-            return known.exit_code
+            return exit_code(known)
         if os.environ.get("PROMPTBOT_DEBUG"):
             raise
         err(f"internal error: {type(exc).__name__}: {str(exc)[:300]}\n"
             "  fix: this is a bug in promptbot; rerun with PROMPTBOT_DEBUG=1 and report it")
-        return 1
+        return FAILED
 
 
 def main_entry() -> None:
@@ -191,12 +257,37 @@ def main_entry() -> None:
     sys.exit(main())
 
 
+def find_root(start: Path) -> Path:
+    """The repository's top directory, found upward from `start` as git finds it, so every
+    command works the same from any subdirectory; `start` itself outside a repository."""
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder
+    return start
+
+
+_PATH_OPTIONS = ("paths", "metrics", "payload", "out", "effects", "prompt_file")
+
+
+def _anchor(args: argparse.Namespace, base: Path) -> None:
+    """Paths typed on the command line are relative to where the person is (or to -C, as
+    with git -C), not to the repository root that the policy's paths are relative to."""
+    for name in _PATH_OPTIONS:
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            setattr(args, name, str(base / value))
+        elif isinstance(value, list):
+            setattr(args, name, [str(base / v) for v in value])
+
+
 def _dispatch(args: argparse.Namespace) -> int:
-    root = Path(args.repo).resolve()
+    base = Path(args.repo).resolve()
+    root = find_root(base)
+    _anchor(args, base)
     handler = {
-        "run": _run, "check": _check, "analyze": _analyze, "version": _version,
-        "simulate": _simulate, "rollback": _rollback, "pr": _pr, "propose": _propose,
-        "event": _event,
+        "init": _init, "completion": _completion, "run": _run, "check": _check,
+        "analyze": _analyze, "version": _version, "simulate": _simulate,
+        "rollback": _rollback, "pr": _pr, "propose": _propose, "event": _event,
         "eval": _eval,
     }[args.command]
     if not _writes(args):
@@ -341,20 +432,59 @@ def _run(root: Path, args: argparse.Namespace) -> int:
                 f"output tokens, ${usage.get('cost_usd', 0):.4f}")
         if report.actions and not args.dry_run and ctx.forge.name == "local":
             out("\nnext: `promptbot pr list`, then `promptbot pr show N`")
-    return 1 if report.errors else 0
+    return FAILED if report.errors else OK
+
+
+def _completion(root: Path, args: argparse.Namespace) -> int:
+    import shtab  # generates the script from this very parser, so it never drifts
+
+    out(shtab.complete(_parser(), shell=args.shell))
+    return OK
+
+
+def _init(root: Path, args: argparse.Namespace) -> int:
+    from bot import init
+
+    prompt = Path(args.prompt_file) if args.prompt_file else None
+    todo = init.plan(root, prompt_file=prompt, agent=args.agent, owner=args.owner,
+                     source=args.metrics_source, uses=args.uses)
+    init.apply(root, todo)
+    for rel in todo.write:
+        out(f"wrote {rel}")
+    for rel in todo.kept:
+        out(f"left alone (exists): {rel}")
+    if not todo.write:
+        out("nothing to do: every file promptbot init writes is already there")
+        return OK
+    out(f"""
+next:
+  1. put a metrics export where policies/promptbot.yaml's metrics.source points (one row per
+     execution; agent_id {todo.agent}; columns in docs/METRICS.md), or pass --metrics
+  2. promptbot check
+  3. git add -A && git commit -m "promptbot init"
+  4. promptbot run          (proposals as local PRs: promptbot pr list)""")
+    return OK
 
 
 def _check(root: Path, args: argparse.Namespace) -> int:
     from bot.load.check import check_paths
 
-    findings: list[Finding] = check_paths(root, [Path(p) for p in args.paths])
+    paths = [Path(p) for p in args.paths] or [
+        root / folder for folder in ("prompts", "policies") if (root / folder).is_dir()]
+    if not any(p.name == "prompts" for p in paths) and not args.paths:
+        from bot.errors import InputError
+
+        raise InputError(f"no prompts/ folder in {root}: nothing to check",
+                         fix="run `promptbot init` to start one (policies/ is optional: "
+                         "without it the built-in defaults apply)")
+    findings: list[Finding] = check_paths(root, paths)
     for f in findings:
         out(f.render())
     if findings:
         out(f"{len(findings)} problem(s) found")
-        return 1
+        return FINDINGS
     out("all files valid")
-    return 0
+    return OK
 
 
 def _analyze(root: Path, args: argparse.Namespace) -> int:
@@ -374,7 +504,7 @@ def _analyze(root: Path, args: argparse.Namespace) -> int:
 
         out(analysis_text(data).rstrip())
     # Exit 1 when a trigger fires, so a scheduled job can alert on it.
-    return 1 if data["triggers"] else 0
+    return FINDINGS if data["triggers"] else OK
 
 
 def _version(root: Path, args: argparse.Namespace) -> int:
@@ -387,15 +517,21 @@ def _version(root: Path, args: argparse.Namespace) -> int:
             known = ", ".join(Path(p).parent.name for p in tree.agent_files()) or "none"
             raise UsageError(f"unknown agent '{args.agent}'", fix=f"known agents: {known}")
         out(load_agent(tree, rel).version)
-        return 0
-    failed = 0
+        return OK
+    if not tree.agent_files():
+        from bot.errors import InputError
+
+        raise InputError(f"no agents in {root}: no prompts/<id>/agent.yaml",
+                         fix="run `promptbot init` to write one, or run promptbot inside your "
+                         "prompts repository")
+    failed = OK
     for rel in tree.agent_files():
         try:
             loaded = load_agent(tree, rel)
             out(f"{loaded.agent.id}  {loaded.version}")
         except PromptbotError as exc:
             err(exc.render())
-            failed = 1
+            failed = FAILED
     return failed
 
 
@@ -428,22 +564,20 @@ def _simulate(root: Path, args: argparse.Namespace) -> int:
                        quality_effect=args.quality_effect, departures=departures)
     for path, rows in written:
         out(f"wrote {rows} rows to {path}")
-    return 0
+    return OK
 
 
 def _propose(root: Path, args: argparse.Namespace) -> int:
     from bot.app import plan
 
-    if not args.dry_run:
-        raise UsageError("propose opens nothing by itself yet",
-                         fix="use `promptbot propose --dry-run` to see the plan, and "
-                         "`promptbot run` to open the pull requests")
+    # A plan, with or without --dry-run: opening PRs is `promptbot run`'s job, which also
+    # measures what is deployed first (a proposal must not race its own measurement).
     ctx = _context(root, args.forge, quiet=args.json)
     items = plan(ctx, args.metrics, args.agent,
                  tuple(args.goal or GOALS))
     if args.json:
         out(json.dumps(items, indent=2))
-        return 0
+        return OK
     if not items:
         out("nothing to propose: no problem with enough evidence for these goals "
             f"({', '.join(args.goal or GOALS)}) and a valid change for it. Goals that need "
@@ -460,7 +594,7 @@ def _propose(root: Path, args: argparse.Namespace) -> int:
             f"{impact['tokens_after']}")
         out(f"        cost {_pct_text(impact['cost_pct'])}, latency "
             f"{_pct_text(impact['latency_pct'])}; judged by {item['judged_by']}")
-    return 0
+    return OK
 
 
 def _pct_text(e: dict[str, Any]) -> str:
@@ -498,7 +632,7 @@ def _event(root: Path, args: argparse.Namespace) -> int:
             out(f"{plan.event}: {plan.handler} — {plan.reason}")
             for step in plan.steps:
                 out(f"  would: {step}")
-        return 0
+        return OK
     from bot.core.events import CHECK, COMMAND, CYCLE
     from bot.events import handle
 
@@ -513,7 +647,9 @@ def _event(root: Path, args: argparse.Namespace) -> int:
             out(f"  - {line}")
         for line in outcome.errors:
             err(line if line.startswith("error:") else f"error: {line}")
-    return 1 if outcome.errors or outcome.failed else 0
+    if outcome.errors:
+        return FAILED
+    return FINDINGS if outcome.failed else OK
 def _eval(root: Path, args: argparse.Namespace) -> int:
     from bot.core.eval_render import render_eval_text
     from bot.errors import GitError, InputError
@@ -524,9 +660,8 @@ def _eval(root: Path, args: argparse.Namespace) -> int:
                        api_key=os.environ.get("ANTHROPIC_API_KEY", ""),
                        base_url=os.environ.get("ANTHROPIC_BASE_URL") or None)
     except (InputError, GitError) as exc:
-        # Exit 1 means "the variant regressed"; a file or repo that cannot be evaluated is not.
         err(exc.render())
-        return 2
+        return FAILED
     if args.json:
         out(json.dumps(run.to_json(), indent=2))
     else:
@@ -540,7 +675,7 @@ def _eval(root: Path, args: argparse.Namespace) -> int:
         failed = [r.agent for r in run.reports if r.gate.state == "failure"]
         out(f"gate failed for {', '.join(failed)}" if failed else "no regression beyond "
             "eval.max_regression")
-    return 1 if run.failed else 0
+    return FINDINGS if run.failed else OK
 
 
 def _event_base_branch(root: Path, payload: object) -> str:
@@ -563,7 +698,7 @@ def _rollback(root: Path, args: argparse.Namespace) -> int:
     ctx = _context(root, args.forge)
     pr, created = rollback(ctx, args.ref)
     out(f"{'opened' if created else 'already open'}: #{pr.number} {pr.title} ({pr.branch})")
-    return 0
+    return OK
 
 
 def _pr(root: Path, args: argparse.Namespace) -> int:
@@ -589,7 +724,7 @@ def _pr(root: Path, args: argparse.Namespace) -> int:
             out("no pull requests yet: run `promptbot run`")
         for r in rows if not args.json else []:
             out(f"#{r['number']:<4}{r['state']:<8}{r['title']}  [{', '.join(r['labels'])}]")
-        return 0
+        return OK
     if cmd == "show":
         pr = forge.get(args.number)
         out(f"#{pr.number} {pr.title}")
@@ -602,16 +737,16 @@ def _pr(root: Path, args: argparse.Namespace) -> int:
         for comment in forge.raw(args.number).get("comments", []):
             out(f"\n--- comment by {comment['author']} ---")
             out(comment["body"].rstrip())
-        return 0
+        return OK
     if cmd == "merge":
         pr = forge.merge(args.number)
         out(f"merged #{pr.number} into {pr.base}: {pr.merge_sha}")
         out("next: `promptbot simulate --out sim` then `promptbot run --metrics 'sim/*.csv'`")
-        return 0
+        return OK
     if cmd == "close":
         pr = forge.close(args.number, args.reason)
         out(f"closed #{pr.number}; the next run records it as rejected")
-        return 0
+        return OK
     forge.comment(args.number, args.text, author=os.environ.get("USER", "reviewer"))
     out(f"commented on #{args.number}")
-    return 0
+    return OK

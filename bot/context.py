@@ -27,7 +27,7 @@ from bot.edges.eval_providers import (
 from bot.edges.forge import Forge, PullRequest
 from bot.edges.git import Git, GitTree
 from bot.errors import GitError
-from bot.load.repo import RepoState, load_repo
+from bot.load.repo import RepoState, WorkingTree, load_policy, load_repo
 
 RESULTS_BRANCH = "promptbot/results"
 
@@ -93,7 +93,7 @@ class Tracked:
 
 
 def base_tree(ctx: Context, policy_base: str | None = None) -> tuple[str, str, RepoState]:
-    base = policy_base or "main"
+    base = policy_base or _first_guess(ctx)
     sha = ctx.git.sha(f"refs/heads/{base}")
     if sha is None:
         raise GitError(f"the base branch '{base}' has no commits",
@@ -102,6 +102,15 @@ def base_tree(ctx: Context, policy_base: str | None = None) -> tuple[str, str, R
     if state.policy.forge.base_branch != base:
         return base_tree(ctx, state.policy.forge.base_branch)
     return base, sha, state
+
+
+def _first_guess(ctx: Context) -> str:
+    """Where the policy that names the base branch is read: `main`, or, in a repository
+    without one (`git init` still makes `master` on many machines), the branch the checked-
+    out policy names."""
+    if ctx.git.sha("refs/heads/main") is not None:
+        return "main"
+    return load_policy(WorkingTree(ctx.root)).forge.base_branch
 
 
 def tracked_prs(ctx: Context) -> list[Tracked]:

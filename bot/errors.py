@@ -23,9 +23,8 @@ class Finding:
 
 
 class PromptbotError(Exception):
-    """Base of every error promptbot reports to a user (never shown as a traceback)."""
-
-    exit_code = 1
+    """Base of every error promptbot reports to a user (never shown as a traceback). Exit
+    codes are chosen in bot/cli.py, from the class."""
 
     def __init__(self, message: str, *, fix: str = "", findings: tuple[Finding, ...] = ()) -> None:
         super().__init__(message)
@@ -42,9 +41,7 @@ class PromptbotError(Exception):
 
 
 class UsageError(PromptbotError):
-    """The command line asks for something that cannot be done (exit 2)."""
-
-    exit_code = 2
+    """The command line asks for something that cannot be done."""
 
 
 class InputError(PromptbotError):

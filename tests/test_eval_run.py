@@ -212,13 +212,13 @@ def test_record_without_a_key_is_a_usage_error(cli: Cli) -> None:
 # ---------------------------------------------------------------- input errors exit 2
 
 
-def test_invalid_assertion_exits_2_naming_the_line(repo: Path, cli: Cli) -> None:
+def test_invalid_assertion_exits_3_naming_the_line(repo: Path, cli: Cli) -> None:
     tests = repo / "prompts/support-triage/tests.yaml"
     text = tests.read_text().replace('      - contains: "Lena"', '      - contain: "Lena"')
     tests.write_text(text)
     line = text.splitlines().index('      - contain: "Lena"') + 1
     code, _, err = cli("eval", "support-triage")
-    assert code == 2
+    assert code == 3
     assert f"prompts/support-triage/tests.yaml:{line}: case 'lost-parcel-is-order-status', " \
            "assertion #2: unknown kind 'contain'" in err
     check_code, out, _ = cli("check", "prompts/support-triage/tests.yaml")
@@ -235,10 +235,10 @@ def test_usage_errors_exit_2(cli: Cli, args: tuple[str, ...], message: str) -> N
     assert code == 2 and message in err
 
 
-def test_outside_a_git_repository_exits_2(tmp_path: Path,
+def test_outside_a_git_repository_exits_3(tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = Cli(tmp_path, capsys)("eval")
-    assert code == 2 and "is not a git repository" in err
+    assert code == 3 and "is not a git repository" in err
 
 
 # ---------------------------------------------------------------- providers in-process

@@ -130,7 +130,7 @@ def test_run_with_wrong_columns_changes_nothing(cli: Cli, repo: Path, tmp_path: 
     bad = write_csv(tmp_path / "bad.csv", [("2026-11-01", "x")], ["ts", "agent_id"])
     before = snapshot_state(repo)
     code, _, err = cli("run", "--metrics", str(bad))
-    assert code == 1
+    assert code == 3
     assert "missing required column(s)" in err and "Traceback" not in err
     assert snapshot_state(repo) == before
 

@@ -130,7 +130,7 @@ def test_broken_agent_does_not_stop_the_others(cli: Cli, repo: Path) -> None:
     (repo / AGENT).write_text("id: support-triage\nid: again\n")
     git(repo, "commit", "-qam", "break one agent")
     code, out, err = cli("run")
-    assert code == 1  # the broken file is reported ...
+    assert code == 3  # the broken file is reported ...
     assert "duplicate key 'id'" in err
     assert "sql-writer: open PR" in out  # ... and the other agents still get their proposals
     assert "support-triage: open PR" not in out
@@ -191,7 +191,7 @@ def test_run_outside_a_git_repository(tmp_path: Path, capsys: pytest.CaptureFixt
 
     code = main(["-C", str(tmp_path), "run"])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 3
     assert "is not a git repository" in err and "fix:" in err
 
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import yaml
+
 from bot.core.checks import check_agent
 from bot.core.model import AgentFile
+from bot.core.protected import is_marker
 from bot.core.version import prompt_version
 from bot.core.yamlparse import Located, parse_yaml, validate_as
 from bot.errors import Finding, InputError
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C one when libyaml is there
 
 
 @dataclass(frozen=True)
@@ -30,8 +35,31 @@ def parse_agent(text: str, display: str, folder_id: str | None = None) -> Loaded
                     f"id '{agent.id}' does not match its folder '{folder_id}'",
                     f"set id: {folder_id} or rename the folder")
         )
+    findings += [
+        Finding(display, line, "this protected-section marker is a YAML comment, outside any "
+                "prompt text: it protects nothing",
+                "indent it into the prompt's block (e.g. under `system: |`) so it is part "
+                "of the text; markers must enclose the protected lines inside the prompt")
+        for line in _comment_markers(text, located.data)]
     if findings:
         raise InputError(f"{display} has problems", findings=tuple(findings))
     return LoadedAgent(agent, display, text, prompt_version(agent), located)
 
 
+
+
+def _comment_markers(text: str, data: object) -> list[int]:
+    """1-based lines of marker lines that YAML reads as comments: taking such a line out
+    leaves the parsed file unchanged, while a marker inside a prompt's text changes it."""
+    lines = text.splitlines(keepends=True)
+    found = []
+    for index, line in enumerate(lines):
+        if not is_marker(line):
+            continue
+        try:
+            same = yaml.load("".join(lines[:index] + lines[index + 1:]), Loader=_LOADER) == data
+        except yaml.YAMLError:
+            continue
+        if same:
+            found.append(index + 1)
+    return found

@@ -22,6 +22,7 @@ from jsonschema_specifications import REGISTRY as METASCHEMAS
 from referencing.exceptions import Unresolvable
 
 from bot.core.model import TestsFile
+from bot.core.yamlparse import closest
 from bot.errors import Finding, InputError
 
 Kind = Literal["contains", "not_contains", "regex", "equals", "json_schema", "rubric"]
@@ -102,7 +103,9 @@ def parse_cases(tests: TestsFile, path: str, line_of: LineOf | None = None) -> t
                 continue
             (kind, value), = item.items()
             if kind not in KINDS:
-                findings.append(Finding(path, line, f"{label}: unknown kind '{kind}'",
+                meant = closest(str(kind), KINDS)
+                hint = f" (did you mean `{meant[0]}`?)" if meant else ""
+                findings.append(Finding(path, line, f"{label}: unknown kind '{kind}'{hint}",
                                         f"use one of: {', '.join(KINDS)}"))
                 continue
             problem = _problem(kind, value)

@@ -17,6 +17,8 @@ from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
+from bot.errors import Finding
+
 # Histogram bins are 1/20 of a natural-log unit wide (about 5 %), so a percentile
 # read from them is within about 2.5 % of the exact one.
 BINS_PER_LN = 20
@@ -200,6 +202,10 @@ class MetricsSnapshot:
     skipped_files: tuple[str, ...] = ()
     daily_rows: int = 0  # rows of the pre-aggregated daily form (their counts are in rows_used)
     segment_days: tuple[SegmentDay, ...] = ()  # only when the export has a segment column
+    # What ingest read past without using: columns it does not know, status values it could
+    # not map. Not errors (the rest of the export is fine), but silent they cost a team
+    # the metric they thought they were sending.
+    warnings: tuple[Finding, ...] = ()
 
     @cached_property
     def _index(self) -> dict[str, tuple[list[Bucket], list[HistBin], list[ErrorDay]]]:

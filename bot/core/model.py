@@ -2,12 +2,17 @@
 
 Every model forbids unknown keys: a typo in a prompt file must be an error that
 points at the line, never a silently ignored setting.
+
+The field descriptions and examples are the user's reference: the JSON Schemas in
+bot/schemas/ and docs/REFERENCE.md are generated from them (`python
+scripts/gen_schemas.py --write`), so a description says what the key does and in which
+unit, for someone who has not read the code.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -15,6 +20,25 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 # small alphabet so no id can walk out of prompts/ or inject into a ref name.
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _ID_RE = re.compile(ID_PATTERN)
+
+# The columns of a per-execution metrics export, and of the pre-aggregated daily form
+# (docs/METRICS.md). Here rather than in the loader: `metrics.columns` may only map onto
+# them, and the schema offers them to an editor.
+MetricColumn = Literal[
+    "timestamp", "agent_id", "prompt_version", "execution_id", "status", "latency_ms",
+    "input_tokens", "output_tokens", "cost_usd", "error_type", "error_message",
+    "quality_score", "model", "retries", "segment",
+]
+DailyColumn = Literal[
+    "date", "executions", "successes", "timeouts", "errors", "latency_n", "latency_log_sum",
+    "latency_log_sumsq", "cost_sum", "input_tokens_sum", "output_tokens_sum", "quality_n",
+    "quality_sum", "count",
+]
+ColumnTarget = Literal[MetricColumn, DailyColumn]
+Status = Literal["success", "failure", "error", "timeout"]
+METRIC_COLUMNS: tuple[str, ...] = get_args(MetricColumn)
+DAILY_COLUMNS: tuple[str, ...] = get_args(DailyColumn)
+STATUSES: tuple[str, ...] = get_args(Status)
 
 
 def is_safe_id(value: str) -> bool:
@@ -26,193 +50,452 @@ class Strict(BaseModel):
 
 
 class ModelConfig(Strict):
-    name: str = Field(min_length=1)
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    max_tokens: int = Field(default=1024, ge=1, le=200_000)
+    """The model the agent runs on and its sampling settings."""
+
+    name: str = Field(min_length=1, description="Model id as the provider's API spells it.",
+                      examples=["claude-sonnet-4-5"])
+    temperature: float = Field(
+        default=0.0, ge=0.0, le=2.0,
+        description="Sampling temperature, 0 (most deterministic) to 2. Part of the prompt "
+        "version and of an eval recording's key.", examples=[0.2])
+    max_tokens: int = Field(
+        default=1024, ge=1, le=200_000,
+        description="Most tokens the model may write in one reply; also the worst case the "
+        "eval budget reserves per request.", examples=[1500])
 
 
 class Prompts(Strict):
-    system: str = Field(min_length=1)
-    user_template: str = Field(min_length=1)
+    """The prompt text: what the bot proposes changes to."""
+
+    system: str = Field(
+        min_length=1,
+        description="System prompt. Lines between `# promptbot:protected begin NAME` and "
+        "`# promptbot:protected end` inside it are never changed by a proposal.",
+        examples=["You are the first-line support triage assistant for Acme Outfitters.\n"])
+    user_template: str = Field(
+        min_length=1,
+        description="Jinja2 template of the user message, rendered in a sandbox with the "
+        "runtime's variables (and with each tests.yaml case's `inputs`). Proposals keep "
+        "every `{{ variable }}` in it.",
+        examples=["Subject: {{ ticket.subject }}\n\n{{ ticket.body }}\n"])
 
 
 class Tool(Strict):
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
-    description: str = Field(min_length=1)
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    """A tool the runtime offers the model; described to the model verbatim."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$",
+                      description="Tool name the model calls it by (letters, digits, `_`, "
+                      "`-`; up to 64 characters).", examples=["lookup_order"])
+    description: str = Field(min_length=1,
+                             description="What the tool does, shown to the model verbatim.",
+                             examples=["Look up an order by number: status, items, tracking."])
+    parameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="JSON Schema of the tool's arguments (an `object` schema).",
+        examples=[{"type": "object", "properties": {"order_id": {"type": "string"}},
+                   "required": ["order_id"]}])
 
 
 class Example(Strict):
-    input: str | dict[str, Any]
-    output: str
+    """A few-shot example, sent before the real message with every request."""
+
+    input: str | dict[str, Any] = Field(
+        description="The user turn: the message text, or a mapping of template variables "
+        "that `prompts.user_template` is rendered with.",
+        examples=["Subject: Where is my order??\nI ordered a rain jacket 9 days ago.\n"])
+    output: str = Field(description="The assistant turn: the reply the model should give.",
+                        examples=['{"category": "order_status", "priority": "high"}\n'])
 
 
 class AgentFile(Strict):
-    """`prompts/<id>/agent.yaml`."""
+    """`prompts/<id>/agent.yaml`: the prompt and configuration of one agent."""
 
-    id: str = Field(pattern=ID_PATTERN)
-    owner: str = Field(min_length=1)
-    description: str = ""
-    model: ModelConfig
-    prompts: Prompts
-    tools: list[Tool] = Field(default_factory=list)
-    examples: list[Example] = Field(default_factory=list)
+    id: str = Field(pattern=ID_PATTERN,
+                    description="Agent id: the folder name under `prompts/` and the "
+                    "`agent_id` in the metrics (lowercase letters, digits, `-`).",
+                    examples=["support-triage"])
+    owner: str = Field(min_length=1, description="Who reviews changes to this agent (a "
+                       "GitHub team or person). Not part of the prompt version.",
+                       examples=["@acme/support-ai"])
+    description: str = Field(default="", description="One line about what the agent does. "
+                             "Not part of the prompt version.",
+                             examples=["Triages inbound support tickets and drafts a reply."])
+    model: ModelConfig = Field(description="Model and sampling settings (section `model`).")
+    prompts: Prompts = Field(description="System prompt and user template (section "
+                             "`prompts`).")
+    tools: list[Tool] = Field(default_factory=list,
+                              description="Tools offered to the model (section `tools[]`); "
+                              "offline eval does not send them.")
+    examples: list[Example] = Field(default_factory=list,
+                                    description="Few-shot examples (section `examples[]`); "
+                                    "keep them short, they are sent with every request.")
+
+
+# One kind per item of a case's `assert` list: what `promptbot check` accepts (parsed and
+# checked in bot/core/assertions.py, whose KINDS a test compares with these).
+_TEXT = {"type": "string", "minLength": 1}
+ASSERTION_ITEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "minProperties": 1,
+    "maxProperties": 1,
+    "additionalProperties": False,
+    "properties": {
+        "contains": {**_TEXT, "description": "The reply contains this text (case-sensitive)."},
+        "not_contains": {**_TEXT, "description": "The reply does not contain this text "
+                         "(case-sensitive)."},
+        "regex": {**_TEXT, "description": "Python `re.search` finds this pattern in the "
+                  "reply; flags inline, e.g. `(?i)`."},
+        "equals": {"type": "string", "description": "The reply equals this text after "
+                   "stripping whitespace from both."},
+        "json_schema": {"type": "object", "description": "The whole reply is one JSON "
+                        "document valid under this JSON Schema (remote `$ref`s are never "
+                        "fetched)."},
+        "rubric": {**_TEXT, "description": "A criterion graded PASS or FAIL by "
+                   "`eval.grader_model`; graded only when the other assertions pass."},
+    },
+}
 
 
 class TestCase(Strict):
-    name: str = Field(min_length=1)
-    inputs: dict[str, Any]
-    assert_: list[dict[str, Any]] = Field(default_factory=list, alias="assert")
+    """One offline evaluation case."""
+
+    name: str = Field(min_length=1, description="Unique name of the case; results are "
+                      "keyed by it.", examples=["lost-parcel-is-order-status"])
+    inputs: dict[str, Any] = Field(
+        description="Variables `prompts.user_template` is rendered with for this case.",
+        examples=[{"ticket": {"subject": "Parcel not arrived", "body": "Where is it?"}}])
+    assert_: list[dict[str, Any]] = Field(
+        default_factory=list, alias="assert",
+        description="Checks on the reply, one kind per list item: `contains`, "
+        "`not_contains`, `regex`, `equals`, `json_schema`, `rubric` (section "
+        "`cases[].assert[]`). A case needs at least one.",
+        examples=[[{"contains": "Lena"}, {"regex": "(?i)order"}]],
+        json_schema_extra={"items": ASSERTION_ITEM_SCHEMA})
 
 
 class TestsFile(Strict):
     """`prompts/<id>/tests.yaml`: offline evaluation cases (run by `promptbot eval`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-    cases: list[TestCase] = Field(min_length=1)
+    cases: list[TestCase] = Field(min_length=1, description="The cases (section `cases[]`), "
+                                  "run in order; `eval.max_cases` caps how many.")
 
 
 # ---------------------------------------------------------------- policy
 
 
 class MetricsPolicy(Strict):
-    # Glob, relative to the repository root, used when `--metrics` is not given.
-    source: str = "examples/metrics/*.csv"
-    # A team's own column names -> canonical names (SPEC §4).
-    columns: dict[str, str] = Field(default_factory=dict)
-    # Days of data, counted back from the newest row, that the analysis looks at.
-    window_days: int = Field(default=28, ge=1, le=3650)
-    # "otel": the files are flat OpenTelemetry GenAI span exports (see docs/METRICS.md).
-    # OTLP/JSON trace files are recognized by their content with either preset.
-    preset: Literal["canonical", "otel"] = "canonical"
+    """Where the metrics exports are and how to read them (docs/METRICS.md)."""
+
+    source: str = Field(
+        default="metrics/*.csv",
+        description="Glob of the metrics exports, relative to the repository root; used "
+        "when `--metrics` is not given. CSV, TSV, JSONL and Parquet, optionally gzipped.",
+        examples=["exports/metrics/*.parquet"])
+    columns: dict[str, ColumnTarget] = Field(
+        default_factory=dict,
+        description="Your export's column names mapped onto the canonical ones "
+        "(`{your_name: canonical_name}`). A column that is neither canonical nor mapped is "
+        "ignored with a warning.",
+        examples=[{"ts": "timestamp", "agent": "agent_id", "duration": "latency_ms"}])
+    status_values: dict[str, Status] = Field(
+        default_factory=dict,
+        description="Your export's status values mapped onto the canonical ones (`success`, "
+        "`failure`, `error`, `timeout`); matched ignoring case and surrounding spaces. Any "
+        "other value is a bad row (`unknown status`).",
+        examples=[{"ok": "success", "failed": "error", "deadline_exceeded": "timeout"}],
+        json_schema_extra={"propertyNames": {"pattern": r"\S"}})
+    window_days: int = Field(
+        default=28, ge=1, le=3650,
+        description="Days of data, counted back from the newest row, that the analysis "
+        "looks at.", examples=[14])
+    preset: Literal["canonical", "otel"] = Field(
+        default="canonical",
+        description="`otel`: the files are flat OpenTelemetry GenAI span exports. OTLP/JSON "
+        "trace files are recognized by their content with either preset.",
+        examples=["otel"])
+
+    @field_validator("status_values", mode="before")
+    @classmethod
+    def _keys_as_written(cls, value: Any) -> Any:
+        # YAML reads `200:` and `true:` as a number and a boolean; exports hold such
+        # statuses as text ("200", "true"), which is what they are compared with.
+        if isinstance(value, dict):
+            return {(str(k).lower() if isinstance(k, bool) else str(k))
+                    if isinstance(k, int | float) else k: v for k, v in value.items()}
+        return value
+
+    @field_validator("status_values")
+    @classmethod
+    def _normalized_statuses(cls, value: dict[str, str]) -> dict[str, str]:
+        # Statuses are compared lower-cased and trimmed (as the canonical ones are), so two
+        # keys that differ only in case would be one key in ingest: refuse the ambiguity.
+        out: dict[str, str] = {}
+        for key, target in value.items():
+            norm = key.strip().lower()
+            if not norm:
+                raise ValueError("an empty status value cannot be mapped")
+            if norm in out and out[norm] != target:
+                raise ValueError(f"'{key}' is mapped twice (statuses are compared ignoring "
+                                 "case and surrounding spaces)")
+            out[norm] = target
+        return out
 
 
 class ProposePolicy(Strict):
-    max_prs_per_run: int = Field(default=3, ge=0, le=100)
-    # Fewer executions of the current version than this: too little evidence.
-    min_executions: int = Field(default=200, ge=1)
-    # A failure mode must account for at least this share of executions.
-    min_failure_share: float = Field(default=0.01, ge=0.0, le=1.0)
-    min_failure_count: int = Field(default=20, ge=1)
-    # Prior share of the targeted failures an added instruction fixes.
-    fix_rate_prior: float = Field(default=0.4, ge=0.0, le=1.0)
-    # Days a prompt version must have been live (in the data) before it gets a proposal.
-    cooldown_days: float = Field(default=3.0, ge=0.0, le=365.0)
-    # Review and follow-up hours per proposal, and the hours a roadmap may plan.
-    hours_per_proposal: float = Field(default=2.0, gt=0.0, le=1000.0)
-    # Limits on a new system prompt: absolute size and growth over the current one.
-    max_system_tokens: int = Field(default=4000, ge=1)
-    max_token_growth: float = Field(default=0.5, ge=0.0)
-    hours_budget: float = Field(default=40.0, ge=0.0, le=100_000.0)
-    # Mean quality score (the export's own scale) below which a version gets an accuracy
-    # proposal; 0 turns the accuracy goal off.
-    min_quality: float = Field(default=0.0, ge=0.0)
+    """When the bot opens proposal pull requests."""
+
+    max_prs_per_run: int = Field(
+        default=3, ge=0, le=100,
+        description="Most new proposal PRs one `promptbot run` opens; 0 turns proposing off "
+        "(analysis, measurement and reports still run).", examples=[1])
+    min_executions: int = Field(
+        default=200, ge=1,
+        description="Executions of the current prompt version needed before the bot "
+        "proposes a change to it.", examples=[500])
+    min_failure_share: float = Field(
+        default=0.01, ge=0.0, le=1.0,
+        description="A failure mode must account for at least this fraction of the "
+        "executions (0.01 = 1 %) to be a proposal's target.", examples=[0.02])
+    min_failure_count: int = Field(
+        default=20, ge=1,
+        description="... and for at least this many executions, so one-off errors never "
+        "open a PR.", examples=[50])
+    fix_rate_prior: float = Field(
+        default=0.4, ge=0.0, le=1.0,
+        description="Prior fraction of the targeted failures an added instruction fixes; "
+        "feeds the impact estimate until measured results calibrate it.", examples=[0.3])
+    cooldown_days: float = Field(
+        default=3.0, ge=0.0, le=365.0,
+        description="Days a prompt version must have been live (in the data, not on the "
+        "clock) before it gets a proposal.", examples=[7])
+    hours_per_proposal: float = Field(
+        default=2.0, gt=0.0, le=1000.0,
+        description="Review, deploy and follow-up hours one proposal costs (wording-only "
+        "edits count half, model-config changes twice); used for ROI and the roadmap.",
+        examples=[1.5])
+    max_system_tokens: int = Field(
+        default=4000, ge=1,
+        description="Largest system prompt, in tokens, a proposal may produce.",
+        examples=[6000])
+    max_token_growth: float = Field(
+        default=0.5, ge=0.0,
+        description="Largest growth of the prompt a proposal may cause, as a fraction of "
+        "the current size (0.5 = +50 %).", examples=[0.25])
+    hours_budget: float = Field(
+        default=40.0, ge=0.0, le=100_000.0,
+        description="Review hours the roadmap (`promptbot propose --dry-run`) may plan; "
+        "proposals beyond it wait in the backlog.", examples=[16])
+    min_quality: float = Field(
+        default=0.0, ge=0.0,
+        description="Mean `quality_score` (on the export's own scale) below which a "
+        "version gets an accuracy proposal; 0 turns the accuracy goal off.", examples=[0.8])
 
 
 class MeasurePolicy(Strict):
-    min_executions_per_arm: int = Field(default=500, ge=10)
-    min_failures_per_arm: int = Field(default=10, ge=0)
-    # Two-sided significance level of the before/after comparison.
-    alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
-    # Stop with "no effect" once each arm has this many executions.
-    max_executions_per_arm: int = Field(default=20_000, ge=100)
-    # Recommend a rollback when the success rate drops by more than this.
-    rollback_threshold: float = Field(default=0.02, ge=0.0, le=1.0)
-    # Smallest success-rate change worth detecting when a proposal has no estimate.
-    min_detectable_effect: float = Field(default=0.02, gt=0.0, le=1.0)
-    # Guardrails: a win whose latency (geometric mean) or cost per execution is shown
-    # to be more than this much higher is not called a success.
-    latency_margin: float = Field(default=0.10, ge=0.0, le=10.0)
-    # Share of traffic a canary deploy sends to the new version (0 = not a canary); when
-    # both versions serve at once, the split is checked against it (sample-ratio mismatch).
-    canary_share: float = Field(default=0.0, ge=0.0, lt=1.0)
-    cost_margin: float = Field(default=0.10, ge=0.0, le=10.0)
-    # ... and a change whose mean quality score (when the export has one) is shown more than
-    # this much lower is a regression, whatever the success rate did.
-    quality_margin: float = Field(default=0.05, ge=0.0, le=1.0)
-    # Before/after comparisons are made day by day (docs/METRICS.md, "Measuring a deploy"):
-    # the base version's last `base_days` complete days before the deploy are its history,
-    # the test is tuned to be sharpest after `horizon_days` days of the new version, and
-    # after `max_days` days without a decision the result is "inconclusive" (the agent is
-    # then free for new proposals).
-    base_days: int = Field(default=56, ge=1, le=366)
-    horizon_days: int = Field(default=14, ge=1, le=366)
-    max_days: int = Field(default=42, ge=1, le=366)
-    # Day-to-day standard deviation of the success rate assumed while the base history is
-    # too short to estimate it (fewer than ~2 weeks of days).
-    day_sd: float = Field(default=0.02, ge=0.0, le=0.5)
-    # A day is an incident day when one failure template takes at least this share of the
-    # executions above its usual level and comes from outside the prompt (an infrastructure
-    # error, or the same spike in another agent); such days are left out.
-    incident_share: float = Field(default=0.02, gt=0.0, le=1.0)
+    """How a merged (deployed) proposal is measured against the version before it."""
+
+    min_executions_per_arm: int = Field(
+        default=500, ge=10,
+        description="No decision before each side (the version before and the new one) "
+        "has this many executions.", examples=[1000])
+    min_failures_per_arm: int = Field(
+        default=10, ge=0,
+        description="... and this many failures: a comparison of failure rates with "
+        "almost no failures is fragile.", examples=[20])
+    alpha: float = Field(
+        default=0.05, gt=0.0, lt=0.5,
+        description="Error level of the always-valid test: the chance of ever calling a "
+        "change that did nothing a success or a regression, however many runs look.",
+        examples=[0.01])
+    max_executions_per_arm: int = Field(
+        default=20_000, ge=100,
+        description="Canary splits (both versions serving at once): the planned horizon in "
+        "executions per side, by which \"no measurable effect\" is called at the latest.",
+        examples=[50_000])
+    rollback_threshold: float = Field(
+        default=0.02, ge=0.0, le=1.0,
+        description="Recommend a rollback when the success rate drops by more than this "
+        "absolute fraction (0.02 = 2 points); also the non-inferiority margin.",
+        examples=[0.01])
+    min_detectable_effect: float = Field(
+        default=0.02, gt=0.0, le=1.0,
+        description="Smallest success-rate change worth having (absolute fraction): \"no "
+        "effect\" only once the interval lies within ± this; sizes the wait for proposals "
+        "without an estimate.", examples=[0.03])
+    latency_margin: float = Field(
+        default=0.10, ge=0.0, le=10.0,
+        description="Guardrail: a win whose latency (geometric mean) is shown more than "
+        "this fraction higher (0.10 = +10 %) is not a success.", examples=[0.2])
+    canary_share: float = Field(
+        default=0.0, ge=0.0, lt=1.0,
+        description="Fraction of traffic a canary deploy sends to the new version (0 = "
+        "deploys switch all traffic); a split far from it is reported as a sample-ratio "
+        "mismatch.", examples=[0.1])
+    cost_margin: float = Field(
+        default=0.10, ge=0.0, le=10.0,
+        description="Guardrail: a win whose cost per execution (capped at the 99.9th "
+        "percentile) is shown more than this fraction higher is not a success.",
+        examples=[0.05])
+    quality_margin: float = Field(
+        default=0.05, ge=0.0, le=1.0,
+        description="A change whose mean quality score is shown more than this much lower "
+        "(on the score's scale) is a regression, whatever the success rate did.",
+        examples=[0.1])
+    base_days: int = Field(
+        default=56, ge=1, le=366,
+        description="Complete days of the version before the deploy used as its history "
+        "(weekday levels, trend, day-to-day variation).", examples=[28])
+    horizon_days: int = Field(
+        default=14, ge=1, le=366,
+        description="Days of the new version after which the test is sharpest.",
+        examples=[7])
+    max_days: int = Field(
+        default=42, ge=1, le=366,
+        description="Days without a decision after which the result is \"inconclusive\" "
+        "and the agent is free for new proposals.", examples=[28])
+    day_sd: float = Field(
+        default=0.02, ge=0.0, le=0.5,
+        description="Day-to-day standard deviation of the success rate (absolute fraction) "
+        "assumed while the history is too short to estimate it (under about two weeks).",
+        examples=[0.03])
+    incident_share: float = Field(
+        default=0.02, gt=0.0, le=1.0,
+        description="A day is left out as an incident day when one failure template takes "
+        "at least this fraction of the executions above its usual level and comes from "
+        "outside the prompt (an infrastructure error, or the same jump in another agent).",
+        examples=[0.05])
 
 
 class TriggerPolicy(Strict):
-    # The most recent stretch of data (ending at the newest row) compared with the week
-    # before it.
-    recent_days: float = Field(default=1.0, gt=0.0, le=30.0)
-    # Degradation: success rate down by more than this (and significantly) ...
-    success_drop: float = Field(default=0.05, ge=0.0, le=1.0)
-    # ... or p95 latency up by more than this share (0.5 = +50 %). 0 turns it off.
-    latency_increase: float = Field(default=0.5, ge=0.0, le=100.0)
-    # One failure mode more often than this in the recent stretch. 0 turns it off.
-    repeated_errors: int = Field(default=50, ge=0)
-    # SLA (0 = off): minimum success rate and maximum p95 latency in the recent stretch.
-    sla_success_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    sla_latency_p95_ms: float = Field(default=0.0, ge=0.0)
+    """Conditions that need a person's attention now; `promptbot analyze` exits 1 on one."""
+
+    recent_days: float = Field(
+        default=1.0, gt=0.0, le=30.0,
+        description="Length of the recent stretch, in days of data ending at the newest "
+        "row; it is compared with the week before it.", examples=[2])
+    success_drop: float = Field(
+        default=0.05, ge=0.0, le=1.0,
+        description="Degradation: success rate down by more than this absolute fraction "
+        "(and significantly).", examples=[0.03])
+    latency_increase: float = Field(
+        default=0.5, ge=0.0, le=100.0,
+        description="Degradation: p95 latency up by more than this fraction (0.5 = +50 %); "
+        "0 turns it off.", examples=[1.0])
+    repeated_errors: int = Field(
+        default=50, ge=0,
+        description="Repeated errors: one failure mode more often than this in the recent "
+        "stretch; 0 turns it off.", examples=[100])
+    sla_success_rate: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="SLA: lowest acceptable success rate in the recent stretch (fraction); "
+        "0 = off.", examples=[0.95])
+    sla_latency_p95_ms: float = Field(
+        default=0.0, ge=0.0,
+        description="SLA: highest acceptable p95 latency in the recent stretch, in "
+        "milliseconds; 0 = off.", examples=[8000])
 
 
 class ForgePolicy(Strict):
-    base_branch: str = "main"
-    # How measured results reach the base branch: pushed as a commit, or as a
-    # pull request where branch protection forbids pushes.
-    results: Literal["commit", "pr"] = "commit"
-    label_prefix: str = Field(default="promptbot", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
-    # GitHub writes (PRs, comments, labels, statuses) one run may make; the rest waits
-    # for the next run. Bounds the damage of a bug or an event flood.
-    max_writes_per_run: int = Field(default=60, ge=1, le=1000)
-    # Longest wait for a rate-limit reset before a run gives up (the next run continues).
-    max_rate_limit_wait_s: float = Field(default=300.0, ge=0, le=3600)
+    """The forge (GitHub or the local one) the bot talks to."""
+
+    base_branch: str = Field(
+        default="main",
+        description="Branch proposals target and the agent runtime deploys from.",
+        examples=["production"])
+    results: Literal["commit", "pr"] = Field(
+        default="commit",
+        description="How measured results reach the base branch: pushed as a `commit`, or "
+        "as a `pr` where branch protection forbids the bot to push.", examples=["pr"])
+    label_prefix: str = Field(
+        default="promptbot", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$",
+        description="Prefix of the lifecycle labels on the bot's PRs (`<prefix>:proposed`, "
+        "...); lowercase letters, digits and `-`.", examples=["prompt-bot"])
+    max_writes_per_run: int = Field(
+        default=60, ge=1, le=1000,
+        description="Most GitHub writes (PRs, comments, labels, statuses) one run makes; "
+        "the rest waits for the next run. Bounds the damage of a bug or an event flood.",
+        examples=[30])
+    max_rate_limit_wait_s: float = Field(
+        default=300.0, ge=0, le=3600,
+        description="Longest wait for a rate-limit reset, in seconds, before a run gives "
+        "up (the next run continues).", examples=[60])
 
 
 class PricingPolicy(Strict):
-    # USD per million tokens, used for the cost delta of a proposal.
-    input_per_mtok: float = Field(default=3.0, ge=0)
-    output_per_mtok: float = Field(default=15.0, ge=0)
-    # What one more successful execution is worth (a resolved ticket, a correct query):
-    # turns a success-rate change into money per month for priority and ROI.
-    value_per_success_usd: float = Field(default=0.10, ge=0)
+    """Model prices and the value of a success: turn changes into money."""
+
+    input_per_mtok: float = Field(
+        default=3.0, ge=0,
+        description="USD per million input tokens: the cost delta of a proposal, and the "
+        "cost of OpenTelemetry spans (which record none).", examples=[0.8])
+    output_per_mtok: float = Field(
+        default=15.0, ge=0, description="USD per million output tokens.", examples=[4.0])
+    value_per_success_usd: float = Field(
+        default=0.10, ge=0,
+        description="What one more successful execution is worth, in USD (a resolved "
+        "ticket, a correct query): turns a success-rate change into money per month for "
+        "ROI and priority.", examples=[0.5])
 
 
 class GeneratorPolicy(Strict):
-    # "auto": Anthropic when ANTHROPIC_API_KEY is set, else the offline generator.
-    kind: Literal["auto", "offline", "anthropic"] = "auto"
-    model: str = Field(default="claude-sonnet-4-6", min_length=1)
-    # Candidates asked for per proposal; the cheapest valid one is proposed.
-    candidates: int = Field(default=3, ge=1, le=5)
-    # Per run: the generator stops (and the run falls back to offline) before exceeding.
-    budget_usd: float = Field(default=1.0, ge=0.0)
-    budget_tokens: int = Field(default=200_000, ge=0)
+    """Who writes prompt variants."""
+
+    kind: Literal["auto", "offline", "anthropic"] = Field(
+        default="auto",
+        description="`auto`: Anthropic when ANTHROPIC_API_KEY is set, else the offline "
+        "generator (deterministic rules, no network); `anthropic` without a key is an "
+        "error.", examples=["offline"])
+    model: str = Field(default="claude-sonnet-4-6", min_length=1,
+                       description="Model that writes candidates (generator `anthropic`).",
+                       examples=["claude-opus-4-1"])
+    candidates: int = Field(
+        default=3, ge=1, le=5,
+        description="Candidates asked for per proposal; the cheapest valid one is "
+        "proposed, the others are listed in the PR.", examples=[2])
+    budget_usd: float = Field(
+        default=1.0, ge=0.0,
+        description="Per run, in USD: the generator stops before exceeding it and the run "
+        "falls back to the offline generator.", examples=[5.0])
+    budget_tokens: int = Field(
+        default=200_000, ge=0,
+        description="Per run, in tokens (input + output): the same limit counted in "
+        "tokens.", examples=[500_000])
 
 
 class EvalPolicy(Strict):
-    # The gate fails when the variant's pass rate is more than this far below the base's
-    # (an absolute fraction of the cases both could run: 0.10 = 10 points). Exactly at the
-    # threshold passes.
-    max_regression: float = Field(default=0.10, ge=0.0, le=1.0)
-    # "auto": Anthropic when ANTHROPIC_API_KEY is set, else the recorded replies.
-    provider: Literal["auto", "anthropic", "recorded"] = "auto"
-    # At most this many cases per agent (the first ones of tests.yaml); bounds the cost.
-    max_cases: int = Field(default=50, ge=1, le=10_000)
-    # Per `promptbot eval` run with a live provider: no request starts that could exceed these.
-    budget_usd: float = Field(default=1.0, ge=0.0)
-    budget_tokens: int = Field(default=300_000, ge=0)
-    # Grades `rubric` assertions (the agent's own model answers the cases).
-    grader_model: str = Field(default="claude-sonnet-4-6", min_length=1)
-    # A variant the eval could not run at all (no recorded reply, no API key) is "not
-    # evaluated". Commit statuses have no neutral state: false reports it as success with
-    # that description; true fails it, so nothing merges unevaluated.
-    require_replies: bool = False
+    """Offline eval (`promptbot eval`): tests.yaml cases on the base and the changed version."""
+
+    max_regression: float = Field(
+        default=0.10, ge=0.0, le=1.0,
+        description="The gate fails when the variant's pass rate is more than this far "
+        "below the base's (absolute fraction of the cases both could run: 0.10 = 10 "
+        "points); exactly at the threshold passes.", examples=[0.0])
+    provider: Literal["auto", "anthropic", "recorded"] = Field(
+        default="auto",
+        description="`auto`: Anthropic when ANTHROPIC_API_KEY is set, else the recorded "
+        "replies (`eval-recordings.jsonl`); `anthropic` and `recorded` force one.",
+        examples=["recorded"])
+    max_cases: int = Field(
+        default=50, ge=1, le=10_000,
+        description="At most this many cases per agent (the first ones of tests.yaml); "
+        "bounds the cost.", examples=[20])
+    budget_usd: float = Field(
+        default=1.0, ge=0.0,
+        description="Per run with a live provider, in USD: no request starts that could "
+        "exceed it; the cases left are reported unavailable.", examples=[2.5])
+    budget_tokens: int = Field(
+        default=300_000, ge=0,
+        description="Per run with a live provider, in tokens (worst case: input estimate + "
+        "`max_tokens`).", examples=[100_000])
+    grader_model: str = Field(default="claude-sonnet-4-6", min_length=1,
+                              description="Model that grades `rubric` assertions PASS or "
+                              "FAIL.", examples=["claude-haiku-4-5"])
+    require_replies: bool = Field(
+        default=False,
+        description="When the variant could not be evaluated at all (no recording, no "
+        "key): `false` reports the `promptbot/eval` status as success marked \"not "
+        "evaluated\"; `true` fails it, so nothing merges unevaluated.", examples=[True])
 
 
 class PromotedRule(Strict):
@@ -231,18 +514,36 @@ class PromotedRules(Strict):
     rules: list[PromotedRule] = Field(default_factory=list)
 
 
-class Policy(Strict):
-    """`policies/promptbot.yaml`."""
+# Rejects what `Policy._relative` rejects, for editors and the schema validation: an
+# absolute path, a `..` segment, a blank value.
+_RELATIVE_PATH = r"^(?!/)(?!([\s\S]*[/\\])?\.\.([/\\]|$))(?=[\s\S]*\S)"
 
-    metrics: MetricsPolicy = Field(default_factory=MetricsPolicy)
-    propose: ProposePolicy = Field(default_factory=ProposePolicy)
-    measure: MeasurePolicy = Field(default_factory=MeasurePolicy)
-    triggers: TriggerPolicy = Field(default_factory=TriggerPolicy)
-    generator: GeneratorPolicy = Field(default_factory=GeneratorPolicy)
-    eval: EvalPolicy = Field(default_factory=EvalPolicy)
-    forge: ForgePolicy = Field(default_factory=ForgePolicy)
-    pricing: PricingPolicy = Field(default_factory=PricingPolicy)
-    reports_dir: str = "reports"
+
+class Policy(Strict):
+    """`policies/promptbot.yaml`: the bot's configuration and guardrails. Every key is
+    optional; a missing key has its default."""
+
+    metrics: MetricsPolicy = Field(default_factory=MetricsPolicy,
+                                   description="Where the metrics exports are and how to "
+                                   "read them.")
+    propose: ProposePolicy = Field(default_factory=ProposePolicy,
+                                   description="When the bot opens proposal PRs.")
+    measure: MeasurePolicy = Field(default_factory=MeasurePolicy,
+                                   description="How a deployed proposal is measured.")
+    triggers: TriggerPolicy = Field(default_factory=TriggerPolicy,
+                                    description="Conditions that need attention now.")
+    generator: GeneratorPolicy = Field(default_factory=GeneratorPolicy,
+                                       description="Who writes prompt variants.")
+    eval: EvalPolicy = Field(default_factory=EvalPolicy,
+                             description="Offline eval and its gate.")
+    forge: ForgePolicy = Field(default_factory=ForgePolicy,
+                               description="The forge the bot talks to.")
+    pricing: PricingPolicy = Field(default_factory=PricingPolicy,
+                                   description="Model prices and the value of a success.")
+    reports_dir: str = Field(
+        default="reports", description="Where `promptbot run` writes analysis.md/.json, "
+        "relative to the repository root.", examples=["build/promptbot"],
+        json_schema_extra={"pattern": _RELATIVE_PATH})
 
     @field_validator("reports_dir")
     @classmethod

@@ -66,5 +66,10 @@ def scan(text: str) -> tuple[list[Section], list[MarkerProblem]]:
     return sections, problems
 
 
+def is_marker(line: str) -> bool:
+    """A begin or end marker line (not a line that only mentions the markers)."""
+    return bool(_BEGIN.match(line) or _END.match(line))
+
+
 def sections_of(text: str) -> dict[str, str]:
     return {s.name: s.text for s in scan(text)[0]}

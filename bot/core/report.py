@@ -159,6 +159,8 @@ def analysis(snapshot: MetricsSnapshot, current: dict[str, str],
                 "data_from": snapshot.oldest,
                 "data_through": snapshot.newest,
                 "skipped_files": list(snapshot.skipped_files),
+                "warnings": [{"file": w.path, "line": w.line, "message": w.message,
+                              "fix": w.fix} for w in snapshot.warnings],
             },
             "agents": agents,
             "triggers": [{"agent": t.agent_id, "kind": t.kind, "message": t.message}
@@ -185,6 +187,10 @@ def analysis_text(data: dict[str, Any]) -> str:
         lines.append(f"  skipped empty file: {skipped}")
     for reason, count in src["bad_rows_by_reason"].items():
         lines.append(f"  bad rows: {count} × {reason}")
+    for w in src.get("warnings", []):
+        where = f"{w['file']}:{w['line']}" if w["line"] else w["file"]
+        lines.append(f"  warning: {where}: {w['message']}")
+        lines.append(f"    fix: {w['fix']}")
     for agent, info in data["agents"].items():
         lines.append("")
         if info["in_repository"]:

@@ -43,6 +43,11 @@ def _dump(yaml: YAML, data: Any) -> str:
     return "".join(sink.parts)
 
 
+def dump(data: Any, *, mapping: int = 2, sequence: int = 4, offset: int = 2) -> str:
+    """New YAML text (comments and literal blocks kept) in the indentation given."""
+    return _dump(_yaml(mapping, sequence, offset), data)
+
+
 def _yaml_for(text: str) -> tuple[YAML, Any]:
     """A YAML instance whose round trip reproduces `text` exactly, with the loaded data.
 

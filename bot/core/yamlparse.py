@@ -6,8 +6,11 @@ silently drops half a prompt, so a duplicate key is an error here.
 
 from __future__ import annotations
 
+import difflib
+import types
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -151,18 +154,115 @@ def _parse(text: str, display: str) -> Located:
     return Located(data, lines, display)
 
 
-def validation_findings(exc: ValidationError, located: Located) -> tuple[Finding, ...]:
+def closest(word: str, options: Sequence[str], n: int = 1) -> list[str]:
+    """The options `word` is most likely a misspelling of (ignoring case), best first."""
+    lowered = {o.lower(): o for o in options}
+    return [lowered[m] for m in difflib.get_close_matches(word.lower(), list(lowered), n=n)]
+
+
+def _options(annotation: Any) -> tuple[Any, ...]:
+    if get_origin(annotation) in (Union, types.UnionType):
+        return get_args(annotation)
+    return (annotation,)
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _child(annotation: Any, part: str | int) -> Any:
+    for option in _options(annotation):
+        if _is_model(option) and isinstance(part, str):
+            for name, info in option.model_fields.items():
+                if part in (name, info.alias):
+                    return info.annotation
+        elif get_origin(option) is list and isinstance(part, int):
+            return get_args(option)[0]
+        elif get_origin(option) is dict and isinstance(part, str):
+            return get_args(option)[1]
+    return None
+
+
+def _type_at(model: type[BaseModel], loc: Loc) -> Any:
+    """The annotation a value at `loc` in a file of `model` has; None when the path leaves
+    what the models describe (e.g. inside a free-form mapping)."""
+    current: Any = model
+    for part in loc:
+        current = _child(current, part)
+        if current is None:
+            return None
+    return current
+
+
+def _keys(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _unknown_key(model: type[BaseModel] | None, loc: Loc, field: str) -> tuple[str, str]:
+    """Message and fix for an unknown key: the allowed key it is most likely a misspelling
+    of, or the section it belongs in, and the keys allowed where it was written."""
+    message = f"unknown key '{field}'"
+    parents = [o for o in _options(_type_at(model, loc[:-1]) if model else None)
+               if _is_model(o)]
+    if not parents:
+        return message, "remove it or check its spelling against the documented keys"
+    allowed = _keys(parents[0])
+    key = str(loc[-1])
+    listed = f"the keys allowed here: {', '.join(allowed)} (promptbot's docs/REFERENCE.md)"
+    match = closest(key, allowed)
+    if match:
+        return f"{message} (did you mean `{match[0]}`?)", f"rename it to `{match[0]}`; {listed}"
+    # A key written one level too high, e.g. `temperature:` beside `model:` instead of in
+    # it: the exact key in a section of this level first, then a close one.
+    sections = [(info.alias or name, inner[0]) for name, info in parents[0].model_fields.items()
+                for inner in [[o for o in _options(info.annotation) if _is_model(o)]] if inner]
+    for section, inner_model in sections:
+        if key in _keys(inner_model):
+            return (f"{message} (it belongs under `{section}:`)",
+                    f"move it into the `{section}` section; {listed}")
+    for section, inner_model in sections:
+        match = closest(key, _keys(inner_model))
+        if match:
+            return (f"{message} (did you mean `{section}.{match[0]}`?)",
+                    f"move it into the `{section}` section as `{match[0]}`; {listed}")
+    return message, f"remove it or check its spelling; {listed}"
+
+
+def _allowed_values(model: type[BaseModel] | None, loc: Loc) -> list[str]:
+    """The words a value at `loc` may be (a Literal), or []."""
+    if model is None:
+        return []
+    return [str(a) for o in _options(_type_at(model, loc)) if get_origin(o) is Literal
+            for a in get_args(o)]
+
+
+def validation_findings(exc: ValidationError, located: Located,
+                        model: type[BaseModel] | None = None) -> tuple[Finding, ...]:
+    """One finding per error; with `model` (the one validated), unknown keys and misspelt
+    values name what was probably meant."""
     out: list[Finding] = []
     for err in exc.errors():
         loc: Loc = tuple(err["loc"])
         field = ".".join(str(p) for p in loc) or "(top level)"
         kind = err["type"]
         if kind == "extra_forbidden":
-            message = f"unknown key '{field}'"
-            fix = "remove it or check its spelling against the documented keys"
+            message, fix = _unknown_key(model, loc, field)
         elif kind == "missing":
             message = f"missing required key '{field}'"
             fix = "add it"
+        elif kind == "literal_error":
+            allowed = _allowed_values(model, loc)
+            value = err.get("input")
+            # A long list of words reads better in the fix than in the message.
+            message = f"field '{field}': " + (
+                f"'{value}' is not one of the {len(allowed)} allowed values"
+                if len(allowed) > 6 else err["msg"])
+            fix = f"use one of: {', '.join(allowed)}" if len(allowed) > 6 else \
+                "correct the value"
+            meant = closest(value, allowed) if isinstance(value, str) else []
+            if meant:
+                message += f" (did you mean `{meant[0]}`?)"
+                fix = f"write `{meant[0]}`" + (f"; {fix}" if len(allowed) > 6 else "")
         else:
             message = f"field '{field}': {err['msg']}"
             fix = "correct the value"
@@ -182,5 +282,5 @@ def validate_as(model: type[M], located: Located) -> M:
     except ValidationError as exc:
         raise InputError(
             f"{located.path} is not a valid {model.__name__}",
-            findings=validation_findings(exc, located),
+            findings=validation_findings(exc, located, model),
         ) from None

@@ -15,6 +15,7 @@ Memory is capped and DuckDB spills to a temporary directory instead of failing.
 
 from __future__ import annotations
 
+import dataclasses
 import glob as globlib
 import gzip
 import tempfile
@@ -39,30 +40,24 @@ from bot.core.metrics import (
     isolated_tail,
     version_stats,
 )
-from bot.core.model import MetricsPolicy, PricingPolicy
-from bot.errors import MetricsError
+from bot.core.model import DAILY_COLUMNS, METRIC_COLUMNS, STATUSES, MetricsPolicy, PricingPolicy
+from bot.core.yamlparse import closest
+from bot.errors import Finding, MetricsError
 from bot.load import otel
 from bot.load.sql import file_literal
 from bot.load.sql import ident as _ident
 from bot.load.sql import lit as _lit
 
-CANONICAL = (
-    "timestamp", "agent_id", "prompt_version", "execution_id", "status", "latency_ms",
-    "input_tokens", "output_tokens", "cost_usd", "error_type", "error_message",
-    "quality_score", "model", "retries", "segment",
-)
+CANONICAL = METRIC_COLUMNS
 REQUIRED = ("timestamp", "agent_id", "status")
 # The pre-aggregated daily form: one row per day, agent and version with counts and sums,
 # and optionally failure counts per day and message (rows with `count`, no `executions`).
-DAILY = (
-    "date", "executions", "successes", "timeouts", "errors", "latency_n", "latency_log_sum",
-    "latency_log_sumsq", "cost_sum", "input_tokens_sum", "output_tokens_sum", "quality_n",
-    "quality_sum", "count",
-)
+DAILY = DAILY_COLUMNS
+# What else a daily file may hold: the canonical columns the daily form reads too.
+DAILY_ALSO = ("agent_id", "prompt_version", "segment", "error_type", "error_message")
 # A team's own column mapped onto `segment` (a task type, a customer tier): per-day counts
 # per segment, only when some file has the column. Text; a missing or empty value is NONE.
 NONE_SEGMENT = "(none)"
-STATUSES = ("success", "failure", "error", "timeout")
 _STATUS_LIST = ", ".join(f"'{s}'" for s in STATUSES)
 NUMERIC = ("latency_ms", "input_tokens", "output_tokens", "cost_usd", "quality_score",
            "retries")
@@ -258,11 +253,15 @@ def _source_for(
         renamed = {mapping.get(c, c) for c in cols}
         missing = [c for c in REQUIRED if c not in renamed]
         if missing:
+            # The file's own column each missing one most likely is, as the mapping to write.
+            unread = [c for c, _ in described[f] if mapping.get(c, c) not in CANONICAL]
+            guesses = {c: g for c in unread for g in _meant_columns(c, missing)[:1]}
+            example = ", ".join(f"{c}: {g}" for c, g in guesses.items()) or "ts: timestamp"
             raise MetricsError(
                 f"{f} is missing required column(s): {', '.join(missing)}",
                 fix=(
                     "rename the columns in the export, or map them in policies/promptbot.yaml "
-                    "under metrics.columns (e.g. `columns: {ts: timestamp}`); "
+                    f"under metrics.columns (e.g. `columns: {{{example}}}`); "
                     f"the file has: {', '.join(sorted(cols))}"
                 ),
             )
@@ -283,11 +282,30 @@ _FINITE_TYPES = ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT
 _NUMERIC_TYPES = (*_FINITE_TYPES, "DOUBLE", "FLOAT", "REAL")
 
 
-def _normalized(src: _Source, where: str = "", segments: bool = False) -> str:
+def _status_sql(text: str, statuses: dict[str, str]) -> str:
+    """The status, lower-cased and trimmed, then mapped by `metrics.status_values`.
+
+    Most statuses are written as they should be: no lower() copy for those (unless a
+    mapping renames a canonical word itself, which then has to go through the map)."""
+    norm = f"lower(trim({text}))"
+    mapped = norm if not statuses else (
+        f"CASE {norm} " + " ".join(f"WHEN {_lit(k)} THEN {_lit(v)}"
+                                   for k, v in sorted(statuses.items()))
+        + f" ELSE {norm} END")
+    fast = [s for s in STATUSES if s not in statuses]
+    if not fast:
+        return mapped
+    return (f"CASE WHEN {text} IN ({', '.join(_lit(s) for s in fast)}) THEN {text} "
+            f"ELSE {mapped} END")
+
+
+def _normalized(src: _Source, where: str = "", segments: bool = False,
+                statuses: dict[str, str] | None = None) -> str:
     """Canonical, typed columns; `raw_*` text only where a value may fail to convert.
 
     `segments` (some source has the column): a `segment` column too, NULL for a source
     without it (its rows count in no segment), NONE_SEGMENT for a missing or empty value.
+    `statuses`: the export's own status words (lower-case) -> canonical statuses.
     """
 
     def raw(name: str) -> str:
@@ -322,9 +340,7 @@ def _normalized(src: _Source, where: str = "", segments: bool = False) -> str:
         f"nullif({trimmed(text('prompt_version'))}, '') AS prompt_version",
         # Trimmed only for the few candidate duplicates (below).
         f"{text('execution_id')} AS execution_id",
-        # Most statuses are written as they should be: no lower() copy for those.
-        f"CASE WHEN {text('status')} IN ({_STATUS_LIST}) THEN {text('status')} "
-        f"ELSE lower(trim({text('status')})) END AS status",
+        f"{_status_sql(text('status'), statuses or {})} AS status",
         f"nullif({trimmed(text('error_type'))}, '') AS error_type",
         f"left({text('error_message')}, {MESSAGE_LIMIT}) AS error_message",
         f"{src.id_hash()} AS h",
@@ -449,19 +465,32 @@ def ingest(
     progress: bool = False,
     preset: str = "canonical",
     prices: tuple[float, float] = (3.0, 15.0),
+    status_values: dict[str, str] | None = None,
 ) -> MetricsSnapshot:
     """Read `files` into sufficient statistics.
 
     `preset` "otel" reads flat OpenTelemetry span exports; OTLP/JSON trace files are
     recognized by their content whatever the preset. `prices` (USD per million input and
     output tokens) give spans a cost, which OpenTelemetry does not record.
+    `status_values` maps the export's own status words onto the canonical statuses
+    (compared lower-cased and trimmed). Columns nobody reads and status values nobody
+    maps come back as the snapshot's `warnings`.
     """
     mapping = dict(mapping or {})
     bad_targets = sorted(set(mapping.values()) - set(CANONICAL) - set(DAILY))
     if bad_targets:
+        hints = [f"{t} (did you mean {m[0]}?)" if (m := closest(t, (*CANONICAL, *DAILY)))
+                 else t for t in bad_targets]
         raise MetricsError(
-            f"metrics.columns maps to unknown column(s): {', '.join(bad_targets)}",
+            f"metrics.columns maps to unknown column(s): {', '.join(hints)}",
             fix=f"map your columns onto the canonical ones: {', '.join(CANONICAL)}",
+        )
+    statuses = {k.strip().lower(): v for k, v in (status_values or {}).items()}
+    bad_statuses = sorted(set(statuses.values()) - set(STATUSES))
+    if bad_statuses:
+        raise MetricsError(
+            f"metrics.status_values maps to unknown status(es): {', '.join(bad_statuses)}",
+            fix=f"map your status values onto the canonical ones: {', '.join(STATUSES)}",
         )
     con = con or connect()
     if progress:
@@ -494,17 +523,146 @@ def ingest(
         sources.append(_otel_source(con, otlp, None, prices))
     has_version = all("prompt_version" in s.columns for s in sources) and not (
         daily and not all("prompt_version" in columns[f] for f in daily))
+    # Flat span exports carry every span attribute as a column: most are not ours to read.
+    warnings = [] if preset == "otel" else _column_warnings(described, mapping, set(daily))
     try:
-        parts = [_aggregate(con, sources, mapping)] if sources else []
+        parts = [_aggregate(con, sources, mapping, statuses)] if sources else []
+        if sources:
+            warnings += _status_warnings(con, readable)
         if daily:
             parts.append(_daily_part(con, daily, mapping, described))
-        return _finish(parts, readable, skipped, has_version, window_days)
+        snapshot = _finish(parts, readable, skipped, has_version, window_days)
+        return dataclasses.replace(snapshot, warnings=tuple(warnings))
     except duckdb.Error as exc:
         raise MetricsError(
             f"metrics cannot be read: {_first_line(exc)}",
             fix="check the files for truncated lines or a column whose type changes between "
             "files",
         ) from None
+
+
+# Column names exports use for what promptbot calls otherwise; difflib finds misspellings,
+# not these.
+_COLUMN_SYNONYMS = {
+    "tokens": ("input_tokens", "output_tokens"),
+    "total_tokens": ("input_tokens", "output_tokens"),
+    "prompt_tokens": ("input_tokens",),
+    "completion_tokens": ("output_tokens",),
+    "duration": ("latency_ms",), "duration_ms": ("latency_ms",), "elapsed_ms": ("latency_ms",),
+    "ts": ("timestamp",), "time": ("timestamp",), "created_at": ("timestamp",),
+    "started_at": ("timestamp",), "start_time": ("timestamp",),
+    "agent": ("agent_id",), "agent_name": ("agent_id",),
+    "version": ("prompt_version",), "prompt_hash": ("prompt_version",),
+    "id": ("execution_id",), "run_id": ("execution_id",), "request_id": ("execution_id",),
+    "outcome": ("status",), "result": ("status",), "state": ("status",),
+    "cost": ("cost_usd",), "price": ("cost_usd",),
+    "error": ("error_type",), "error_code": ("error_type",), "message": ("error_message",),
+    "score": ("quality_score",), "rating": ("quality_score",), "quality": ("quality_score",),
+    "model_name": ("model",), "attempts": ("retries",), "retry_count": ("retries",),
+}
+
+
+def _meant_columns(column: str, known: Sequence[str]) -> list[str]:
+    lowered = column.strip().lower()
+    if lowered in known:  # only the case or spaces differ; the names are case-sensitive
+        return [lowered]
+    return [c for c in _COLUMN_SYNONYMS.get(lowered, ()) if c in known] or closest(
+        column, known, n=2)
+
+
+def _column_warnings(described: Described, mapping: dict[str, str],
+                     daily: set[str]) -> list[Finding]:
+    """Columns ingest does not read (neither canonical nor mapped), and columns that map
+    onto a canonical name another column already has: one warning per column, naming the
+    first file that has it."""
+    unread: dict[str, list[str]] = {}
+    doubled: dict[tuple[str, ...], list[str]] = {}
+    for f, cols in described.items():
+        known = (*DAILY, *DAILY_ALSO) if f in daily else CANONICAL
+        targets: dict[str, list[str]] = {}
+        for name, _ in cols:
+            target = mapping.get(name, name)
+            if target in known:
+                targets.setdefault(target, []).append(name)
+            else:
+                unread.setdefault(name, []).append(f)
+        for target, names in targets.items():
+            if len(names) > 1:
+                doubled.setdefault((target, *names), []).append(f)
+    out: list[Finding] = []
+    for name, files in unread.items():
+        known = CANONICAL if files[0] not in daily else (*DAILY, *DAILY_ALSO)
+        meant = _meant_columns(name, known)
+        hint = f" (did you mean {' or '.join(f'`{m}`' for m in meant)}?)" if meant else ""
+        if name.strip().lower() in ("tokens", "total_tokens"):
+            hint += "; promptbot needs input and output tokens as two columns"
+        example = meant[0] if meant else "latency_ms"
+        out.append(Finding(
+            files[0], _header_line(files[0]),
+            f"column '{name}' is not read: it is neither a canonical column nor mapped "
+            f"under metrics.columns{hint}{_others(files)}",
+            f"map it in policies/promptbot.yaml (metrics: {{columns: {{{name}: {example}}}}}) "
+            "or rename it in the export; drop it from the export if promptbot does not need "
+            f"it. Canonical columns: {', '.join(known)}"))
+    for (target, *names), files in doubled.items():
+        listed = " and ".join(f"'{n}'" for n in names)
+        out.append(Finding(
+            files[0], _header_line(files[0]),
+            f"columns {listed} all map onto '{target}': only one of them is read"
+            f"{_others(files)}",
+            "keep one: remove the mapping under metrics.columns, or drop or rename the "
+            "other column in the export"))
+    return out
+
+
+def _header_line(path: str) -> int | None:
+    """A CSV's header row is line 1; JSONL and Parquet have no header line to point at."""
+    return 1 if _READERS.get(_suffix(path)) is _CSV else None
+
+
+def _others(files: Sequence[str]) -> str:
+    more = len(files) - 1
+    return f" (and in {more} other file{'s' if more > 1 else ''})" if more else ""
+
+
+# Status words exports use, for the example mapping in the warning.
+_STATUS_SYNONYMS = {
+    "ok": "success", "okay": "success", "succeeded": "success", "successful": "success",
+    "completed": "success", "complete": "success", "done": "success", "pass": "success",
+    "passed": "success", "true": "success",
+    "failed": "failure", "fail": "failure", "false": "failure",
+    "errored": "error", "exception": "error", "crashed": "error",
+    "timed_out": "timeout", "timedout": "timeout", "deadline_exceeded": "timeout",
+}
+
+
+def _status_warnings(con: duckdb.DuckDBPyConnection, files: Sequence[str]) -> list[Finding]:
+    """The status values that made rows bad (they stay bad rows), with a mapping to fix it."""
+    rows = con.execute(
+        "SELECT s, CAST(sum(n) AS BIGINT) FROM fine WHERE bad = 'unknown status' "
+        "GROUP BY s ORDER BY sum(n) DESC, s NULLS LAST"
+    ).fetchall()
+    if not rows:
+        return []
+    total = sum(int(n) for _, n in rows)
+    shown = ", ".join(f"'{s}' ({n})" if s is not None else f"empty ({n})" for s, n in rows[:5])
+    more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+    guesses = {}
+    for status, _ in rows:
+        if status is not None:
+            guess = _STATUS_SYNONYMS.get(str(status)) or next(
+                iter(closest(str(status), STATUSES)), None)
+            if guess:
+                guesses[str(status)] = guess
+    example = ", ".join(f"{s}: {guesses.get(str(s), '<canonical status>')}"
+                        for s, _ in rows[:5] if s is not None) or "ok: success"
+    where = files[0] if len(files) == 1 else f"{files[0]}{_others(files)}"
+    return [Finding(
+        where, None,
+        f"{total} row(s) have a status that is not one of {', '.join(STATUSES)}: "
+        f"{shown}{more}; they are left out as bad rows",
+        f"map your status values in policies/promptbot.yaml (metrics: {{status_values: "
+        f"{{{example}}}}}); the canonical statuses are {', '.join(STATUSES)} (any case)")]
 
 
 def _is_daily(cols: set[str]) -> bool:
@@ -626,8 +784,9 @@ def ingest_with(
     files: Sequence[str], policy: MetricsPolicy, prices: PricingPolicy, progress: bool = False
 ) -> MetricsSnapshot:
     """`ingest` configured by the policy's metrics and pricing sections."""
-    return ingest(files, policy.columns, policy.window_days, progress=progress,
-                  preset=policy.preset, prices=(prices.input_per_mtok, prices.output_per_mtok))
+    return ingest(files, dict(policy.columns), policy.window_days, progress=progress,
+                  preset=policy.preset, prices=(prices.input_per_mtok, prices.output_per_mtok),
+                  status_values=dict(policy.status_values))
 
 
 def _union(parts: list[str]) -> str:
@@ -728,7 +887,7 @@ def _sets(quality: bool, retries: bool, segments: bool = False) -> str:
 
 
 def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
-               mapping: dict[str, str]) -> _Part:
+               mapping: dict[str, str], statuses: dict[str, str] | None = None) -> _Part:
     # 1. Candidate duplicates: ids whose 64-bit hash occurs twice or more. Only the id
     #    column is read; nothing else is converted.
     repeated = _repeated_hashes(con, sources)
@@ -737,7 +896,7 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
     #    settled afterwards (earliest good row of an id wins) and only the winners are
     #    aggregated, by the same sets. Without any candidate, the ids are not read again.
     segments = any("segment" in s.columns for s in sources)
-    rows = _union([_normalized(s, segments=segments) for s in sources])
+    rows = _union([_normalized(s, segments=segments, statuses=statuses) for s in sources])
     # Never NULL: a row without an id (NULL hash) is no candidate, and WHERE drops NULLs.
     dupc = "coalesce(h IN (SELECT h FROM dup), false)" if repeated else "false"
     con.execute(f"CREATE OR REPLACE TEMP VIEW norm AS SELECT *, {_bad_reason(sources)} AS bad, "
