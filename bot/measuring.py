@@ -203,6 +203,9 @@ def measure_all(
     results: dict[str, Recorded] = {}
     files: dict[str, str] = {}
     for t in prs:
+        if t.kind == "results-pr" and t.pr.state == "open":
+            # A run stopped between opening it and labelling it left it bare.
+            ensure_labels(ctx, t.pr, [prefix], report, dry_run)
         if t.kind != "proposal":
             continue
         try:

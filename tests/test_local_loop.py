@@ -11,6 +11,7 @@ import yaml
 from conftest import Cli, git, snapshot_state
 
 from bot.core.markers import parse
+from bot.edges.git import Git
 
 
 def _prs(cli: Cli) -> list[dict[str, Any]]:
@@ -218,6 +219,15 @@ def test_results_as_pr_where_main_is_protected(cli: Cli, repo: Path) -> None:
     assert json.loads(git(repo, "show", f"promptbot/results:{path}"))["state"] == "completed"
     results_prs = [p for p in _prs(cli) if p["branch"] == "promptbot/results"]
     assert len(results_prs) == 1 and results_prs[0]["state"] == "open"
+    assert results_prs[0]["labels"] == ["promptbot"]
+    # A run stopped between opening the results PR and labelling it: the next run labels it.
+    from bot.edges.clock import utc_now
+    from bot.edges.local_forge import LocalForge
+
+    LocalForge(Git(repo), utc_now).set_labels(results_prs[0]["number"], [])
+    assert cli("run", "--metrics", str(repo / "sim" / "*.csv"))[0] == 0
+    assert [p["labels"] for p in _prs(cli) if p["branch"] == "promptbot/results"] == \
+        [["promptbot"]]
     before = snapshot_state(repo)
     assert cli("run", "--metrics", str(repo / "sim" / "*.csv"))[0] == 0
     assert snapshot_state(repo) == before
