@@ -98,7 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--metrics-source", metavar="GLOB",
                    help="where the metrics exports will be, relative to the repository root "
                    "(default: metrics/*.csv)")
-    i.add_argument("--uses", default="promptbot/promptbot@v0.1.0", metavar="OWNER/REPO@TAG",
+    i.add_argument("--uses", default=f"promptbot/promptbot@v{__version__}",
+                   metavar="OWNER/REPO@TAG",
                    help="the promptbot release the GitHub caller runs (your fork's tag works)")
 
     k = sub.add_parser("completion", help="print the shell completion script: e.g. "
@@ -272,12 +273,17 @@ _PATH_OPTIONS = ("paths", "metrics", "payload", "out", "effects", "prompt_file")
 def _anchor(args: argparse.Namespace, base: Path) -> None:
     """Paths typed on the command line are relative to where the person is (or to -C, as
     with git -C), not to the repository root that the policy's paths are relative to."""
+    import glob
+
     for name in _PATH_OPTIONS:
         value = getattr(args, name, None)
         if isinstance(value, str):
-            setattr(args, name, str(base / value))
+            setattr(args, name, os.path.normpath(base / value))
         elif isinstance(value, list):
-            setattr(args, name, [str(base / v) for v in value])
+            # Globs: the folder's own name may hold `[` or `*`; only the pattern typed is one.
+            anchor = glob.escape(str(base)) if name == "metrics" else str(base)
+            setattr(args, name, [v if os.path.isabs(v) else os.path.normpath(
+                os.path.join(anchor, v)) for v in value])
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -448,18 +454,19 @@ def _init(root: Path, args: argparse.Namespace) -> int:
     prompt = Path(args.prompt_file) if args.prompt_file else None
     todo = init.plan(root, prompt_file=prompt, agent=args.agent, owner=args.owner,
                      source=args.metrics_source, uses=args.uses)
-    init.apply(root, todo)
-    for rel in todo.write:
-        out(f"wrote {rel}")
+    init.apply(root, todo, said=lambda rel: out(f"wrote {rel}"))
+    if any(rel == "policies/promptbot.yaml" for rel in todo.write):
+        out(f"base branch: {todo.base} (forge.base_branch; the branch you deploy from)")
     for rel in todo.kept:
         out(f"left alone (exists): {rel}")
     if not todo.write:
         out("nothing to do: every file promptbot init writes is already there")
         return OK
+    agent = f"agent_id {todo.agent}; " if todo.agent else ""
     out(f"""
 next:
   1. put a metrics export where policies/promptbot.yaml's metrics.source points (one row per
-     execution; agent_id {todo.agent}; columns in docs/METRICS.md), or pass --metrics
+     execution; {agent}columns in docs/METRICS.md), or pass --metrics
   2. promptbot check
   3. git add -A && git commit -m "promptbot init"
   4. promptbot run          (proposals as local PRs: promptbot pr list)""")

@@ -27,7 +27,7 @@ from bot.edges.eval_providers import (
 from bot.edges.forge import Forge, PullRequest
 from bot.edges.git import Git, GitTree
 from bot.errors import GitError
-from bot.load.repo import RepoState, WorkingTree, load_policy, load_repo
+from bot.load.repo import POLICY_FILE, RepoState, WorkingTree, load_policy, load_repo
 
 RESULTS_BRANCH = "promptbot/results"
 
@@ -92,15 +92,19 @@ class Tracked:
         return SUPERSEDED if self.marker.get("state") == SUPERSEDED else REJECTED
 
 
-def base_tree(ctx: Context, policy_base: str | None = None) -> tuple[str, str, RepoState]:
+def base_tree(ctx: Context, policy_base: str | None = None, seen: tuple[str, ...] = ()
+              ) -> tuple[str, str, RepoState]:
     base = policy_base or _first_guess(ctx)
+    if base in seen:
+        raise GitError(f"the policies on {' and '.join(seen)} name each other as the base "
+                       "branch", fix=f"set forge.base_branch to the same branch on {seen[0]}")
     sha = ctx.git.sha(f"refs/heads/{base}")
     if sha is None:
         raise GitError(f"the base branch '{base}' has no commits",
                        fix=f"commit the prompts to '{base}' first, or set forge.base_branch")
     state = load_repo(GitTree(ctx.git, sha))
     if state.policy.forge.base_branch != base:
-        return base_tree(ctx, state.policy.forge.base_branch)
+        return base_tree(ctx, state.policy.forge.base_branch, (*seen, base))
     return base, sha, state
 
 
@@ -110,7 +114,10 @@ def _first_guess(ctx: Context) -> str:
     out policy names."""
     if ctx.git.sha("refs/heads/main") is not None:
         return "main"
-    return load_policy(WorkingTree(ctx.root)).forge.base_branch
+    tree = WorkingTree(ctx.root)
+    if tree.read(POLICY_FILE) is not None:
+        return load_policy(tree).forge.base_branch
+    return ctx.git.default_branch() or ctx.git.head_branch() or "main"
 
 
 def tracked_prs(ctx: Context) -> list[Tracked]:

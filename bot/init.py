@@ -8,19 +8,22 @@ twice, the second run writes nothing.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
 from bot.core import scaffold
 from bot.core.agentfile import parse_agent
+from bot.core.assertions import parse_cases
+from bot.core.model import Policy, TestsFile
 from bot.core.templating import variables
+from bot.core.yamlparse import parse_yaml, validate_as
 from bot.edges.git import Git
 from bot.errors import InputError, UsageError
 
 DEFAULT_AGENT = "example-agent"
 DEFAULT_MODEL = "claude-sonnet-4-5"
-DEFAULT_USES = "promptbot/promptbot@v0.1.0"  # OWNER/REPO@REF of the release to run
 
 
 @dataclass
@@ -29,13 +32,53 @@ class Plan:
 
     write: dict[str, str] = field(default_factory=dict)
     kept: list[str] = field(default_factory=list)
-    agent: str = ""
+    agent: str = ""  # the agent written, if any
+    base: str = "main"
 
 
 def plan(root: Path, *, prompt_file: Path | None, agent: str | None, owner: str,
          source: str | None, uses: str) -> Plan:
     git = Git(root)  # refuses outside a git repository, with the fix
     result = Plan()
+    # A feature branch is where init runs, not where the team deploys from.
+    base = git.default_branch() or git.head_branch() or "main"
+    result.base = base
+    files = {
+        scaffold.POLICY: scaffold.policy_yaml(
+            _template("promptbot.yaml"), "schemas/policy.schema.json",
+            source=source or scaffold.DEFAULT_SOURCE, base_branch=base),
+        scaffold.WORKFLOW: _caller(uses, base),
+    }
+    has_agents = any((root / "prompts").glob("*/agent.yaml"))
+    if prompt_file is not None or agent is not None or not has_agents:
+        # An example only for a repository without agents: init run again, or run in a
+        # prompts repository for the caller and schemas, adds no agent nobody asked for.
+        files.update(_agent_files(prompt_file, agent, owner, result))
+    from bot.load.schemas import schema_text
+
+    for kind in ("agent", "tests", "policy"):
+        files[f"{scaffold.SCHEMA_DIR}/{kind}.schema.json"] = schema_text(kind)
+    _validate(files)
+    for rel, text in files.items():
+        if (root / rel).exists():
+            result.kept.append(rel)
+        else:
+            result.write[rel] = text
+    ignore = root / scaffold.GITIGNORE
+    current = None
+    if ignore.exists():
+        with ignore.open(encoding="utf-8", newline="") as handle:  # keep its line ends
+            current = handle.read()
+    # A folder the team already commits (its own reports/) is not hidden from it.
+    tracked = [p.strip("/") for p in scaffold.IGNORED if git.ls("HEAD", p.strip("/"))]
+    updated = scaffold.gitignore(current, skip=tracked)
+    if updated is not None:
+        result.write[scaffold.GITIGNORE] = updated
+    return result
+
+
+def _agent_files(prompt_file: Path | None, agent: str | None, owner: str,
+                 result: Plan) -> dict[str, str]:
     prompt, origin = _prompt(prompt_file)
     agent_id = agent or (scaffold.agent_id_from(prompt_file.stem) if prompt_file
                          else DEFAULT_AGENT)
@@ -44,44 +87,44 @@ def plan(root: Path, *, prompt_file: Path | None, agent: str | None, owner: str,
                          fix="pass --agent with lowercase letters, digits and '-' only "
                          "(e.g. --agent support-bot)")
     result.agent = agent_id
-    base = git.head_branch() or "main"
     folder = f"prompts/{agent_id}"
-    agent_text = scaffold.agent_yaml(
+    text = scaffold.agent_yaml(
         agent_id, prompt, owner=owner, model=DEFAULT_MODEL,
         schema_rel=f"../../{scaffold.SCHEMA_DIR}/agent.schema.json", source=origin)
-    # What is written must pass `promptbot check`: a converted prompt whose template does not
-    # parse is refused here, with the line, before any file exists.
-    parse_agent(agent_text, f"{folder}/agent.yaml", folder_id=agent_id)
-    files = {
-        scaffold.POLICY: scaffold.policy_yaml(
-            _template("promptbot.yaml"), "schemas/policy.schema.json",
-            source=source or scaffold.DEFAULT_SOURCE,
-            base_branch=base),
-        f"{folder}/agent.yaml": agent_text,
+    try:
+        loaded = parse_agent(text, f"{folder}/agent.yaml", folder_id=agent_id)
+    except InputError as exc:
+        # Named after the file the person gave: prompts/<id>/agent.yaml does not exist.
+        problems = "; ".join(f.message for f in exc.findings) or exc.message
+        raise InputError(f"{prompt_file or 'the example'} cannot become an agent: {problems}",
+                         fix="fix the prompt file (e.g. a template that does not parse) and "
+                         "run init again") from None
+    prompts = loaded.agent.prompts
+    if (prompts.system, prompts.user_template) != (prompt.system, prompt.user_template):
+        raise InputError(f"{prompt_file}: its text does not survive as YAML unchanged",
+                         fix="remove control characters from the prompt file, or write "
+                         "agent.yaml by hand (docs/REFERENCE.md)")
+    return {
+        f"{folder}/agent.yaml": text,
         f"{folder}/tests.yaml": scaffold.tests_yaml(
             f"../../{scaffold.SCHEMA_DIR}/tests.schema.json",
             sorted(variables(prompt.user_template))),
-        scaffold.WORKFLOW: _caller(uses, base),
     }
-    from bot.load.schemas import schema_text
 
-    for kind in ("agent", "tests", "policy"):
-        files[f"{scaffold.SCHEMA_DIR}/{kind}.schema.json"] = schema_text(kind)
+
+def _validate(files: dict[str, str]) -> None:
+    """Everything init writes passes `promptbot check`, or nothing is written."""
+    policy = files[scaffold.POLICY]
+    validate_as(Policy, parse_yaml(policy, scaffold.POLICY))
     for rel, text in files.items():
-        if (root / rel).exists():
-            result.kept.append(rel)
-        else:
-            result.write[rel] = text
-    ignore = root / scaffold.GITIGNORE
-    current = ignore.read_text(encoding="utf-8") if ignore.exists() else None
-    updated = scaffold.gitignore(current)
-    if updated is not None:
-        result.write[scaffold.GITIGNORE] = updated
-    return result
+        if rel.endswith("/tests.yaml"):
+            located = parse_yaml(text, rel)
+            parse_cases(validate_as(TestsFile, located), rel, located.line_of)
 
 
-def apply(root: Path, p: Plan) -> None:
-    """Each file appears whole (temp file, then rename) or not at all."""
+def apply(root: Path, p: Plan, said: Callable[[str], None] = lambda _rel: None) -> None:
+    """Each file appears whole (temp file, then rename) or not at all, and is reported as
+    it appears: a failure half-way says exactly what is already there."""
     for rel, text in p.write.items():
         path = root / PurePosixPath(rel)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,17 +134,19 @@ def apply(root: Path, p: Plan) -> None:
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+        said(rel)
 
 
 def _prompt(prompt_file: Path | None) -> tuple[scaffold.Prompt, str | None]:
     if prompt_file is None:
         return scaffold.Prompt(scaffold.EXAMPLE_SYSTEM, scaffold.EXAMPLE_TEMPLATE), None
+    fix = "pass the path of a prompt file (.txt, .md, .json, .yaml)"
     try:
-        text = prompt_file.read_text(encoding="utf-8")
+        text = prompt_file.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise UsageError(f"{prompt_file}: no such file",
-                         fix="pass the path of an existing prompt file (.txt, .md, .json, "
-                         ".yaml)") from None
+        raise UsageError(f"{prompt_file}: no such file", fix=fix) from None
+    except IsADirectoryError:
+        raise UsageError(f"{prompt_file} is a folder, not a prompt file", fix=fix) from None
     except UnicodeDecodeError:
         raise InputError(f"{prompt_file} is not UTF-8 text", fix="save it as UTF-8") from None
     try:

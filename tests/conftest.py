@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,27 @@ def snapshot_state(root: Path) -> dict[str, str]:
         "status": git(root, "status", "--porcelain"),
         "forge": forge.read_text() if forge.exists() else "",
     }
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """`path` on a read-only bind mount: a real EROFS, for root too (chmod does not stop
+    root)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o555)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    ok = subprocess.run(["mount", "--bind", str(path), str(path)], capture_output=True)
+    if ok.returncode != 0:
+        pytest.skip("needs a bind mount (root, as in CI's container) or a non-root user")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(path)], check=True,
+                       capture_output=True)
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)

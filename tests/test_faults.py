@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PROJECT, Cli, git, pull_count, snapshot_state
+from conftest import PROJECT, Cli, git, pull_count, read_only, snapshot_state
 from conftest import github_context as context
 from conftest import proposal_prs as bot_prs
 from faultkit import (
@@ -141,7 +139,7 @@ def test_local_changes_in_the_way_refuse_and_change_nothing(cli: Cli, repo: Path
     head = git(repo, "rev-parse", "main")
     status = git(repo, "status", "--porcelain")
     code, _, err = cli("pr", "merge", "3")
-    assert code == 1
+    assert code == 3
     assert "local changes are in the way (prompts/support-triage/agent.yaml)" in err
     assert "commit or stash" in err
     assert git(repo, "rev-parse", "main") == head
@@ -164,7 +162,7 @@ def test_what_the_person_staged_elsewhere_stays_staged(cli: Cli, repo: Path) -> 
 def test_a_second_writing_command_says_who_holds_the_lock(cli: Cli, repo: Path) -> None:
     with repo_lock(repo / ".git", "run"):
         code, _, err = cli("pr", "merge", "1")
-    assert code == 1
+    assert code == 3
     assert f"held by pid {os.getpid()}, `promptbot run`" in err
     assert "wait for it to finish" in err
     code, _, err = cli("pr", "merge", "1")  # released: no stale lock
@@ -302,30 +300,6 @@ def test_a_git_call_failing_as_on_a_full_disk_is_named(
         assert problems == [], (k, problems)
 
 
-@contextmanager
-def read_only(path: Path) -> Iterator[None]:
-    """`path` on a read-only bind mount: a real EROFS, for root too (chmod does not stop
-    root)."""
-    path.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0:
-        mode = path.stat().st_mode
-        path.chmod(0o555)
-        try:
-            yield
-        finally:
-            path.chmod(mode)
-        return
-    ok = subprocess.run(["mount", "--bind", str(path), str(path)], capture_output=True)
-    if ok.returncode != 0:
-        pytest.skip("needs a bind mount (root, as in CI's container) or a non-root user")
-    try:
-        subprocess.run(["mount", "-o", "remount,ro,bind", str(path)], check=True,
-                       capture_output=True)
-        yield
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
 @pytest.mark.parametrize(("where", "argv"), [
     (".promptbot", ("pr", "close", "1")),
     ("reports", ("run",)),
@@ -339,7 +313,7 @@ def test_a_read_only_path_is_named_and_nothing_is_half_written(
     before = snapshot_state(repo)
     with read_only(repo / where):
         code, out, err = cli(*argv)
-    assert code == 1, out
+    assert code == 3, out
     assert "internal error" not in err and "Traceback" not in err
     assert ("Read-only file system" in err or "Permission denied" in err
             or "read-only or not permitted" in err), err

@@ -131,7 +131,7 @@ def test_cli_reports_refused_token_without_traceback(
     monkeypatch.setenv("GITHUB_API_URL", standin.base_url)
     code = main(["-C", str(clone), "run", "--forge", "github", "--dry-run"])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 3
     assert "HTTP 401" in err and "Traceback" not in err
     assert "wrong-token" not in err
 

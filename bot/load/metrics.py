@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import glob as globlib
 import gzip
+import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -97,7 +98,8 @@ def _suffix(path: str) -> str:
 def resolve_sources(patterns: Sequence[str], root: Path) -> list[str]:
     files: list[str] = []
     for pattern in patterns:
-        full = pattern if Path(pattern).is_absolute() else str(root / pattern)
+        full = pattern if Path(pattern).is_absolute() else \
+            os.path.join(globlib.escape(str(root)), pattern)
         matched = sorted(p for p in globlib.glob(full, recursive=True) if Path(p).is_file())
         if not matched:
             raise MetricsError(
