@@ -2,11 +2,13 @@
 
 actionlint (run by ./scripts/test) checks syntax and expressions; these tests check the
 security and adoption properties actionlint knows nothing about: least privilege, concurrency,
-pinned actions, no event data in scripts, and the README's caller snippet.
+pinned actions, no event data in scripts, how every job installs promptbot, and the README's
+caller snippet. tests/test_action.py covers the composite action the jobs install it with.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import subprocess
@@ -31,9 +33,11 @@ ALLOWED: dict[str, set[str]] = {
 }
 WRITING_JOBS = {"cycle", "deploy", "closed", "command"}
 INPUTS = {
-    "promptbot-version", "python-version", "metrics", "metrics-artifact", "app-id",
-    "bot-login", "dry-run", "live-eval",
+    "python-version", "metrics", "metrics-artifact", "app-id", "bot-login", "dry-run",
+    "live-eval",
 }
+# Where each job checks out promptbot's own source for its composite action.
+ACTION_DIR = ".promptbot-action"
 SECRETS = {"ANTHROPIC_API_KEY", "APP_PRIVATE_KEY"}
 
 
@@ -119,11 +123,15 @@ def test_no_pull_request_target(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", _workflow_files(), ids=lambda p: p.name)
-def test_every_action_is_pinned(path: Path) -> None:
-    for ref in _uses(_load(path)):
+def test_every_action_is_pinned_by_commit(path: Path) -> None:
+    # A tag can be moved to other code; a commit cannot. (tests/test_action.py also checks the
+    # tag comment next to each pin, which only the raw text has.)
+    refs = _uses(_load(path))
+    assert refs
+    for ref in refs:
         if ref.startswith("./"):
-            continue  # a workflow of this repository, at the same commit
-        assert re.fullmatch(r"[\w.-]+/[\w./-]+@(v\d+(\.\d+){0,2}|[0-9a-f]{40})", ref), ref
+            continue  # this repository, at the same commit
+        assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), ref
 
 
 @pytest.mark.parametrize("path", _workflow_files(), ids=lambda p: p.name)
@@ -190,14 +198,60 @@ def test_pr_job_is_per_pr_cancellable_and_cannot_write_code(reusable: dict[str, 
                 assert "head.repo.full_name == github.repository" in step["if"]
 
 
+def _checkouts(job: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    return [(i, s) for i, s in enumerate(job["steps"])
+            if s.get("uses", "").startswith("actions/checkout@")]
+
+
+def _prompts_checkout(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """The checkout of the calling (prompts) repository: the one at the workspace root."""
+    (found,) = [(i, s) for i, s in _checkouts(job) if "path" not in s.get("with", {})]
+    return found
+
+
 def test_jobs_that_read_history_fetch_all_of_it(reusable: dict[str, Any]) -> None:
     for name, job in reusable["jobs"].items():
-        checkout = next(s for s in job["steps"]
-                        if s.get("uses", "").startswith("actions/checkout"))
+        _, checkout = _prompts_checkout(job)
         assert checkout["with"]["fetch-depth"] == 0, name
 
 
-def test_own_callers_use_the_reusable_workflow_with_the_checkout() -> None:
+def test_every_job_installs_promptbot_from_its_own_commit_with_the_action(
+        reusable: dict[str, Any]) -> None:
+    text = REUSABLE.read_text(encoding="utf-8")
+    # The retired install path is gone for good: no placeholder owner, no pip in the workflow.
+    assert "PROMPTBOT_ORG" not in text and "promptbot-version" not in text
+    assert not any("pip" in script for script in _runs(reusable))
+    for name, job in reusable["jobs"].items():
+        steps = job["steps"]
+        root_at, _ = _prompts_checkout(job)
+        (own_at, own), = [(i, s) for i, s in _checkouts(job)
+                          if s.get("with", {}).get("path") == ACTION_DIR]
+        # promptbot's repository at the commit GitHub resolved the caller's `uses:` to, never
+        # the caller's repository or ref, and no token left behind in its .git/config.
+        assert own["with"]["repository"] == "${{ job.workflow_repository }}", name
+        assert own["with"]["ref"] == "${{ job.workflow_sha }}", name
+        assert own["with"]["persist-credentials"] is False, name
+        (action_at, action), = [(i, s) for i, s in enumerate(steps)
+                                if s.get("uses") == f"./{ACTION_DIR}"]
+        assert action["with"] == {"python-version": "${{ inputs.python-version }}"}, name
+        # The root checkout empties a workspace without .git, and the runner reads the local
+        # action again for its post steps: so prompts first, promptbot after, and it stays.
+        assert root_at < own_at < action_at, name
+        guard = steps[own_at - 1]
+        assert "job.workflow_repository" in str(guard["env"]) and "exit 1" in guard["run"], name
+        assert f'echo "/{ACTION_DIR}/" >> .git/info/exclude' in guard["run"], name
+        assert f"[ -e {ACTION_DIR} ] || [ -L {ACTION_DIR} ]" in guard["run"], name
+        assert not any(ACTION_DIR in s.get("run", "") and "rm " in s.get("run", "")
+                       for s in steps), name
+        # Every promptbot command runs after the install.
+        for i, step in enumerate(steps):
+            if "promptbot " in step.get("run", ""):
+                assert i > action_at, (name, step.get("name"))
+
+
+def test_own_callers_use_the_reusable_workflow_at_their_own_commit() -> None:
+    # `./` runs the reusable workflow at the caller's commit, and job.workflow_sha (what it
+    # installs promptbot from) is that commit: a PR that changes bot/ is checked by its code.
     callers = [p for p in _workflow_files() if p != REUSABLE]
     seen: set[str] = set()
     for path in callers:
@@ -205,7 +259,7 @@ def test_own_callers_use_the_reusable_workflow_with_the_checkout() -> None:
         seen |= _events(wf)
         for job in wf["jobs"].values():
             assert job["uses"] == f"./{REUSABLE_PATH}"
-            assert job["with"]["promptbot-version"] == "."
+            assert set(job.get("with", {})) <= INPUTS
     assert {"schedule", "workflow_dispatch", "push", "pull_request", "issue_comment"} <= seen
 
 
@@ -237,12 +291,29 @@ def test_readme_caller_snippet_is_short_and_calls_the_reusable_workflow(
     assert path == REUSABLE_PATH and (ROOT / path).is_file()
     # It grants exactly the union the called jobs may ask for.
     assert job["permissions"] == {scope: "write" for scope in ALLOWED}
-    # The default install and the snippet name the same repository and release tag, and the
-    # tag is this package's version.
-    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    assert tag == f"v{version}"
-    default = reusable["on"]["workflow_call"]["inputs"]["promptbot-version"]["default"]
-    assert default == f"promptbot @ git+https://github.com/{owner_repo}@{tag}"
+    # The release it names is this package's version, in the repository the project's metadata
+    # names: what a reader copies works once that tag is published (or on a fork's tag).
+    assert tag == f"v{_version()}"
+    assert owner_repo in _project_repositories()
+
+
+def _version() -> str:
+    """bot.__version__, the one version source, read without importing the package."""
+    tree = ast.parse((ROOT / "bot" / "__init__.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "__version__" for t in node.targets):
+            assert isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+            return node.value.value
+    raise AssertionError("bot/__init__.py sets no __version__")
+
+
+def _project_repositories() -> set[str]:
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"].values()
+    found = {m.group(1) for url in urls
+             if (m := re.match(r"https://github\.com/([\w.-]+/[\w.-]+?)(?:[/#].*)?$", url))}
+    assert found, "pyproject.toml names no GitHub repository in [project.urls]"
+    return found
 
 
 @pytest.mark.skipif(

