@@ -9,6 +9,7 @@ PY=${PYTHON:-.venv/bin/python}
 echo "== cycle (200 agents)";        "$PY" benchmarks/cycle.py
 echo; echo "== decision quality";    "$PY" benchmarks/decisions.py --sims 1000
 echo; echo "== ingest (10 M rows)";  "$PY" benchmarks/ingest.py "$@"
+echo; echo "== install size and start-up"; "$PY" benchmarks/startup.py   # needs the package index
 echo; echo "== crash safety (docs/RELIABILITY.md)"
 "$PY" benchmarks/faults.py || true   # prints "N kill points, M held"; the violations above it
 "$PY" benchmarks/faults.py --full || true

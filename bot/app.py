@@ -79,7 +79,6 @@ from bot.edges.eval_providers import (
 )
 from bot.edges.forge import PullRequest
 from bot.errors import MachineError, PromptbotError, UsageError
-from bot.load.metrics import ingest_with, resolve_sources
 from bot.load.repo import RepoState, tests_path
 from bot.measuring import (
     Recorded,
@@ -102,6 +101,10 @@ __all__ = [
 
 
 def load_metrics(ctx: Context, policy: Policy, patterns: list[str] | None) -> MetricsSnapshot:
+    # DuckDB and numpy load here, not with bot.app: event handlers that read no metrics
+    # (a comment, a closed PR) start without them.
+    from bot.load.metrics import ingest_with, resolve_sources
+
     files = resolve_sources(patterns or [policy.metrics.source], ctx.root)
     ctx.say(f"reading {len(files)} metrics file(s)")
     return ingest_with(files, policy.metrics, policy.pricing, progress=ctx.progress)

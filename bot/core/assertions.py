@@ -16,11 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from jsonschema import exceptions as schema_errors
-from jsonschema import validators
-from jsonschema_specifications import REGISTRY as METASCHEMAS
-from referencing.exceptions import Unresolvable
-
 from bot.core.model import TestsFile
 from bot.core.yamlparse import closest
 from bot.errors import Finding, InputError
@@ -73,6 +68,11 @@ def _problem(kind: str, value: Any) -> str | None:
         return None
     if not isinstance(value, dict):
         return f"'json_schema' needs a mapping (a JSON schema), got {type(value).__name__}"
+    # jsonschema (~50 ms to import) loads with the first json_schema assertion, not with
+    # every command that imports the eval's types (`promptbot event` for a comment).
+    from jsonschema import exceptions as schema_errors
+    from jsonschema import validators
+
     try:
         validators.validator_for(value).check_schema(value)
     except schema_errors.SchemaError as exc:
@@ -152,6 +152,11 @@ def _check_schema(assertion: Assertion, reply: str) -> str | None:
     except json.JSONDecodeError as exc:
         return (f"{assertion.describe()}: the reply is not JSON ({exc.msg} at line "
                 f"{exc.lineno} column {exc.colno})")
+    from jsonschema import exceptions as schema_errors
+    from jsonschema import validators
+    from jsonschema_specifications import REGISTRY as METASCHEMAS
+    from referencing.exceptions import Unresolvable
+
     # Only the metaschemas are resolvable: without an explicit registry jsonschema would
     # fetch a remote `$ref` over the network, and a tests file must not make the eval do that.
     validator = validators.validator_for(assertion.value)(assertion.value,

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.core.decision import FINAL, decide
-from bot.core.evidence import gather, stable_peers, window
 from bot.core.metrics import Bucket, MetricsSnapshot, jsonable
 from bot.core.model import MeasurePolicy
 from bot.core.stats import Comparison, arm_of, compare, legacy_rule
@@ -168,6 +166,11 @@ def before_after(dep: Deployment, snapshot: MetricsSnapshot,
                  policy: MeasurePolicy) -> Measured:
     """The new version's complete days since the deploy day against the base version's
     history before it, day by day (bot/core/decision.py)."""
+    # numpy (bot/core/daily.py) loads with the measurement, not with the label names that
+    # every event handler imports from this module.
+    from bot.core.decision import decide
+    from bot.core.evidence import gather, stable_peers, window
+
     by_version = snapshot.has_version
     # With a version column the rows say which version served them; the commit times only
     # bound the sides when they must stand in for it.
@@ -205,6 +208,8 @@ def before_after(dep: Deployment, snapshot: MetricsSnapshot,
 
 
 def measure(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -> Result:
+    from bot.core.decision import FINAL  # with numpy, as in before_after
+
     measured = concurrent(dep, snapshot, policy) or before_after(dep, snapshot, policy)
     comparison = measured.comparison
     new = comparison.new

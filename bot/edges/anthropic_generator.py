@@ -13,16 +13,9 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, cast
 
-import anthropic
-from anthropic.types import (
-    Message,
-    MessageParam,
-    TextBlockParam,
-    ToolChoiceToolParam,
-    ToolParam,
-)
 from pydantic import ValidationError
 
 from bot.core.generation import (
@@ -36,6 +29,18 @@ from bot.core.generation import (
     tool_choice,
 )
 from bot.errors import PromptbotError
+
+if TYPE_CHECKING:
+    # The SDK costs ~1-2 s to import: only the commands that call the API load it (in
+    # __init__, _estimate_input and _create below), not `promptbot event` for a comment.
+    import anthropic
+    from anthropic.types import (
+        Message,
+        MessageParam,
+        TextBlockParam,
+        ToolChoiceToolParam,
+        ToolParam,
+    )
 
 # Prompt-caching prices relative to the base input price (Anthropic's published multipliers
 # for the 5-minute cache).
@@ -124,7 +129,9 @@ class AnthropicGenerator:
                 "the Anthropic generator needs an API key",
                 fix="set ANTHROPIC_API_KEY, or use the offline generator (the default)",
             )
-        self._client = anthropic.Anthropic(
+        # The client (and the SDK's import) waits for the first request: a run or an event
+        # that never generates does not pay for it.
+        self._client_args: dict[str, Any] = dict(
             api_key=api_key, base_url=base_url, max_retries=max_retries, timeout=timeout
         )
         # Kept only to scrub it from any text we show; never printed.
@@ -138,6 +145,12 @@ class AnthropicGenerator:
         self.max_tokens = max_tokens
         self.usage = Usage()
         self._count_endpoint = True  # switched off after the first refusal
+
+    @cached_property
+    def _client(self) -> anthropic.Anthropic:
+        import anthropic
+
+        return anthropic.Anthropic(**self._client_args)
 
     def __repr__(self) -> str:
         return f"AnthropicGenerator(model={self.model!r}, usage={self.usage.as_dict()!r})"
@@ -186,6 +199,8 @@ class AnthropicGenerator:
 
     def _estimate_input(self, system: list[dict[str, Any]], messages: list[dict[str, Any]],
                         tools: list[dict[str, Any]]) -> int:
+        import anthropic
+
         if self._count_endpoint:
             try:
                 return self.count_tokens(system, messages, tools)
@@ -228,6 +243,8 @@ class AnthropicGenerator:
 
     def _create(self, system: list[dict[str, Any]], messages: list[dict[str, Any]],
                 tools: list[dict[str, Any]]) -> Message:
+        import anthropic
+
         self._check_budget(self._estimate_input(system, messages, tools))
         try:
             response = self._client.messages.create(

@@ -16,16 +16,20 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, cast
-
-import anthropic
-from anthropic.types import MessageParam
+from typing import TYPE_CHECKING, Any, cast
 
 from bot.core.evaluation import EvalRequest, Reply
 from bot.core.generation import sanitize_untrusted
 from bot.edges.anthropic_generator import CHARS_PER_TOKEN, BudgetExceeded, Usage
 from bot.errors import InputError, PromptbotError
+
+if TYPE_CHECKING:
+    # Imported where the API is called: the recorded provider and `promptbot event` for a
+    # comment never pay the SDK's import time.
+    import anthropic
+    from anthropic.types import MessageParam
 
 RECORDINGS = "eval-recordings.jsonl"
 HEADER = {
@@ -142,13 +146,20 @@ class AnthropicEvalProvider:
         if not api_key:
             raise PromptbotError("the Anthropic eval provider needs an API key",
                                  fix="set ANTHROPIC_API_KEY, or set eval.provider: recorded")
-        self._client = anthropic.Anthropic(api_key=api_key, base_url=base_url,
-                                           max_retries=max_retries, timeout=timeout)
+        # The client (and the SDK's import) waits for the first request.
+        self._client_args: dict[str, Any] = dict(api_key=api_key, base_url=base_url,
+                                                 max_retries=max_retries, timeout=timeout)
         self._secret = api_key  # only to scrub it from text we show; never printed
         self.label = "anthropic"
         self.price_in, self.price_out = price_in, price_out
         self.budget_usd, self.budget_tokens = budget_usd, budget_tokens
         self.usage = Usage()
+
+    @cached_property
+    def _client(self) -> anthropic.Anthropic:
+        import anthropic
+
+        return anthropic.Anthropic(**self._client_args)
 
     def __repr__(self) -> str:
         return f"AnthropicEvalProvider(usage={self.usage.as_dict()!r})"
@@ -172,6 +183,8 @@ class AnthropicEvalProvider:
                 fix="raise eval.budget_usd in policies/promptbot.yaml or lower eval.max_cases")
 
     def complete(self, request: EvalRequest) -> Reply | None:
+        import anthropic
+
         self._check_budget(request)
         messages = [{"role": role, "content": text} for role, text in request.messages]
         try:
