@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from bot import __version__
 from bot.core.analysis import GOALS
-from bot.errors import Finding, PromptbotError, UsageError, explain
+from bot.errors import Finding, InputError, PromptbotError, UsageError, explain
 
 OK, FINDINGS, USAGE, FAILED, INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -479,8 +479,6 @@ def _check(root: Path, args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.paths] or [
         root / folder for folder in ("prompts", "policies") if (root / folder).is_dir()]
     if not any(p.name == "prompts" for p in paths) and not args.paths:
-        from bot.errors import InputError
-
         raise InputError(f"no prompts/ folder in {root}: nothing to check",
                          fix="run `promptbot init` to start one (policies/ is optional: "
                          "without it the built-in defaults apply)")
@@ -526,8 +524,6 @@ def _version(root: Path, args: argparse.Namespace) -> int:
         out(load_agent(tree, rel).version)
         return OK
     if not tree.agent_files():
-        from bot.errors import InputError
-
         raise InputError(f"no agents in {root}: no prompts/<id>/agent.yaml",
                          fix="run `promptbot init` to write one, or run promptbot inside your "
                          "prompts repository")

@@ -117,7 +117,7 @@ def _first_guess(ctx: Context) -> str:
     tree = WorkingTree(ctx.root)
     if tree.read(POLICY_FILE) is not None:
         return load_policy(tree).forge.base_branch
-    return ctx.git.default_branch() or ctx.git.head_branch() or "main"
+    return ctx.git.base_branch_guess()
 
 
 def tracked_prs(ctx: Context) -> list[Tracked]:

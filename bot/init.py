@@ -41,7 +41,7 @@ def plan(root: Path, *, prompt_file: Path | None, agent: str | None, owner: str,
     git = Git(root)  # refuses outside a git repository, with the fix
     result = Plan()
     # A feature branch is where init runs, not where the team deploys from.
-    base = git.default_branch() or git.head_branch() or "main"
+    base = git.base_branch_guess()
     result.base = base
     files = {
         scaffold.POLICY: scaffold.policy_yaml(

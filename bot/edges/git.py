@@ -98,6 +98,11 @@ class Git:
             _no_unless_answered(exc, "read init.defaultBranch")
             return None
 
+    def base_branch_guess(self) -> str:
+        """The base branch when no policy names one: git's default, else the checked-out
+        branch, else `main`."""
+        return self.default_branch() or self.head_branch() or "main"
+
     def commit_time(self, sha: str) -> datetime:
         # Through the git command, not GitPython's object reader: a failure is then a
         # GitCommandError that says why (a full disk), never an opaque ValueError.
