@@ -11,15 +11,14 @@ unit, for someone who has not read the code.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
 
-# Agent and proposal ids end up in branch names and file paths: keep them to a
-# small alphabet so no id can walk out of prompts/ or inject into a ref name.
-ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
-_ID_RE = re.compile(ID_PATTERN)
+# Re-exported: most callers know them from here.
+from bot.core.ids import ID_PATTERN as ID_PATTERN
+from bot.core.ids import is_safe_id as is_safe_id
+from bot.core.version import json_value_error
 
 # The columns of a per-execution metrics export, and of the pre-aggregated daily form
 # (docs/METRICS.md). Here rather than in the loader: `metrics.columns` may only map onto
@@ -41,8 +40,12 @@ DAILY_COLUMNS: tuple[str, ...] = get_args(DailyColumn)
 STATUSES: tuple[str, ...] = get_args(Status)
 
 
-def is_safe_id(value: str) -> bool:
-    return bool(_ID_RE.match(value))
+def _plain(value: dict[str, Any]) -> dict[str, Any]:
+    """Free-form values hash the same in every runtime only when they are plain JSON."""
+    why = json_value_error(value)
+    if why:
+        raise ValueError(why)
+    return value
 
 
 class Strict(BaseModel):
@@ -54,11 +57,13 @@ class ModelConfig(Strict):
 
     name: str = Field(min_length=1, description="Model id as the provider's API spells it.",
                       examples=["claude-sonnet-4-5"])
-    temperature: float = Field(
+    # Strict: `"0.2"` or `true` would pass as numbers here but not in a runtime reading the
+    # YAML itself (bot/runtime.py, other languages), and the version must not depend on it.
+    temperature: StrictFloat = Field(
         default=0.0, ge=0.0, le=2.0,
         description="Sampling temperature, 0 (most deterministic) to 2. Part of the prompt "
         "version and of an eval recording's key.", examples=[0.2])
-    max_tokens: int = Field(
+    max_tokens: StrictInt = Field(
         default=1024, ge=1, le=200_000,
         description="Most tokens the model may write in one reply; also the worst case the "
         "eval budget reserves per request.", examples=[1500])
@@ -95,6 +100,11 @@ class Tool(Strict):
         examples=[{"type": "object", "properties": {"order_id": {"type": "string"}},
                    "required": ["order_id"]}])
 
+    @field_validator("parameters")
+    @classmethod
+    def _plain_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _plain(value)
+
 
 class Example(Strict):
     """A few-shot example, sent before the real message with every request."""
@@ -105,6 +115,11 @@ class Example(Strict):
         examples=["Subject: Where is my order??\nI ordered a rain jacket 9 days ago.\n"])
     output: str = Field(description="The assistant turn: the reply the model should give.",
                         examples=['{"category": "order_status", "priority": "high"}\n'])
+
+    @field_validator("input")
+    @classmethod
+    def _plain_json(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
+        return _plain(value) if isinstance(value, dict) else value
 
 
 class AgentFile(Strict):

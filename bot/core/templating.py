@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -61,9 +61,15 @@ class RenderError(ValueError):
     pass
 
 
+@lru_cache(maxsize=512)
+def compiled(source: str, strict: bool = True) -> Template:
+    # Compiling costs ~100x a render; a service renders the same few templates all day.
+    return sandbox(strict).from_string(source)
+
+
 def render(source: str, context: dict[str, Any], strict: bool = True) -> str:
     try:
-        return sandbox(strict).from_string(source).render(**context)
+        return compiled(source, strict).render(**context)
     except SecurityError as exc:
         raise RenderError(f"template tried an unsafe operation: {exc}") from None
     except UndefinedError as exc:

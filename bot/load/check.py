@@ -7,8 +7,10 @@ from pathlib import Path
 from bot.core.agentfile import parse_agent
 from bot.core.assertions import parse_cases
 from bot.core.model import Policy, PromotedRules, TestsFile
+from bot.core.rollout import parse_rollout
 from bot.core.templating import RenderError, render
-from bot.core.yamlparse import parse_yaml, validate_as
+from bot.core.version import FieldError
+from bot.core.yamlparse import Located, parse_yaml, validate_as
 from bot.errors import Finding, InputError
 
 
@@ -27,6 +29,7 @@ def _targets(root: Path, paths: list[Path]) -> list[Path]:
         path = given if given.is_absolute() else root / given
         if path.is_dir():
             out += sorted(path.rglob("agent.yaml")) + sorted(path.rglob("tests.yaml"))
+            out += sorted(path.rglob("rollout.yaml"))
             out += sorted(p for p in path.rglob("*.yaml") if p.parent.name == "policies")
         else:
             out.append(path)
@@ -46,6 +49,8 @@ def check_file(root: Path, path: Path) -> list[Finding]:
             loaded = parse_agent(text, display, folder_id=path.parent.name)
             return _render_with_tests(root, path, loaded.agent.prompts.user_template, display,
                                       loaded.located.line_of(("prompts", "user_template")))
+        elif path.name == "rollout.yaml":
+            return _check_rollout(root, path, parse_yaml(text, display))
         elif path.name == "tests.yaml":
             located = parse_yaml(text, display)
             parse_cases(validate_as(TestsFile, located), display, located.line_of)
@@ -57,6 +62,28 @@ def check_file(root: Path, path: Path) -> list[Finding]:
             parse_yaml(text, display)
     except InputError as exc:
         return list(exc.findings) or [Finding(display, None, exc.message, exc.fix)]
+    return []
+
+
+def _check_rollout(root: Path, path: Path, located: Located) -> list[Finding]:
+    """A canary's rollout file: valid, and naming the version agent.yaml has now."""
+    display = located.path
+    agent = path.parent / "agent.yaml"
+    try:
+        candidate = parse_agent(agent.read_text(encoding="utf-8"), _display(root, agent),
+                                folder_id=path.parent.name).version
+    except (OSError, UnicodeDecodeError):
+        return [Finding(display, None, "a rollout file without a readable agent.yaml beside it",
+                        "delete the rollout file, or restore agent.yaml (the candidate)")]
+    except InputError:
+        return []  # agent.yaml gets its own findings when it is checked
+    try:
+        parse_rollout(located.data, candidate)
+    except FieldError as exc:
+        top = exc.path.split(".")[0].split("[")[0]
+        return [Finding(display, located.line_of((top,)), f"{exc.path}: {exc.message}",
+                        "restore it from the commit that started the canary, or end the "
+                        "canary (agent.yaml back to the baseline, this file deleted)")]
     return []
 
 
