@@ -61,6 +61,9 @@ def main() -> int:
     parser.add_argument("--stride", type=int, default=1, help="every n-th git call only")
     parser.add_argument("--full", action="store_true",
                         help="instead of kills: each git call in turn fails as on a full disk")
+    parser.add_argument("--canary", action="store_true",
+                        help="the canary variant of the loop: merged as a canary, a worse "
+                        "candidate, the end-canary PR opened, merged and recorded")
     parser.add_argument("--github", action="store_true",
                         help="the loop on GitHub: --forge github against the stand-in, each "
                         "try in a fresh clone (as Actions runs it)")
@@ -74,8 +77,8 @@ def main() -> int:
         h = fk.Harness(where / "harness")
         if args.github:
             return _github_sweep(h, where, args, started)
-        steps = fk.walkthrough()
-        base = fk.baseline(h, steps, where)
+        steps = fk.canary_walkthrough() if args.canary else fk.walkthrough()
+        base = fk.baseline(h, steps, where, canary=args.canary)
         if args.disk:
             return _disk_sweep(h, steps, base, where, args)
         points = [(i, k, when) for i, step in enumerate(steps)

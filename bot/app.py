@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from bot.canary import advance_all, end_files
 from bot.context import (
     EVAL_STATUS,
     RESULTS_BRANCH,
@@ -41,6 +42,7 @@ from bot.core.analysis import (
 )
 from bot.core.assertions import parse_cases
 from bot.core.calibration import Outcome
+from bot.core.canary import as_canary, rollout_path, stages_for
 from bot.core.eval_render import render_eval_markdown
 from bot.core.evaluation import EvalReport, Provider, Shot, commit_status, successful_shots
 from bot.core.generation import GenerationRequest
@@ -69,6 +71,7 @@ from bot.core.roadmap import Item, roadmap
 from bot.core.stats import JUDGED_BY
 from bot.core.templating import variables
 from bot.core.variants import Category
+from bot.core.version import agent_fields
 from bot.core.yamlparse import parse_yaml, validate_as
 from bot.edges.eval_providers import (
     RecordedProvider,
@@ -85,6 +88,7 @@ from bot.measuring import (
     history,
     measure_all,
     results_paths,
+    running_canary,
     standing,
     version_at,
 )
@@ -144,6 +148,7 @@ def run(ctx: Context, patterns: list[str] | None = None, dry_run: bool = False) 
         # Proposals start from the base as it is now, with the results just committed: a
         # run stopped after that commit and run again opens the very same branches.
         base_sha = ctx.git.sha(f"refs/heads/{base}") or base_sha
+    advance_all(ctx, state, base, base_sha, prs, results, snapshot.newest, report, dry_run)
     current = {a: loaded.version for a, loaded in state.agents.items()}
     report.analysis = analysis(snapshot, current, state.policy)
     propose_all(ctx, state, base, base_sha, snapshot, prs, results, report, dry_run)
@@ -190,8 +195,20 @@ def pr_body(p: Proposal, window_days: int, eval_md: str | None = None) -> str:
     body = render.cap(render.render("pr_body.md.j2", p=p, window_days=window_days,
                                     eval_section=section, judged_by_text=JUDGED_BY),
                       f"prompts/{p.agent_id}/proposals/{p.id}.yaml")
-    return markers.attach(body, {"kind": "proposal", "proposal_id": p.id, "agent": p.agent_id,
-                                 "base_version": p.base_version, "new_version": p.new_version})
+    marker = {"kind": "proposal", "proposal_id": p.id, "agent": p.agent_id,
+              "base_version": p.base_version, "new_version": p.new_version}
+    if p.canary:
+        marker["canary"] = ",".join(f"{s:g}" for s in p.canary)
+    return markers.attach(body, marker)
+
+
+def canary_of(marker: dict[str, str]) -> tuple[float, ...]:
+    """The stage plan an open proposal was opened with (a policy change later does not
+    rewrite it: its branch holds that rollout file)."""
+    try:
+        return tuple(float(s) for s in marker.get("canary", "").split(",") if s)
+    except ValueError:
+        return ()
 
 
 def propose_all(
@@ -212,6 +229,10 @@ def propose_all(
     busy = {t.agent for t in prs if t.kind in ("proposal", "rollback") and t.pr.state == "open"
             and t.pr.number not in report.superseded}
     busy |= {r.result.agent_id for r in results.values() if r.state == MEASURING}
+    # A canary runs until its promote or end PR is merged: agent.yaml must stay the
+    # candidate the rollout file names.
+    busy |= {t.agent for t in prs if t.kind == "canary" and t.pr.state == "open"}
+    busy |= {a for a in state.agents if ctx.git.read(base_sha, rollout_path(a)) is not None}
     opened = 0
     for agent_id, loaded in sorted(state.agents.items()):
         stats = current_stats(snapshot, agent_id, loaded.version)
@@ -261,11 +282,15 @@ def propose_all(
                     if kept is None:
                         break  # the branch holds a variant no longer generated: leave it
                     proposal, section = kept
+                    stages = canary_of(existing.marker)
                 else:
                     chosen, section = choose(ctx, base, base_sha, loaded, made, policy, report)
                     if chosen is None:
                         continue
                     proposal = chosen
+                    stages = stages_for(policy.measure, agent_id)
+                if stages:
+                    proposal = as_canary(proposal, agent_fields(loaded.agent), stages)
                 body = pr_body(proposal, snapshot.window_days, section)
                 if existing is not None:
                     if existing.pr.body != body or existing.pr.title != proposal.title:
@@ -606,9 +631,14 @@ def rollback(ctx: Context, ref: str) -> tuple[PullRequest, bool]:
                 # Opened by a command stopped before it could label it.
                 ctx.forge.set_labels(other.pr.number, sorted({*other.pr.labels, *labels}))
             return other.pr, False
+    canary = running_canary(ctx, base, t)
     if ctx.git.sha(f"refs/heads/{branch}") is None:
         message = f"Roll back {t.pr.title}\n\nReverts merge {t.pr.merge_sha} (#{t.pr.number})."
-        commit = ctx.git.revert_merge(t.pr.merge_sha, base_sha, message)
+        if canary is not None:
+            # The stages changed the rollout file since the merge: a revert would conflict.
+            commit = ctx.git.commit_files(base_sha, end_files(ctx, t, canary[0]), message)
+        else:
+            commit = ctx.git.revert_merge(t.pr.merge_sha, base_sha, message)
         ctx.git.move_branch(branch, commit, None)
     ctx.forge.publish(branch)
     body = markers.attach(

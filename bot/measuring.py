@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import yaml
@@ -24,6 +24,7 @@ from bot.context import (
 from bot.core import markers, render
 from bot.core.agentfile import parse_agent
 from bot.core.calibration import Outcome
+from bot.core.canary import rollout_path
 from bot.core.metrics import MetricsSnapshot
 from bot.core.model import Policy
 from bot.core.results import (
@@ -36,7 +37,9 @@ from bot.core.results import (
     labels_for,
     measure,
 )
+from bot.core.rollout import RolloutPlan, parse_rollout
 from bot.core.stats import JUDGED_BY
+from bot.core.version import FieldError
 from bot.errors import MachineError, PromptbotError
 from bot.load.repo import RepoState
 
@@ -133,7 +136,11 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked,
             rule = rule if rule in JUDGED_BY else None
         except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError):
             expected = 0.0
+    canary = running_canary(ctx, base, t)
     return Deployment(
+        canary_share=canary[0].share / 100 if canary else None,
+        canary_since=canary[1] if canary else None,
+        canary_stages=len(canary[0].stages) if canary else 0,
         proposal_id=t.proposal_id,
         agent_id=t.agent,
         base_version=base_version,
@@ -150,6 +157,27 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked,
         judged_by=rule,
         controls=controls,
     )
+
+
+def running_canary(ctx: Context, base: str, t: Tracked
+                   ) -> tuple[RolloutPlan, datetime | None] | None:
+    """This proposal's canary, when the base branch runs one now: its rollout file and
+    the time its current share was committed. None when there is none, or the file is not
+    this proposal's or not valid (check names the problem; the runtime refuses it too)."""
+    path = rollout_path(t.agent)
+    ref = f"refs/heads/{base}"
+    text = ctx.git.read(ref, path)
+    if text is None:
+        return None
+    current = version_at(ctx, ref, f"prompts/{t.agent}/agent.yaml")
+    try:
+        plan = parse_rollout(yaml.safe_load(text), current or "")
+    except (yaml.YAMLError, FieldError):
+        return None
+    if plan.rollout_id != t.proposal_id:
+        return None
+    commits = ctx.git.first_parent_log(ref, path)
+    return plan, ctx.git.commit_time(commits[-1]) if commits else None
 
 
 def results_paths(r: Result) -> tuple[str, str]:

@@ -84,21 +84,19 @@ class Request:
     def __repr__(self) -> str:
         return f"Request(model={self.model!r}, messages={len(self.messages)})"
 
-    def anthropic(self, sampling: bool = False) -> dict[str, Any]:
+    def anthropic(self) -> dict[str, Any]:
         """Keyword arguments for `anthropic.Anthropic().messages.create(**...)`.
 
-        Without `temperature` unless `sampling=True`: Messages API version 2026-10-21 (the
-        one requirements.lock's anthropic SDK speaks) refuses sampling parameters; pass
-        True for a client on an earlier API version. The version hash counts the temperature
-        either way."""
+        No `temperature`: Messages API version 2026-10-21 refuses sampling parameters and
+        the SDK requirements.lock installs no longer takes them. With an older SDK, add
+        `temperature=request.temperature` yourself. The version hash counts it either way.
+        """
         kwargs: dict[str, Any] = {
             "model": self.model, "max_tokens": self.max_tokens, "system": self.system,
             "messages": [dict(m) for m in self.messages]}
-        if sampling:
-            kwargs["temperature"] = self.temperature
         if self.tools:
             kwargs["tools"] = [{"name": t["name"], "description": t["description"],
-                                "input_schema": t["parameters"] or {"type": "object"}}
+                                "input_schema": {"type": "object", **t["parameters"]}}
                                for t in self.tools]
         return kwargs
 
@@ -112,7 +110,7 @@ class Request:
         if self.tools:
             kwargs["tools"] = [{"type": "function", "function": {
                 "name": t["name"], "description": t["description"],
-                "parameters": t["parameters"] or {"type": "object"}}} for t in self.tools]
+                "parameters": {"type": "object", **t["parameters"]}}} for t in self.tools]
         return kwargs
 
 
@@ -170,6 +168,9 @@ class Prompt:
         """The request for these template variables; raises RenderError when the template
         fails (it names the variable or the operation)."""
         user = _render(self.user_template, inputs)
+        if not user.strip():
+            raise RenderError(f"{self.agent_id}: the user message rendered empty (the model API "
+                              "refuses an empty turn): pass the template's variables")
         model = self.model
         return Request(model["name"], model["temperature"], model["max_tokens"], self.system,
                        (*self.shots, {"role": "user", "content": user}),
@@ -229,12 +230,21 @@ class Agent(Prompt):
 # ------------------------------------------------------------------ loading
 
 
-def _read_yaml(path: str) -> Any:
+def _read_yaml(path: str, missing_ok: bool = False) -> Any:
+    """The parsed file; None when it does not exist and `missing_ok`. Every failure is a
+    LoadError, so a reload that fails keeps the last good version serving."""
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
+    except FileNotFoundError:
+        if missing_ok:
+            return None
+        raise LoadError(f"{path}: no such agent file; is {os.path.dirname(os.path.dirname(path))}"
+                        " the prompts folder of a checkout (or a copy of it)?") from None
     except UnicodeDecodeError as exc:
         raise LoadError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8") from None
+    except OSError as exc:
+        raise LoadError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
         return yaml.load(text, Loader=_Loader)  # _Loader is SafeLoader-based
     except yaml.YAMLError as exc:
@@ -242,6 +252,8 @@ def _read_yaml(path: str) -> Any:
         where = f":{mark.line + 1}" if mark is not None else ""
         raise LoadError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)}); "
                         "run `promptbot check` in the prompts repository") from None
+    except RecursionError:
+        raise LoadError(f"{path}: nested too deeply to be an agent file") from None
 
 
 def _fields(data: Any, path: str) -> Mapping[str, Any]:
@@ -261,18 +273,19 @@ def _rollout(agent_id: str, data: Any, candidate: str, path: str) -> Rollout:
 
 
 def _load(folder: str, agent_id: str) -> Agent:
+    # Both files from one revision: a deploy that swaps a symlink between the two reads
+    # must not pair one revision's agent.yaml with another's rollout file.
+    folder = os.path.realpath(folder)
     path = os.path.join(folder, AGENT_FILE)
-    if not os.path.isfile(path):
-        raise LoadError(f"{path}: no such agent file; is {os.path.dirname(folder)} the "
-                        "prompts folder of a checkout (or a copy of it)?")
     data = _read_yaml(path)
     if isinstance(data, Mapping) and data.get("id") != agent_id:
         raise LoadError(f"{path}: id is {data.get('id')!r}, not the folder name {agent_id!r}")
     fields = _fields(data, path)
     plan = None
     rollout_path = os.path.join(folder, ROLLOUT_FILE)
-    if os.path.isfile(rollout_path):
-        plan = _rollout(agent_id, _read_yaml(rollout_path), version_of(fields), rollout_path)
+    rollout = _read_yaml(rollout_path, missing_ok=True)
+    if rollout is not None:
+        plan = _rollout(agent_id, rollout, version_of(fields), rollout_path)
     return Agent(agent_id, fields, plan)
 
 
@@ -311,8 +324,12 @@ def _folder(root: str | os.PathLike[str], agent_id: str) -> str:
         raise LoadError(f"agent id {agent_id!r}: use the folder name under prompts/ "
                         "(lowercase letters, digits, -)")
     base = os.fspath(root)
-    prompts = os.path.join(base, "prompts")
-    return os.path.join(prompts if os.path.isdir(prompts) else base, agent_id)
+    # A checkout has prompts/<agent>/; a copied prompts folder has <agent>/ (and an agent
+    # may be called "prompts": look for the agent's folder, not the prompts folder).
+    checkout = os.path.join(base, "prompts", agent_id)
+    if os.path.isdir(checkout):
+        return checkout
+    return os.path.join(base, agent_id)
 
 
 def _log_kept(agent: Agent, error: LoadError) -> None:
@@ -326,11 +343,10 @@ def load_agent(root: str | os.PathLike[str], agent_id: str) -> Agent:
     """The agent as the files under `root` have it now.
 
     Parsed once and kept; a call re-reads the files only when one changed (size, time or
-    inode), so calling this per request costs two `stat`s and no lock. When a re-read
-    fails (a deploy half-written, a hand edit), the last good load keeps serving and the
-    error is logged
-    (logger `promptbot.runtime`); the files are tried again after RETRY_SECONDS. The first
-    load raises LoadError.
+    inode), so calling this per request costs two `stat`s (and no lock while nothing
+    changed). When a re-read fails (a deploy half-written, a hand edit), the last good load
+    keeps serving and the error is logged (logger `promptbot.runtime`); the files are tried
+    again after RETRY_SECONDS. The first load raises LoadError.
     """
     folder = _folder(root, agent_id)
     # The path as given, not its realpath: a deploy that swaps a symlink (git-sync) changes

@@ -47,7 +47,10 @@ SMALL = {
     "examples: text and structured inputs, numbers kept as written": (
         "model: {name: m}\nprompts: {system: s, user_template: 'Q: {{ q }}'}\n"
         "examples:\n  - {input: 'Q: 2+2?', output: '4'}\n"
-        "  - input: {q: 'why?', n: [1, 2.5, -3, 1.0e+3, null, true]}\n    output: ''\n"),
+        "  - input: {q: 'why?', n: [1, 2.5, -3, 1.0e+3, null, true]}\n    output: because\n"),
+    "escapes: \\r \\b \\f \\t short, other controls as \\u00xx, DEL and U+2028 raw": (
+        "model: {name: m}\nprompts: {system: \"Line one.\\r\\nLine two.\\f\\tTab\\b "
+        "\\x01 \\x7f \\u2028 \\\" \\\\\", user_template: u}\n"),
     "floats in Python's repr form: 0.1, 2.0, 1.5e-07, 1e+16": (
         "model: {name: m, temperature: 0.1}\nprompts: {system: s, user_template: u}\n"
         "tools:\n  - name: t\n    description: d\n    parameters: {type: object, x: 2.0, "

@@ -116,12 +116,22 @@ def git(root: Path, *args: str) -> str:
                           capture_output=True, text=True).stdout.strip()
 
 
-def make_repo(path: Path, date: str) -> Path:
-    """The example repository as a team would have it: prompts, policies, example exports."""
+CANARY_EFFECTS = "canary-effects.yaml"
+
+
+def make_repo(path: Path, date: str, canary: bool = False) -> Path:
+    """The example repository as a team would have it: prompts, policies, example exports.
+    `canary`: proposals merge as canaries (two stages), and an effects file for
+    `simulate` that makes the support-triage candidate worse."""
     path.mkdir(parents=True)
     for name in ("prompts", "policies", "examples"):
         shutil.copytree(PROJECT / name, path / name)
     shutil.copy(PROJECT / ".gitignore", path / ".gitignore")
+    if canary:
+        policy = path / "policies" / "promptbot.yaml"
+        policy.write_text(policy.read_text().replace("  canary_stages: []",
+                                                     "  canary_stages: [0.25, 0.5]"))
+        (path / CANARY_EFFECTS).write_text("agents:\n  support-triage: {effect: -0.06}\n")
     env_date = {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
     for args in (["init", "-q", "-b", "main"], ["add", "-A"],
                  ["commit", "-q", "-m", "initial prompts"]):
@@ -203,6 +213,28 @@ def walkthrough(date0: str = "2026-03-02T09:00:00+00:00") -> list[Step]:
     ]
 
 
+def canary_walkthrough(date0: str = "2026-03-02T09:00:00+00:00") -> list[Step]:
+    """The canary variant (make_repo(canary=True)): a proposal merged as a canary, a worse
+    candidate measured at its stage, the end-canary PR opened, merged and recorded."""
+    from datetime import datetime, timedelta
+
+    t0 = datetime.fromisoformat(date0)
+
+    def day(n: int) -> str:
+        return (t0 + timedelta(days=n)).isoformat()
+
+    sim = ("--metrics", "sim/*.csv")
+    return [
+        Step("run", ("run",), day(0)),
+        Step("pr merge", ("pr", "merge", "3"), day(1), atomic=True),
+        Step("simulate", ("simulate", "--out", "sim", "--days", "14", "--seed", "3",
+                          "--effects", CANARY_EFFECTS), day(1), faults=False),
+        Step("canary stage run", ("run", *sim), day(15)),
+        Step("merge the end", ("pr", "merge", "4"), day(16), atomic=True),
+        Step("run after the end", ("run", *sim), day(17)),
+    ]
+
+
 def step_index(steps: Sequence[Step], name: str) -> int:
     return next(i for i, s in enumerate(steps) if s.name == name)
 
@@ -216,8 +248,9 @@ class Baseline:
     calls: list[int]
 
 
-def baseline(h: Harness, steps: Sequence[Step], where: Path) -> Baseline:
-    root = make_repo(where / "repo", steps[0].date)
+def baseline(h: Harness, steps: Sequence[Step], where: Path, canary: bool = False
+             ) -> Baseline:
+    root = make_repo(where / "repo", steps[0].date, canary)
     before, after, calls = [], [], []
     for i, step in enumerate(steps):
         before.append(copy_repo(root, where / f"before-{i}"))

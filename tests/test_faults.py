@@ -22,6 +22,7 @@ from faultkit import (
     Harness,
     Step,
     baseline,
+    canary_walkthrough,
     copy_repo,
     kill_point,
     step_index,
@@ -68,6 +69,33 @@ def test_a_kill_at_a_step_boundary_ends_as_an_uninterrupted_run(
     when: str,
 ) -> None:
     h, steps, base, where = sweep
+    index = step_index(steps, step_name)
+    k = max(1, round(position * base.calls[index]))
+    target = where / f"kill-{index}-{k}-{when}"
+    assert kill_point(h, base, steps, index, k, when, target) == []
+
+
+@pytest.fixture(scope="module")
+def canary_sweep(tmp_path_factory: pytest.TempPathFactory
+                 ) -> tuple[Harness, list[Step], Baseline, Path]:
+    where = tmp_path_factory.mktemp("canary-faults")
+    h = Harness(where / "harness")
+    steps = canary_walkthrough()
+    return h, steps, baseline(h, steps, where, canary=True), where
+
+
+@pytest.mark.parametrize(("step_name", "position", "when"), [
+    ("canary stage run", 0.5, "before"), ("canary stage run", 1.0, "before"),
+    ("canary stage run", 1.0, "after"), ("merge the end", 0.8, "after"),
+    ("run after the end", 0.5, "before"),
+])
+def test_a_kill_in_the_canary_loop_ends_as_an_uninterrupted_run(
+    canary_sweep: tuple[Harness, list[Step], Baseline, Path], step_name: str,
+    position: float, when: str,
+) -> None:
+    """The end-canary PR (a branch that deletes the rollout file and restores agent.yaml)
+    is opened once and merged once, whatever step a kill interrupts."""
+    h, steps, base, where = canary_sweep
     index = step_index(steps, step_name)
     k = max(1, round(position * base.calls[index]))
     target = where / f"kill-{index}-{k}-{when}"

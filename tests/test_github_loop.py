@@ -209,3 +209,53 @@ def test_stale_proposal_is_closed_on_github(clone: Path, standin: GitHubStandIn)
     standin.reset_log()
     run(context(clone, standin), METRICS)
     assert standin.writes() == []
+
+
+def test_a_canary_on_github_ends_by_a_pr_opened_once(
+    clone: Path, standin: GitHubStandIn, origin: Path, tmp_path: Path
+) -> None:
+    policy = clone / "policies" / "promptbot.yaml"
+    policy.write_text(policy.read_text().replace("  canary_stages: []",
+                                                 "  canary_stages: [0.25, 0.5]"))
+    git(clone, "commit", "-qam", "policy: canaries")
+    git(clone, "push", "-q", "origin", "main")
+    run(context(clone, standin), METRICS)
+    pr = bot_prs(standin)["support-triage"]
+    branch = str(pr["head"]["ref"])  # type: ignore[index]
+    assert "share: 25" in git(origin, "show", f"{branch}:prompts/support-triage/rollout.yaml")
+    baseline = (clone / "prompts/support-triage/agent.yaml").read_text()
+    standin.merge(int(str(pr["number"])))
+    git(clone, "pull", "-q", "--ff-only", "origin", "main")
+    effects = tmp_path / "effects.yaml"
+    effects.write_text("agents:\n  support-triage: {effect: -0.06}\n")
+    sim = clone.parent / "sim"
+    simulate(Git(clone), sim, days=14, seed=5, per_day=400, effect=None,
+             effects_file=str(effects), version_column=True)
+    metrics = [str(sim / "*.csv")]
+
+    report = run(context(clone, standin), metrics)
+    assert report.errors == []
+    ends = [p for p in all_pulls(standin) if "end canary" in str(p["title"])]
+    assert len(ends) == 1
+    end_branch = str(ends[0]["head"]["ref"])  # type: ignore[index]
+    assert git(origin, "show", f"{end_branch}:prompts/support-triage/agent.yaml") == \
+        baseline.rstrip("\n")
+    standin.reset_log()
+    run(context(clone, standin), metrics)
+    assert standin.writes() == []  # found again by its branch: not opened twice
+
+    standin.merge(int(str(ends[0]["number"])))
+    git(clone, "pull", "-q", "--ff-only", "origin", "main")
+    assert not (clone / "prompts/support-triage/rollout.yaml").exists()
+    run(context(clone, standin), metrics)
+    assert "promptbot:rolled-back" in standin.labels(int(str(pr["number"])))
+
+
+def all_pulls(standin: GitHubStandIn) -> list[dict[str, object]]:
+    out, number = [], 1
+    while True:
+        try:
+            out.append(standin.pull(number))
+        except (KeyError, LookupError):
+            return out
+        number += 1

@@ -21,6 +21,7 @@ from standin.anthropic_server import AnthropicStandIn
 from bot import runtime
 from bot.core import rollout as assign
 from bot.core.agentfile import parse_agent
+from bot.core.canary import rollout_text
 from bot.core.evaluation import case_request
 from bot.core.model import TestsFile as Suite
 from bot.core.version import fields_from_yaml, prompt_version, version_of
@@ -93,7 +94,7 @@ VARIATIONS = {
         examples:
           - {input: "Q: capital of France?", output: Paris}
           - input: {question: "Größe?", nested: {a: [1, 2.5, null, true]}}
-            output: ""
+            output: "Gut."
         """)},
     "unicode": {"prompts": "prompts:\n  system: \"Réponds — 简短\"\n  user_template: '{{ q }}'\n"},
 }
@@ -135,6 +136,10 @@ REFUSED = {
         "examples:\n  - input: {question: 2024-01-31}\n    output: x\n")},
         "examples[0].input"),
     "an unknown model key": ({"model": "model: {name: m, top_p: 0.9}\n"}, "model.top_p"),
+    "an empty example output": ({"examples": "examples:\n  - {input: hi, output: ''}\n"},
+                                "examples[0].output"),
+    "a blank example input": ({"examples": "examples:\n  - {input: '  ', output: x}\n"},
+                              "examples[0].input"),
 }
 
 
@@ -206,7 +211,7 @@ def test_examples_are_turns_and_structured_inputs_render_with_the_template(
         {"role": "user", "content": "Q: capital of France?"},
         {"role": "assistant", "content": "Paris"},
         {"role": "user", "content": "Q: Größe?"},
-        {"role": "assistant", "content": ""},
+        {"role": "assistant", "content": "Gut."},
         {"role": "user", "content": "Q: Why?"},
     )
 
@@ -242,7 +247,7 @@ def test_the_anthropic_request_is_accepted_by_the_real_client(tmp_path: Path) ->
     assert sent["tools"][0]["input_schema"]["required"] == ["order_id"]
     assert sent["tools"][1]["input_schema"] == {"type": "object"}
     assert "temperature" not in sent
-    assert request.anthropic(sampling=True)["temperature"] == 0.2
+    assert request.temperature == 0.2  # for an older SDK, which takes it
 
 
 def test_the_openai_shape(tmp_path: Path) -> None:
@@ -290,7 +295,13 @@ def test_loads_once_and_reloads_when_a_file_changes(tmp_path: Path,
     path = write_agent(tmp_path, agent_text())
     reads: list[str] = []
     real = runtime._read_yaml
-    monkeypatch.setattr(runtime, "_read_yaml", lambda p: reads.append(p) or real(p))
+
+    def counted(path: str, **kw: Any) -> Any:
+        if path.endswith("agent.yaml"):
+            reads.append(path)
+        return real(path, **kw)
+
+    monkeypatch.setattr(runtime, "_read_yaml", counted)
     first = runtime.load_agent(tmp_path, "demo")
     assert runtime.load_agent(tmp_path, "demo") is first
     assert runtime.load_agent(tmp_path / "prompts", "demo") is first  # same files
@@ -453,3 +464,68 @@ def test_check_refuses_a_rollout_file_the_runtime_would_refuse(repo: Path, cli: 
     assert "prompts/support-triage/rollout.yaml:1" in out + err  # `candidate:` sorts first
     assert "agent.yaml changed during the canary" in out + err
     assert "end the canary" in out + err
+
+
+def test_an_unreadable_file_on_reload_keeps_the_last_good_version(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch
+                                                                   ) -> None:
+    path = write_agent(tmp_path, agent_text())
+    good = runtime.load_agent(tmp_path, "demo")
+    path.unlink()
+    path.mkdir()  # reading it is an OSError (IsADirectoryError), not a missing file
+    assert runtime.load_agent(tmp_path, "demo") is good
+    runtime._cache.clear()
+    with pytest.raises(runtime.LoadError, match="cannot be read"):
+        runtime.load_agent(tmp_path, "demo")
+
+
+def test_a_copied_prompts_folder_may_hold_an_agent_called_prompts(tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    for agent_id in ("prompts", "demo"):
+        path = copy / agent_id / "agent.yaml"
+        path.parent.mkdir(parents=True)
+        path.write_text(agent_text(head=f"id: {agent_id}\nowner: '@t'\ndescription: d\n"))
+    assert runtime.load_agent(copy, "demo").agent_id == "demo"
+    assert runtime.load_agent(copy, "prompts").agent_id == "prompts"
+
+
+def test_an_unquoted_all_digit_version_is_named_as_such(tmp_path: Path) -> None:
+    canary(tmp_path, candidate=948377789131)
+    with pytest.raises(runtime.LoadError, match="must be text: quote it"):
+        runtime.load_agent(tmp_path, "demo")
+    # The bot writes every version quoted, whatever it looks like.
+    text = rollout_text("r-1", fields_from_yaml(yaml.safe_load(agent_text())), "948377789131",
+                        5, (5, 25))
+    assert 'candidate: "948377789131"' in text
+    assert assign.parse_rollout(yaml.safe_load(text), "948377789131").share == 5
+
+
+def test_check_renders_structured_examples_and_checks_the_canary_with_its_agent(
+        repo: Path, cli: Cli) -> None:
+    path = repo / "prompts" / "support-triage" / "agent.yaml"
+    text = path.read_text()
+    fields = fields_from_yaml(yaml.safe_load(text))
+    (path.parent / "rollout.yaml").write_text(rollout_text(
+        "triage-canary-1", fields, version_of(fields), 5, (5, 25)))
+    # A PR that edits agent.yaml alone (what the PR check runs) must see the canary.
+    path.write_text(text.replace("friendly, short", "friendly, brief"))
+    code, out, err = cli("check", "prompts/support-triage/agent.yaml")
+    assert code == 1 and "rollout.yaml" in out + err and "changed during the canary" in out + err
+    (path.parent / "rollout.yaml").unlink()
+    bad = text.replace("examples:\n", "examples:\n  - input: {tiket: {subject: x}}\n"
+                       "    output: '{}'\n", 1)
+    assert bad != text
+    path.write_text(bad)
+    code, out, err = cli("check", "prompts/support-triage/agent.yaml")
+    assert code == 1 and "examples[0].input does not render" in out + err
+
+
+def test_check_refuses_a_hand_written_rollout_file_yaml_1_2_reads_otherwise(
+        repo: Path, cli: Cli) -> None:
+    folder = repo / "prompts" / "support-triage"
+    fields = fields_from_yaml(yaml.safe_load((folder / "agent.yaml").read_text()))
+    text = rollout_text("triage-canary-1", fields, version_of(fields), 5, (5, 25))
+    (folder / "rollout.yaml").write_text(text.replace("max_tokens: 1024", "max_tokens: 01024"))
+    code, out, err = cli("check")
+    assert code == 1 and "rollout.yaml" in out + err
+    assert "`01024` at baseline.model.max_tokens reads as integer 532" in out + err

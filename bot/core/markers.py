@@ -14,7 +14,8 @@ from typing import Any
 
 _MARKER = re.compile(r"<!-- promptbot: (\{[^\n]{0,2000}\}) -->")
 _KEYS = frozenset(
-    {"kind", "proposal_id", "agent", "base_version", "new_version", "body_hash", "state"}
+    {"kind", "proposal_id", "agent", "base_version", "new_version", "body_hash", "state",
+     "canary", "step"}
 )
 
 

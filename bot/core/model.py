@@ -11,6 +11,7 @@ unit, for someone who has not read the code.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
@@ -119,7 +120,21 @@ class Example(Strict):
     @field_validator("input")
     @classmethod
     def _plain_json(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
-        return _plain(value) if isinstance(value, dict) else value
+        if isinstance(value, str):
+            return _turn(value)
+        return _plain(value)
+
+    @field_validator("output")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        return _turn(value)
+
+
+def _turn(value: str) -> str:
+    # The Messages API refuses a turn without text: every request would fail.
+    if not value.strip():
+        raise ValueError("must not be empty: the model API refuses an empty turn")
+    return value
 
 
 class AgentFile(Strict):
@@ -380,6 +395,48 @@ class MeasurePolicy(Strict):
         "at least this fraction of the executions above its usual level and comes from "
         "outside the prompt (an infrastructure error, or the same jump in another agent).",
         examples=[0.05])
+    canary_stages: list[float] = Field(
+        default_factory=list,
+        description="Merge proposals as canaries (prompts/<agent>/rollout.yaml, "
+        "docs/RUNTIME.md): the shares of request keys the new version serves, stage by "
+        "stage, as fractions (e.g. [0.05, 0.25, 0.5]); after the last one a promote PR "
+        "takes it to all traffic. Empty: a merge switches all traffic at once.",
+        examples=[[0.05, 0.25, 0.5]])
+    canary_agents: dict[str, list[float]] = Field(
+        default_factory=dict,
+        description="Per-agent stage plans that replace `canary_stages` for those agents "
+        "(an empty list: no canary for that agent).",
+        examples=[{"support-triage": [0.1, 0.5], "sql-writer": []}])
+    canary_stage_hours: int = Field(
+        default=24, ge=1, le=24 * 60,
+        description="Hours a canary stage runs before the next stage may be proposed "
+        "(when the comparison so far shows no harm).", examples=[48])
+
+    @field_validator("canary_stages")
+    @classmethod
+    def _stages(cls, value: list[float]) -> list[float]:
+        return _stage_plan(value)
+
+    @field_validator("canary_agents")
+    @classmethod
+    def _agent_stages(cls, value: dict[str, list[float]]) -> dict[str, list[float]]:
+        for agent, plan in value.items():
+            if not is_safe_id(agent):
+                raise ValueError(f"'{agent[:60]}' is not an agent id (lowercase letters, "
+                                 "digits, -)")
+            _stage_plan(plan)
+        return value
+
+
+def _stage_plan(value: list[float]) -> list[float]:
+    # Percent with two decimals is what the runtime's assignment can express.
+    for share in value:
+        if not 0 < share < 1 or abs(share * 10_000 - round(share * 10_000)) > 1e-6:
+            raise ValueError(f"stage {share!r}: each stage is a fraction above 0 and below 1 "
+                             "(1 = promote) with at most four decimals, e.g. 0.05")
+    if any(b <= a for a, b in pairwise(value)):
+        raise ValueError("stages must increase, e.g. [0.05, 0.25, 0.5]")
+    return value
 
 
 class TriggerPolicy(Strict):

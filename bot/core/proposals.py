@@ -98,6 +98,7 @@ class Proposal:
     quality: Estimate = field(default_factory=lambda: unknown(QUALITY_LATER))
     changed_field: str = "prompts.system"  # or "examples" for a worked example
     judged_by: str = "improvement"  # the rule the deployed change is judged by (stats)
+    canary: tuple[float, ...] = ()  # stage plan in percent when merged as a canary
 
     @property
     def branch(self) -> str:

@@ -41,6 +41,11 @@ def pct(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value * 100:.{digits}f} %"
 
 
+def share(percent: float) -> str:
+    """A canary share in percent, as a person writes it: 5 %, 12.5 %."""
+    return f"{percent:g} %"
+
+
 def signed_pts(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:+.1f} pts"
 
@@ -63,7 +68,8 @@ def environment() -> ImmutableSandboxedEnvironment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(untrusted=untrusted, fenced=fenced, pct=pct, pts=signed_pts)
+    env.filters.update(untrusted=untrusted, fenced=fenced, pct=pct, pts=signed_pts,
+                       share=share)
     env.globals.update(estimate_line=estimate_line)
     return env
 

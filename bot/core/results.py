@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot.core.metrics import Bucket, MetricsSnapshot, jsonable
 from bot.core.model import MeasurePolicy
-from bot.core.stats import Comparison, arm_of, compare, legacy_rule
+from bot.core.stats import Arm, Comparison, arm_of, compare, legacy_rule
 
 PROPOSED, MEASURING, COMPLETED, ROLLED_BACK, REJECTED, SUPERSEDED = (
     "proposed", "measuring", "completed", "rolled_back", "rejected", "superseded",
@@ -46,6 +46,12 @@ class Deployment:
     # Other agents whose version did not change around the deploy (git says so); None: let
     # the export's prompt_version tell.
     controls: tuple[str, ...] | None = None
+    # A canary promptbot runs (prompts/<agent>/rollout.yaml on the base branch now): the
+    # candidate's share of request keys (fraction), since when (the commit that set it),
+    # and how many stages the plan has (each stage is its own comparison).
+    canary_share: float | None = None
+    canary_since: datetime | None = None
+    canary_stages: int = 0
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,12 @@ def concurrent(dep: Deployment, snapshot: MetricsSnapshot,
     # The merge hour and a rollout's lag (replicas reloading) are not a split: only hours
     # from CANARY_GRACE on, in which both versions served, and enough of them.
     deploy = _hour(dep.merged_at) + CANARY_GRACE
+    ours = dep.canary_share is not None
+    if ours and dep.canary_since is not None:
+        # Only the current stage: with one share throughout, the hours weigh both sides
+        # alike; pooled across stages, the later (larger) stages' days would count more
+        # for the candidate than for the baseline.
+        deploy = max(deploy, _hour(dep.canary_since) + CANARY_GRACE)
     mine = snapshot.buckets_of(dep.agent_id)
     end = _hour(dep.new_until) if dep.new_until else None
     base = [b for b in mine if b.hour >= deploy and b.prompt_version == dep.base_version
@@ -124,17 +136,28 @@ def concurrent(dep: Deployment, snapshot: MetricsSnapshot,
     both = {b.hour for b in base} & {b.hour for b in new}
     base = [b for b in base if b.hour in both]
     new = [b for b in new if b.hour in both]
-    if arm_of(base).executions < policy.min_executions_per_arm or len(both) < CANARY_HOURS:
-        return None
+    if len(both) < CANARY_HOURS or min(arm_of(base).executions, arm_of(new).executions) \
+            < policy.min_executions_per_arm:
+        if not ours:
+            return None
+        # Our canary is never judged before/after: it waits for its own split.
+        return Measured(_waiting(arm_of(base), arm_of(new), len(both), policy),
+                        "concurrent: the canary's current stage, both versions over the same "
+                        "hours", ())
     n_base, n_new = arm_of(base).executions, arm_of(new).executions
     share = n_new / (n_base + n_new)
     caution = None
-    if policy.canary_share > 0:
-        p = _srm_p((n_new, n_base), policy.canary_share)
+    expected = dep.canary_share if ours else policy.canary_share
+    if expected:
+        p = _srm_p((n_new, n_base), expected)
         if p < 0.001:
             caution = (f"sample-ratio mismatch: the new version got {share:.1%} of the traffic, "
-                       f"the policy expects {policy.canary_share:.1%} (p = {p:.2g}); check "
-                       "the runtime's routing before trusting this comparison")
+                       f"{'the rollout file' if ours else 'the policy'} expects "
+                       f"{expected:.1%} (p = {p:.2g}); check the runtime's routing before "
+                       "trusting this comparison")
+    if ours and dep.canary_stages > 1:
+        # Each stage is a fresh comparison: their error levels add up (Bonferroni).
+        policy = policy.model_copy(update={"alpha": policy.alpha / dep.canary_stages})
     lo = _day(deploy)
     hi = max(b.hour for b in new) + timedelta(days=1)
     # Cost histograms are daily: they cover the deploy day and whole days, an
@@ -143,10 +166,28 @@ def concurrent(dep: Deployment, snapshot: MetricsSnapshot,
     new_arm = arm_of(new, _cost_bins(snapshot, dep.agent_id, dep.new_version, lo, hi))
     comparison = compare(base_arm, new_arm, dep.expected_delta, policy, caution,
                          base_arm.rate, judged_by=dep.judged_by or legacy_rule(dep.proposal_type))
+    if ours and caution is not None:
+        # A split the rollout file does not explain (replicas on old files, a key that is
+        # not per request): no decision on it, whatever it shows.
+        comparison = replace(comparison, decision="keep_measuring", reason=caution,
+                             more_executions_needed=max(comparison.more_executions_needed, 1))
     before, after = _daily(base), _daily(new)
     daily = tuple((d, before.get(d), after.get(d)) for d in sorted(set(before) | set(after)))
-    return Measured(comparison, f"concurrent: both versions served after the deploy (canary "
-                    f"split, {share:.0%} new), compared over the same hours", daily)
+    what = (f"the canary's current stage ({share:.0%} new; its own error level "
+            f"{policy.alpha:.3g})" if ours else f"canary split, {share:.0%} new")
+    return Measured(comparison, f"concurrent: both versions served after the deploy ({what}), "
+                    "compared over the same hours", daily)
+
+
+def _waiting(base: Arm, new: Arm, hours: int, policy: MeasurePolicy) -> Comparison:
+    need = max(policy.min_executions_per_arm - min(base.executions, new.executions), 1)
+    delta = new.rate - base.rate if base.executions and new.executions else 0.0
+    smaller = min(base.executions, new.executions)
+    what = (f"{hours} of the {CANARY_HOURS} hours with both versions it needs"
+            if hours < CANARY_HOURS else f"{hours} hours with both versions")
+    return Comparison(base, new, delta, 0.0, 0.0, None, "insufficient_data", need,
+                      f"the canary's current stage has {what}, and {smaller} executions on "
+                      f"the smaller side (it needs {policy.min_executions_per_arm})")
 
 
 def _cost_bins(snapshot: MetricsSnapshot, agent: str, version: str | None,

@@ -68,7 +68,7 @@ def _share(value: Any, field: str) -> float:
         raise FieldError(field, "must be a number of percent (e.g. 5)")
     share = float(value)
     # Two decimals at most: the bucket threshold is then the same in every language.
-    if not 0 < share <= 100 or abs(share * 100 - round(share * 100)) > 1e-6:
+    if not 0.01 <= share <= 100 or abs(share * 100 - round(share * 100)) > 1e-6:
         raise FieldError(field, f"{value!r} must be above 0 and at most 100, with at most "
                                 "two decimals")
     return share
@@ -87,6 +87,12 @@ def parse_rollout(data: Any, candidate_version: str) -> RolloutPlan:
     rollout_id = data.get("rollout")
     if not isinstance(rollout_id, str) or not is_safe_id(rollout_id):
         raise FieldError("rollout", "must be the canary's id (lowercase letters, digits, -)")
+    for key, value in (("candidate", data.get("candidate")),
+                       ("baseline.version", (data.get("baseline") or {}).get("version")
+                        if isinstance(data.get("baseline"), Mapping) else None)):
+        if value is not None and not isinstance(value, str):
+            # An all-digit hash written unquoted reads as a number: never equal to a version.
+            raise FieldError(key, f"{value!r} must be text: quote it (\"{value}\")")
     if data.get("candidate") != candidate_version:
         raise FieldError("candidate", f"{data.get('candidate')!r} is not the version of "
                          f"agent.yaml ({candidate_version}): agent.yaml changed during the "

@@ -67,6 +67,17 @@ class Timeline:
     effect: float = 0.0  # true success-rate change of the newest version
     per_day: int = 400
     rates: dict[str, float] = field(default_factory=dict)
+    # Canary splits from git (prompts/<agent>/rollout.yaml): from each time on, this
+    # baseline version serves all but `share` (a fraction) of the executions; None: no
+    # split from then on. Oldest first.
+    splits: tuple[tuple[datetime, str | None, float], ...] = ()
+
+    def split_at(self, t: datetime) -> tuple[str | None, float]:
+        current: tuple[str | None, float] = (None, 1.0)
+        for when, baseline, share in self.splits:
+            if when <= t:
+                current = (baseline, share)
+        return current
 
     def version_at(self, t: datetime) -> str:
         current = self.changes[0][1]
@@ -184,9 +195,20 @@ def query(timelines: list[Timeline], start: datetime, end: datetime, opts: Optio
             hi = changes[pos + 1][0] if pos + 1 < len(changes) else end + timedelta(days=1)
             if hi <= start or lo >= hi:
                 continue
-            versions.append((idx, version, lo, hi, rates[version],
-                             QUALITY_MEAN + (opts.quality_effect or 0.0
-                                             if version == newest else 0.0)))
+            # A canary splits the interval: from each split on, the draws below `share`
+            # get this version, the rest the baseline.
+            cuts = sorted({lo, *(w for w, _, _ in tl.splits if lo < w < hi)})
+            for a, b in zip(cuts, [*cuts[1:], hi], strict=True):
+                baseline, share = tl.split_at(a)
+                pieces = [(version, 0.0, 1.0)]
+                if baseline is not None and baseline != version and share < 1.0:
+                    pieces = [(version, 0.0, share), (baseline, share, 1.0)]
+                for served, cum_lo, cum_hi in pieces:
+                    rate = rates.get(served, tl.base_success_rate)
+                    versions.append((idx, served, a, b, rate,
+                                     QUALITY_MEAN + (opts.quality_effect or 0.0
+                                                     if served == newest else 0.0),
+                                     cum_lo, cum_hi))
     for kind, table in ERRORS.items():
         total = sum(w for _, _, w in table)
         cum = 0.0
@@ -231,7 +253,8 @@ def query(timelines: list[Timeline], start: datetime, end: datetime, opts: Optio
     output_tokens = f"greatest(5, CAST(exp(ln(320) + 0.35 * {_normal(10, 11, s)}) AS INTEGER))"
     return f"""
 WITH agents AS (SELECT * FROM {_values(agents, "agent_idx, agent_id, kind, n, shift_at")}),
-versions AS (SELECT * FROM {_values(versions, "agent_idx, version, lo, hi, rate, qmean")}),
+versions AS (SELECT * FROM {_values(versions, "agent_idx, version, lo, hi, rate, qmean, "
+                                              "cum_lo, cum_hi")}),
 errs AS (SELECT * FROM {_values(errors, "kind, etype, template, cum_lo, cum_hi")}),
 draws AS (
     SELECT a.agent_idx, a.agent_id, a.kind, a.shift_at,
@@ -243,6 +266,7 @@ rows AS (
     SELECT d.*, v.version, v.rate, v.qmean, {_u(3, s)} AS u_keep, {day_key} AS dd
     FROM draws d
     JOIN versions v ON v.agent_idx = d.agent_idx AND d.ts >= v.lo AND d.ts < v.hi
+        AND {_u(27, s)} >= v.cum_lo AND {_u(27, s)} < v.cum_hi
 ),
 marked AS (
     SELECT r.*, ({hard}) AS hard, ({outage}) AS outage FROM rows r WHERE u_keep < {weight}

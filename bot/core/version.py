@@ -91,14 +91,13 @@ def json_value_error(value: Any) -> str | None:
     return f"a {type(value).__name__} is not a JSON value"
 
 
-def _text(data: Mapping[str, Any], key: str, path: str, required: bool = True,
-          empty: bool = False) -> str:
+def _text(data: Mapping[str, Any], key: str, path: str, required: bool = True) -> str:
     value = data.get(key)
     if value is None and not required:
         return ""
     if not isinstance(value, str):
         raise FieldError(f"{path}.{key}", "must be text" if key in data else "is missing")
-    if not value and not empty:
+    if not value:
         raise FieldError(f"{path}.{key}", "must not be empty")
     return value
 
@@ -168,7 +167,14 @@ def _examples(value: Any) -> list[dict[str, Any]]:
                 raise FieldError(f"{path}.input", why)
         elif not isinstance(given, str):
             raise FieldError(f"{path}.input", "must be text or a mapping of template variables")
-        examples.append({"input": given, "output": _text(data, "output", path, empty=True)})
+        elif not given.strip():
+            raise FieldError(f"{path}.input", "must not be empty (the model API refuses an "
+                                              "empty turn)")
+        output = _text(data, "output", path)
+        if not output.strip():
+            raise FieldError(f"{path}.output", "must not be empty (the model API refuses an "
+                                               "empty turn)")
+        examples.append({"input": given, "output": output})
     return examples
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -169,13 +169,17 @@ class Git:
         return any(email != BOT_EMAIL for email in emails)
 
     # ------------------------------------------------------------ writing
-    def commit_files(self, parent: str, files: dict[str, str], message: str) -> str:
-        """A new commit on top of `parent` with `files` replaced; no ref moves."""
+    def commit_files(self, parent: str, files: Mapping[str, str | None], message: str) -> str:
+        """A new commit on top of `parent` with `files` replaced (None: deleted); no ref
+        moves."""
         with tempfile.TemporaryDirectory(prefix="index-", dir=self._scratch()) as tmp:
             env = {**_bot_env(), "GIT_INDEX_FILE": str(Path(tmp) / "index")}
             g = self.repo.git
             g.read_tree(parent, env=env)
             for path, content in sorted(files.items()):
+                if content is None:
+                    g.update_index("--force-remove", "--", path, env=env)
+                    continue
                 data = content.encode("utf-8")
                 stored = self.repo.odb.store(IStream("blob", len(data), io.BytesIO(data)))
                 blob = stored.hexsha.decode()

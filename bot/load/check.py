@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.core.agentfile import parse_agent
+from bot.core.agentfile import LoadedAgent, parse_agent, portability_findings
 from bot.core.assertions import parse_cases
 from bot.core.model import Policy, PromotedRules, TestsFile
 from bot.core.rollout import parse_rollout
@@ -29,7 +29,9 @@ def _targets(root: Path, paths: list[Path]) -> list[Path]:
         path = given if given.is_absolute() else root / given
         if path.is_dir():
             out += sorted(path.rglob("agent.yaml")) + sorted(path.rglob("tests.yaml"))
-            out += sorted(path.rglob("rollout.yaml"))
+            # A canary's file sits beside an agent; another tool's rollout.yaml is not ours.
+            out += sorted(p for p in path.rglob("rollout.yaml")
+                          if (p.parent / "agent.yaml").exists())
             out += sorted(p for p in path.rglob("*.yaml") if p.parent.name == "policies")
         else:
             out.append(path)
@@ -47,10 +49,20 @@ def check_file(root: Path, path: Path) -> list[Finding]:
     try:
         if path.name == "agent.yaml":
             loaded = parse_agent(text, display, folder_id=path.parent.name)
-            return _render_with_tests(root, path, loaded.agent.prompts.user_template, display,
-                                      loaded.located.line_of(("prompts", "user_template")))
+            found = _render_examples(loaded)
+            found += _render_with_tests(root, path, loaded.agent.prompts.user_template,
+                                        display,
+                                        loaded.located.line_of(("prompts", "user_template")))
+            rollout = path.parent / "rollout.yaml"
+            if rollout.exists():
+                # A canary runs: an agent.yaml that is no longer its candidate would stop
+                # every runtime from loading the agent.
+                found += check_file(root, rollout)
+            return found
         elif path.name == "rollout.yaml":
-            return _check_rollout(root, path, parse_yaml(text, display))
+            # The baseline is hashed by every runtime, in any language, like agent.yaml.
+            return (portability_findings(text, display, ("rollout", "candidate", "baseline"))
+                    or _check_rollout(root, path, parse_yaml(text, display)))
         elif path.name == "tests.yaml":
             located = parse_yaml(text, display)
             parse_cases(validate_as(TestsFile, located), display, located.line_of)
@@ -76,7 +88,8 @@ def _check_rollout(root: Path, path: Path, located: Located) -> list[Finding]:
         return [Finding(display, None, "a rollout file without a readable agent.yaml beside it",
                         "delete the rollout file, or restore agent.yaml (the candidate)")]
     except InputError:
-        return []  # agent.yaml gets its own findings when it is checked
+        return [Finding(display, None, "its agent.yaml is not valid, so the canary cannot be "
+                        "checked", f"fix {_display(root, agent)} first")]
     try:
         parse_rollout(located.data, candidate)
     except FieldError as exc:
@@ -85,6 +98,26 @@ def _check_rollout(root: Path, path: Path, located: Located) -> list[Finding]:
                         "restore it from the commit that started the canary, or end the "
                         "canary (agent.yaml back to the baseline, this file deleted)")]
     return []
+
+
+def _render_examples(loaded: LoadedAgent) -> list[Finding]:
+    """Structured few-shot inputs are rendered with the user template on every request:
+    one that fails would fail them all."""
+    template = loaded.agent.prompts.user_template
+    findings = []
+    for i, example in enumerate(loaded.agent.examples):
+        if isinstance(example.input, str):
+            continue
+        try:
+            if not render(template, example.input, strict=False).strip():
+                raise RenderError("it renders empty")
+        except RenderError as exc:
+            findings.append(Finding(
+                loaded.path, loaded.located.line_of(("examples", i, "input")),
+                f"examples[{i}].input does not render with user_template: {exc}",
+                "give the example the variables the template reads (or write its input "
+                "as text)"))
+    return findings
 
 
 def _render_with_tests(
@@ -114,4 +147,5 @@ def check_paths(root: Path, paths: list[Path]) -> list[Finding]:
     findings: list[Finding] = []
     for path in _targets(root, paths):
         findings += check_file(root, path)
-    return findings
+    # An agent's check includes its canary's file, which may be named on its own too.
+    return list(dict.fromkeys(findings))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,25 @@ def timelines(git: Git, base: str, per_day: int, effect: float | None,
         except (TypeError, ValueError):
             raise InputError(f"effects for {agent_id} must be numbers",
                              fix="e.g. {base_success_rate: 0.9, effect: 0.04}") from None
-        out.append(Timeline(agent_id, tuple(changes), base_rate, true_effect, per_day))
+        out.append(Timeline(agent_id, tuple(changes), base_rate, true_effect, per_day,
+                            splits=_splits(git, base, rel.replace("agent.yaml", "rollout.yaml"))))
     return out
+
+
+def _splits(git: Git, base: str, rel: str) -> tuple[tuple[datetime, str | None, float], ...]:
+    """The canary splits a rollout file set over time (its share; deleted: none)."""
+    out: list[tuple[datetime, str | None, float]] = []
+    for sha in git.first_parent_log(f"refs/heads/{base}", rel):
+        text = git.read(sha, rel)
+        when = git.commit_time(sha)
+        try:
+            data = yaml.safe_load(text) if text is not None else None
+            baseline = str(data["baseline"]["version"]) if data else None
+            share = float(data["share"]) / 100 if data else 1.0
+        except (yaml.YAMLError, KeyError, TypeError, ValueError):
+            continue  # not a rollout file the runtime would serve either
+        out.append((when, baseline, share))
+    return tuple(out)
 
 
 FORMATS = {"csv": "(FORMAT csv, HEADER)", "jsonl": "(FORMAT json)",
@@ -108,7 +125,9 @@ def simulate(git: Git, out_dir: Path, *, days: int, seed: int, per_day: int,
     if not lines:
         raise UsageError(f"no agents with history on {base} to simulate",
                          fix=f"commit prompts/<agent>/agent.yaml files to {base} first")
-    latest = max(when for tl in lines for when, _ in tl.changes)
+    # The newest deploy, a canary's stage changes included: its traffic follows it.
+    latest = max([when for tl in lines for when, _ in tl.changes]
+                 + [when for tl in lines for when, _, _ in tl.splits])
     # Traffic `days` before the newest deploy (older versions) and `days` after it
     # (the version on main); the later half may lie in the future: it is a simulation.
     start = (latest - timedelta(days=days)).replace(minute=0, second=0)

@@ -40,7 +40,7 @@ def call_model(request: Request) -> tuple[str, dict[str, int]]:
     return "".join(b.text for b in reply.content if b.type == "text"), usage
 
 
-def handle(prompts: str, agent_id: str, key: str, inputs: dict[str, Any]) -> str:
+def handle(prompts: str, agent_id: str, key: str, inputs: dict[str, Any]) -> tuple[str, str]:
     agent = load_agent(prompts, agent_id)   # parsed once; re-read when the files change
     prompt = agent.choose(request_key=key)  # baseline or candidate while a canary runs
     with tracer.start_as_current_span(f"invoke_agent {agent_id}") as span:
@@ -51,7 +51,7 @@ def handle(prompts: str, agent_id: str, key: str, inputs: dict[str, Any]) -> str
             span.set_attribute("error.type", type(exc).__name__)
             raise
         span.set_attributes(usage)
-        return text
+        return text, prompt.version
 
 
 def main(argv: list[str]) -> int:
@@ -73,14 +73,13 @@ def main(argv: list[str]) -> int:
         for number, line in enumerate(handle_file, 1):
             request = json.loads(line)
             try:
-                reply = handle(args.prompts, request["agent"], request["key"],
-                               request["inputs"])
+                reply, version = handle(args.prompts, request["agent"], request["key"],
+                                        request["inputs"])
             except Exception as exc:
                 failed += 1
                 print(f"{args.requests}:{number}: {type(exc).__name__}: {exc}",
                       file=sys.stderr)
                 continue
-            version = load_agent(args.prompts, request["agent"]).choose(request["key"]).version
             print(f"{request['agent']} {version} {request['key']}: {reply[:60]!r}")
     provider.shutdown()  # flushes the spans
     return 1 if failed else 0
