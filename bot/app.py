@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -148,7 +149,7 @@ def run(ctx: Context, patterns: list[str] | None = None, dry_run: bool = False) 
         # Proposals start from the base as it is now, with the results just committed: a
         # run stopped after that commit and run again opens the very same branches.
         base_sha = ctx.git.sha(f"refs/heads/{base}") or base_sha
-    advance_all(ctx, state, base, base_sha, prs, results, snapshot.newest, report, dry_run)
+    advance_all(ctx, state, base, base_sha, prs, results, snapshot, report, dry_run)
     current = {a: loaded.version for a, loaded in state.agents.items()}
     report.analysis = analysis(snapshot, current, state.policy)
     propose_all(ctx, state, base, base_sha, snapshot, prs, results, report, dry_run)
@@ -231,7 +232,8 @@ def propose_all(
     busy |= {r.result.agent_id for r in results.values() if r.state == MEASURING}
     # A canary runs until its promote or end PR is merged: agent.yaml must stay the
     # candidate the rollout file names.
-    busy |= {t.agent for t in prs if t.kind == "canary" and t.pr.state == "open"}
+    busy |= {t.agent for t in prs if t.kind == "canary" and t.pr.state == "open"
+             and t.pr.number not in report.superseded}
     busy |= {a for a in state.agents if ctx.git.read(base_sha, rollout_path(a)) is not None}
     opened = 0
     for agent_id, loaded in sorted(state.agents.items()):
@@ -324,7 +326,13 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
     by_id = {t.proposal_id: t for t in prs}
     # An agent's open proposal (or rollback) comes first: a new one for it waits on that.
     busy = {t.agent: t.proposal_id for t in sorted(tracked, key=lambda t: t.pr.number)
-            if t.kind in ("proposal", "rollback") and t.pr.state == "open"}
+            if t.kind in ("proposal", "rollback", "canary") and t.pr.state == "open"}
+    # A running canary holds its agent as `run` does (its proposal id is the rollout's).
+    for agent_id in state.agents:
+        text = ctx.git.read(base_sha, rollout_path(agent_id))
+        if text is not None and agent_id not in busy:
+            rollout_id = re.search(r'(?m)^rollout: "?([a-z0-9-]+)', text)
+            busy[agent_id] = rollout_id.group(1) if rollout_id else f"{agent_id}-canary"
     past = history(ctx, base_sha)
     promoted = promoted_categories(state.promoted)
     policy = state.policy

@@ -11,12 +11,13 @@ a step a person closed is not opened again.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.context import Context, RunReport, Tracked, ensure_labels
 from bot.core import markers
 from bot.core.agentfile import parse_agent
 from bot.core.canary import Step, next_step, rollout_path, rollout_text
+from bot.core.metrics import MetricsSnapshot
 from bot.core.proposals import branch_name
 from bot.core.rollout import RolloutPlan
 from bot.errors import GitError, MachineError, PromptbotError
@@ -43,27 +44,70 @@ def _decision(recorded: Recorded) -> tuple[str, str]:
     return comparison.decision, comparison.reason
 
 
+def newest_of(snapshot: MetricsSnapshot, agent: str) -> datetime | None:
+    """The end of this agent's own data: another agent's newer rows say nothing of it."""
+    hours = [b.hour for b in snapshot.buckets_of(agent)]
+    return max(hours) + timedelta(hours=1) if hours else None
+
+
 def advance_all(ctx: Context, state: RepoState, base: str, base_sha: str,
                 prs: list[Tracked], results: dict[str, Recorded],
-                data_through: datetime | None, report: RunReport, dry_run: bool) -> None:
+                snapshot: MetricsSnapshot, report: RunReport, dry_run: bool) -> None:
     for t in prs:
         if t.kind != "proposal" or t.pr.state != "merged" or t.proposal_id not in results:
             continue
+        steps = [o for o in prs if o.kind == "canary" and o.proposal_id == t.proposal_id
+                 and o.pr.state == "open"]
         try:
             canary = running_canary(ctx, base, t)
             if canary is None:
+                # Promoted or ended: a step PR still open would start it again.
+                for o in steps:
+                    _retire(ctx, base, o, "the canary is over (its rollout file is gone)",
+                            report, dry_run)
                 continue
             plan, since = canary
             decision, reason = _decision(results[t.proposal_id])
-            step = next_step(plan, decision, reason, since, data_through, state.policy.measure)
+            caution = results[t.proposal_id].result.comparison.drift
+            step = next_step(plan, decision, reason, caution, since,
+                             newest_of(snapshot, t.agent), state.policy.measure)
             if step.action == "wait":
                 report.skipped.append(f"{t.agent}: canary {plan.rollout_id}: {step.reason}")
                 continue
+            if step.action in ("promote", "end"):
+                # The decision is final: a stage PR still open would raise the share of a
+                # candidate that is being promoted or ended anyway, and conflict with it.
+                for o in steps:
+                    if o.marker.get("step", "").startswith("stage-"):
+                        _retire(ctx, base, o, f"decided: {step.action}", report, dry_run)
             open_step(ctx, state, base, base_sha, t, plan, step, prs, report, dry_run)
         except MachineError:
             raise  # the whole run stops: a full disk is no agent's problem
         except PromptbotError as exc:
             report.errors.append(f"#{t.pr.number} {t.agent}: canary: {exc.render()}")
+
+
+def _retire(ctx: Context, base: str, o: Tracked, why: str, report: RunReport,
+            dry_run: bool) -> None:
+    """Close a step PR that no longer applies, unless a person pushed to it."""
+    branch = o.pr.branch
+    if ctx.forge.name == "github":
+        ctx.git.fetch(branch)
+        tip = ctx.git.sha(f"refs/remotes/origin/{branch}")
+    else:
+        tip = ctx.git.sha(f"refs/heads/{branch}")
+    if tip is not None and ctx.git.touched_by_people(f"refs/heads/{base}", tip):
+        report.skipped.append(f"#{o.pr.number} {o.agent}: canary step no longer applies "
+                              f"({why}); a person pushed to it, so it stays open")
+        return
+    report.actions.append(f"#{o.pr.number} {o.agent}: canary step closed: {why}")
+    if dry_run:
+        return
+    note = markers.attach(f"promptbot closes this step: {why}.",
+                          {"kind": "canary-closed", "proposal_id": o.proposal_id})
+    ctx.forge.upsert_comment(o.pr.number, "canary-closed", note)
+    ctx.forge.set_state(o.pr.number, "closed")
+    report.superseded.add(o.pr.number)
 
 
 def end_files(ctx: Context, t: Tracked, plan: RolloutPlan) -> dict[str, str | None]:
@@ -95,8 +139,13 @@ def open_step(ctx: Context, state: RepoState, base: str, base_sha: str, t: Track
             ensure_labels(ctx, other.pr, labels, report, dry_run)
         elif other.pr.state == "closed":
             report.skipped.append(f"{t.agent}: canary {plan.rollout_id}: the {key} PR "
-                                  f"#{other.pr.number} was closed by a person; not reopened")
-        return  # a merged one: the base branch shows it on the next run
+                                  f"#{other.pr.number} was closed; not reopened")
+        else:
+            # Merged, yet the base is back before that step: someone edited the file.
+            report.skipped.append(f"{t.agent}: canary {plan.rollout_id}: the {key} PR "
+                                  f"#{other.pr.number} was merged, but rollout.yaml says "
+                                  f"{plan.share:g} % now; edit the share by hand to go on")
+        return
     title, text, files = _step_content(ctx, t, plan, step)
     report.actions.append(f"{t.agent}: open PR '{title}' ({branch})")
     if dry_run:

@@ -88,12 +88,24 @@ def _deploy(ctx: Context, plan: Plan, out: Outcome, metrics: list[str] | None) -
         if t.pr.number != plan.pr and t.pr.merge_sha not in shas:
             continue
         when = t.pr.merged_at.strftime("%Y-%m-%d %H:%M UTC") if t.pr.merged_at else "merge time"
-        note = (f"Deployed: merged into `{base}` at {when} (`{(t.pr.merge_sha or '')[:12]}`); "
-                f"`{t.agent}` now runs version `{t.marker.get('new_version', '?')}`.\n\n"
-                "promptbot compares equal windows before and after this time on every cycle "
-                f"(at least {state.policy.measure.min_executions_per_arm} executions and "
-                f"{state.policy.measure.min_failures_per_arm} failures per side) and posts the "
-                "result here. `/promptbot measure` measures now; `/promptbot rollback` undoes it.")
+        if t.marker.get("canary"):
+            first = t.marker["canary"].split(",")[0]
+            note = (f"Deployed as a canary: merged into `{base}` at {when} "
+                    f"(`{(t.pr.merge_sha or '')[:12]}`); `prompts/{t.agent}/rollout.yaml` "
+                    f"serves `{t.marker.get('new_version', '?')}` to {first} % of request keys "
+                    f"and `{t.marker.get('base_version', '?')}` to the rest.\n\npromptbot "
+                    "compares the two over the same hours on every cycle and opens a PR for "
+                    "each next stage, then a promote or end-canary PR; the result is posted "
+                    "here. `/promptbot rollback` ends the canary.")
+        else:
+            note = (f"Deployed: merged into `{base}` at {when} "
+                    f"(`{(t.pr.merge_sha or '')[:12]}`); `{t.agent}` now runs version "
+                    f"`{t.marker.get('new_version', '?')}`.\n\npromptbot compares equal "
+                    "windows before and after this time on every cycle (at least "
+                    f"{state.policy.measure.min_executions_per_arm} executions and "
+                    f"{state.policy.measure.min_failures_per_arm} failures per side) and posts "
+                    "the result here. `/promptbot measure` measures now; `/promptbot rollback` "
+                    "undoes it.")
         body = markers.attach(note, {"kind": "deployed", "proposal_id": t.proposal_id})
         if ctx.forge.upsert_comment(t.pr.number, "deployed", body) != "unchanged":
             out.actions.append(f"#{t.pr.number} {t.agent}: deploy recorded ({when})")

@@ -136,11 +136,12 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked,
             rule = rule if rule in JUDGED_BY else None
         except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError):
             expected = 0.0
-    canary = running_canary(ctx, base, t)
+    canary = canary_history(ctx, base, t)
     return Deployment(
         canary_share=canary[0].share / 100 if canary else None,
         canary_since=canary[1] if canary else None,
         canary_stages=len(canary[0].stages) if canary else 0,
+        canary_until=canary[2] if canary else None,
         proposal_id=t.proposal_id,
         agent_id=t.agent,
         base_version=base_version,
@@ -159,25 +160,40 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked,
     )
 
 
+def canary_history(ctx: Context, base: str, t: Tracked
+                   ) -> tuple[RolloutPlan, datetime | None, datetime | None] | None:
+    """This proposal's canary on the base branch: its last rollout file (the stage it
+    reached), when that stage's share was committed, and when the file stopped splitting
+    (None: it still does). None: the proposal never ran as a canary."""
+    path = rollout_path(t.agent)
+    ref = f"refs/heads/{base}"
+    last: tuple[RolloutPlan, datetime | None, datetime | None] | None = None
+    for sha in ctx.git.first_parent_log(ref, path):
+        text = ctx.git.read(sha, path)
+        when = ctx.git.commit_time(sha)
+        if last is not None and last[2] is None:
+            last = (last[0], last[1], when)  # this commit ended or changed that stage
+        if text is None:
+            continue
+        current = version_at(ctx, sha, f"prompts/{t.agent}/agent.yaml")
+        try:
+            plan = parse_rollout(yaml.safe_load(text), current or "")
+        except (yaml.YAMLError, FieldError):
+            continue
+        if plan.rollout_id == t.proposal_id:
+            last = (plan, when, None)
+    return last
+
+
 def running_canary(ctx: Context, base: str, t: Tracked
                    ) -> tuple[RolloutPlan, datetime | None] | None:
     """This proposal's canary, when the base branch runs one now: its rollout file and
     the time its current share was committed. None when there is none, or the file is not
     this proposal's or not valid (check names the problem; the runtime refuses it too)."""
-    path = rollout_path(t.agent)
-    ref = f"refs/heads/{base}"
-    text = ctx.git.read(ref, path)
-    if text is None:
+    found = canary_history(ctx, base, t)
+    if found is None or found[2] is not None:
         return None
-    current = version_at(ctx, ref, f"prompts/{t.agent}/agent.yaml")
-    try:
-        plan = parse_rollout(yaml.safe_load(text), current or "")
-    except (yaml.YAMLError, FieldError):
-        return None
-    if plan.rollout_id != t.proposal_id:
-        return None
-    commits = ctx.git.first_parent_log(ref, path)
-    return plan, ctx.git.commit_time(commits[-1]) if commits else None
+    return found[0], found[1]
 
 
 def results_paths(r: Result) -> tuple[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from conftest import Cli, git, snapshot_state
 
 from bot import runtime
 from bot.core.canary import next_step
+from bot.core.metrics import Bucket, MetricsSnapshot
 from bot.core.model import MeasurePolicy
+from bot.core.results import Deployment, measure
 from bot.core.rollout import RolloutPlan
 
 AGENT = "support-triage"
@@ -49,7 +52,10 @@ def open_pr(cli: Cli, title_part: str) -> dict[str, Any]:
 
 def cycle(cli: Cli, repo: Path, effects: Path | None = None) -> str:
     """Traffic that follows main (the canary's split included), then a run."""
-    args = ["simulate", "--out", str(repo / "sim"), "--days", "14", "--seed", "5"]
+    # Enough traffic that a 5 % stage gets its own comparison within the week; a true
+    # +3 pts is not shown at 5 % but is at 25 %.
+    args = ["simulate", "--out", str(repo / "sim"), "--days", "7", "--seed", "5",
+            "--per-day", "2000", "--effect", "0.03"]
     code, _, err = cli(*args, *(["--effects", str(effects)] if effects else []))
     assert code == 0, err
     code, out, err = cli("run", "--metrics", str(repo / "sim" / "*.csv"))
@@ -151,7 +157,7 @@ def test_a_stage_a_person_closed_is_not_opened_again(cli: Cli, repo: Path) -> No
     stage = open_pr(cli, "canary: 5 % → 25 %")
     assert cli("pr", "close", str(stage["number"]), "--reason", "hold at 5 %")[0] == 0
     out = cycle(cli, repo)
-    assert "closed by a person; not reopened" in out
+    assert "was closed; not reopened" in out
     assert not [p for p in prs(cli) if p["state"] == "open" and "canary" in p["title"]]
     # The agent stays busy: no new proposal for it while its canary runs.
     assert not [p for p in prs(cli) if p["state"] == "open" and p["agent"] == AGENT]
@@ -182,22 +188,123 @@ PLAN = RolloutPlan("p-1", "cand", 5.0, (5.0, 25.0, 50.0), {}, "base")
 T0 = datetime(2026, 3, 2, 12)
 
 
-@pytest.mark.parametrize(("decision", "hours", "share", "action", "to"), [
-    ("regression", 1, 5.0, "end", None),
-    ("no_effect", 100, 50.0, "end", None),
-    ("success", 2, 5.0, "promote", None),
-    ("inconclusive", 100, 25.0, "wait", None),
-    ("keep_measuring", 23, 5.0, "wait", None),
-    ("keep_measuring", 24, 5.0, "advance", 25.0),
-    ("insufficient_data", 30, 25.0, "advance", 50.0),
-    ("keep_measuring", 500, 50.0, "wait", None),  # the last stage waits for a decision
+@pytest.mark.parametrize(("decision", "caution", "hours", "share", "action", "to"), [
+    ("regression", None, 1, 5.0, "end", None),
+    ("no_effect", None, 100, 50.0, "end", None),
+    ("success", None, 2, 5.0, "promote", None),
+    ("inconclusive", None, 100, 25.0, "wait", None),
+    ("keep_measuring", None, 29, 5.0, "wait", None),  # 24 h counted from 6 h after merge
+    ("keep_measuring", None, 30, 5.0, "advance", 25.0),
+    ("insufficient_data", None, 300, 25.0, "wait", None),  # no comparison: no advance
+    ("keep_measuring", "sample-ratio mismatch", 300, 5.0, "wait", None),
+    ("keep_measuring", None, 500, 50.0, "wait", None),  # the last stage waits for a decision
 ])
-def test_next_step(decision: str, hours: int, share: float, action: str,
+def test_next_step(decision: str, caution: str | None, hours: int, share: float, action: str,
                    to: float | None) -> None:
     plan = PLAN._replace(share=share)
-    step = next_step(plan, decision, "why", T0, T0 + timedelta(hours=hours), MeasurePolicy())
+    step = next_step(plan, decision, "why", caution, T0, T0 + timedelta(hours=hours),
+                     MeasurePolicy())
     assert (step.action, step.share) == (action, to)
     assert step.reason
+    if caution:
+        assert caution in step.reason
+
+
+# ------------------------------------------------ the comparison of a canary's stage
+
+
+def hourly(start: datetime, hours: int, n: int, rates: dict[str, float],
+           share: float) -> list[Bucket]:
+    """Deterministic hourly buckets: `n` executions an hour, `share` to v2."""
+    out = []
+    for h in range(hours):
+        hour = start + timedelta(hours=h)
+        n_new = round(n * share)
+        for version, count in (("v1", n - n_new), ("v2", n_new)):
+            if count:
+                out.append(Bucket(AGENT, version, hour, count,
+                                  round(count * rates[version]), 0, 0))
+    return out
+
+
+def snapshot(buckets: list[Bucket], has_version: bool = True) -> MetricsSnapshot:
+    return MetricsSnapshot(
+        sources=(), rows_read=0, rows_used=0, duplicates=0, bad_rows=0, bad_by_reason={},
+        bad_samples=(), has_version=has_version, oldest=buckets[0].hour,
+        newest=max(b.hour for b in buckets) + timedelta(hours=1), window_days=28,
+        versions=(), buckets=tuple(buckets))
+
+
+def deployment(**canary: Any) -> Deployment:
+    return Deployment("p-1", AGENT, "v1", "v2", T0, "sha", "v2", None, None, 0.02, **canary)
+
+
+def test_a_stage_is_compared_over_its_own_hours_only() -> None:
+    """Stage 1 (5 %) ran through a bad day for both versions; stage 2 (50 %) is clean. Pooled,
+    the baseline's rate would carry the bad day at 95 % weight and the candidate's at 5 %:
+    a fake gain. The stage's own comparison sees no difference."""
+    stage2 = T0 + timedelta(days=2)
+    buckets = (hourly(T0, 48, 200, {"v1": 0.80, "v2": 0.80}, 0.05)
+               + hourly(stage2, 96, 200, {"v1": 0.90, "v2": 0.90}, 0.5))
+    pooled = measure(deployment(), snapshot(buckets), MeasurePolicy())
+    assert pooled.comparison.delta > 0.02  # what pooling across stages would claim
+    staged = measure(deployment(canary_share=0.5, canary_since=stage2, canary_stages=3),
+                     snapshot(buckets), MeasurePolicy())
+    assert abs(staged.comparison.delta) < 0.005
+    assert staged.comparison.decision in ("keep_measuring", "no_effect")
+    assert "canary's current stage" in staged.attribution and "0.0167" in staged.attribution
+    # Ended or promoted at hour 60 of stage 2: nothing after it counts.
+    until = stage2 + timedelta(hours=60)
+    bounded = measure(deployment(canary_share=0.5, canary_since=stage2, canary_stages=3,
+                                 canary_until=until), snapshot(buckets), MeasurePolicy())
+    assert bounded.comparison.new.executions == 100 * (60 - 6)
+
+
+def test_a_split_the_file_does_not_explain_holds_the_canary() -> None:
+    buckets = hourly(T0, 96, 400, {"v1": 0.90, "v2": 0.80}, 0.30)  # the file says 5 %
+    result = measure(deployment(canary_share=0.05, canary_since=T0, canary_stages=3),
+                     snapshot(buckets), MeasurePolicy())
+    comparison = result.comparison
+    assert comparison.decision == "keep_measuring"
+    assert comparison.drift is not None and "sample-ratio mismatch" in comparison.drift
+    step = next_step(PLAN, comparison.decision, comparison.reason, comparison.drift, T0,
+                     T0 + timedelta(hours=96), MeasurePolicy())
+    assert step.action == "wait" and "sample-ratio mismatch" in step.reason
+    # All traffic to the candidate, yet the baseline served: a caution, not a crash.
+    full = measure(deployment(canary_share=1.0, canary_since=T0, canary_stages=3),
+                   snapshot(buckets), MeasurePolicy())
+    assert full.comparison.drift is not None and "routing" in full.comparison.drift
+
+
+def test_a_canary_without_a_version_column_is_never_judged_before_after() -> None:
+    buckets = [replace(b, prompt_version=None)
+               for b in hourly(T0, 96, 400, {"v1": 0.9, "v2": 0.5}, 0.05)]
+    result = measure(deployment(canary_share=0.05, canary_since=T0, canary_stages=3),
+                     snapshot(buckets, has_version=False), MeasurePolicy())
+    assert result.state == "measuring"
+    assert result.comparison.decision == "insufficient_data"
+    assert "prompt_version" in result.comparison.reason
+
+
+def test_stale_stage_prs_are_closed_when_the_canary_is_decided(
+        cli: Cli, repo: Path, tmp_path: Path) -> None:
+    enable(repo, "[0.05, 0.25, 0.5]")
+    effects = tmp_path / "effects.yaml"
+    effects.write_text(f"agents:\n  {AGENT}: {{effect: -0.08}}\n")
+    assert cli("run")[0] == 0
+    assert cli("pr", "merge", str(open_pr(cli, f"{AGENT}: fix")["number"]))[0] == 0
+    cycle(cli, repo)  # no harm yet at 5 % on the default effect: the 25 % stage PR
+    stage = open_pr(cli, "canary: 5 % → 25 %")
+    # Nobody merged it; meanwhile the candidate shows its harm at 5 % (more traffic).
+    code, _, err = cli("simulate", "--out", str(repo / "sim"), "--days", "21", "--seed", "9",
+                       "--per-day", "3000", "--effects", str(effects))
+    assert code == 0, err
+    code, out, err = cli("run", "--metrics", str(repo / "sim" / "*.csv"))
+    assert code == 0, err
+    assert "end canary" in out and f"#{stage['number']}" in out
+    states = {p["number"]: p["state"] for p in prs(cli)}
+    assert states[stage["number"]] == "closed"
+    assert open_pr(cli, "end canary")
 
 
 @pytest.mark.parametrize(("stages", "message"), [
@@ -224,3 +331,22 @@ def test_the_rollout_file_is_readable_by_yaml_1_2(cli: Cli, repo: Path) -> None:
     branch = next(p["branch"] for p in prs(cli) if p["number"] == proposal["number"])
     text = git(repo, "show", f"{branch}:{ROLLOUT.as_posix()}")
     assert YAML(typ="safe", pure=True).load(text) == yaml.safe_load(text)
+
+
+def test_keys_a_yaml_1_2_reader_would_read_otherwise_are_quoted() -> None:
+    from ruamel.yaml import YAML
+
+    from bot.core.agentfile import portability_findings
+    from bot.core.canary import rollout_text
+
+    baseline = {"model": {"name": "m", "temperature": 0.0, "max_tokens": 10},
+                "prompts": {"system": "s", "user_template": "u"},
+                "tools": [{"name": "t", "description": "d", "parameters": {
+                    "type": "object", "properties": {"1e3": {}, "on": {}, "0o17": {},
+                                                     "plain_key": {}}}}],
+                "examples": []}
+    text = rollout_text("r-1", baseline, "1234e5678901", 5, (5,))
+    assert portability_findings(text, "rollout.yaml", ("rollout", "candidate",
+                                                       "baseline")) == []
+    assert YAML(typ="safe", pure=True).load(text) == yaml.safe_load(text)
+    assert "plain_key:" in text and '"1e3":' in text

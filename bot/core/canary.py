@@ -17,10 +17,14 @@ from typing import Any, Literal
 import yaml
 
 from bot.core.model import MeasurePolicy
+from bot.core.portable import core_value
 from bot.core.proposals import Proposal
 from bot.core.rollout import RolloutPlan, rollout_document
 
 Action = Literal["wait", "advance", "promote", "end"]
+# Replicas reload after a merge: a stage's hours count from this long after it (as the
+# comparison's do, bot/core/results.py CANARY_GRACE).
+STAGE_GRACE = timedelta(hours=6)
 
 HEADER = (
     "# A canary in progress, written by promptbot (docs/RUNTIME.md). agent.yaml holds the\n"
@@ -59,9 +63,32 @@ def _text(dumper: yaml.SafeDumper, value: _Value) -> yaml.ScalarNode:
 _Dumper.add_representer(_Value, _text)
 
 
+class _Key(str):
+    """A mapping key that some YAML reader would not read as this text."""
+
+
+def _quoted_key(dumper: yaml.SafeDumper, value: _Key) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", str(value), style='"')
+
+
+_Dumper.add_representer(_Key, _quoted_key)
+
+
+def _key(key: Any) -> Any:
+    # A tool parameter named `1e3` or `on` is text in the agent file (quoted there): keep
+    # it text for YAML 1.1 and 1.2 readers alike.
+    if not isinstance(key, str):
+        return key
+    try:
+        plain = isinstance(yaml.safe_load(key), str) and isinstance(core_value(key), str)
+    except yaml.YAMLError:
+        plain = False
+    return key if plain else _Key(key)
+
+
 def _values(data: Any) -> Any:
     if isinstance(data, dict):
-        return {k: _values(v) for k, v in data.items()}
+        return {_key(k): _values(v) for k, v in data.items()}
     if isinstance(data, list):
         return [_values(v) for v in data]
     return _Value(data) if isinstance(data, str) else data
@@ -109,9 +136,15 @@ class Step:
 
 
 def next_step(plan: RolloutPlan, decision: str, comparison_reason: str,
-              stage_since: datetime | None, data_through: datetime | None,
-              policy: MeasurePolicy) -> Step:
-    """What a running canary needs now, from the comparison at its current stage."""
+              caution: str | None, stage_since: datetime | None,
+              data_through: datetime | None, policy: MeasurePolicy) -> Step:
+    """What a running canary needs now, from the comparison at its current stage.
+
+    The next stage only when the stage's own comparison ran (enough hours with both
+    versions and executions on each side) and shows no harm; a split the rollout file does
+    not explain holds the canary for a person, whatever the numbers say."""
+    if caution is not None and decision not in ("success", "regression", "no_effect"):
+        return Step("wait", f"{caution}; the canary holds until the split is explained")
     if decision == "regression":
         return Step("end", f"the candidate is worse: {comparison_reason}")
     if decision == "no_effect":
@@ -126,17 +159,21 @@ def next_step(plan: RolloutPlan, decision: str, comparison_reason: str,
     if not later:
         return Step("wait", f"last stage ({_number(plan.share)} %): measuring until a "
                     "decision")
+    if decision != "keep_measuring":
+        # No comparison yet (the stage's first hours, or too few executions at this
+        # share): no harm can have been shown, so there is nothing to advance on.
+        return Step("wait", f"stage {_number(plan.share)} %: {comparison_reason}; a stage "
+                    "advances only once its comparison runs and shows no harm (merge the "
+                    "next stage by hand to go faster, or lower "
+                    "measure.min_executions_per_arm)")
     if stage_since is None or data_through is None:
         return Step("wait", "the stage's start or the data's end is unknown")
-    ran = data_through - stage_since
+    ran = data_through - (stage_since + STAGE_GRACE)
     need = timedelta(hours=policy.canary_stage_hours)
     if ran < need:
         hours = ran.total_seconds() / 3600
-        return Step("wait", f"stage {_number(plan.share)} % has run {max(hours, 0):.0f} of "
-                    f"{policy.canary_stage_hours} hours")
-    # Too few executions to show harm is no harm shown: a person reviews each stage's PR,
-    # which says so.
-    few = " (too few executions yet to show harm at this share)" \
-        if decision == "insufficient_data" else ""
+        return Step("wait", f"stage {_number(plan.share)} % has {max(hours, 0):.0f} of "
+                    f"{policy.canary_stage_hours} hours of data (counted from "
+                    f"{STAGE_GRACE.seconds // 3600} hours after its merge)")
     return Step("advance", f"stage {_number(plan.share)} % ran {policy.canary_stage_hours} "
-                f"hours with no harm shown{few}", later[0])
+                "hours and its comparison shows no harm", later[0])

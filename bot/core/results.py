@@ -52,6 +52,9 @@ class Deployment:
     canary_share: float | None = None
     canary_since: datetime | None = None
     canary_stages: int = 0
+    # When the canary's file stopped splitting (a promote or an end, by PR or by hand): its
+    # last stage is measured up to here, never pooled with what came after.
+    canary_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -116,12 +119,18 @@ def concurrent(dep: Deployment, snapshot: MetricsSnapshot,
     """Both versions serving after the deploy (a canary split): compared over the same hours,
     a randomized comparison that day-level shocks hit on both sides alike, and the split
     checked against `measure.canary_share` (sample-ratio mismatch). None: not a canary."""
+    ours = dep.canary_share is not None
     if not snapshot.has_version:
-        return None
+        if not ours:
+            return None
+        # Without the column every post-merge row would count as the candidate's.
+        return Measured(_waiting(arm_of([]), arm_of([]), 0, policy,
+                                 "a canary is measured only by prompt_version: the export "
+                                 "has no such column (docs/RUNTIME.md: stamp it on each "
+                                 "execution)"), "concurrent: the canary's current stage", ())
     # The merge hour and a rollout's lag (replicas reloading) are not a split: only hours
     # from CANARY_GRACE on, in which both versions served, and enough of them.
     deploy = _hour(dep.merged_at) + CANARY_GRACE
-    ours = dep.canary_share is not None
     if ours and dep.canary_since is not None:
         # Only the current stage: with one share throughout, the hours weigh both sides
         # alike; pooled across stages, the later (larger) stages' days would count more
@@ -129,6 +138,8 @@ def concurrent(dep: Deployment, snapshot: MetricsSnapshot,
         deploy = max(deploy, _hour(dep.canary_since) + CANARY_GRACE)
     mine = snapshot.buckets_of(dep.agent_id)
     end = _hour(dep.new_until) if dep.new_until else None
+    if ours and dep.canary_until is not None:
+        end = min(end, _hour(dep.canary_until)) if end else _hour(dep.canary_until)
     base = [b for b in mine if b.hour >= deploy and b.prompt_version == dep.base_version
             and (end is None or b.hour < end)]
     new = [b for b in mine if b.hour >= deploy and b.prompt_version == dep.new_version
@@ -148,7 +159,11 @@ def concurrent(dep: Deployment, snapshot: MetricsSnapshot,
     share = n_new / (n_base + n_new)
     caution = None
     expected = dep.canary_share if ours else policy.canary_share
-    if expected:
+    if expected and expected >= 1.0:
+        # Everything to the candidate: any baseline execution is misrouted.
+        caution = (f"the rollout file sends every request to the candidate, yet the baseline "
+                   f"served {n_base} executions; check the runtime's routing") if n_base else None
+    elif expected:
         p = _srm_p((n_new, n_base), expected)
         if p < 0.001:
             caution = (f"sample-ratio mismatch: the new version got {share:.1%} of the traffic, "
@@ -160,6 +175,11 @@ def concurrent(dep: Deployment, snapshot: MetricsSnapshot,
         policy = policy.model_copy(update={"alpha": policy.alpha / dep.canary_stages})
     lo = _day(deploy)
     hi = max(b.hour for b in new) + timedelta(days=1)
+    if ours:
+        # A canary's stage: only whole days inside it, so neither side's cost mixes in an
+        # earlier stage's hours (the split differs there).
+        lo = lo if deploy == lo else lo + timedelta(days=1)
+        hi = _day(max(b.hour for b in new) + timedelta(hours=1))
     # Cost histograms are daily: they cover the deploy day and whole days, an
     # approximation the hourly counts above do not need.
     base_arm = arm_of(base, _cost_bins(snapshot, dep.agent_id, dep.base_version, lo, hi))
@@ -179,15 +199,17 @@ def concurrent(dep: Deployment, snapshot: MetricsSnapshot,
                     "compared over the same hours", daily)
 
 
-def _waiting(base: Arm, new: Arm, hours: int, policy: MeasurePolicy) -> Comparison:
+def _waiting(base: Arm, new: Arm, hours: int, policy: MeasurePolicy,
+             why: str | None = None) -> Comparison:
     need = max(policy.min_executions_per_arm - min(base.executions, new.executions), 1)
     delta = new.rate - base.rate if base.executions and new.executions else 0.0
     smaller = min(base.executions, new.executions)
     what = (f"{hours} of the {CANARY_HOURS} hours with both versions it needs"
             if hours < CANARY_HOURS else f"{hours} hours with both versions")
     return Comparison(base, new, delta, 0.0, 0.0, None, "insufficient_data", need,
-                      f"the canary's current stage has {what}, and {smaller} executions on "
-                      f"the smaller side (it needs {policy.min_executions_per_arm})")
+                      why or f"the canary's current stage has {what}, and {smaller} "
+                      f"executions on the smaller side (it needs "
+                      f"{policy.min_executions_per_arm})")
 
 
 def _cost_bins(snapshot: MetricsSnapshot, agent: str, version: str | None,
