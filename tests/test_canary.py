@@ -350,3 +350,18 @@ def test_keys_a_yaml_1_2_reader_would_read_otherwise_are_quoted() -> None:
                                                        "baseline")) == []
     assert YAML(typ="safe", pure=True).load(text) == yaml.safe_load(text)
     assert "plain_key:" in text and '"1e3":' in text
+
+
+def test_no_effect_only_once_the_interval_rules_out_a_change_worth_having() -> None:
+    """A narrow interval that still holds +2 pts is not "no effect" (that ended canaries of
+    real +2 pt changes); one within ±min_detectable_effect is."""
+    from bot.core.stats import Arm, compare
+
+    policy = MeasurePolicy()
+    gain = compare(Arm(6000, 5400), Arm(6000, 5490), 0.02, policy)  # +1.5 pts so far
+    assert gain.ci_high > policy.min_detectable_effect
+    assert gain.decision == "keep_measuring"
+    flat = compare(Arm(19000, 17100), Arm(19000, 17110), 0.02, policy)
+    assert -policy.min_detectable_effect < flat.ci_low and \
+        flat.ci_high < policy.min_detectable_effect
+    assert flat.decision == "no_effect" and "min_detectable_effect" in flat.reason

@@ -416,12 +416,22 @@ def compare(
         names = " and ".join(f"{g.metric} ×{g.ratio:.2f}" for g in worse)
         return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "regression", 0,
                           f"guardrail breached: {names} beyond the allowed margin", rails, drift)
-    if smaller >= policy.max_executions_per_arm or (smaller >= need_total and (
-        s.high - s.low
-    ) / 2 <= target):
+    # "No effect" only once the interval rules out any change worth having (as the
+    # before/after rule does, bot/core/decision.py): a narrow interval that still holds
+    # the expected gain is not "no effect" (it cost canaries of real +2 pt changes).
+    mde = policy.min_detectable_effect
+    within = s.low > -mde and s.high < mde
+    if within and judged_by in gains:
+        rail = next((g for g in rails if g.metric.startswith(gains[judged_by][0])), None)
+        within = rail is not None and 1 / (1 + rail.margin) < rail.low <= rail.high \
+            < 1 + rail.margin
+    if smaller >= policy.max_executions_per_arm or (smaller >= need_total and within):
+        why = (f"the interval lies within ±{mde * 100:.0f} points "
+               "(measure.min_detectable_effect): no effect worth having" if within else
+               f"{policy.max_executions_per_arm} executions per side (the planned horizon, "
+               "measure.max_executions_per_arm) and no change the interval can tell from 0")
         return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "no_effect", 0,
-                          "enough executions and no change the interval can tell from 0",
-                          rails, drift)
+                          why, rails, drift)
     more = executions_for(target, _unit_variance(rate0), tau2, policy.alpha) - smaller
     more = max(1, min(more, policy.max_executions_per_arm - smaller))
     return Comparison(base, new, s.estimate, s.low, s.high, s.p_value, "keep_measuring", more,
