@@ -157,6 +157,14 @@ def _calendar(rng: np.random.Generator, t: Traffic) -> tuple[
     return days, offsets, weekend, shared, incident_days, volume
 
 
+def _agent_noise(rng: np.random.Generator, t: Traffic, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """One agent's day-level noise of the success rate and of log latency (drawn in this
+    order in both designs, so the before/after draws stay what they always were)."""
+    day_noise = rng.normal(0, t.day_sd, n) if t.day_sd else np.zeros(n)
+    lat_noise = rng.normal(0, t.latency_sd, n) if t.latency_sd else np.zeros(n)
+    return day_noise, lat_noise
+
+
 def simulate(rng: np.random.Generator, t: Traffic, per_day: int, effect: float) -> World:
     days, offsets, weekend, shared, incident_days, volume = _calendar(rng, t)
     buckets: list[list[Bucket]] = [[] for _ in days]
@@ -166,9 +174,7 @@ def simulate(rng: np.random.Generator, t: Traffic, per_day: int, effect: float) 
     for agent in agents:
         treated = agent == "agent"
         base = BASE_RATE - (0.05 if not treated else 0.0)
-        day_noise = rng.normal(0, t.day_sd, len(days)) if t.day_sd else np.zeros(len(days))
-        lat_noise = rng.normal(0, t.latency_sd, len(days)) if t.latency_sd else \
-            np.zeros(len(days))
+        day_noise, lat_noise = _agent_noise(rng, t, len(days))
         for i, day in enumerate(days):
             off = int(offsets[i])
             p = base + day_noise[i] + shared[i] + t.drift * off + (t.weekend if weekend[i]
@@ -387,9 +393,7 @@ def simulate_canary(rng: np.random.Generator, t: Traffic, per_day: int, effect: 
     for agent in agents:
         treated = agent == "agent"
         base = BASE_RATE - (0.05 if not treated else 0.0)
-        day_noise = rng.normal(0, t.day_sd, len(days)) if t.day_sd else np.zeros(len(days))
-        lat_noise = rng.normal(0, t.latency_sd, len(days)) if t.latency_sd else \
-            np.zeros(len(days))
+        day_noise, lat_noise = _agent_noise(rng, t, len(days))
         for i, day in enumerate(days):
             off = int(offsets[i])
             p = base + day_noise[i] + shared[i] + t.drift * off + (t.weekend if weekend[i]

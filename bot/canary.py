@@ -22,7 +22,7 @@ from bot.core.proposals import branch_name
 from bot.core.rollout import RolloutPlan
 from bot.errors import GitError, MachineError, PromptbotError
 from bot.load.repo import RepoState
-from bot.measuring import Recorded, running_canary
+from bot.measuring import Recorded, people_pushed, running_canary
 
 
 def step_key(step: Step) -> str:
@@ -90,13 +90,7 @@ def advance_all(ctx: Context, state: RepoState, base: str, base_sha: str,
 def _retire(ctx: Context, base: str, o: Tracked, why: str, report: RunReport,
             dry_run: bool) -> None:
     """Close a step PR that no longer applies, unless a person pushed to it."""
-    branch = o.pr.branch
-    if ctx.forge.name == "github":
-        ctx.git.fetch(branch)
-        tip = ctx.git.sha(f"refs/remotes/origin/{branch}")
-    else:
-        tip = ctx.git.sha(f"refs/heads/{branch}")
-    if tip is not None and ctx.git.touched_by_people(f"refs/heads/{base}", tip):
+    if people_pushed(ctx, base, o.pr.branch):
         report.skipped.append(f"#{o.pr.number} {o.agent}: canary step no longer applies "
                               f"({why}); a person pushed to it, so it stays open")
         return

@@ -317,13 +317,7 @@ def supersede(
     Closed (and proposed again from the new version by this same run) unless a person
     pushed to its branch; their work is never thrown away, the PR stays open.
     """
-    branch = t.pr.branch
-    if ctx.forge.name == "github":
-        ctx.git.fetch(branch)
-        tip = ctx.git.sha(f"refs/remotes/origin/{branch}")
-    else:
-        tip = ctx.git.sha(f"refs/heads/{branch}")
-    touched = tip is not None and ctx.git.touched_by_people(f"refs/heads/{base}", tip)
+    touched = people_pushed(ctx, base, t.pr.branch)
     if touched:
         note = (f"`{t.agent}` changed on `{base}` (now version `{current}`); this proposal "
                 f"was made for `{t.marker.get('base_version')}`. Someone pushed to this "
@@ -349,6 +343,16 @@ def supersede(
     ctx.forge.update_pr(t.pr.number, title=t.pr.title, body=markers.attach(visible, marker))
     ctx.forge.set_state(t.pr.number, "closed")
     ensure_labels(ctx, t.pr, labels_for(prefix, SUPERSEDED), report, dry_run)
+
+
+def people_pushed(ctx: Context, base: str, branch: str) -> bool:
+    """Whether a person pushed to one of the bot's branches (on GitHub: as origin has it)."""
+    if ctx.forge.name == "github":
+        ctx.git.fetch(branch)
+        tip = ctx.git.sha(f"refs/remotes/origin/{branch}")
+    else:
+        tip = ctx.git.sha(f"refs/heads/{branch}")
+    return tip is not None and ctx.git.touched_by_people(f"refs/heads/{base}", tip)
 
 
 def standing(recorded: str | None, state: str) -> str | None:

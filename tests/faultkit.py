@@ -191,15 +191,17 @@ def copy_repo(src: Path, dst: Path) -> Path:
     return dst
 
 
-def walkthrough(date0: str = "2026-03-02T09:00:00+00:00") -> list[Step]:
-    """The README's loop: propose, merge, measure, roll back, record the rollback."""
+def _days(date0: str) -> Callable[[int], str]:
+    """Commit dates: day n of a scenario that starts at `date0`."""
     from datetime import datetime, timedelta
 
     t0 = datetime.fromisoformat(date0)
+    return lambda n: (t0 + timedelta(days=n)).isoformat()
 
-    def day(n: int) -> str:
-        return (t0 + timedelta(days=n)).isoformat()
 
+def walkthrough(date0: str = "2026-03-02T09:00:00+00:00") -> list[Step]:
+    """The README's loop: propose, merge, measure, roll back, record the rollback."""
+    day = _days(date0)
     sim = ("--metrics", "sim/*.csv")
     return [
         Step("run", ("run",), day(0)),
@@ -216,13 +218,7 @@ def walkthrough(date0: str = "2026-03-02T09:00:00+00:00") -> list[Step]:
 def canary_walkthrough(date0: str = "2026-03-02T09:00:00+00:00") -> list[Step]:
     """The canary variant (make_repo(canary=True)): a proposal merged as a canary, a worse
     candidate measured at its stage, the end-canary PR opened, merged and recorded."""
-    from datetime import datetime, timedelta
-
-    t0 = datetime.fromisoformat(date0)
-
-    def day(n: int) -> str:
-        return (t0 + timedelta(days=n)).isoformat()
-
+    day = _days(date0)
     sim = ("--metrics", "sim/*.csv")
     return [
         Step("run", ("run",), day(0)),
