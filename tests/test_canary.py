@@ -296,8 +296,8 @@ def test_stale_stage_prs_are_closed_when_the_canary_is_decided(
     cycle(cli, repo)  # no harm yet at 5 % on the default effect: the 25 % stage PR
     stage = open_pr(cli, "canary: 5 % → 25 %")
     # Nobody merged it; meanwhile the candidate shows its harm at 5 % (more traffic).
-    code, _, err = cli("simulate", "--out", str(repo / "sim"), "--days", "21", "--seed", "9",
-                       "--per-day", "3000", "--effects", str(effects))
+    code, _, err = cli("simulate", "--out", str(repo / "sim"), "--days", "14", "--seed", "9",
+                       "--per-day", "2000", "--effects", str(effects))
     assert code == 0, err
     code, out, err = cli("run", "--metrics", str(repo / "sim" / "*.csv"))
     assert code == 0, err
