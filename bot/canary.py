@@ -68,9 +68,10 @@ def advance_all(ctx: Context, state: RepoState, base: str, base_sha: str,
                 continue
             plan, since = canary
             decision, reason = _decision(results[t.proposal_id])
-            caution = results[t.proposal_id].result.comparison.drift
-            step = next_step(plan, decision, reason, caution, since,
-                             newest_of(snapshot, t.agent), state.policy.measure)
+            comparison = results[t.proposal_id].result.comparison
+            step = next_step(plan, decision, reason, comparison.drift, since,
+                             newest_of(snapshot, t.agent), state.policy.measure,
+                             comparison.delta)
             if step.action == "wait":
                 report.skipped.append(f"{t.agent}: canary {plan.rollout_id}: {step.reason}")
                 continue

@@ -365,3 +365,13 @@ def test_no_effect_only_once_the_interval_rules_out_a_change_worth_having() -> N
     assert -policy.min_detectable_effect < flat.ci_low and \
         flat.ci_high < policy.min_detectable_effect
     assert flat.decision == "no_effect" and "min_detectable_effect" in flat.reason
+
+
+def test_a_candidate_that_looks_worse_is_not_given_more_traffic() -> None:
+    hours = T0 + timedelta(hours=100)
+    worse = next_step(PLAN, "keep_measuring", "why", None, T0, hours, MeasurePolicy(),
+                      delta=-0.06)
+    assert worse.action == "wait" and "-6.0 pts worse so far" in worse.reason
+    slightly = next_step(PLAN, "keep_measuring", "why", None, T0, hours, MeasurePolicy(),
+                         delta=-0.01)
+    assert slightly.action == "advance"

@@ -137,7 +137,8 @@ class Step:
 
 def next_step(plan: RolloutPlan, decision: str, comparison_reason: str,
               caution: str | None, stage_since: datetime | None,
-              data_through: datetime | None, policy: MeasurePolicy) -> Step:
+              data_through: datetime | None, policy: MeasurePolicy,
+              delta: float = 0.0) -> Step:
     """What a running canary needs now, from the comparison at its current stage.
 
     The next stage only when the stage's own comparison ran (enough hours with both
@@ -166,6 +167,12 @@ def next_step(plan: RolloutPlan, decision: str, comparison_reason: str,
                     "advances only once its comparison runs and shows no harm (merge the "
                     "next stage by hand to go faster, or lower "
                     "measure.min_executions_per_arm)")
+    if delta < -policy.rollback_threshold:
+        # Not shown worse yet, but looking worse than a rollback would tolerate: more
+        # traffic to it would be a bet a reviewer regrets. The stage keeps measuring.
+        return Step("wait", f"stage {_number(plan.share)} %: the candidate looks "
+                    f"{delta * 100:+.1f} pts worse so far (not shown yet): holding until the "
+                    "comparison decides")
     if stage_since is None or data_through is None:
         return Step("wait", "the stage's start or the data's end is unknown")
     ran = data_through - (stage_since + STAGE_GRACE)
