@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.canary import advance_all, end_files
+from bot.canary import advance_all, end_files, rollouts_on
 from bot.context import (
     EVAL_STATUS,
     RESULTS_BRANCH,
@@ -43,7 +42,7 @@ from bot.core.analysis import (
 )
 from bot.core.assertions import parse_cases
 from bot.core.calibration import Outcome
-from bot.core.canary import as_canary, rollout_path, stages_for
+from bot.core.canary import as_canary, stages_for
 from bot.core.eval_render import render_eval_markdown
 from bot.core.evaluation import EvalReport, Provider, Shot, commit_status, successful_shots
 from bot.core.generation import GenerationRequest
@@ -234,7 +233,7 @@ def propose_all(
     # candidate the rollout file names.
     busy |= {t.agent for t in prs if t.kind == "canary" and t.pr.state == "open"
              and t.pr.number not in report.superseded}
-    busy |= {a for a in state.agents if ctx.git.read(base_sha, rollout_path(a)) is not None}
+    busy |= set(rollouts_on(ctx, base_sha, state.agents))
     opened = 0
     for agent_id, loaded in sorted(state.agents.items()):
         stats = current_stats(snapshot, agent_id, loaded.version)
@@ -328,11 +327,7 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
     busy = {t.agent: t.proposal_id for t in sorted(tracked, key=lambda t: t.pr.number)
             if t.kind in ("proposal", "rollback", "canary") and t.pr.state == "open"}
     # A running canary holds its agent as `run` does (its proposal id is the rollout's).
-    for agent_id in state.agents:
-        text = ctx.git.read(base_sha, rollout_path(agent_id))
-        if text is not None and agent_id not in busy:
-            rollout_id = re.search(r'(?m)^rollout: "?([a-z0-9-]+)', text)
-            busy[agent_id] = rollout_id.group(1) if rollout_id else f"{agent_id}-canary"
+    busy = {**rollouts_on(ctx, base_sha, state.agents), **busy}
     past = history(ctx, base_sha)
     promoted = promoted_categories(state.promoted)
     policy = state.policy

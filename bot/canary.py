@@ -11,18 +11,41 @@ a step a person closed is not opened again.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+
+import yaml
 
 from bot.context import Context, RunReport, Tracked, ensure_labels
 from bot.core import markers
 from bot.core.agentfile import parse_agent
 from bot.core.canary import Step, next_step, rollout_path, rollout_text
+from bot.core.ids import is_safe_id
 from bot.core.metrics import MetricsSnapshot
 from bot.core.proposals import branch_name
+from bot.core.render import share
 from bot.core.rollout import RolloutPlan
 from bot.errors import GitError, MachineError, PromptbotError
 from bot.load.repo import RepoState
-from bot.measuring import Recorded, people_pushed, running_canary
+from bot.measuring import Recorded, people_pushed, running
+
+
+def rollouts_on(ctx: Context, sha: str, agents: Iterable[str]) -> dict[str, str]:
+    """The agents with a rollout file at `sha` (a canary runs: no other change for them),
+    each with the canary's id (its proposal's id)."""
+    out = {}
+    for agent_id in agents:
+        text = ctx.git.read(sha, rollout_path(agent_id))
+        if text is None:
+            continue
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            data = None
+        rollout_id = data.get("rollout") if isinstance(data, dict) else None
+        out[agent_id] = rollout_id if isinstance(rollout_id, str) and is_safe_id(rollout_id) \
+            else f"{agent_id}-canary"
+    return out
 
 
 def step_key(step: Step) -> str:
@@ -59,7 +82,7 @@ def advance_all(ctx: Context, state: RepoState, base: str, base_sha: str,
         steps = [o for o in prs if o.kind == "canary" and o.proposal_id == t.proposal_id
                  and o.pr.state == "open"]
         try:
-            canary = running_canary(ctx, base, t)
+            canary = running(results[t.proposal_id].canary)
             if canary is None:
                 # Promoted or ended: a step PR still open would start it again.
                 for o in steps:
@@ -155,22 +178,18 @@ def open_step(ctx: Context, state: RepoState, base: str, base_sha: str, t: Track
     ctx.forge.open_pr(branch=branch, base=base, title=title, body=body, labels=labels)
 
 
-def _share(value: float) -> str:
-    return f"{value:g} %"
-
-
 def _step_content(ctx: Context, t: Tracked, plan: RolloutPlan, step: Step
                   ) -> tuple[str, str, dict[str, str | None]]:
     where = f"`{rollout_path(t.agent)}`"
     head = (f"Canary `{plan.rollout_id}` of #{t.pr.number} (`{t.agent}`): candidate "
             f"`{plan.candidate}`, baseline `{plan.baseline_version}`, now at "
-            f"{_share(plan.share)} of request keys.\n\n**Why now:** {step.reason}.\n\n")
+            f"{share(plan.share)} of request keys.\n\n**Why now:** {step.reason}.\n\n")
     if step.action == "advance":
         assert step.share is not None
-        title = f"{t.agent} canary: {_share(plan.share)} → {_share(step.share)}"
+        title = f"{t.agent} canary: {share(plan.share)} → {share(step.share)}"
         text = head + (
             f"**Merging** sets `share: {step.share:g}` in {where}: the runtime serves the "
-            f"candidate to {_share(step.share)} of request keys (the keys it served keep it). "
+            f"candidate to {share(step.share)} of request keys (the keys it served keep it). "
             "promptbot compares the two versions again over this stage's own hours.")
         files: dict[str, str | None] = {rollout_path(t.agent): rollout_text(
             plan.rollout_id, plan.baseline, plan.candidate, step.share, plan.stages)}

@@ -82,8 +82,11 @@ def version_at(ctx: Context, sha: str, path: str) -> str | None:
         return None
 
 
+Canary = tuple[RolloutPlan, datetime | None, datetime | None]
+
+
 def deployment(ctx: Context, state: RepoState, base: str, t: Tracked,
-               by_version: bool = True) -> Deployment:
+               by_version: bool = True, canary: Canary | None = None) -> Deployment:
     """What git says about a merged proposal: versions as merged, when each was live."""
     pr = t.pr
     assert pr.merge_sha is not None and pr.merged_at is not None
@@ -136,7 +139,6 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked,
             rule = rule if rule in JUDGED_BY else None
         except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError):
             expected = 0.0
-    canary = canary_history(ctx, base, t)
     return Deployment(
         canary_share=canary[0].share / 100 if canary else None,
         canary_since=canary[1] if canary else None,
@@ -160,14 +162,13 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked,
     )
 
 
-def canary_history(ctx: Context, base: str, t: Tracked
-                   ) -> tuple[RolloutPlan, datetime | None, datetime | None] | None:
+def canary_history(ctx: Context, base: str, t: Tracked) -> Canary | None:
     """This proposal's canary on the base branch: its last rollout file (the stage it
     reached), when that stage's share was committed, and when the file stopped splitting
     (None: it still does). None: the proposal never ran as a canary."""
     path = rollout_path(t.agent)
     ref = f"refs/heads/{base}"
-    last: tuple[RolloutPlan, datetime | None, datetime | None] | None = None
+    last: Canary | None = None
     for sha in ctx.git.first_parent_log(ref, path):
         text = ctx.git.read(sha, path)
         when = ctx.git.commit_time(sha)
@@ -190,10 +191,14 @@ def running_canary(ctx: Context, base: str, t: Tracked
     """This proposal's canary, when the base branch runs one now: its rollout file and
     the time its current share was committed. None when there is none, or the file is not
     this proposal's or not valid (check names the problem; the runtime refuses it too)."""
-    found = canary_history(ctx, base, t)
-    if found is None or found[2] is not None:
+    return running(canary_history(ctx, base, t))
+
+
+def running(canary: Canary | None) -> tuple[RolloutPlan, datetime | None] | None:
+    """The canary when its rollout file still splits traffic."""
+    if canary is None or canary[2] is not None:
         return None
-    return found[0], found[1]
+    return canary[0], canary[1]
 
 
 def results_paths(r: Result) -> tuple[str, str]:
@@ -217,6 +222,7 @@ class Recorded:
     path: str  # its results JSON
     record: str  # that JSON as it stands after this run
     kept: bool = False  # the record was final already: this run changed nothing in it
+    canary: Canary | None = None  # its canary's history on the base branch, if it ran as one
 
 
 def rolled_back_record(recorded: str | None, result: Result) -> dict[str, Any] | None:
@@ -263,7 +269,10 @@ def measure_all(
                     continue
                 ensure_labels(ctx, t.pr, labels_for(prefix, PROPOSED), report, dry_run)
                 continue
-            result = measure(deployment(ctx, state, base, t, snapshot.has_version), snapshot,
+            # Read once: the canary's next step (bot/canary.py) needs it too.
+            canary = canary_history(ctx, base, t)
+            result = measure(deployment(ctx, state, base, t, snapshot.has_version, canary),
+                             snapshot,
                              state.policy.measure)
             json_path, md_path = results_paths(result)
             recorded = existing_results(ctx, state, base, json_path)
@@ -272,14 +281,15 @@ def measure_all(
                 # A decided result stays as recorded, whatever today's numbers say, and
                 # the agent is as free as the record says.
                 results[t.proposal_id] = Recorded(result, kept, json_path, recorded or "",
-                                                  kept=True)
+                                                  kept=True, canary=canary)
                 ensure_labels(ctx, t.pr, labels_for(prefix, kept), report, dry_run)
                 continue
             record: Result | dict[str, Any] = rolled_back_record(recorded, result) or result
             text = result.to_json() if isinstance(record, Result) else \
                 json.dumps(record, indent=2, sort_keys=True) + "\n"
             headline = str(record["headline"]) if isinstance(record, dict) else result.headline
-            results[t.proposal_id] = Recorded(result, result.state, json_path, text)
+            results[t.proposal_id] = Recorded(result, result.state, json_path, text,
+                                              canary=canary)
             want = {json_path: text,
                     md_path: f"# {result.agent_id} · {result.proposal_id}\n\n"
                     + render.render("results.md.j2", r=record)}

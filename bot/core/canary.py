@@ -19,12 +19,10 @@ import yaml
 from bot.core.model import MeasurePolicy
 from bot.core.portable import core_value
 from bot.core.proposals import Proposal
+from bot.core.results import CANARY_GRACE
 from bot.core.rollout import RolloutPlan, rollout_document
 
 Action = Literal["wait", "advance", "promote", "end"]
-# Replicas reload after a merge: a stage's hours count from this long after it (as the
-# comparison's do, bot/core/results.py CANARY_GRACE).
-STAGE_GRACE = timedelta(hours=6)
 
 HEADER = (
     "# A canary in progress, written by promptbot (docs/RUNTIME.md). agent.yaml holds the\n"
@@ -175,12 +173,13 @@ def next_step(plan: RolloutPlan, decision: str, comparison_reason: str,
                     "comparison decides")
     if stage_since is None or data_through is None:
         return Step("wait", "the stage's start or the data's end is unknown")
-    ran = data_through - (stage_since + STAGE_GRACE)
+    # Replicas reload after a merge: a stage's hours count as its comparison's do.
+    ran = data_through - (stage_since + CANARY_GRACE)
     need = timedelta(hours=policy.canary_stage_hours)
     if ran < need:
         hours = ran.total_seconds() / 3600
         return Step("wait", f"stage {_number(plan.share)} % has {max(hours, 0):.0f} of "
                     f"{policy.canary_stage_hours} hours of data (counted from "
-                    f"{STAGE_GRACE.seconds // 3600} hours after its merge)")
+                    f"{CANARY_GRACE.seconds // 3600} hours after its merge)")
     return Step("advance", f"stage {_number(plan.share)} % ran {policy.canary_stage_hours} "
                 "hours and its comparison shows no harm", later[0])

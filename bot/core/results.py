@@ -147,15 +147,15 @@ def concurrent(dep: Deployment, snapshot: MetricsSnapshot,
     both = {b.hour for b in base} & {b.hour for b in new}
     base = [b for b in base if b.hour in both]
     new = [b for b in new if b.hour in both]
-    if len(both) < CANARY_HOURS or min(arm_of(base).executions, arm_of(new).executions) \
-            < policy.min_executions_per_arm:
+    counted_base, counted_new = arm_of(base), arm_of(new)
+    n_base, n_new = counted_base.executions, counted_new.executions
+    if len(both) < CANARY_HOURS or min(n_base, n_new) < policy.min_executions_per_arm:
         if not ours:
             return None
         # Our canary is never judged before/after: it waits for its own split.
-        return Measured(_waiting(arm_of(base), arm_of(new), len(both), policy),
+        return Measured(_waiting(counted_base, counted_new, len(both), policy),
                         "concurrent: the canary's current stage, both versions over the same "
                         "hours", ())
-    n_base, n_new = arm_of(base).executions, arm_of(new).executions
     share = n_new / (n_base + n_new)
     caution = None
     expected = dep.canary_share if ours else policy.canary_share
