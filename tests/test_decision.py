@@ -77,6 +77,23 @@ def test_day_level_noise_is_not_a_regression() -> None:
     assert "day-to-day sd of the success rate" in result.attribution
 
 
+def test_an_export_that_starts_late_in_the_day_does_not_count_that_evening() -> None:
+    # A 14-day export taken at 23:00 starts with one hour of the first day: 40 executions at
+    # 60 % weighed as a whole day made the day-to-day sd 4.8 pts and kept a +4 pt fix measuring.
+    rng = np.random.default_rng(7)
+    base = _buckets("a", "v1", range(-13, 0), 0.9, 400, rng)
+    evening = Bucket("a", "v1", _day(-14) + timedelta(hours=23), 40, 24, 0, 16)
+    new = _buckets("a", "v2", range(1, 15), 0.94, 400, rng)
+    snap = _snapshot([evening, *base, *new])
+    late = MetricsSnapshot(**{**snap.__dict__, "oldest": evening.hour + timedelta(minutes=2)})
+    result = measure(_deployment(expected=0.02), late, POLICY)
+    assert "against 13 day(s) of the base version" in result.attribution
+    assert result.comparison.decision == "success"
+    # The same hour is a day's first when the export starts at midnight: it counts.
+    whole = MetricsSnapshot(**{**snap.__dict__, "oldest": evening.hour.replace(hour=0)})
+    assert "against 14 day(s)" in measure(_deployment(expected=0.02), whole, POLICY).attribution
+
+
 def test_the_placebo_check_gates_the_decision() -> None:
     # The base's last five days dropped 3 points for a reason nobody knows; the new version
     # runs 3 points above the base's usual level. Against the base model it looks like a

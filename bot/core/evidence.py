@@ -41,6 +41,14 @@ def last_complete_day(newest: datetime | None) -> date | None:
     return newest.date() if newest.hour >= 23 else newest.date() - timedelta(days=1)
 
 
+def first_complete_day(oldest: datetime | None) -> date | None:
+    """The export's first whole day: one that starts after midnight holds only the evening
+    and, weighted as a day, its few executions would inflate the day-to-day spread."""
+    if oldest is None:
+        return None
+    return oldest.date() if oldest.hour == 0 else oldest.date() + timedelta(days=1)
+
+
 @dataclass(frozen=True)
 class Window:
     deploy_day: date
@@ -64,9 +72,13 @@ class Window:
 
 
 def window(merged_at: datetime, newest: datetime | None, policy: MeasurePolicy,
-           base_since: datetime | None = None, new_until: datetime | None = None) -> Window:
+           base_since: datetime | None = None, new_until: datetime | None = None,
+           oldest: datetime | None = None) -> Window:
     deploy_day = merged_at.date()
     first = deploy_day - timedelta(days=policy.base_days)
+    whole = first_complete_day(oldest)
+    if whole is not None:
+        first = max(first, whole)
     if base_since is not None:
         first = max(first, base_since.date() + timedelta(days=1))
     complete = last_complete_day(newest) or deploy_day

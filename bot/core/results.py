@@ -238,7 +238,8 @@ def before_after(dep: Deployment, snapshot: MetricsSnapshot,
     # With a version column the rows say which version served them; the commit times only
     # bound the sides when they must stand in for it.
     win = window(dep.merged_at, snapshot.newest, policy,
-                 None if by_version else dep.base_since, None if by_version else dep.new_until)
+                 None if by_version else dep.base_since, None if by_version else dep.new_until,
+                 snapshot.oldest)
     versions = (dep.base_version, dep.new_version) if by_version else (None, None)
     controls = stable_peers(snapshot, dep.agent_id, dep.controls, win)
     ev = gather(snapshot, dep.agent_id, versions, win, policy, controls)
