@@ -37,6 +37,7 @@ from bot.core.analysis import (
     conciseness_problem,
     current_stats,
     failure_problems,
+    healthy,
     latency_problem,
     safety_problem,
 )
@@ -57,6 +58,7 @@ from bot.core.proposals import (
     from_candidates,
     promoted_categories,
     proposal_id,
+    rules_that_hold,
     with_alternatives,
     with_quality,
 )
@@ -108,10 +110,13 @@ def load_metrics(ctx: Context, policy: Policy, patterns: list[str] | None) -> Me
     # DuckDB and numpy load here, not with bot.app: event handlers that read no metrics
     # (a comment, a closed PR) start without them.
     from bot.load.metrics import ingest_with, resolve_sources
+    from bot.load.simulate import SIMULATED_MARK
 
     files = resolve_sources(patterns or [policy.metrics.source], ctx.root)
     ctx.say(f"reading {len(files)} metrics file(s)")
-    return ingest_with(files, policy.metrics, policy.pricing, progress=ctx.progress)
+    snapshot = ingest_with(files, policy.metrics, policy.pricing, progress=ctx.progress)
+    marked = any((Path(f).parent / SIMULATED_MARK).exists() for f in files)
+    return replace(snapshot, simulated=True) if marked else snapshot
 
 
 # ---------------------------------------------------------------- the run
@@ -237,6 +242,7 @@ def propose_all(
     opened = 0
     for agent_id, loaded in sorted(state.agents.items()):
         stats = current_stats(snapshot, agent_id, loaded.version)
+        report.skipped += healthy_note(loaded, snapshot, policy)
         problems = problems_for(loaded, snapshot, policy)
         if not problems:
             continue
@@ -313,8 +319,11 @@ def propose_all(
 
 
 def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = None,
-         goals: tuple[str, ...] = GOALS) -> list[dict[str, Any]]:
-    """What `propose` would do, per agent, as data (nothing is written)."""
+         goals: tuple[str, ...] = GOALS, skipped: list[str] | None = None
+         ) -> list[dict[str, Any]]:
+    """What `propose` would do, per agent, as data (nothing is written); what it would not
+    propose, and why, is appended to `skipped`."""
+    said: list[str] = [] if skipped is None else skipped
     _, base_sha, state = base_tree(ctx)
     if only is not None and only not in state.agents:
         known = ", ".join(sorted(state.agents)) or "none"
@@ -336,6 +345,8 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
         if only is not None and agent_id != only:
             continue
         shots = successful_cases(ctx, base_sha, loaded)
+        if "error_handling" in goals:
+            said += healthy_note(loaded, snapshot, policy)
         for problem in problems_for(loaded, snapshot, policy, goals):
             pid = proposal_id(agent_id, loaded.version, problem.signature)
             existing = by_id.get(pid)
@@ -345,6 +356,7 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
             made = make_proposal(ctx, loaded, problem, policy, past, RunReport(), promoted,
                                  shots)
             if isinstance(made, Skipped):
+                said.append(f"{agent_id}: {made.reason}")
                 continue
             # A dry run makes no model call: candidates in the generator's order.
             proposal = with_alternatives(made[0], made[1:])
@@ -392,6 +404,17 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
             "diff": p.diff,
         })
     return out
+
+
+def healthy_note(loaded: LoadedAgent, snapshot: MetricsSnapshot, policy: Policy) -> list[str]:
+    """The report's line for a healthy agent that has failure modes: why no PR."""
+    stats = current_stats(snapshot, loaded.agent.id, loaded.version)
+    if stats is None or not healthy(stats, policy.propose) or not any(
+            e.count >= policy.propose.min_failure_count for e in stats.top_errors):
+        return []
+    return [f"{loaded.agent.id}: healthy ({stats.success_rate * 100:.1f} % success, at least "
+            f"propose.healthy_success_rate {policy.propose.healthy_success_rate * 100:g} %): "
+            "its failure modes are in the report, no PR"]
 
 
 def problems_for(loaded: LoadedAgent, snapshot: MetricsSnapshot, policy: Policy,
@@ -461,6 +484,11 @@ def make_proposal(
     if ctx.generator is None:
         return build_all(loaded, problem, policy, ctx.count_tokens, past, promoted,
                          shots or ())
+    if problem.failure is not None:
+        # No model call for a failure no prompt rule fixes or whose rule contradicts the agent.
+        held = rules_that_hold(loaded, problem, promoted)
+        if isinstance(held, Skipped):
+            return held
     failures = tuple((e.error_type, e.template, e.count) for e in problem.stats.top_errors[:5])
     goal = {"failure_mode": "error_handling", "latency": "speed"}.get(problem.kind,
                                                                       problem.kind)
@@ -478,6 +506,10 @@ def make_proposal(
                                     ctx.generator.label)
     report.skipped += [f"{loaded.agent.id}: {line}" for line in dropped]
     return made
+
+
+def _ran(evaluated: EvalReport) -> int:
+    return evaluated.variant.count("pass") + evaluated.variant.count("fail")
 
 
 def choose(ctx: Context, base: str, base_sha: str, loaded: LoadedAgent,
@@ -513,16 +545,22 @@ def choose(ctx: Context, base: str, base_sha: str, loaded: LoadedAgent,
                                   f"eval regressed ({evaluated.gate.description}); not proposed")
             continue
         scored.append((-evaluated.variant.count("pass"), index, candidate, evaluated))
+    ranked = [s for s in scored if _ran(s[3])]
     if not scored:
         return None, None
     scored.sort(key=lambda s: s[:2])
     best, evaluated = scored[0][2], scored[0][3]
     section = render_eval_markdown(evaluated)
     if len(scored) > 1:
-        ran = len(evaluated.cases)
+        # A candidate whose cases could not run (no recorded reply, no key) was not
+        # evaluated: said as such, never as "0/N passed".
         rows = [f"- {render.untrusted(s[2].rationale or 'candidate', 200)} "
-                f"({s[2].tokens_after - s[2].tokens_before:+d} tokens): {-s[0]}/{ran} passed"
+                f"({s[2].tokens_after - s[2].tokens_before:+d} tokens): "
+                + (f"{-s[0]}/{_ran(s[3])} passed" if _ran(s[3]) else "not evaluated")
                 for s in scored]
+        if not ranked:
+            rows.append("- none of them could be evaluated: they are in the generator's "
+                        "order")
         section += ("\n\n<details><summary>Candidates ranked by this eval (the first is "
                     "proposed)</summary>\n\n" + "\n".join(rows) + "\n</details>")
     quality = paired_quality(evaluated.pairs(), evaluated.provider)

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import sys
+import textwrap
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -576,12 +577,13 @@ def _propose(root: Path, args: argparse.Namespace) -> int:
     # A plan, with or without --dry-run: opening PRs is `promptbot run`'s job, which also
     # measures what is deployed first (a proposal must not race its own measurement).
     ctx = _context(root, args.forge, quiet=args.json)
+    skipped: list[str] = []
     items = plan(ctx, args.metrics, args.agent,
-                 tuple(args.goal or GOALS))
+                 tuple(args.goal or GOALS), skipped)
     if args.json:
         out(json.dumps(items, indent=2))
         return OK
-    if not items:
+    if not items and not skipped:
         out("nothing to propose: no problem with enough evidence for these goals "
             f"({', '.join(args.goal or GOALS)}) and a valid change for it. Goals that need "
             "settings: accuracy (propose.min_quality and a quality_score column), speed "
@@ -597,6 +599,9 @@ def _propose(root: Path, args: argparse.Namespace) -> int:
             f"{impact['tokens_after']}")
         out(f"        cost {_pct_text(impact['cost_pct'])}, latency "
             f"{_pct_text(impact['latency_pct'])}; judged by {item['judged_by']}")
+        out(textwrap.indent(item["diff"].rstrip("\n"), "        ") + "\n")
+    for line in dict.fromkeys(skipped):
+        out(f"skipped {line}")
     return OK
 
 

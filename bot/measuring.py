@@ -52,6 +52,8 @@ def _outcome(text: str | None) -> Outcome | None:
             return None
         if data["comparison"]["decision"] not in ("success", "regression", "no_effect"):
             return None
+        if data.get("simulated"):
+            return None  # `promptbot simulate` data says nothing about this repo's estimates
         return Outcome(str(data.get("proposal_type", "error_handling")),
                        float(data["expected_delta"]), float(data["comparison"]["delta"]))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
@@ -128,6 +130,7 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked,
         controls = tuple(sorted(a for a in state.agents
                                 if a != t.agent and f"prompts/{a}/agent.yaml" not in touched))
     expected, kind, rule = 0.0, "error_handling", None
+    interval: tuple[float, float] | None = None
     # Read the pre-registration as merged: a revert deletes it from the base branch.
     record = ctx.git.read(pr.merge_sha, f"prompts/{t.agent}/proposals/{t.proposal_id}.yaml")
     if record:
@@ -137,6 +140,9 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked,
             kind = str(data.get("type", kind))
             rule = data.get("judged_by")
             rule = rule if rule in JUDGED_BY else None
+            low, high = data["expected_effect"].get("interval") or (None, None)
+            interval = (float(low), float(high)) if low is not None and high is not None \
+                else None
         except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError):
             expected = 0.0
     return Deployment(
@@ -154,6 +160,7 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked,
         reverted_at=reverted_at,
         revert_sha=revert_sha,
         expected_delta=expected,
+        expected_interval=interval,
         base_since=base_since,
         new_until=until,
         proposal_type=kind,

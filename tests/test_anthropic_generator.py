@@ -50,7 +50,7 @@ def candidate(goal: str = "conciseness", **overrides: Any) -> dict[str, Any]:
     return item
 
 
-def request(failures: tuple[tuple[str, str, int], ...] = (("Timeout", "timed out after <n>s", 7),),
+def request(failures: tuple[tuple[str, str, int], ...] = (("Timeout", "timed out after <*>s", 7),),
             **overrides: Any) -> GenerationRequest:
     fields: dict[str, Any] = {
         "agent_id": "support", "agent_yaml": AGENT_YAML, "system": SYSTEM,
@@ -315,7 +315,7 @@ def test_hostile_failure_text_stays_quoted_capped_data(standin: AnthropicStandIn
     failures = (
         ("ValueError", long_hostile, 12),
         ("Injected\u202eerror", breakout, 3),
-        ("Timeout", "timed out after <n>s", 2),
+        ("Timeout", "timed out after <*>s", 2),
     )
     standin.queue_tool_result([candidate()])
 

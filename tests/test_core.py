@@ -14,7 +14,7 @@ from bot.core.agentfile import parse_agent
 from bot.core.analysis import Problem
 from bot.core.metrics import ErrorGroup, VersionStats
 from bot.core.model import MeasurePolicy, Policy
-from bot.core.proposals import Proposal, build, proposal_id
+from bot.core.proposals import Proposal, Skipped, build, proposal_id
 from bot.core.render import untrusted
 from bot.core.stats import Arm, compare, two_proportion
 from bot.core.yamledit import RoundTripError, add_example, set_prompt
@@ -90,7 +90,10 @@ def test_unknown_failure_mode_is_skipped() -> None:
     problem = _problem("QuotaExceeded", "billing account suspended", "x", loaded.version)
     skipped = build(loaded, problem, Policy(), _count)
     assert not isinstance(skipped, Proposal)
-    assert "no offline rule" in skipped.reason
+    assert "(rate_limit)" in skipped.reason and "not the prompt" in skipped.reason
+    odd = _problem("Oops", "the flux capacitor wobbled", "x", loaded.version)
+    unknown = build(loaded, odd, Policy(), _count)
+    assert isinstance(unknown, Skipped) and "(unknown)" in unknown.reason
 
 
 def test_round_trip_refuses_files_it_would_reformat() -> None:
@@ -270,8 +273,8 @@ def test_failing_tool_calls_get_a_note_on_that_tools_description() -> None:
     from bot.core.variants import TOOL_NOTE
 
     loaded = _loaded()
-    problem = _problem("ToolCallError", "lookup_order failed: order '<str>' not found",
-                       "lookup_order failed: order 'X-1' not found", loaded.version)
+    problem = _problem("ToolCallError", "lookup_order failed: invalid arguments: '<*>'",
+                       "lookup_order failed: invalid arguments: 'order'", loaded.version)
     made = build_all(loaded, problem, Policy(), _count)
     assert isinstance(made, list)
     [tool] = [p for p in made if p.type == "tool_descriptions"]
@@ -288,6 +291,7 @@ def test_failing_tool_calls_get_a_note_on_that_tools_description() -> None:
     # The smaller system-prompt rule stays preferred without an offline eval.
     assert made[0].type == "error_handling"
     # A failure that names no declared tool gets no such candidate.
-    other = _problem("ToolCallError", "lookup_orders failed", "x", loaded.version)
+    other = _problem("ToolCallError", "lookup_orders failed: invalid arguments", "x",
+                     loaded.version)
     made2 = build_all(loaded, other, Policy(), _count)
     assert isinstance(made2, list) and all(p.type != "tool_descriptions" for p in made2)

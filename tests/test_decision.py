@@ -23,7 +23,7 @@ from bot.core.stats import Arm, compare
 POLICY = MeasurePolicy()
 DEPLOY = datetime(2026, 3, 6, 12)  # a Friday
 DAY0 = DEPLOY.replace(hour=0)
-OUTAGE = ("APIStatusError", "Error code: <n> - overloaded_error: Overloaded")
+OUTAGE = ("APIStatusError", "Error code: <*> - overloaded_error: Overloaded")
 
 
 def _day(k: int) -> datetime:
@@ -238,7 +238,7 @@ def test_a_spike_of_a_prompt_error_is_no_incident_unless_other_agents_share_it()
 
     def errors(agent: str, spike: bool) -> list[ErrorDay]:
         return [ErrorDay(agent, "v", datetime(d.year, d.month, d.day), "error",
-                         "OutputParserException", "Could not parse LLM output (char <n>)",
+                         "OutputParserException", "Could not parse LLM output (char <*>)",
                          300 if spike and d.day == 12 else 20, datetime(2026, 3, 1),
                          datetime(2026, 3, 1), "Could not parse LLM output (char 502)")
                 for d in days]
@@ -261,7 +261,7 @@ def test_rate_limits_the_new_version_causes_every_day_are_a_regression() -> None
     base = _buckets("a", "v1", range(-56, 0), 0.9, 2000, rng)
     new = _buckets("a", "v2", range(1, 9), 0.84, 2000, rng)
     errors = [ErrorDay("a", "v2", _day(k), "error", "RateLimitError",
-                       "Error code: <n> - rate_limit_error", 120, _day(k), _day(k),
+                       "Error code: <*> - rate_limit_error", 120, _day(k), _day(k),
                        "Error code: 429 - rate_limit_error") for k in range(1, 9)]
     early = measure(_deployment(), _snapshot(base + new[:2], errors[:2]), POLICY)
     assert [i.day for i in early.comparison.incidents] == [date(2026, 3, 7), date(2026, 3, 8)]

@@ -32,16 +32,18 @@ class Problem:
         return hashlib.sha256(self.signature.encode()).hexdigest()[:10]
 
 
-def health(stats: VersionStats | None) -> str:
-    """Success rate bands: >= 98 % excellent, >= 95 % good, >= 90 % fair, else needs attention."""
+def health(stats: VersionStats | None, healthy_rate: float = 0.95) -> str:
+    """Success rate bands: excellent from 98 % (or healthy_rate when higher), good from
+    healthy_rate (propose.healthy_success_rate: no failure-mode proposal from there on),
+    fair within 5 points below it, else needs attention."""
     if stats is None or stats.executions == 0:
         return "no data"
     rate = stats.success_rate
-    if rate >= 0.98:
+    if rate >= max(0.98, healthy_rate):
         return "excellent"
-    if rate >= 0.95:
+    if rate >= healthy_rate:
         return "good"
-    if rate >= 0.90:
+    if rate >= healthy_rate - 0.05:
         return "fair"
     return "needs attention"
 
@@ -107,11 +109,18 @@ def accuracy_problem(stats: VersionStats | None, agent_id: str, version: str,
     return Problem("accuracy", agent_id, version, f"accuracy|{agent_id}|quality", None, stats)
 
 
+def healthy(stats: VersionStats | None, policy: ProposePolicy) -> bool:
+    """An agent at or above propose.healthy_success_rate gets no failure-mode proposal."""
+    return stats is not None and stats.executions > 0 and \
+        stats.success_rate >= policy.healthy_success_rate
+
+
 def failure_problems(
     stats: VersionStats | None, agent_id: str, version: str, policy: ProposePolicy
 ) -> list[Problem]:
-    """Failure modes of the current version with enough evidence, most frequent first."""
-    if stats is None or stats.executions < policy.min_executions:
+    """Failure modes of the current version with enough evidence, most frequent first;
+    none for a healthy agent (see `healthy`)."""
+    if stats is None or stats.executions < policy.min_executions or healthy(stats, policy):
         return []
     out = []
     for group in stats.top_errors:

@@ -206,6 +206,8 @@ class MetricsSnapshot:
     # not map. Not errors (the rest of the export is fine), but silent they cost a team
     # the metric they thought they were sending.
     warnings: tuple[Finding, ...] = ()
+    # Some file came from `promptbot simulate`: what is measured on it never calibrates.
+    simulated: bool = False
 
     @cached_property
     def _index(self) -> dict[str, tuple[list[Bucket], list[HistBin], list[ErrorDay]]]:

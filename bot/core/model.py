@@ -150,6 +150,12 @@ class AgentFile(Strict):
     description: str = Field(default="", description="One line about what the agent does. "
                              "Not part of the prompt version.",
                              examples=["Triages inbound support tickets and drafts a reply."])
+    output_format: Literal["auto", "json", "sql", "markdown", "text"] = Field(
+        default="auto",
+        description="What the agent answers with. Decides which rules the bot may propose: "
+        "never a JSON rule for an agent that answers in SQL. `auto`: inferred from the "
+        "examples, else from the prompt (shown in each proposal). Not part of the prompt "
+        "version.", examples=["sql"])
     model: ModelConfig = Field(description="Model and sampling settings (section `model`).")
     prompts: Prompts = Field(description="System prompt and user template (section "
                              "`prompts`).")
@@ -320,6 +326,23 @@ class ProposePolicy(Strict):
         default=0.0, ge=0.0,
         description="Mean `quality_score` (on the export's own scale) below which a "
         "version gets an accuracy proposal; 0 turns the accuracy goal off.", examples=[0.8])
+    healthy_success_rate: float = Field(
+        default=0.95, ge=0.0, le=1.0,
+        description="An agent whose current version succeeds at least this often is healthy: "
+        "its failure modes are listed in the report, not proposed. 1 proposes for every "
+        "agent.", examples=[0.98])
+    review_hour_usd: float = Field(
+        default=0.0, ge=0.0,
+        description="What an hour of a reviewer's time costs, in USD. With payback_months it "
+        "sets the floor a proposal's value must clear: value per month (pricing."
+        "value_per_success_usd × extra successes - added token spend) at least hours × "
+        "review_hour_usd / payback_months. 0 (the default) turns the floor off.",
+        examples=[150.0])
+    payback_months: float = Field(
+        default=6.0, gt=0.0,
+        description="Months within which a proposal must pay back its review hours; below "
+        "the floor a proposal is listed in the report with its value, not opened.",
+        examples=[12.0])
 
 
 class MeasurePolicy(Strict):

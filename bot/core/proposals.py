@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from bot.core import variants
+from bot.core import diagnosis, variants
 from bot.core.agentfile import LoadedAgent, parse_agent
 from bot.core.analysis import Problem
 from bot.core.calibration import Calibration, Outcome, calibrate_or_borrow
@@ -26,7 +26,7 @@ from bot.core.impact import (
     latency_estimate,
     unknown,
 )
-from bot.core.model import Policy, PromotedRules, is_safe_id
+from bot.core.model import AgentFile, Policy, PromotedRules, is_safe_id
 from bot.core.yamledit import (
     RoundTripError,
     add_example,
@@ -217,6 +217,21 @@ def economics(problem: Problem, expected: Expectation, cost: Estimate, tokens_ad
     return Economics(effort, hours, per_month, value, cost_month, cost_pct, roi, roi / hours)
 
 
+def below_floor(e: Economics | None, policy: Policy) -> str | None:
+    """Why a proposal is not worth a reviewer's time (its value per month does not pay back
+    its review hours within propose.payback_months), or None when it is."""
+    p = policy.propose
+    if e is None or p.review_hour_usd <= 0:
+        return None
+    floor = e.hours * p.review_hour_usd / p.payback_months
+    if e.roi_usd_per_month >= floor:
+        return None
+    return (f"worth ≈ ${e.roi_usd_per_month:,.0f}/month, below the review floor of "
+            f"${floor:,.0f}/month ({e.hours:g} h × ${p.review_hour_usd:g}/h over "
+            f"{p.payback_months:g} months; pricing.value_per_success_usd says what a success "
+            "is worth)")
+
+
 _URL = re.compile(r"(?i)\b(?:https?://|www\.)\S+")
 _SECRET = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{16,}|AKIA[0-9A-Z]{16}|ghp_[A-Za-z0-9]{20,}|"
                      r"xox[abp]-[A-Za-z0-9-]{10,})")
@@ -332,6 +347,42 @@ def build(
     return made if isinstance(made, Skipped) else with_alternatives(made[0], made[1:])
 
 
+def agent_format(agent: AgentFile) -> diagnosis.Format:
+    return diagnosis.output_format(agent.output_format, agent.prompts.system,
+                                   tuple(e.output for e in agent.examples))
+
+
+def rules_that_hold(loaded: LoadedAgent, problem: Problem,
+                    promoted: tuple[variants.Category, ...] = ()
+                    ) -> list[variants.Category] | Skipped:
+    """The rules that address a failure mode and whose premise holds for this agent, or
+    why none is proposed: a failure no prompt rule fixes (a rate limit), a rule that
+    contradicts the agent's format (a JSON rule for an SQL agent), a rule the prompt
+    already states in other words."""
+    failure = problem.failure
+    assert failure is not None
+    agent = loaded.agent
+    rules = variants.categories(failure, promoted)
+    if not rules:
+        category = diagnosis.classify(failure.error_type, failure.template)
+        why = diagnosis.NOT_THE_PROMPT.get(category, "no prompt rule addresses it")
+        return Skipped(agent.id, f"'{failure.error_type}' failures ({category}): {why}")
+    fmt = agent_format(agent)
+    held: list[variants.Category] = []
+    reasons: list[str] = []
+    for rule in rules:
+        why_not = diagnosis.contradiction(rule.key, fmt, bool(agent.tools))
+        if why_not is not None:
+            reasons.append(why_not)
+        elif variants.states_already(agent.prompts.system, rule):
+            reasons.append(f"the prompt already says what the `{rule.key}` rule would add")
+        else:
+            held.append(rule)
+    if not held:
+        return Skipped(agent.id, f"'{failure.error_type}' failures: " + "; ".join(reasons))
+    return held
+
+
 def build_all(
     loaded: LoadedAgent, problem: Problem, policy: Policy, count_tokens: TokenCounter,
     history: list[Outcome] | None = None, promoted: tuple[variants.Category, ...] = (),
@@ -351,9 +402,10 @@ def build_all(
         return _accuracy_candidates(loaded, problem, policy, count_tokens, history, shots)
     if problem.failure is None:
         return _rewrite(loaded, problem, policy, count_tokens, history)
-    rules = variants.categories(problem.failure, promoted)
-    if not rules:
-        return Skipped(loaded.agent.id, f"no offline rule addresses '{problem.failure.error_type}'")
+    held = rules_that_hold(loaded, problem, promoted)
+    if isinstance(held, Skipped):
+        return held
+    rules = held
     tidy = variants.concise(system)
     found: list[tuple[int, int, int, Proposal]] = []
     reasons: list[str] = []
@@ -624,8 +676,10 @@ def assemble(
         expected = expectation(problem, policy.propose.fix_rate_prior, cal)
         criteria: tuple[str, ...] = (
             f"success rate of {new.version} is higher than {loaded.version}'s "
-            f"({problem.stats.success_rate:.1%}) at significance {measure.alpha} "
-            f"with at least {measure.min_executions_per_arm} executions per version",
+            f"({problem.stats.success_rate:.1%}) by the day-by-day always-valid test at "
+            f"significance {measure.alpha} (no decision before "
+            f"{measure.min_executions_per_arm} executions per version; the results comment "
+            "says after each run how many more it needs)",
             f"'{summary}' failures fall below {problem.share / 2:.1%} of executions "
             f"(from {problem.share:.1%})",
             guardrail,
@@ -826,6 +880,11 @@ def assemble(
         changed_field=field_name,
         judged_by=RULE_OF_PROBLEM.get(problem.kind, "improvement"),
     )
+    # Only a failure-mode fix is priced whole (success rate × value of a success): a saving
+    # of tokens, speed, clarity or safety shows its value elsewhere.
+    low = below_floor(proposal.economics, policy) if problem.kind == "failure_mode" else None
+    if low is not None:
+        return Skipped(loaded.agent.id, low)
     record = proposal_record(proposal)
     files = {loaded.path: new_text, f"prompts/{loaded.agent.id}/proposals/{pid}.yaml": record}
     return Proposal(**{**proposal.__dict__, "files": files})

@@ -129,7 +129,8 @@ def analysis(snapshot: MetricsSnapshot, current: dict[str, str],
     for agent in names:
         version = current.get(agent)
         stats = current_stats(snapshot, agent, version) if version else None
-        state = health(stats) if agent in current else "not in prompts/"
+        state = health(stats, policy.propose.healthy_success_rate) if agent in current \
+            else "not in prompts/"
         if by_agent[agent] and agent in current:
             state = "needs attention"
         agents[agent] = {

@@ -41,6 +41,7 @@ class Deployment:
     expected_delta: float
     proposal_type: str = "error_handling"
     judged_by: str | None = None  # pre-registered rule; None: a file from before it was
+    expected_interval: tuple[float, float] | None = None  # as pre-registered, if it was
     base_since: datetime | None = None  # when the base version went live, if known
     new_until: datetime | None = None  # when the new version stopped being live, if it did
     # Other agents whose version did not change around the deploy (git says so); None: let
@@ -75,6 +76,18 @@ class Result:
     rolled_back_by: str | None
     daily: tuple[tuple[str, float | None, float | None], ...] = ()
     proposal_type: str = "error_handling"
+    expected_interval: tuple[float, float] | None = None
+    simulated: bool = False  # measured on `promptbot simulate` data: never calibrates
+
+    @property
+    def versus_registered(self) -> str | None:
+        """Where the measured change fell against the pre-registered interval: "inside",
+        "above" or "below"; None without an interval."""
+        if self.expected_interval is None:
+            return None
+        low, high = self.expected_interval
+        delta = self.comparison.delta
+        return "above" if delta > high else "below" if delta < low else "inside"
 
     def to_json(self) -> str:
         data: dict[str, Any] = jsonable(self)
@@ -324,6 +337,8 @@ def measure(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -
         rolled_back_by=dep.revert_sha if rolled_back else None,
         daily=measured.daily,
         proposal_type=dep.proposal_type,
+        expected_interval=dep.expected_interval,
+        simulated=snapshot.simulated,
     )
 
 

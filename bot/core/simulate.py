@@ -20,11 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-# Realistic failures per agent kind: (error_type, message with {n}/{id}/{word} parts, weight).
+# Realistic failures per agent kind: (error_type, message with variable parts, each drawn
+# on its own: {n} {line} {col} {char} {id} {word}; weight).
 ERRORS: dict[str, tuple[tuple[str, str, float], ...]] = {
     "support": (
         ("OutputParserException",
-         "Could not parse LLM output: Expecting ',' delimiter: line {n} column {n} (char {n})", 5),
+         "Could not parse LLM output: Expecting ',' delimiter: "
+         "line {line} column {col} (char {char})", 5),
         ("ToolCallError", "lookup_order failed: order 'ORD-{id}' not found", 2),
         ("RateLimitError", "Error code: 429 - rate_limit_error: Number of request tokens has "
          "exceeded your per-minute rate limit (request id req_{id})", 1),
@@ -294,8 +296,11 @@ out AS (
            {input_tokens} AS input_tokens,
            {output_tokens} AS output_tokens,
            coalesce(etype, '') AS error_type,
-           coalesce(replace(replace(replace(template,
+           coalesce(replace(replace(replace(replace(replace(replace(template,
                '{{n}}', CAST(2 + {_h(12, s)} % 898 AS VARCHAR)),
+               '{{line}}', CAST(1 + {_h(23, s)} % 30 AS VARCHAR)),
+               '{{col}}', CAST(1 + {_h(21, s)} % 97 AS VARCHAR)),
+               '{{char}}', CAST(40 + {_h(22, s)} % 2400 AS VARCHAR)),
                '{{id}}', CAST(10000 + {_h(13, s)} % 89999 AS VARCHAR)),
                '{{word}}', {words}[1 + CAST({_h(14, s)} % {len(WORDS)} AS INTEGER)]), '')
                AS error_message,

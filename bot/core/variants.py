@@ -1,9 +1,10 @@
 """The offline variant generator: deterministic, real edits, no model and no network.
 
-Each failure mode is matched to a *category* by keywords in its error type and
-message template. The instruction added to the prompt comes from the table
-below, never from the error text: metrics content is untrusted data, and an
-error message that says "ignore previous instructions" must not reach a prompt.
+Each failure mode is diagnosed (bot/core/diagnosis.py: its category from the error's type
+and message) and matched to the rule of the table below that addresses it; a repository's
+promoted rules match by keywords first. The instruction added to the prompt comes from the
+table, never from the error text: metrics content is untrusted data, and an error message
+that says "ignore previous instructions" must not reach a prompt.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 import textwrap
 from dataclasses import dataclass
 
-from bot.core import protected
+from bot.core import diagnosis, protected
 from bot.core.metrics import ErrorGroup
 
 RULES_HEADER = "Reliability rules (added from production failures):"
@@ -25,15 +26,22 @@ class Category:
     instruction: str
     summary: str  # for the PR title: "Fix <summary>"
     header: str = RULES_HEADER  # the list the instruction joins
+    # Patterns that together say what the instruction says: a prompt that matches all of
+    # them already carries its meaning in other words, and the rule is not added again.
+    claims: tuple[str, ...] = ()
 
 
 CATEGORIES: tuple[Category, ...] = (
     Category(
         "invalid_json",
-        ("json", "parse", "decode", "expecting value", "unterminated string", "outputparser"),
+        ("json", "decode", "expecting value", "unterminated string", "outputparser"),
         "Return exactly one JSON object in the documented format: no text before or after it, "
         "no Markdown code fences, double-quoted keys and strings, no trailing commas.",
         "invalid JSON output",
+        claims=(r"\bjson\b",
+                r"\b(no|without|never)\b[^.]{0,40}\b(markdown|code) ?(fences?|blocks?)",
+                r"\b(no|nothing|without|only)\b[^.]{0,40}\b(text|prose|commentary|"
+                r"explanation)\b[^.]{0,30}\b(before|after|around|outside)\b"),
     ),
     Category(
         "missing_field",
@@ -41,6 +49,7 @@ CATEGORIES: tuple[Category, ...] = (
         "Always include every field of the output format, even when a value is unknown "
         "(use null); never rename or drop a field.",
         "missing output fields",
+        claims=(r"\b(always|every)\b[^.]{0,60}\b(fields?|keys?)\b", r"\bnull\b"),
     ),
     Category(
         "sql_schema",
@@ -49,6 +58,8 @@ CATEGORIES: tuple[Category, ...] = (
         "identifier against it before answering and quote identifiers that contain capitals, "
         "spaces or reserved words.",
         "queries against unknown columns or tables",
+        claims=(r"\bonly\b[^.]{0,40}\b(tables?|columns?)\b[^.]{0,60}\b(schema|provided|"
+                r"given)\b",),
     ),
     Category(
         "sql_syntax",
@@ -57,6 +68,19 @@ CATEGORIES: tuple[Category, ...] = (
         "parentheses, commas between select items and a GROUP BY that covers every "
         "non-aggregated column.",
         "SQL syntax errors",
+        claims=(r"\b(balanced|matching|matched) parenthes",
+                r"\bgroup by\b[^.]{0,60}\b(every|all|each) non-aggregated"),
+    ),
+    Category(
+        "sql_timeout",
+        ("statement timeout", "canceling statement", "query exceeded"),
+        "Write queries the warehouse answers within its time limit: filter on the date or "
+        "partition columns first, select only the columns the answer needs, and never join "
+        "without a join condition.",
+        "queries that exceed the statement timeout",
+        claims=(r"\bfilter\b[^.]{0,60}\b(date|partition|time)\b",
+                r"\b(only|never select \*|avoid select \*)\b[^.]{0,40}\bcolumns?\b",
+                r"\b(join condition|cross joins?)\b"),
     ),
     Category(
         "tool_misuse",
@@ -64,13 +88,18 @@ CATEGORIES: tuple[Category, ...] = (
         "Call only the tools listed for you, with exactly the parameters they declare and "
         "the documented types; never invent a tool or an argument.",
         "invalid tool calls",
+        claims=(r"\bonly\b[^.]{0,30}\btools?\b[^.]{0,40}\b(listed|declared|provided|given)",
+                r"\b(never|don't|do not) invent\b[^.]{0,30}\b(tools?|arguments?|"
+                r"parameters?)\b"),
     ),
     Category(
         "too_long",
-        ("max_tokens", "length", "truncat", "too long", "context window", "timeout", "timed out"),
+        ("max_tokens", "length", "truncat", "too long"),
         "Keep the answer as short as the task allows: no restating of the input, no "
         "preamble, at most the number of items the format asks for.",
-        "truncated or slow answers",
+        "truncated answers",
+        claims=(r"\b(short|concise|brief)\b", r"\b(no|without|never)\b[^.]{0,30}"
+                r"\b(preamble|restat\w*|repeat\w* the input)"),
     ),
     Category(
         "ungrounded",
@@ -78,19 +107,30 @@ CATEGORIES: tuple[Category, ...] = (
         "When a fact (an id, a name, a number, a policy) is neither in the input nor in a "
         "tool result, say so or look it up with a tool; never guess it.",
         "answers with invented facts",
+        claims=(r"\b(never|do not|don't|not) (guess|invent|make up|fabricate)",
+                r"\b(tools?|look (it )?up)\b"),
     ),
 )
+BUILTIN = {c.key: c for c in CATEGORIES}
 
 
 def categorize(group: ErrorGroup, promoted: tuple[Category, ...] = ()) -> Category | None:
-    """The first category whose keywords appear in the error type or template; the
-    repository's promoted rules (policies/promoted_rules.yaml) are tried first."""
+    """The rule for this failure mode: a promoted rule whose keywords appear in the error
+    type or template (policies/promoted_rules.yaml) first, else the built-in rule of the
+    failure's diagnosed category (None when no prompt rule addresses it)."""
     haystack = f"{group.error_type} {group.template}".lower()
     haystack = re.sub(r"[^a-z_ ]+", " ", haystack)
-    for category in (*promoted, *CATEGORIES):
+    for category in promoted:
         if any(k in haystack for k in category.keywords):
             return category
-    return None
+    key = diagnosis.RULE_FOR.get(diagnosis.classify(group.error_type, group.template))
+    return BUILTIN.get(key) if key is not None else None
+
+
+def states_already(system: str, category: Category) -> bool:
+    """Whether the prompt already says what the rule would add, in its own words."""
+    text = " ".join(system.split()).lower()
+    return bool(category.claims) and all(re.search(c, text) for c in category.claims)
 
 
 def categories(group: ErrorGroup, promoted: tuple[Category, ...] = ()) -> list[Category]:

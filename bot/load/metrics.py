@@ -42,6 +42,7 @@ from bot.core.metrics import (
     version_stats,
 )
 from bot.core.model import DAILY_COLUMNS, METRIC_COLUMNS, STATUSES, MetricsPolicy, PricingPolicy
+from bot.core.templates import LIMIT, group, mask
 from bot.core.yamlparse import closest
 from bot.errors import Finding, MetricsError
 from bot.load import otel
@@ -73,18 +74,13 @@ _READERS = {
     ".jsonl": _JSON, ".jsonl.gz": _JSON, ".ndjson": _JSON, ".json": _JSON,
     ".parquet": "read_parquet({files}, union_by_name=true)",
 }
-# Variable parts of error messages, masked so that one failure mode is one group.
-MASKS = (
-    (r"https?://[^\s'\"]+", "<url>"),
-    (r"'[^']*'", "'<str>'"),
-    (r'"[^"]*"', '"<str>"'),
-    (r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", "<uuid>"),
-    (r"\b0x[0-9a-fA-F]+\b", "<hex>"),
-    (r"\b[0-9a-fA-F]{12,}\b", "<hex>"),
-    (r"(/[A-Za-z0-9_.-]+){2,}", "<path>"),
-    (r"\b[A-Za-z]+[-_][0-9][A-Za-z0-9_-]*\b", "<id>"),
-    (r"[0-9]+(\.[0-9]+)?", "<n>"),
-)
+# Every run of letters and digits that holds a digit becomes "1" before the distinct
+# messages reach Python: `templates.mask` turns each such run into one placeholder whatever
+# its digits and letters, so the key is the same, and 86,585 distinct messages of 10 M rows
+# (ids, request ids, hex) become a few dozen strings to mask. Cut at mask's LIMIT first, so
+# that shortening a message never brings more of it into the template.
+PREMASK = (f"regexp_replace(left(coalesce({{}}, ''), {LIMIT}), "
+           "'[A-Za-z0-9]*[0-9][A-Za-z0-9]*', '1', 'g')")
 
 
 def _suffix(path: str) -> str:
@@ -407,17 +403,18 @@ def _bad_reason(sources: Sequence[_Source]) -> str:
     return "CASE " + " ".join(f"WHEN {c} THEN '{r}'" for c, r in checks) + " ELSE NULL END"
 
 
-# Digits 2-9 as 1: the same template (MASKS treat every digit alike, except the literal 0 of
-# "0x", which is kept; lengths are kept too), but 86,585 distinct messages become a few dozen
-# strings for the ten regexes (-0.35 s on 10 M rows).
-_DIGITS_ALIKE = "translate({}, '23456789', '11111111')"
-
-
-def template_sql(expr: str) -> str:
-    out = f"coalesce({expr}, '')"
-    for pattern, repl in MASKS:
-        out = f"regexp_replace({out}, {_lit(pattern)}, {_lit(repl)}, 'g')"
-    return f"left(trim(regexp_replace({out}, '\\s+', ' ', 'g')), 300)"
+def masked_table(con: duckdb.DuckDBPyConnection, name: str, source: str) -> None:
+    """Create table `name` (m, key): each distinct message of the `source` query's column m
+    with its failure key, `templates.mask` of it (the key depends on the message alone;
+    templates across messages are found later, over the whole window: `_finish`)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name}_k AS SELECT m, {PREMASK.format('m')} "
+                f"AS m1 FROM (SELECT DISTINCT m FROM ({source}))")
+    shapes = [str(r[0]) for r in con.execute(f"SELECT DISTINCT m1 FROM {name}_k").fetchall()]
+    keys = [mask(x) for x in shapes]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name}_s AS SELECT unnest(?::VARCHAR[]) AS m1, "
+                "unnest(?::VARCHAR[]) AS key", [shapes, keys])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT k.m, s.key FROM {name}_k k "
+                f"JOIN {name}_s s USING (m1)")
 
 
 def connect(temp_dir: Path | None = None, memory_limit: str = "1GB") -> duckdb.DuckDBPyConnection:
@@ -768,11 +765,14 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
             part.newest = datetime.combine(span[1], datetime.max.time()).replace(microsecond=0)
     if errors:
         part.daily_rows += _count(con, f"SELECT count(*) FROM ({_union(errors)})")
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE daily_errors AS
+                         SELECT *, {reason.format(extra='')} AS bad FROM ({_union(errors)})""")
+        masked_table(con, "daily_keys", "SELECT m FROM daily_errors WHERE bad IS NULL")
         rows = con.execute(
-            f"""WITH x AS (SELECT *, {reason.format(extra='')} AS bad FROM ({_union(errors)}))
-                SELECT a, v, CAST(d AS TIMESTAMP), coalesce(e, 'error'), {template_sql('m')},
-                       sum(n), arg_max(m, n)
-                FROM x WHERE bad IS NULL GROUP BY ALL ORDER BY 1, 2, 3, 6 DESC"""
+            """SELECT a, v, CAST(d AS TIMESTAMP), coalesce(e, 'error'), k.key,
+                      sum(n), arg_max(x.m, n)
+               FROM daily_errors x JOIN daily_keys k ON x.m IS NOT DISTINCT FROM k.m
+               WHERE bad IS NULL GROUP BY ALL ORDER BY 1, 2, 3, 6 DESC"""
         ).fetchall()
         part.error_days = [
             ErrorDay(str(r[0]), r[1], r[2], "error", str(r[3]), str(r[4]), int(r[5]), r[2],
@@ -1051,27 +1051,22 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
                FROM fine WHERE bad IS NULL GROUP BY a, v, hr ORDER BY a, hr, v""",
         )
     ]
-    # Mask each distinct message once, then add up per template and day.
+    # Mask each distinct message once, then add up per failure key and day.
+    masked_table(con, "msg_keys", "SELECT m FROM fine WHERE bad IS NULL AND s <> 'success'")
     error_days = [
         ErrorDay(str(r[0]), r[1], r[2], str(r[3]), str(r[4]), str(r[5]), int(r[6]), r[7], r[8],
                  str(r[9] or "")[:500])
         for r in _fetch(
             con,
-            f"""
+            """
             WITH e AS (
                 SELECT a, v, date_trunc('day', hr) AS d, s, e, m, n, first, last FROM fine
                 WHERE bad IS NULL AND s <> 'success'
-            ), k AS (
-                SELECT m, {_DIGITS_ALIKE.format('m')} AS m1 FROM (SELECT DISTINCT m FROM e)
-            ), t AS (
-                SELECT k.m, t1.template FROM k JOIN (
-                    SELECT m1, {template_sql('m1')} AS template
-                    FROM (SELECT DISTINCT m1 FROM k)) t1 USING (m1)
             )
-            SELECT a, v, d, s, e, t.template, CAST(sum(n) AS BIGINT), min(first), max(last),
+            SELECT a, v, d, s, e, t.key, CAST(sum(n) AS BIGINT), min(first), max(last),
                    arg_min(e.m, first)
-            FROM e JOIN t ON e.m = t.m
-            GROUP BY a, v, d, s, e, t.template ORDER BY a, v, d, sum(n) DESC
+            FROM e JOIN msg_keys t ON e.m IS NOT DISTINCT FROM t.m
+            GROUP BY a, v, d, s, e, t.key ORDER BY a, v, d, sum(n) DESC
             """,
         )
     ]
@@ -1109,6 +1104,27 @@ class _Part:
     newest: datetime | None = None
 
 
+def templated(days: list[ErrorDay]) -> list[ErrorDay]:
+    """The failure keys of the whole export grouped into templates (`templates.group`: a
+    word that varies across enough messages is a variable too), and the days of one
+    template added up: one failure mode is one group however its messages differ."""
+    keys = sorted({e.template for e in days})
+    template = dict(zip(keys, group(keys), strict=True))
+    merged: dict[tuple[Any, ...], ErrorDay] = {}
+    for e in days:
+        k = (e.agent_id, e.prompt_version, e.day, e.status, e.error_type, template[e.template])
+        old = merged.get(k)
+        if old is None:
+            merged[k] = dataclasses.replace(e, template=template[e.template])
+            continue
+        merged[k] = dataclasses.replace(
+            old, count=old.count + e.count, first_seen=min(old.first_seen, e.first_seen),
+            last_seen=max(old.last_seen, e.last_seen),
+            example=old.example if old.first_seen <= e.first_seen else e.example)
+    return sorted(merged.values(), key=lambda e: (e.agent_id, e.prompt_version or "", e.day,
+                                                   -e.count))
+
+
 def _finish(parts: list[_Part], files: list[str], skipped: tuple[str, ...], has_version: bool,
             window_days: int) -> MetricsSnapshot:
     bad_by_reason: dict[str, int] = {}
@@ -1118,7 +1134,7 @@ def _finish(parts: list[_Part], files: list[str], skipped: tuple[str, ...], has_
     bad_samples = [s for part in parts for s in part.bad_samples]
     buckets = [b for part in parts for b in part.buckets]
     histograms = [h for part in parts for h in part.histograms]
-    error_days = [e for part in parts for e in part.error_days]
+    error_days = templated([e for part in parts for e in part.error_days])
     segment_days = [s for part in parts for s in part.segment_days]
     rows_used = sum(part.rows_used for part in parts)
     stamps = [t for part in parts for t in (part.oldest, part.newest) if t is not None]

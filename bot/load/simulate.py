@@ -114,6 +114,9 @@ def write(sql: str, out_dir: Path, formats: list[str]) -> list[tuple[Path, int]]
     return written
 
 
+SIMULATED_MARK = ".promptbot-simulated"
+
+
 def simulate(git: Git, out_dir: Path, *, days: int, seed: int, per_day: int,
              effect: float | None, effects_file: str | None, version_column: bool,
              base: str = "main", formats: tuple[str, ...] = ("csv",),
@@ -134,5 +137,10 @@ def simulate(git: Git, out_dir: Path, *, days: int, seed: int, per_day: int,
     opts = Options(seed=seed, version_column=version_column, duplicate_rate=duplicate_rate,
                    bad_rate=bad_rate, drift_per_week=drift_per_week,
                    quality_effect=quality_effect, departures=departures or Departures())
-    return write(query(lines, start, latest + timedelta(days=days), opts, pivot=latest),
-                 out_dir, list(formats))
+    written = write(query(lines, start, latest + timedelta(days=days), opts, pivot=latest),
+                    out_dir, list(formats))
+    # Results measured on these files say so and never calibrate real estimates.
+    (out_dir / SIMULATED_MARK).write_text(
+        "Written by `promptbot simulate`: results measured on the exports in this directory "
+        "are marked simulated and not used to calibrate estimates.\n", encoding="utf-8")
+    return written
