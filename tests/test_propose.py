@@ -80,6 +80,13 @@ def test_estimates_are_calibrated_by_measured_results(cli: Cli, repo: Path) -> N
         (repo / f"prompts/support-triage/results/{pr['proposal_id']}.json").read_text())
     assert result["comparison"]["delta"] > result["expected_delta"]
     assert result["simulated"] is False
+    # The results comment says where the measurement fell against the registered interval.
+    low, high = result["expected_interval"]
+    where = "above" if result["comparison"]["delta"] > high else \
+        "below" if result["comparison"]["delta"] < low else "inside"
+    code, shown, _ = cli("pr", "show", str(pr["number"]))
+    assert code == 0 and f"(registered interval {low * 100:+.1f} pts" in shown
+    assert f"calibration: the measured change is **{where}** the registered interval" in shown
     # Calibration is per proposal type across the repository: sql-writer's failure-mode fix
     # (support-triage's remaining failures get no rule: the prompt states it, or a timeout).
     after = cli.json("propose", "--dry-run", "--json", "--agent", "sql-writer",

@@ -98,6 +98,7 @@ class Proposal:
     quality: Estimate = field(default_factory=lambda: unknown(QUALITY_LATER))
     changed_field: str = "prompts.system"  # or "examples" for a worked example
     judged_by: str = "improvement"  # the rule the deployed change is judged by (stats)
+    diagnosis: str = ""  # a failure mode's category and the agent's format, for the reviewer
     canary: tuple[float, ...] = ()  # stage plan in percent when merged as a canary
 
     @property
@@ -215,6 +216,15 @@ def economics(problem: Problem, expected: Expectation, cost: Estimate, tokens_ad
     hours = policy.propose.hours_per_proposal * factor
     roi = value - cost_month
     return Economics(effort, hours, per_month, value, cost_month, cost_pct, roi, roi / hours)
+
+
+def _diagnosis(loaded: LoadedAgent, problem: Problem) -> str:
+    if problem.failure is None:
+        return ""
+    tools = tuple(t.name for t in loaded.agent.tools)
+    category = diagnosis.classify(problem.failure.error_type, problem.failure.template, tools)
+    return (f"{category.replace('_', ' ')} (`{category}`, from the error type and "
+            f"template); the agent answers in {agent_format(loaded.agent).describe()}")
 
 
 def below_floor(e: Economics | None, policy: Policy) -> str | None:
@@ -362,9 +372,10 @@ def rules_that_hold(loaded: LoadedAgent, problem: Problem,
     failure = problem.failure
     assert failure is not None
     agent = loaded.agent
-    rules = variants.categories(failure, promoted)
+    tools = tuple(t.name for t in agent.tools)
+    rules = variants.categories(failure, promoted, tools)
     if not rules:
-        category = diagnosis.classify(failure.error_type, failure.template)
+        category = diagnosis.classify(failure.error_type, failure.template, tools)
         why = diagnosis.NOT_THE_PROMPT.get(category, "no prompt rule addresses it")
         return Skipped(agent.id, f"'{failure.error_type}' failures ({category}): {why}")
     fmt = agent_format(agent)
@@ -879,6 +890,7 @@ def assemble(
         chars_after=len(system) if field_name == "prompts.system" else len(new_text),
         changed_field=field_name,
         judged_by=RULE_OF_PROBLEM.get(problem.kind, "improvement"),
+        diagnosis=_diagnosis(loaded, problem),
     )
     # Only a failure-mode fix is priced whole (success rate × value of a success): a saving
     # of tokens, speed, clarity or safety shows its value elsewhere.

@@ -114,7 +114,8 @@ CATEGORIES: tuple[Category, ...] = (
 BUILTIN = {c.key: c for c in CATEGORIES}
 
 
-def categorize(group: ErrorGroup, promoted: tuple[Category, ...] = ()) -> Category | None:
+def categorize(group: ErrorGroup, promoted: tuple[Category, ...] = (),
+               tools: tuple[str, ...] = ()) -> Category | None:
     """The rule for this failure mode: a promoted rule whose keywords appear in the error
     type or template (policies/promoted_rules.yaml) first, else the built-in rule of the
     failure's diagnosed category (None when no prompt rule addresses it)."""
@@ -123,7 +124,7 @@ def categorize(group: ErrorGroup, promoted: tuple[Category, ...] = ()) -> Catego
     for category in promoted:
         if any(k in haystack for k in category.keywords):
             return category
-    key = diagnosis.RULE_FOR.get(diagnosis.classify(group.error_type, group.template))
+    key = diagnosis.RULE_FOR.get(diagnosis.classify(group.error_type, group.template, tools))
     return BUILTIN.get(key) if key is not None else None
 
 
@@ -133,13 +134,14 @@ def states_already(system: str, category: Category) -> bool:
     return bool(category.claims) and all(re.search(c, text) for c in category.claims)
 
 
-def categories(group: ErrorGroup, promoted: tuple[Category, ...] = ()) -> list[Category]:
+def categories(group: ErrorGroup, promoted: tuple[Category, ...] = (),
+               tools: tuple[str, ...] = ()) -> list[Category]:
     """Every rule that addresses this failure mode, at most one promoted and one built-in,
     preferred first: the offline generator's alternative candidates."""
-    first = categorize(group, promoted)
+    first = categorize(group, promoted, tools)
     if first is None:
         return []
-    builtin = categorize(group)
+    builtin = categorize(group, (), tools)
     return [first] + ([builtin] if builtin is not None and builtin != first
                       and builtin.instruction != first.instruction else [])
 
