@@ -155,3 +155,21 @@ def test_grouping_accuracy_on_loghub_2k() -> None:
                                             [r["EventId"] for r in rows])
         assert scores[system] >= floor, (system, scores[system])
     assert sum(scores.values()) / len(scores) >= MEAN_FLOOR, scores
+
+
+def test_free_text_after_a_short_head_is_one_failure_mode_and_stays_cheap() -> None:
+    # LangChain echoes the model's answer: every message differs in words and length.
+    rng = random.Random(3)
+    words = ("sure", "here", "is", "the", "json", "you", "asked", "for", "order", "refund",
+             "ticket", "sorry", "we")
+    echoed = list({"Invalid json output: " + " ".join(
+        rng.choice(words) for _ in range(rng.randint(3, 30))) for _ in range(3000)})
+    other = ["Rate limit exceeded for org a3f9c2b1", "Upload failed: disk full",
+             "Upload failed: quota exceeded"]
+    out = group(echoed + other)
+    assert set(out[:len(echoed)]) == {"Invalid json output: <*>"}
+    assert out[len(echoed):] == ["Rate limit exceeded for org <*>", "Upload failed: disk full",
+                                 "Upload failed: quota exceeded"]
+    # Below the threshold (a few echoed answers) nothing is cut.
+    few = group(echoed[:5])
+    assert "Invalid json output: <*>" not in few and len(set(few)) == 5

@@ -200,11 +200,35 @@ def group(messages: list[str]) -> list[str]:
     of every day compared in one call.
     """
     masked = [mask(m) for m in messages]
-    distinct = sorted({tuple(t.split(" ")) for t in masked})
+    keys = set(masked)
+    tails = _free_tails(keys)
+    distinct = sorted({tuple(tails.get(k, k).split(" ")) for k in keys})
     assigned: dict[str, str] = {}
     for cluster in _drain(distinct):
         for part in _split(cluster):
             template = _template(part)
             for m in part:
                 assigned[" ".join(m)] = template
-    return [assigned[m] for m in masked]
+    return [assigned[tails.get(m, m)] for m in masked]
+
+
+# Messages that carry free text after a short head (an LLM's echoed answer: "Invalid json
+# output: Sure, here is…") are first cut to "head: <*>" when the head has at least
+# TAIL_GROUP distinct tails of at least TAIL_LENGTHS different lengths (free text varies in
+# length; the kinds of one structured error do not): otherwise each becomes its own
+# template, and the clustering's cost grows with the square of their number (100,000 such
+# messages: 22 s and 96,819 templates). Loghub-2k's accuracy is the same with and without.
+TAIL_GROUP = 50
+TAIL_LENGTHS = 10
+_HEAD = re.compile(r"^((?:\S+ ){0,7}?\S+:) \S")
+
+
+def _free_tails(keys: set[str]) -> dict[str, str]:
+    heads: dict[str, list[str]] = {}
+    for k in keys:
+        found = _HEAD.match(k)
+        if found:
+            heads.setdefault(found.group(1), []).append(k)
+    return {k: f"{head} {WILD}" for head, ks in heads.items()
+            if len(ks) >= TAIL_GROUP and len({k.count(" ") for k in ks}) >= TAIL_LENGTHS
+            for k in ks}
