@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 echo "== cycle (200 agents)";        "$PY" benchmarks/cycle.py
 echo; echo "== decision quality";    "$PY" benchmarks/decisions.py --sims 1000
+echo; echo "== failure templates (Loghub-2k) and diagnosis"; "$PY" benchmarks/templates.py
 echo; echo "== ingest (10 M rows)";  "$PY" benchmarks/ingest.py "$@"
 echo; echo "== install size and start-up"; "$PY" benchmarks/startup.py   # needs the package index
 echo; echo "== crash safety (docs/RELIABILITY.md)"

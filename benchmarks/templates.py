@@ -191,11 +191,56 @@ def main(argv: list[str] | None = None) -> int:
               f"{clusters:,} clusters")
     for template, n in Counter(templates).most_common(20):
         print(f"  {n:>7,}  {template}")
+    right, total, contradictions = diagnosis_figures()
+    print(f"\ndiagnosis: {right}/{total} error shapes of tests/data/error_shapes.yaml "
+          f"classified right ({right / total * 100:.1f} %); proposals contradicting the "
+          f"agent's format over the shipped agents x the corpus: {contradictions}")
     if args.json:
         print(json.dumps({"ga": table, "mean": means, "throughput": {
             "messages": len(messages), "seconds": seconds, "per_second": rate,
-            "templates": len(set(templates))}}, indent=2))
+            "templates": len(set(templates))},
+            "diagnosis": {"right": right, "total": total,
+                          "contradictions": contradictions}}, indent=2))
     return 0
+
+
+def diagnosis_figures() -> tuple[int, int, int]:
+    """Category accuracy on the shipped corpus (the agents' tool names known, as in a
+    run), and the rules that would contradict a shipped agent's format (0 expected)."""
+    from datetime import datetime
+
+    import yaml
+
+    from bot.core import diagnosis
+    from bot.core.agentfile import parse_agent
+    from bot.core.analysis import Problem
+    from bot.core.metrics import ErrorGroup, VersionStats
+    from bot.core.proposals import Skipped, agent_format, rules_that_hold
+
+    root = Path(__file__).resolve().parents[1]
+    corpus = yaml.safe_load((root / "tests/data/error_shapes.yaml").read_text())
+    agents = [parse_agent(p.read_text(), str(p.relative_to(root)), folder_id=p.parent.name)
+              for p in sorted((root / "prompts").glob("*/agent.yaml"))]
+    tools = tuple(sorted({t.name for a in agents for t in a.agent.tools}))
+    right = sum(diagnosis.classify(e["error_type"], e["error_message"], tools) == e["category"]
+                for e in corpus)
+    when = datetime(2026, 11, 1)
+    contradictions = 0
+    for loaded in agents:
+        fmt = agent_format(loaded.agent)
+        for e in corpus:
+            group_ = ErrorGroup(e["error_type"], e["error_message"], 300, when, when,
+                                e["error_message"])
+            stats = VersionStats(loaded.agent.id, "v", 2000, 1700, 0, None, None, None, None,
+                                 None, None, when, when, None, (group_,))
+            held = rules_that_hold(loaded, Problem("failure_mode", loaded.agent.id, "v", "s",
+                                                   group_, stats))
+            if isinstance(held, Skipped):
+                continue
+            contradictions += sum(
+                1 for rule in held
+                if fmt.name not in diagnosis.RULE_FORMATS.get(rule.key, frozenset({fmt.name})))
+    return right, len(corpus), contradictions
 
 
 if __name__ == "__main__":
