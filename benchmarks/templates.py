@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.core.templates import group
+from bot.core.templates import group, mask
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "reference" / "loghub-2k"
 SYSTEMS = ("Apache", "BGL", "HDFS", "Hadoop", "Linux", "OpenSSH", "Spark", "Zookeeper")
@@ -222,14 +222,16 @@ def diagnosis_figures() -> tuple[int, int, int]:
     agents = [parse_agent(p.read_text(), str(p.relative_to(root)), folder_id=p.parent.name)
               for p in sorted((root / "prompts").glob("*/agent.yaml"))]
     tools = tuple(sorted({t.name for a in agents for t in a.agent.tools}))
-    right = sum(diagnosis.classify(e["error_type"], e["error_message"], tools) == e["category"]
+    # As a run sees a failure mode: its template and one real message.
+    right = sum(diagnosis.of_failure(e["error_type"], mask(e["error_message"]),
+                                     e["error_message"], tools) == e["category"]
                 for e in corpus)
     when = datetime(2026, 11, 1)
     contradictions = 0
     for loaded in agents:
         fmt = agent_format(loaded.agent)
         for e in corpus:
-            group_ = ErrorGroup(e["error_type"], e["error_message"], 300, when, when,
+            group_ = ErrorGroup(e["error_type"], mask(e["error_message"]), 300, when, when,
                                 e["error_message"])
             stats = VersionStats(loaded.agent.id, "v", 2000, 1700, 0, None, None, None, None,
                                  None, None, when, when, None, (group_,))

@@ -55,6 +55,7 @@ from bot.core.proposals import (
     Skipped,
     branch_name,
     build_all,
+    diagnosed,
     from_candidates,
     promoted_categories,
     proposal_id,
@@ -484,16 +485,18 @@ def make_proposal(
     if ctx.generator is None:
         return build_all(loaded, problem, policy, ctx.count_tokens, past, promoted,
                          shots or ())
+    said = ""
     if problem.failure is not None:
         # No model call for a failure no prompt rule fixes or whose rule contradicts the agent.
         held = rules_that_hold(loaded, problem, promoted)
         if isinstance(held, Skipped):
             return held
+        said = diagnosed(loaded, problem)
     failures = tuple((e.error_type, e.template, e.count) for e in problem.stats.top_errors[:5])
     goal = {"failure_mode": "error_handling", "latency": "speed"}.get(problem.kind,
                                                                       problem.kind)
     request = GenerationRequest(loaded.agent.id, loaded.text, loaded.agent.prompts.system,
-                                (goal,), failures, policy.generator.candidates)
+                                (goal,), failures, policy.generator.candidates, said)
     try:
         candidates = ctx.generator.generate(request)
     except PromptbotError as exc:

@@ -140,11 +140,13 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked,
             kind = str(data.get("type", kind))
             rule = data.get("judged_by")
             rule = rule if rule in JUDGED_BY else None
-            low, high = data["expected_effect"].get("interval") or (None, None)
-            interval = (float(low), float(high)) if low is not None and high is not None \
-                else None
         except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError):
             expected = 0.0
+        try:
+            low, high = data["expected_effect"]["interval"]
+            interval = (float(low), float(high))
+        except (KeyError, TypeError, ValueError, AttributeError, NameError):
+            interval = None  # a record from before intervals were kept, or hand-edited
     return Deployment(
         canary_share=canary[0].share / 100 if canary else None,
         canary_since=canary[1] if canary else None,

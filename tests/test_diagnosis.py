@@ -15,7 +15,7 @@ from conftest import PROJECT, Cli, git
 from bot.core import diagnosis
 from bot.core.agentfile import parse_agent
 from bot.core.analysis import Problem
-from bot.core.metrics import ErrorGroup, VersionStats
+from bot.core.metrics import ErrorDay, ErrorGroup, VersionStats
 from bot.core.model import Policy
 from bot.core.proposals import Skipped, rules_that_hold
 
@@ -47,6 +47,12 @@ def test_category_accuracy_on_the_corpus_is_at_least_95_percent() -> None:
              if diagnosis.classify(e["error_type"], e["error_message"], tools) != e["category"]]
     accuracy = 1 - len(wrong) / len(entries)
     assert accuracy >= 0.95, f"{accuracy:.3f}: " + "\n".join(map(str, wrong))
+    # As a run sees a failure mode: its template (quoted values masked) and one real message.
+    from bot.core.templates import mask
+
+    seen = [e for e in entries if diagnosis.of_failure(
+        e["error_type"], mask(e["error_message"]), e["error_message"], tools) != e["category"]]
+    assert 1 - len(seen) / len(entries) >= 0.95, seen
 
 
 @pytest.mark.parametrize(("error_type", "message", "category"), [
@@ -178,3 +184,93 @@ def test_sql_writer_fed_parser_failures_gets_a_sql_syntax_proposal(
     assert "balanced\n" in first["diff"] or "balanced" in first["diff"]
     assert "JSON" not in "".join(line for line in first["diff"].splitlines()
                                  if line.startswith("+"))
+
+
+@pytest.mark.parametrize(("error_type", "message", "category"), [
+    # LangChain's ReAct parser: the answer is not in the Thought/Action format, not JSON.
+    ("OutputParserException", "Could not parse LLM output: `I now know the final answer: 42`",
+     "unknown"),
+    ("", "Search query exceeded maximum length of 256 characters", "unknown"),
+    ("", "Query exceeded the statement timeout (30 s)", "sql_timeout"),
+    # A request the service built wrong is configuration, not the model's output.
+    ("BadRequestError", "Error code: 400 - {'type': 'error', 'error': {'type': "
+     "'invalid_request_error', 'message': 'max_tokens: Field required'}}", "config"),
+    ("BadRequestError", "Invalid parameter: 'response_format' of type 'json_object' is not "
+     "supported with this model.", "config"),
+])
+def test_shapes_a_keyword_matcher_gets_wrong(error_type: str, message: str,
+                                             category: str) -> None:
+    assert diagnosis.classify(error_type, message) == category
+
+
+def test_the_format_reads_negations_and_sql_inside_json() -> None:
+    prose = diagnosis.output_format("auto", "Reply in plain sentences, never as JSON.", ())
+    assert not prose.known
+    wrapped = diagnosis.output_format("auto", "x", ('{"sql": "SELECT 1", "why": "one"}',))
+    assert (wrapped.name, wrapped.also) == ("json", frozenset({"sql"}))
+    # An SQL engine's error proves the agent writes SQL, even inside a JSON answer.
+    assert diagnosis.contradiction("sql_syntax", wrapped, False) is None
+    assert diagnosis.contradiction("sql_syntax", diagnosis.Format("json", "examples"),
+                                   False) is not None
+
+
+def test_a_promoted_rule_never_fixes_what_is_not_the_prompts() -> None:
+    from bot.core.variants import Category
+
+    loaded = _loaded("support-triage")
+    promoted = (Category("filter-early", ("timeout", "timed out"),
+                         "Filter on the date column first.", "slow queries"),)
+    network = _problem("support-triage", "ReadTimeout", "The read operation timed out")
+    held = rules_that_hold(loaded, network, promoted)
+    assert isinstance(held, Skipped) and "(timeout)" in held.reason
+    # A promoted SQL-timeout rule shares the built-in rule's premise: not for a JSON agent.
+    sql_timeout = _problem("support-triage", "QueryCanceled",
+                           "canceling statement due to statement timeout")
+    refused = rules_that_hold(loaded, sql_timeout, promoted)
+    assert isinstance(refused, Skipped) and "presupposes a SQL answer" in refused.reason
+    writer = rules_that_hold(_loaded("sql-writer"), sql_timeout, promoted)
+    assert not isinstance(writer, Skipped) and writer[0].key == "filter-early"
+
+
+def test_the_signature_follows_the_diagnosis_not_the_template() -> None:
+    """A template can change when the export does; the proposal id must not."""
+    from bot.core.analysis import failure_problems
+
+    policy = Policy().propose
+    one = _problem("sql-writer", "BinderException",
+                   'Binder Error: Referenced column "revenue" not found in FROM clause!')
+    two = _problem("sql-writer", "BinderException",
+                   'Binder Error: Referenced column "<*>" not found in FROM clause!')
+    [a] = failure_problems(one.stats, "sql-writer", "v1", policy)
+    [b] = failure_problems(two.stats, "sql-writer", "v1", policy)
+    assert a.signature == b.signature == "failure_mode|sql-writer|BinderException|sql_schema"
+
+
+def test_templates_are_learned_per_agent_and_error_type() -> None:
+    from bot.load.metrics import templated
+
+    day = datetime(2026, 11, 1)
+
+    def e(agent: str, message: str) -> ErrorDay:
+        return ErrorDay(agent, "v1", day, "error", "ToolError", message, 10, day, day, message)
+
+    mine = [e("sql-writer", f"no such column: {c}") for c in ("revenue", "region", "qty")]
+    alone = {x.template for x in templated(mine)}
+    # A fourth word from another agent does not make this agent's words a variable.
+    crowded = {x.template for x in templated([*mine, e("support-triage", "no such column: a")])
+               if x.agent_id == "sql-writer"}
+    assert alone == crowded and len(alone) == 3
+    merged = templated([*mine, e("sql-writer", "no such column: foo")])
+    assert {x.template for x in merged} == {"no such column: <*>"}
+    assert sum(x.count for x in merged) == 40 and len(merged) == 1
+
+
+def test_the_model_generator_is_told_the_diagnosis() -> None:
+    from bot.core.generation import GenerationRequest, build_messages
+
+    req = GenerationRequest("sql-writer", "id: sql-writer\n", "You write SQL.",
+                            ("error_handling",), (("ParserException", "syntax error", 9),), 2,
+                            "sql syntax (`sql_syntax`); the agent answers in SQL")
+    _, messages = build_messages(req)
+    text = messages[0]["content"][0]["text"]
+    assert "Diagnosis: sql syntax (`sql_syntax`); the agent answers in SQL" in text

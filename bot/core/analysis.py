@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from bot.core import diagnosis
 from bot.core.metrics import ErrorGroup, MetricsSnapshot, VersionStats
 from bot.core.model import ProposePolicy
 
@@ -33,19 +34,19 @@ class Problem:
 
 
 def health(stats: VersionStats | None, healthy_rate: float = 0.95) -> str:
-    """Success rate bands: excellent from 98 % (or healthy_rate when higher), good from
-    healthy_rate (propose.healthy_success_rate: no failure-mode proposal from there on),
-    fair within 5 points below it, else needs attention."""
+    """Success rate bands: >= 98 % excellent, >= 95 % good, >= 90 % fair, else needs
+    attention; moved by propose.healthy_success_rate so that the label says whether the
+    agent gets failure-mode proposals: at or above it at least good, below it at most fair."""
     if stats is None or stats.executions == 0:
         return "no data"
     rate = stats.success_rate
-    if rate >= max(0.98, healthy_rate):
-        return "excellent"
-    if rate >= healthy_rate:
+    band = "excellent" if rate >= 0.98 else "good" if rate >= 0.95 else \
+        "fair" if rate >= 0.90 else "needs attention"
+    if rate >= healthy_rate and band in ("fair", "needs attention"):
         return "good"
-    if rate >= healthy_rate - 0.05:
+    if rate < healthy_rate and band in ("excellent", "good"):
         return "fair"
-    return "needs attention"
+    return band
 
 
 def current_stats(snapshot: MetricsSnapshot, agent_id: str, version: str) -> VersionStats | None:
@@ -123,10 +124,20 @@ def failure_problems(
     if stats is None or stats.executions < policy.min_executions or healthy(stats, policy):
         return []
     out = []
+    seen: set[str] = set()
     for group in stats.top_errors:
         share = group.count / stats.executions
         if group.count < policy.min_failure_count or share < policy.min_failure_share:
             continue
-        signature = f"failure_mode|{agent_id}|{group.error_type}|{group.template}"
+        # By error type and diagnosed category, not by template: a template can change when
+        # the export does (a word becomes a variable once enough of them show), and the
+        # proposal id, which a rejection or an open PR is found by, must not.
+        category = diagnosis.of_failure(group.error_type, group.template, group.example)
+        signature = f"failure_mode|{agent_id}|{group.error_type}|{category}"
+        if category == "unknown":
+            signature += f"|{group.template}"  # nothing else tells two of them apart
+        if signature in seen:
+            continue  # the same fix as a larger failure mode's, already listed
+        seen.add(signature)
         out.append(Problem("failure_mode", agent_id, version, signature, group, stats))
     return out

@@ -61,7 +61,7 @@ FORMATS: Final = ("json", "sql", "markdown", "text")
 _I = re.IGNORECASE
 # (category, pattern over "error_type: message"), first match wins.
 _SHAPES: Final[tuple[tuple[str, re.Pattern[str]], ...]] = tuple(
-    (category, re.compile(pattern, _I)) for category, pattern in (
+    (category, re.compile(pattern, _I | re.MULTILINE)) for category, pattern in (
         ("tool_call", r"invalid json (input|arguments?) for (the )?tool|no ?such ?tool|"
                       r"unknown[ _]tool|invalid ?tool ?arguments|invalid_arguments|"
                       r"\btool\b[^.\n]{0,60}\b(not found|does not exist|is not available)|"
@@ -88,6 +88,8 @@ _SHAPES: Final[tuple[tuple[str, re.Pattern[str]], ...]] = tuple(
                            r"finish_reason\W+safety|guardrail|prohibited[ _]content|"
                            r"block_reason|flagged|"
                            r"usage polic|^:\s*safety\s*$"),
+        ("config", r"invalid_request_error|badrequesterror|error code: 400\b|"
+                   r"invalid parameter|input_schema|unsupported parameter"),
         ("refusal", r"\brefusal\b|\b(model|assistant) refused|refused to (answer|help|"
                     r"comply|respond)|\bI(?:'| a)m sorry,? (?:but )?I can(?:'|no)t|"
                     r"\bI can(?:'|no)t (?:help|assist)|\bI won'?t be able to"),
@@ -97,7 +99,9 @@ _SHAPES: Final[tuple[tuple[str, re.Pattern[str]], ...]] = tuple(
                       r"max_output_tokens|^:\s*(max_tokens|length)\s*$|"
                       r"finish_reason\W+(2|max_tokens)\b|finish_?reason\]\([^)]*\) is 2\b"),
         ("sql_timeout", r"statement (timeout|or warehouse timeout)|canceling statement|"
-                        r"maximum statement execution time|query exceeded|"
+                        r"maximum statement execution time|"
+                        r"query exceeded (the )?(statement timeout|maximum (execution|statement) "
+                        r"time|[^.]{0,20}time ?limit|resource limits)|"
                         r"query (was )?(cancell?ed|interrupted)|timeout exceeded: elapsed|"
                         r"query_timeout|querytimeout|statement_timeout|"
                         r"execution time exceeded|operation timed out after .{0,20}hours|"
@@ -123,11 +127,10 @@ _SHAPES: Final[tuple[tuple[str, re.Pattern[str]], ...]] = tuple(
                        r"unrecognized token|incomplete input|line \d+, col: \d+|\bat or near\b|"
                        r"unexpected (keyword|token) .{0,40}(at|line|position)|"
                        r"invalid (sql|query) syntax"),
-        ("invalid_json", r"json|expecting (value|property name|'.' delimiter)|"
+        ("invalid_json", r"json|expecting (value|property name|'[^']{1,3}' delimiter)|"
                          r"unterminated string|extra data|invalid control character|"
                          r"eof while parsing|trailing comma|invalid \\escape|"
-                         r"unexpected (token|end of input|character)|"
-                         r"could not parse (llm )?output"),
+                         r"unexpected (token|end of input|character)"),
         ("missing_field", r"validation ?error|field required|is a required property|"
                           r"missing data for required|input should be|is not of type|"
                           r"is not one of|\brequired\b|expected \w+, received|"
@@ -154,6 +157,14 @@ _SHAPES: Final[tuple[tuple[str, re.Pattern[str]], ...]] = tuple(
     ))
 
 
+def of_failure(error_type: str, template: str, example: str,
+               tools: tuple[str, ...] = ()) -> str:
+    """The category of a failure mode: its template (variable parts masked) and one real
+    message, whose quoted values often name the error's kind (`'type':
+    'invalid_request_error'`) where the template has `<*>`."""
+    return classify(error_type, f"{template}\n{example}" if example else template, tools)
+
+
 def classify(error_type: str, message: str, tools: tuple[str, ...] = ()) -> str:
     """The failure category of one error (CATEGORIES), from its type and message, and the
     agent's tool names: a JSON or schema error that names one of them is about a tool call
@@ -170,6 +181,8 @@ def classify(error_type: str, message: str, tools: tuple[str, ...] = ()) -> str:
 class Format:
     name: str  # one of FORMATS
     source: str  # "declared" | "examples" | "prompt" | "default"
+    # Formats carried inside it: SQL as a value of the JSON answer ({"sql": "SELECT …"}).
+    also: frozenset[str] = frozenset()
 
     @property
     def known(self) -> bool:
@@ -197,6 +210,16 @@ _PROMPT_SIGNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
 )
 
 
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
 def _example_format(output: str) -> str | None:
     fence = _FENCE.match(output)
     if fence:
@@ -207,15 +230,24 @@ def _example_format(output: str) -> str | None:
     text = output.strip()
     if text[:1] in "{[":
         try:
-            json.loads(text)
+            value = json.loads(text)
         except ValueError:
             return None
-        return "json"
+        return "json+sql" if any(_SQL_START.match(s) for s in _strings(value)) else "json"
     if _SQL_START.match(text):
         return "sql"
     if re.match(r"^#{1,6} \S", text) or re.search(r"\n#{1,6} \S", text):
         return "markdown"
     return None
+
+
+_NEGATION = re.compile(r"\b(never|not|no|don't|do not|without|instead of|rather than)\b", _I)
+
+
+def _negated(text: str, start: int, end: int) -> bool:
+    """Whether the clause of a sign denies it ("Reply in prose, never as JSON")."""
+    clause = re.split(r"[.;:\n]", text[max(0, start - 60):start])[-1] + text[start:end]
+    return bool(_NEGATION.search(clause))
 
 
 def output_format(declared: str, system: str, example_outputs: tuple[str, ...]) -> Format:
@@ -224,9 +256,14 @@ def output_format(declared: str, system: str, example_outputs: tuple[str, ...]) 
     if declared != "auto":
         return Format(declared, "declared")
     seen = {f for f in (_example_format(o) for o in example_outputs) if f is not None}
+    if seen and seen <= {"json", "json+sql"}:
+        return Format("json", "examples",
+                      frozenset({"sql"}) if "json+sql" in seen else frozenset())
     if len(seen) == 1:
         return Format(seen.pop(), "examples")
-    counts = {name: len(pattern.findall(system)) for name, pattern in _PROMPT_SIGNS}
+    counts = {name: sum(1 for m in pattern.finditer(system)
+                        if not _negated(system, m.start(), m.end()))
+              for name, pattern in _PROMPT_SIGNS}
     best = max(counts.values(), default=0)
     winners = [name for name, n in counts.items() if n == best]
     if best and len(winners) == 1:
@@ -237,7 +274,7 @@ def output_format(declared: str, system: str, example_outputs: tuple[str, ...]) 
 def contradiction(rule_key: str, fmt: Format, has_tools: bool) -> str | None:
     """Why a rule's premise does not hold for this agent, or None when it does."""
     wants = RULE_FORMATS.get(rule_key)
-    if wants is not None and fmt.known and fmt.name not in wants:
+    if wants is not None and fmt.known and not wants & ({fmt.name} | fmt.also):
         return (f"the `{rule_key}` rule presupposes a {'/'.join(sorted(wants)).upper()} "
                 f"answer, but the agent answers in {fmt.describe()}")
     if rule_key == "tool_misuse" and not has_tools:

@@ -61,6 +61,9 @@ class GenerationRequest:
     # (error_type, masked message template, count) from the metrics export: UNTRUSTED text.
     failures: tuple[tuple[str, str, int], ...] = ()
     n_candidates: int = 3
+    # The bot's own diagnosis (trusted: category names and the agent's format, never error
+    # text), so a model does not write a JSON rule for an agent that answers in SQL.
+    diagnosis: str = ""
 
 
 _GOAL_MEANING: dict[str, str] = {
@@ -182,6 +185,9 @@ def build_messages(req: GenerationRequest) -> tuple[list[dict[str, Any]], list[d
         )
     else:
         parts.append("No production failures were provided.")
+    if req.diagnosis:
+        parts.append(f"Diagnosis: {req.diagnosis}. Keep every change consistent with the "
+                     "agent's output format; never add a rule that presupposes another one.")
     parts.append(f"Call {TOOL_NAME} once with the candidates.")
     messages: list[dict[str, Any]] = [
         {"role": "user", "content": [{"type": "text", "text": "\n\n".join(parts)}]}

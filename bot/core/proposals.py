@@ -218,11 +218,12 @@ def economics(problem: Problem, expected: Expectation, cost: Estimate, tokens_ad
     return Economics(effort, hours, per_month, value, cost_month, cost_pct, roi, roi / hours)
 
 
-def _diagnosis(loaded: LoadedAgent, problem: Problem) -> str:
+def diagnosed(loaded: LoadedAgent, problem: Problem) -> str:
     if problem.failure is None:
         return ""
     tools = tuple(t.name for t in loaded.agent.tools)
-    category = diagnosis.classify(problem.failure.error_type, problem.failure.template, tools)
+    category = diagnosis.of_failure(problem.failure.error_type, problem.failure.template,
+                                    problem.failure.example, tools)
     return (f"{category.replace('_', ' ')} (`{category}`, from the error type and "
             f"template); the agent answers in {agent_format(loaded.agent).describe()}")
 
@@ -374,15 +375,18 @@ def rules_that_hold(loaded: LoadedAgent, problem: Problem,
     agent = loaded.agent
     tools = tuple(t.name for t in agent.tools)
     rules = variants.categories(failure, promoted, tools)
+    category = diagnosis.of_failure(failure.error_type, failure.template, failure.example, tools)
     if not rules:
-        category = diagnosis.classify(failure.error_type, failure.template, tools)
         why = diagnosis.NOT_THE_PROMPT.get(category, "no prompt rule addresses it")
         return Skipped(agent.id, f"'{failure.error_type}' failures ({category}): {why}")
     fmt = agent_format(agent)
     held: list[variants.Category] = []
     reasons: list[str] = []
     for rule in rules:
-        why_not = diagnosis.contradiction(rule.key, fmt, bool(agent.tools))
+        # A promoted rule refines the built-in rule of its category and shares its premise.
+        premise = rule.key if rule.key in variants.BUILTIN else \
+            diagnosis.RULE_FOR.get(category, rule.key)
+        why_not = diagnosis.contradiction(premise, fmt, bool(agent.tools))
         if why_not is not None:
             reasons.append(why_not)
         elif variants.states_already(agent.prompts.system, rule):
@@ -890,7 +894,7 @@ def assemble(
         chars_after=len(system) if field_name == "prompts.system" else len(new_text),
         changed_field=field_name,
         judged_by=RULE_OF_PROBLEM.get(problem.kind, "improvement"),
-        diagnosis=_diagnosis(loaded, problem),
+        diagnosis=diagnosed(loaded, problem),
     )
     # Only a failure-mode fix is priced whole (success rate × value of a success): a saving
     # of tokens, speed, clarity or safety shows its value elsewhere.

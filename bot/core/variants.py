@@ -116,16 +116,19 @@ BUILTIN = {c.key: c for c in CATEGORIES}
 
 def categorize(group: ErrorGroup, promoted: tuple[Category, ...] = (),
                tools: tuple[str, ...] = ()) -> Category | None:
-    """The rule for this failure mode: a promoted rule whose keywords appear in the error
-    type or template (policies/promoted_rules.yaml) first, else the built-in rule of the
-    failure's diagnosed category (None when no prompt rule addresses it)."""
+    """The rule for this failure mode: None when its diagnosed category is none a prompt
+    rule fixes; else a promoted rule whose keywords appear in the error type or template
+    (policies/promoted_rules.yaml) first, else the category's built-in rule."""
+    key = diagnosis.RULE_FOR.get(
+        diagnosis.of_failure(group.error_type, group.template, group.example, tools))
+    if key is None:
+        return None  # not the prompt's to fix: no promoted rule either
     haystack = f"{group.error_type} {group.template}".lower()
     haystack = re.sub(r"[^a-z_ ]+", " ", haystack)
     for category in promoted:
         if any(k in haystack for k in category.keywords):
             return category
-    key = diagnosis.RULE_FOR.get(diagnosis.classify(group.error_type, group.template, tools))
-    return BUILTIN.get(key) if key is not None else None
+    return BUILTIN.get(key)
 
 
 def states_already(system: str, category: Category) -> bool:

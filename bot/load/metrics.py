@@ -1107,15 +1107,25 @@ class _Part:
 def templated(days: list[ErrorDay]) -> list[ErrorDay]:
     """The failure keys of the whole export grouped into templates (`templates.group`: a
     word that varies across enough messages is a variable too), and the days of one
-    template added up: one failure mode is one group however its messages differ."""
-    keys = sorted({e.template for e in days})
-    template = dict(zip(keys, group(keys), strict=True))
+    template added up: one failure mode is one group however its messages differ.
+
+    Grouped per agent and error type: another agent's messages never change this one's
+    templates, and two error types never share one."""
+    keys: dict[tuple[str, str], set[str]] = {}
+    for e in days:
+        keys.setdefault((e.agent_id, e.error_type), set()).add(e.template)
+    template: dict[tuple[str, str, str], str] = {}
+    for (agent, etype), found in keys.items():
+        ordered = sorted(found)
+        for key, t in zip(ordered, group(ordered), strict=True):
+            template[(agent, etype, key)] = t
     merged: dict[tuple[Any, ...], ErrorDay] = {}
     for e in days:
-        k = (e.agent_id, e.prompt_version, e.day, e.status, e.error_type, template[e.template])
+        t = template[(e.agent_id, e.error_type, e.template)]
+        k = (e.agent_id, e.prompt_version, e.day, e.status, e.error_type, t)
         old = merged.get(k)
         if old is None:
-            merged[k] = dataclasses.replace(e, template=template[e.template])
+            merged[k] = dataclasses.replace(e, template=t)
             continue
         merged[k] = dataclasses.replace(
             old, count=old.count + e.count, first_seen=min(old.first_seen, e.first_seen),
