@@ -179,6 +179,13 @@ def _parser() -> argparse.ArgumentParser:
     _json_opt(q)
     _forge_opt(q)
 
+    h = sub.add_parser("history", help="an agent's versions on the base branch: who changed "
+                       "it and how, traffic, measured effects, a Mermaid chart (writes nothing)")
+    h.add_argument("agent", metavar="AGENT", help="the agent's id")
+    _metrics_opt(h)
+    _json_opt(h)
+    _forge_opt(h)
+
     e = sub.add_parser("event", help="handle one GitHub event (in Actions: the current one)")
     e.add_argument("--name", help="event name (default: $GITHUB_EVENT_NAME)")
     e.add_argument("--payload", help="event JSON file (default: $GITHUB_EVENT_PATH)")
@@ -295,7 +302,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "init": _init, "completion": _completion, "run": _run, "check": _check,
         "analyze": _analyze, "version": _version, "simulate": _simulate,
         "rollback": _rollback, "pr": _pr, "propose": _propose, "event": _event,
-        "eval": _eval,
+        "eval": _eval, "history": _history,
     }[args.command]
     if not _writes(args):
         return handler(root, args)
@@ -602,6 +609,24 @@ def _propose(root: Path, args: argparse.Namespace) -> int:
         out(textwrap.indent(item["diff"].rstrip("\n"), "        ") + "\n")
     for line in dict.fromkeys(skipped):
         out(f"skipped {line}")
+    return OK
+
+
+def _history(root: Path, args: argparse.Namespace) -> int:
+    from bot.core.history import chart, text
+    from bot.history import as_json, history
+
+    ctx = _context(root, args.forge, quiet=args.json, models=False)
+    found, daily, why = history(ctx, args.agent, args.metrics)
+    if args.json:
+        out(json.dumps(as_json(args.agent, found, daily, why), indent=2))
+        return OK
+    out(text(args.agent, found))
+    if why:
+        out(f"no traffic shown: {why}")
+    drawn = chart(args.agent, daily, found)
+    if drawn:
+        out("\n" + drawn)
     return OK
 
 

@@ -109,6 +109,12 @@ class Git:
         stamp = int(self.repo.git.log("-1", "--format=%ct", sha, "--"))
         return datetime.fromtimestamp(stamp, UTC).replace(tzinfo=None)
 
+    def commit_meta(self, sha: str) -> tuple[datetime, str, str]:
+        """(commit time, author name, subject line) of a commit."""
+        out = str(self.repo.git.log("-1", "--format=%ct%x00%an%x00%s", sha, "--"))
+        stamp, author, subject = [*out.split("\x00"), "", ""][:3]
+        return datetime.fromtimestamp(int(stamp), UTC).replace(tzinfo=None), author, subject
+
     def parents(self, sha: str) -> list[str]:
         return str(self.repo.git.rev_list("--parents", "-n", "1", sha, "--")).split()[1:]
 
