@@ -77,9 +77,11 @@ import argparse
 import math
 import statistics
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 
@@ -165,13 +167,24 @@ def _agent_noise(rng: np.random.Generator, t: Traffic, n: int) -> tuple[np.ndarr
     return day_noise, lat_noise
 
 
-def simulate(rng: np.random.Generator, t: Traffic, per_day: int, effect: float) -> World:
-    days, offsets, weekend, shared, incident_days, volume = _calendar(rng, t)
-    buckets: list[list[Bucket]] = [[] for _ in days]
-    errors: list[list[ErrorDay]] = [[] for _ in days]
-    segments: list[list[SegmentDay]] = [[] for _ in days]
-    agents = ["agent", *(f"peer-{i}" for i in range(t.peers))]
-    for agent in agents:
+class _AgentDay(NamedTuple):
+    agent: str
+    treated: bool
+    i: int  # the day's index
+    day: datetime
+    off: int  # days from the deploy day
+    p: float  # the day's success rate before any effect and segment
+    n_day: int  # the day's executions
+    lat: float  # the day's mean log latency
+
+
+def _agent_days(rng: np.random.Generator, t: Traffic, per_day: int, days: list[datetime],
+                offsets: np.ndarray, weekend: np.ndarray, shared: np.ndarray,
+                volume: np.ndarray) -> Iterator[_AgentDay]:
+    """Every agent's days, with what both designs draw for them in the same order: the
+    agent's noise, then per day its volume (the caller's draws for a day come in between,
+    as they always did: a generator keeps that order)."""
+    for agent in ["agent", *(f"peer-{k}" for k in range(t.peers))]:
         treated = agent == "agent"
         base = BASE_RATE - (0.05 if not treated else 0.0)
         day_noise, lat_noise = _agent_noise(rng, t, len(days))
@@ -180,51 +193,62 @@ def simulate(rng: np.random.Generator, t: Traffic, per_day: int, effect: float) 
             p = base + day_noise[i] + shared[i] + t.drift * off + (t.weekend if weekend[i]
                                                                  else 0.0)
             n_day = max(int(rng.poisson(per_day * volume[i])), 1)
-            # Two segments: easy (+5 pts) and hard (-10 pts), half each; more hard after.
-            hard_share = 0.5 + (t.mix_shift if off > 0 else 0.0)
-            # The deploy day: the morning runs the base, the afternoon the new version.
-            parts = [("v1", 0.0, n_day)] if off < 0 or not treated else (
-                [("v2", effect, n_day)] if off > 0 else
-                [("v1", 0.0, n_day // 2), ("v2", effect, n_day - n_day // 2)])
-            if not treated:
-                parts = [("p1", 0.0, n_day)]
-            for version, eff, n in parts:
-                if n <= 0:
-                    continue
-                n_hard = int(rng.binomial(n, hard_share))
-                p_easy = min(max(p + eff + (0.05 if t.mix_shift else 0.0), 0.0), 1.0)
-                p_hard = min(max(p + eff - (0.10 if t.mix_shift else 0.0), 0.0), 1.0)
-                ok_hard = int(rng.binomial(n_hard, p_hard))
-                ok_easy = int(rng.binomial(n - n_hard, p_easy))
-                ok = ok_hard + ok_easy
-                failures = n - ok
-                if off in incident_days:
-                    hit = int(rng.binomial(ok, 0.2))  # the outage fails a fifth of the rest
-                    ok -= hit
-                    errors[i].append(ErrorDay(agent, version, day, "error", *INCIDENT, hit,
-                                              day, day, "Error code: 529 - overloaded_error: "
-                                              "Overloaded"))
-                split = rng.multinomial(failures, [u[2] for u in USUAL])
-                for (etype, template, _), c in zip(USUAL, split, strict=True):
-                    if c:
-                        errors[i].append(ErrorDay(agent, version, day, "error", etype,
-                                                  template, int(c), day, day, template))
-                mean = math.log(800) + lat_noise[i]
-                # n log-latency draws: their sum and sum of squares (sd 0.4 within a day).
-                s = mean * n + rng.normal(0, 0.4 * math.sqrt(n))
-                ss = 0.16 * rng.chisquare(max(n - 1, 1)) + s * s / n
-                buckets[i].append(Bucket(agent, version, day + timedelta(hours=12 if
-                                                                         version == "v2"
-                                                                         and off == 0
-                                                                         else 0),
-                                         n, ok, 0, n - ok, latency_n=n, log_latency_sum=s,
-                                         log_latency_sumsq=ss))
-                if t.segment_column:
-                    segments[i] += [
-                        SegmentDay(agent, version, day, "hard", n_hard, ok_hard),
-                        SegmentDay(agent, version, day, "easy", n - n_hard,
-                                   ok - ok_hard),
-                    ]
+            yield _AgentDay(agent, treated, i, day, off, p, n_day,
+                            math.log(800) + lat_noise[i])
+
+
+def simulate(rng: np.random.Generator, t: Traffic, per_day: int, effect: float) -> World:
+    days, offsets, weekend, shared, incident_days, volume = _calendar(rng, t)
+    buckets: list[list[Bucket]] = [[] for _ in days]
+    errors: list[list[ErrorDay]] = [[] for _ in days]
+    segments: list[list[SegmentDay]] = [[] for _ in days]
+    for agent, treated, i, day, off, p, n_day, lat in _agent_days(
+            rng, t, per_day, days, offsets, weekend, shared, volume):
+        # Two segments: easy (+5 pts) and hard (-10 pts), half each; more hard after.
+        hard_share = 0.5 + (t.mix_shift if off > 0 else 0.0)
+        # The deploy day: the morning runs the base, the afternoon the new version.
+        parts = [("v1", 0.0, n_day)] if off < 0 or not treated else (
+            [("v2", effect, n_day)] if off > 0 else
+            [("v1", 0.0, n_day // 2), ("v2", effect, n_day - n_day // 2)])
+        if not treated:
+            parts = [("p1", 0.0, n_day)]
+        for version, eff, n in parts:
+            if n <= 0:
+                continue
+            n_hard = int(rng.binomial(n, hard_share))
+            p_easy = min(max(p + eff + (0.05 if t.mix_shift else 0.0), 0.0), 1.0)
+            p_hard = min(max(p + eff - (0.10 if t.mix_shift else 0.0), 0.0), 1.0)
+            ok_hard = int(rng.binomial(n_hard, p_hard))
+            ok_easy = int(rng.binomial(n - n_hard, p_easy))
+            ok = ok_hard + ok_easy
+            failures = n - ok
+            if off in incident_days:
+                hit = int(rng.binomial(ok, 0.2))  # the outage fails a fifth of the rest
+                ok -= hit
+                errors[i].append(ErrorDay(agent, version, day, "error", *INCIDENT, hit,
+                                          day, day, "Error code: 529 - overloaded_error: "
+                                          "Overloaded"))
+            split = rng.multinomial(failures, [u[2] for u in USUAL])
+            for (etype, template, _), c in zip(USUAL, split, strict=True):
+                if c:
+                    errors[i].append(ErrorDay(agent, version, day, "error", etype,
+                                              template, int(c), day, day, template))
+            mean = lat
+            # n log-latency draws: their sum and sum of squares (sd 0.4 within a day).
+            s = mean * n + rng.normal(0, 0.4 * math.sqrt(n))
+            ss = 0.16 * rng.chisquare(max(n - 1, 1)) + s * s / n
+            buckets[i].append(Bucket(agent, version, day + timedelta(hours=12 if
+                                                                     version == "v2"
+                                                                     and off == 0
+                                                                     else 0),
+                                     n, ok, 0, n - ok, latency_n=n, log_latency_sum=s,
+                                     log_latency_sumsq=ss))
+            if t.segment_column:
+                segments[i] += [
+                    SegmentDay(agent, version, day, "hard", n_hard, ok_hard),
+                    SegmentDay(agent, version, day, "easy", n - n_hard,
+                               ok - ok_hard),
+                ]
     return World(tuple(tuple(b) for b in buckets), tuple(tuple(e) for e in errors),
                  tuple(tuple(s) for s in segments), days[0])
 
@@ -389,29 +413,20 @@ def simulate_canary(rng: np.random.Generator, t: Traffic, per_day: int, effect: 
     days, offsets, weekend, shared, incident_days, volume = _calendar(rng, t)
     parts: list[tuple[list[Bucket], list[ErrorDay], list[SegmentDay]]] = [
         ([], [], []) for _ in days]
-    agents = ["agent", *(f"peer-{i}" for i in range(t.peers))]
-    for agent in agents:
-        treated = agent == "agent"
-        base = BASE_RATE - (0.05 if not treated else 0.0)
-        day_noise, lat_noise = _agent_noise(rng, t, len(days))
-        for i, day in enumerate(days):
-            off = int(offsets[i])
-            p = base + day_noise[i] + shared[i] + t.drift * off + (t.weekend if weekend[i]
-                                                                 else 0.0)
-            n_day = max(int(rng.poisson(per_day * volume[i])), 1)
-            incident = off in incident_days
-            lat = math.log(800) + lat_noise[i]
-            if not treated or off < 0:
-                _serve(rng, t, agent, "v1" if treated else "p1", day, [day], np.array([n_day]),
-                       p, np.array([0.5]), incident, lat, parts[i])
-                continue
-            hours = [day + timedelta(hours=h) for h in range(24)]
-            counts = rng.multinomial(n_day, DIURNAL)
-            n_new = rng.binomial(counts, [plan.share_at(h) for h in hours])
-            hard = np.array([0.5 + (t.mix_shift if h >= DEPLOY else 0.0) for h in hours])
-            for version, eff, n in (("v1", 0.0, counts - n_new), ("v2", effect, n_new)):
-                _serve(rng, t, agent, version, day, hours, n, p + eff, hard, incident, lat,
-                       parts[i])
+    for agent, treated, i, day, off, p, n_day, lat in _agent_days(
+            rng, t, per_day, days, offsets, weekend, shared, volume):
+        incident = off in incident_days
+        if not treated or off < 0:
+            _serve(rng, t, agent, "v1" if treated else "p1", day, [day], np.array([n_day]),
+                   p, np.array([0.5]), incident, lat, parts[i])
+            continue
+        hours = [day + timedelta(hours=h) for h in range(24)]
+        counts = rng.multinomial(n_day, DIURNAL)
+        n_new = rng.binomial(counts, [plan.share_at(h) for h in hours])
+        hard = np.array([0.5 + (t.mix_shift if h >= DEPLOY else 0.0) for h in hours])
+        for version, eff, n in (("v1", 0.0, counts - n_new), ("v2", effect, n_new)):
+            _serve(rng, t, agent, version, day, hours, n, p + eff, hard, incident, lat,
+                   parts[i])
     return World(tuple(tuple(b) for b, _, _ in parts), tuple(tuple(e) for _, e, _ in parts),
                  tuple(tuple(s) for _, _, s in parts), days[0])
 
