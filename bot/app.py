@@ -48,7 +48,7 @@ from bot.core.eval_render import render_eval_markdown
 from bot.core.evaluation import EvalReport, Provider, Shot, commit_status, successful_shots
 from bot.core.generation import GenerationRequest
 from bot.core.impact import estimate_json, paired_quality
-from bot.core.metrics import MetricsSnapshot
+from bot.core.metrics import MetricsSnapshot, VersionStats
 from bot.core.model import Policy, TestsFile, is_safe_id
 from bot.core.proposals import (
     Proposal,
@@ -243,7 +243,7 @@ def propose_all(
     opened = 0
     for agent_id, loaded in sorted(state.agents.items()):
         stats = current_stats(snapshot, agent_id, loaded.version)
-        report.skipped += healthy_note(loaded, snapshot, policy)
+        report.skipped += healthy_note(agent_id, stats, policy)
         problems = problems_for(loaded, snapshot, policy)
         if not problems:
             continue
@@ -347,7 +347,8 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
             continue
         shots = successful_cases(ctx, base_sha, loaded)
         if "error_handling" in goals:
-            said += healthy_note(loaded, snapshot, policy)
+            said += healthy_note(agent_id, current_stats(snapshot, agent_id, loaded.version),
+                                 policy)
         for problem in problems_for(loaded, snapshot, policy, goals):
             pid = proposal_id(agent_id, loaded.version, problem.signature)
             existing = by_id.get(pid)
@@ -407,13 +408,12 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
     return out
 
 
-def healthy_note(loaded: LoadedAgent, snapshot: MetricsSnapshot, policy: Policy) -> list[str]:
+def healthy_note(agent_id: str, stats: VersionStats | None, policy: Policy) -> list[str]:
     """The report's line for a healthy agent that has failure modes: why no PR."""
-    stats = current_stats(snapshot, loaded.agent.id, loaded.version)
     if stats is None or not healthy(stats, policy.propose) or not any(
             e.count >= policy.propose.min_failure_count for e in stats.top_errors):
         return []
-    return [f"{loaded.agent.id}: healthy ({stats.success_rate * 100:.1f} % success, at least "
+    return [f"{agent_id}: healthy ({stats.success_rate * 100:.1f} % success, at least "
             f"propose.healthy_success_rate {policy.propose.healthy_success_rate * 100:g} %): "
             "its failure modes are in the report, no PR"]
 

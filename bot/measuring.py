@@ -134,6 +134,7 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked,
     # Read the pre-registration as merged: a revert deletes it from the base branch.
     record = ctx.git.read(pr.merge_sha, f"prompts/{t.agent}/proposals/{t.proposal_id}.yaml")
     if record:
+        data: Any = None
         try:
             data = yaml.safe_load(record)
             expected = float(data["expected_effect"]["success_rate_delta"])
@@ -145,7 +146,7 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked,
         try:
             low, high = data["expected_effect"]["interval"]
             interval = (float(low), float(high))
-        except (KeyError, TypeError, ValueError, AttributeError, NameError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             interval = None  # a record from before intervals were kept, or hand-edited
     return Deployment(
         canary_share=canary[0].share / 100 if canary else None,

@@ -119,16 +119,8 @@ def categorize(group: ErrorGroup, promoted: tuple[Category, ...] = (),
     """The rule for this failure mode: None when its diagnosed category is none a prompt
     rule fixes; else a promoted rule whose keywords appear in the error type or template
     (policies/promoted_rules.yaml) first, else the category's built-in rule."""
-    key = diagnosis.RULE_FOR.get(
-        diagnosis.of_failure(group.error_type, group.template, group.example, tools))
-    if key is None:
-        return None  # not the prompt's to fix: no promoted rule either
-    haystack = f"{group.error_type} {group.template}".lower()
-    haystack = re.sub(r"[^a-z_ ]+", " ", haystack)
-    for category in promoted:
-        if any(k in haystack for k in category.keywords):
-            return category
-    return BUILTIN.get(key)
+    found = categories(group, promoted, tools)
+    return found[0] if found else None
 
 
 def states_already(system: str, category: Category) -> bool:
@@ -140,12 +132,16 @@ def states_already(system: str, category: Category) -> bool:
 def categories(group: ErrorGroup, promoted: tuple[Category, ...] = (),
                tools: tuple[str, ...] = ()) -> list[Category]:
     """Every rule that addresses this failure mode, at most one promoted and one built-in,
-    preferred first: the offline generator's alternative candidates."""
-    first = categorize(group, promoted, tools)
-    if first is None:
+    preferred first: the offline generator's alternative candidates. None when its
+    diagnosed category is none a prompt rule fixes (no promoted rule either)."""
+    key = diagnosis.RULE_FOR.get(
+        diagnosis.of_failure(group.error_type, group.template, group.example, tools))
+    if key is None:
         return []
-    builtin = categorize(group, (), tools)
-    return [first] + ([builtin] if builtin is not None and builtin != first
+    builtin = BUILTIN[key]
+    haystack = re.sub(r"[^a-z_ ]+", " ", f"{group.error_type} {group.template}".lower())
+    first = next((c for c in promoted if any(k in haystack for k in c.keywords)), builtin)
+    return [first] + ([builtin] if builtin != first
                       and builtin.instruction != first.instruction else [])
 
 
