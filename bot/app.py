@@ -85,6 +85,7 @@ from bot.edges.eval_providers import (
 )
 from bot.edges.forge import PullRequest
 from bot.errors import MachineError, PromptbotError, UsageError
+from bot.learning import promote_all
 from bot.load.repo import RepoState, tests_path
 from bot.measuring import (
     Recorded,
@@ -155,6 +156,7 @@ def run(ctx: Context, patterns: list[str] | None = None, dry_run: bool = False) 
         # run stopped after that commit and run again opens the very same branches.
         base_sha = ctx.git.sha(f"refs/heads/{base}") or base_sha
     advance_all(ctx, state, base, base_sha, prs, results, snapshot, report, dry_run)
+    promote_all(ctx, state, base, base_sha, prs, results, report, dry_run)
     current = {a: loaded.version for a, loaded in state.agents.items()}
     report.analysis = analysis(snapshot, current, state.policy)
     propose_all(ctx, state, base, base_sha, snapshot, prs, results, report, dry_run)

@@ -15,7 +15,7 @@ from typing import Any
 _MARKER = re.compile(r"<!-- promptbot: (\{[^\n]{0,2000}\}) -->")
 _KEYS = frozenset(
     {"kind", "proposal_id", "agent", "base_version", "new_version", "body_hash", "state",
-     "canary", "step"}
+     "canary", "step", "rule", "alert"}
 )
 
 

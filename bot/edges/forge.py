@@ -9,6 +9,7 @@ from typing import Literal, Protocol
 PRState = Literal["open", "merged", "closed"]
 CommentOutcome = Literal["created", "updated", "unchanged"]
 StatusState = Literal["success", "failure", "pending", "error"]
+IssueState = Literal["open", "closed"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,18 @@ class PullRequest:
     url: str = ""
     close_reason: str | None = None
     comments: tuple[str, ...] = field(default=(), compare=False)
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One of the bot's issues: the dashboard or an alert (found again by its marker)."""
+
+    number: int
+    state: IssueState
+    title: str
+    body: str
+    labels: tuple[str, ...]
+    url: str = ""
 
 
 class Forge(Protocol):
@@ -62,4 +75,17 @@ class Forge(Protocol):
 
     def can_write(self, login: str) -> bool:
         """Whether `login` may push to the repository (gates slash commands)."""
+        ...
+
+    def list_issues(self, label: str) -> list[Issue]:
+        """The bot's issues carrying `label`, open and closed (one request on GitHub)."""
+        ...
+
+    def open_issue(self, *, title: str, body: str, labels: list[str]) -> Issue:
+        """Open an issue; after a lost answer, the issue GitHub did make is returned."""
+        ...
+
+    def edit_issue(self, number: int, *, body: str | None = None,
+                   state: IssueState | None = None) -> None:
+        """Edit the body, close or reopen; a field left None is not sent."""
         ...
