@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from bot import dashboard
 from bot.canary import advance_all, end_files, rollouts_on
 from bot.context import (
     EVAL_STATUS,
@@ -150,6 +151,8 @@ def run(ctx: Context, patterns: list[str] | None = None, dry_run: bool = False) 
         report.errors.append(f"{path}: {error.render()}")
     snapshot = load_metrics(ctx, state.policy, patterns)
     prs = tracked_prs(ctx)
+    # The dashboard's ticked boxes (snooze, open now) are this run's guardrail input.
+    board = dashboard.read(ctx, state.policy, set(state.agents), report)
     results = measure_all(ctx, state, base, snapshot, prs, report, dry_run)
     if not dry_run:
         # Proposals start from the base as it is now, with the results just committed: a
@@ -160,6 +163,13 @@ def run(ctx: Context, patterns: list[str] | None = None, dry_run: bool = False) 
     current = {a: loaded.version for a, loaded in state.agents.items()}
     report.analysis = analysis(snapshot, current, state.policy)
     propose_all(ctx, state, base, base_sha, snapshot, prs, results, report, dry_run)
+    try:
+        dashboard.publish(ctx, state, base_sha, board, snapshot, prs, results, report,
+                          dry_run)
+    except MachineError:
+        raise
+    except PromptbotError as exc:  # e.g. the write cap reached: the next run continues
+        report.errors.append(f"dashboard and alerts: {exc.render()}")
     if not dry_run:
         write_reports(ctx, state.policy, report)
     return report
@@ -242,6 +252,8 @@ def propose_all(
     busy |= {t.agent for t in prs if t.kind == "canary" and t.pr.state == "open"
              and t.pr.number not in report.superseded}
     busy |= set(rollouts_on(ctx, base_sha, state.agents))
+    open_count = len({t.pr.number for t in prs if t.kind == "proposal" and t.pr.state == "open"
+                      and t.pr.number not in report.superseded})
     opened = 0
     for agent_id, loaded in sorted(state.agents.items()):
         stats = current_stats(snapshot, agent_id, loaded.version)
@@ -249,10 +261,10 @@ def propose_all(
         problems = problems_for(loaded, snapshot, policy)
         if not problems:
             continue
-        cooldown = timedelta(days=policy.propose.cooldown_days)
+        cooldown = timedelta(days=policy.guardrails.cooldown_days)
         if stats and snapshot.newest and stats.first_seen > snapshot.newest - cooldown:
             report.skipped.append(f"{agent_id}: version {loaded.version} is live for less than "
-                                  f"{policy.propose.cooldown_days:g} days (cooldown)")
+                                  f"{policy.guardrails.cooldown_days:g} days (cooldown)")
             continue
         shots = successful_cases(ctx, base_sha, loaded)
         said_busy = False
@@ -275,9 +287,16 @@ def propose_all(
                         report.skipped.append(f"{agent_id}: a change is open or being measured")
                         said_busy = True
                     continue
-                if existing is None and opened >= policy.propose.max_prs_per_run:
-                    report.skipped.append(f"{agent_id}: max_prs_per_run reached")
+                if existing is None and agent_id in report.snoozed:
+                    report.skipped.append(f"{agent_id}: snoozed until "
+                                          f"{report.snoozed[agent_id]}; no new proposal")
                     break
+                if existing is None and agent_id not in report.open_now:
+                    limit = waits_on(policy, opened, open_count)
+                    if limit:
+                        report.skipped.append(f"{agent_id}: {limit}")
+                        report.waiting.add(agent_id)
+                        break
                 if existing is not None and ctx.generator is not None:
                     break  # a model's PR is not rewritten on every run (cost, churn)
                 made = make_proposal(ctx, loaded, problem, policy, past, report, promoted,
@@ -297,6 +316,13 @@ def propose_all(
                     chosen, section = choose(ctx, base, base_sha, loaded, made, policy, report)
                     if chosen is None:
                         continue
+                    if CONFIDENCE.index(chosen.expected.confidence) < \
+                            CONFIDENCE.index(policy.guardrails.min_confidence):
+                        report.skipped.append(
+                            f"{agent_id}: '{chosen.title}' has {chosen.expected.confidence} "
+                            "confidence, below guardrails.min_confidence "
+                            f"{policy.guardrails.min_confidence}")
+                        continue
                     proposal = chosen
                     stages = stages_for(policy.measure, agent_id)
                 if stages:
@@ -313,12 +339,28 @@ def propose_all(
                 report.actions.append(f"{agent_id}: open PR '{proposal.title}' "
                                       f"({proposal.id}, {proposal.branch})")
                 if not dry_run:
-                    open_proposal(ctx, base, base_sha, proposal, body, policy)
+                    pr = open_proposal(ctx, base, base_sha, proposal, body, policy)
+                    # The dashboard shows it in flight without listing the PRs again.
+                    prs.append(Tracked(pr, markers.parse(body) or {}))
                 break
         except MachineError:
             raise  # the whole run stops: a full disk is no agent's problem
         except PromptbotError as exc:
             report.errors.append(f"{agent_id}: {exc.render()}")
+
+
+CONFIDENCE = ("none", "low", "medium", "high")
+
+
+def waits_on(policy: Policy, opened: int, open_count: int) -> str:
+    """The guardrail a new proposal waits on, or "" (a ticked dashboard box skips these)."""
+    g = policy.guardrails
+    if opened >= g.max_prs_per_run:
+        return f"waits: guardrails.max_prs_per_run ({g.max_prs_per_run}) reached this run"
+    if open_count + opened >= g.max_open_proposals:
+        return (f"waits: guardrails.max_open_proposals ({g.max_open_proposals}) proposals "
+                "are open")
+    return ""
 
 
 def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = None,

@@ -186,6 +186,11 @@ def _parser() -> argparse.ArgumentParser:
     _json_opt(h)
     _forge_opt(h)
 
+    d = sub.add_parser("dashboard", help="print the dashboard issue as the last run left it "
+                       "(local forge: .promptbot/issues/<n>.md; writes nothing)")
+    _json_opt(d)
+    _forge_opt(d)
+
     e = sub.add_parser("event", help="handle one GitHub event (in Actions: the current one)")
     e.add_argument("--name", help="event name (default: $GITHUB_EVENT_NAME)")
     e.add_argument("--payload", help="event JSON file (default: $GITHUB_EVENT_PATH)")
@@ -302,7 +307,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "init": _init, "completion": _completion, "run": _run, "check": _check,
         "analyze": _analyze, "version": _version, "simulate": _simulate,
         "rollback": _rollback, "pr": _pr, "propose": _propose, "event": _event,
-        "eval": _eval, "history": _history,
+        "eval": _eval, "history": _history, "dashboard": _dashboard,
     }[args.command]
     if not _writes(args):
         return handler(root, args)
@@ -627,6 +632,30 @@ def _history(root: Path, args: argparse.Namespace) -> int:
     drawn = chart(args.agent, daily, found)
     if drawn:
         out("\n" + drawn)
+    return OK
+
+
+def _dashboard(root: Path, args: argparse.Namespace) -> int:
+    from bot.context import base_tree
+    from bot.core import dashboard, markers
+    from bot.dashboard import issue_label
+
+    ctx = _context(root, args.forge, quiet=args.json, models=False)
+    _, _, state = base_tree(ctx)
+    found = [i for i in ctx.forge.list_issues(issue_label(state.policy.forge.label_prefix))
+             if (markers.parse(i.body) or {}).get("kind") == dashboard.KIND]
+    found.sort(key=lambda i: (i.state != "open", i.number))
+    if args.json:
+        out(json.dumps({"dashboard": None} if not found else {
+            "dashboard": {"number": found[0].number, "state": found[0].state,
+                          "url": found[0].url, "body": found[0].body}}, indent=2))
+        return OK
+    if not found:
+        err("no dashboard yet: `promptbot run` writes it")
+        return OK
+    issue = found[0]
+    err(f"dashboard #{issue.number} ({issue.state}): {issue.url}")
+    out(issue.body.rstrip())
     return OK
 
 

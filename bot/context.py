@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from bot.core.results import (
     REJECTED,
     SUPERSEDED,
 )
+from bot.edges.clock import utc_now
 from bot.edges.eval_providers import (
     AnthropicEvalProvider,
 )
@@ -45,6 +47,7 @@ class Context:
     progress: bool = False  # a progress bar while reading large exports
     generator: VariantSource | None = None  # None: the offline generator
     eval_live: AnthropicEvalProvider | None = None  # None: the offline eval replays recordings
+    clock: Callable[[], datetime] = utc_now  # alerts (backlog, stale export) and snoozes
 
 
 class VariantSource(Protocol):
@@ -62,9 +65,16 @@ class RunReport:
     skipped: list[str] = field(default_factory=list)
     analysis: dict[str, Any] = field(default_factory=dict)
     superseded: set[int] = field(default_factory=set)  # PRs this run closed as out of date
+    # The dashboard's guardrail input: agents snoozed, agents a ticked box opens now, and
+    # the agents whose proposal waited on a per-run or per-repository limit.
+    snoozed: dict[str, str] = field(default_factory=dict)
+    open_now: set[str] = field(default_factory=set)
+    waiting: set[str] = field(default_factory=set)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"actions": self.actions, "errors": self.errors, "skipped": self.skipped}
+        return {"actions": self.actions, "errors": self.errors, "skipped": self.skipped,
+                "alerts": self.alerts}
 
 
 @dataclass(frozen=True)

@@ -122,28 +122,17 @@ def github_context(clone: Path, standin: GitHubStandIn, eval_live: Any = None,
 def proposal_prs(standin: GitHubStandIn) -> dict[str, dict[str, Any]]:
     """The bot's proposal PRs on the stand-in, the first one per agent."""
     out: dict[str, dict[str, Any]] = {}
-    number = 1
-    while True:
-        try:
-            pr = standin.pull(number)
-        except (KeyError, LookupError):
-            return out
+    for pr in standin.pulls():
         marker = parse_marker(str(pr.get("body") or "")) or {}
         author = pr["user"]["login"] if isinstance(pr.get("user"), dict) else None
         if marker.get("kind") == "proposal" and author == standin.actor:
             out.setdefault(marker["agent"], pr)
-        number += 1
+    return out
 
 
 def pull_count(standin: GitHubStandIn) -> int:
     """Every pull request on the stand-in, duplicates included."""
-    n = 0
-    while True:
-        try:
-            standin.pull(n + 1)
-        except (KeyError, LookupError):
-            return n
-        n += 1
+    return len(standin.pulls())
 
 
 class Cli:

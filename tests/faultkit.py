@@ -149,12 +149,17 @@ def state(root: Path) -> dict[str, object]:
     their wall-clock creation time), the person's index and work tree, leftovers."""
     forge_path = root / ".promptbot" / "forge.json"
     forge = json.loads(forge_path.read_text()) if forge_path.exists() else {}
-    for record in forge.get("prs", []):
+    for record in (*forge.get("prs", []), *forge.get("issues", [])):
         record.pop("created_at", None)
+    # The dashboard and alert bodies: a kill must leave each one whole, and never two.
+    forge["issue_bodies"] = {p.name: p.read_text() for p in
+                             sorted((root / ".promptbot" / "issues").glob("*.md"))}
     untracked = sorted(
         p for p in git(root, "ls-files", "--others", "--exclude-standard", "-z").split("\0") if p)
     leftovers = sorted(
-        str(p.relative_to(root)) for pattern in (".promptbot/.forge-*", ".git/index.lock",
+        str(p.relative_to(root)) for pattern in (".promptbot/.forge-*",
+                                                 ".promptbot/issues/.issue-*",
+                                                 ".git/index.lock",
                                                  ".git/promptbot-checkout.json",
                                                  ".git/promptbot-tmp/*", ".git/worktrees/*",
                                                  "reports/.*.tmp")

@@ -66,14 +66,14 @@ def test_policy_keys_and_values_name_what_was_meant(repo: Path) -> None:
     assert status.message.endswith("(did you mean `success`?)")
 
     assert by_start["unknown key 'max_prs'"].message.endswith(
-        "(did you mean `propose.max_prs_per_run`?)")
+        "(did you mean `guardrails.max_prs_per_run`?)")
     assert by_start["unknown key 'window_days'"].message.endswith(
         "(it belongs under `metrics:`)")
     nothing_close = by_start["unknown key 'zzz'"]
     assert nothing_close.message == "unknown key 'zzz'"
     assert nothing_close.line == _line_of(path, "zzz: 1")
     assert nothing_close.fix.startswith("remove it or check its spelling; the keys allowed "
-                                        "here: metrics, propose, measure")
+                                        "here: metrics, propose, guardrails")
     assert len(findings) == 6
 
 

@@ -243,7 +243,11 @@ def test_slash_commands_answer_in_one_comment_each(clone: Path, standin: GitHubS
     assert again.startswith("@reviewer reopened this proposal")
     standin.reset_log()
     report = run(context(clone, standin), METRICS)
-    assert standin.writes() == [], report.actions
+    # The reopened proposal is left as it is; only the dashboard shows it open again.
+    [board] = standin.plain_issues()
+    assert [(w.method, w.path) for w in standin.writes()] == [
+        ("PATCH", f"/repos/acme/prompts/issues/{board['number']}")], report.actions
+    assert f"#{number} open for review" in board["body"]
 
 
 def test_unauthorized_commenter_and_bots_cannot_trigger_a_write(

@@ -237,7 +237,7 @@ def test_the_init_policy_is_this_repositorys_policy_with_a_neutral_metrics_sourc
         key = init_line.split(":")[0].strip()
         assert ours_line.split("# default ")[1].split(";")[0].strip() == \
             init_line.split(":", 1)[1].strip(), key
-    assert len(differ) == 4
+    assert len(differ) == 5  # the source, and four settings marked "# default"
 
 
 def test_exit_codes_tell_findings_from_failures(

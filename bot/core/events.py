@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bot.core import dashboard
 from bot.core.commands import Command, denied_reply, is_bot, may_command, parse
 
 CYCLE, DEPLOY, CLOSED, CHECK, COMMAND, DENY, IGNORE = (
@@ -85,6 +86,8 @@ def classify(name: str, payload: object, *, base_branch: str, bot_login: str) ->
         return _pull_request(event, action, payload, base_branch)
     if name == "issue_comment":
         return _comment(event, action, payload, bot_login)
+    if name == "issues":
+        return _issue(event, action, payload, bot_login)
     if name == "pull_request_target":
         return Plan(event, IGNORE, "promptbot never runs on pull_request_target: it would run "
                     "with a write token next to untrusted code; use pull_request")
@@ -97,6 +100,25 @@ def classify(name: str, payload: object, *, base_branch: str, bot_login: str) ->
     }
     return Plan(event, IGNORE, reasons.get(name, f"promptbot does not handle '{name[:60]}' "
                                            "events"))
+
+
+def _issue(event: str, action: str, payload: dict[str, Any], bot_login: str) -> Plan:
+    """A box ticked on the dashboard: the cycle reads the boxes back (any other issue edit,
+    or the bot's own, is nothing to act on)."""
+    if action != "edited":
+        return Plan(event, IGNORE, f"issues.{action[:40] or '?'}: only an edited dashboard "
+                    "matters")
+    if text(payload, "issue", "user", "login") != bot_login:
+        return Plan(event, IGNORE, "the issue is not the bot's dashboard")
+    if text(payload, "sender", "login") == bot_login:
+        return Plan(event, IGNORE, "the bot's own edit of its dashboard")
+    body = text(payload, "issue", "body")
+    if dashboard.START not in body:
+        return Plan(event, IGNORE, "the issue is not the bot's dashboard")
+    if not dashboard.commands(body):
+        return Plan(event, IGNORE, "the dashboard was edited, but no box is ticked")
+    return Plan(event, CYCLE, "a box was ticked on the dashboard",
+                steps=("read the ticked boxes, then the whole cycle",))
 
 
 def _push(event: str, payload: dict[str, Any], base_branch: str) -> Plan:

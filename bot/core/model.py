@@ -11,10 +11,19 @@ unit, for someone who has not read the code.
 
 from __future__ import annotations
 
+from datetime import date
 from itertools import pairwise
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 # Re-exported: most callers know them from here.
 from bot.core.ids import ID_PATTERN as ID_PATTERN
@@ -281,10 +290,6 @@ class MetricsPolicy(Strict):
 class ProposePolicy(Strict):
     """When the bot opens proposal pull requests."""
 
-    max_prs_per_run: int = Field(
-        default=3, ge=0, le=100,
-        description="Most new proposal PRs one `promptbot run` opens; 0 turns proposing off "
-        "(analysis, measurement and reports still run).", examples=[1])
     min_executions: int = Field(
         default=200, ge=1,
         description="Executions of the current prompt version needed before the bot "
@@ -301,10 +306,6 @@ class ProposePolicy(Strict):
         default=0.4, ge=0.0, le=1.0,
         description="Prior fraction of the targeted failures an added instruction fixes; "
         "feeds the impact estimate until measured results calibrate it.", examples=[0.3])
-    cooldown_days: float = Field(
-        default=3.0, ge=0.0, le=365.0,
-        description="Days a prompt version must have been live (in the data, not on the "
-        "clock) before it gets a proposal.", examples=[7])
     hours_per_proposal: float = Field(
         default=2.0, gt=0.0, le=1000.0,
         description="Review, deploy and follow-up hours one proposal costs (wording-only "
@@ -343,6 +344,89 @@ class ProposePolicy(Strict):
         description="Months within which a proposal must pay back its review hours; below "
         "the floor a proposal is listed in the report with its value, not opened.",
         examples=[12.0])
+
+
+MOVED_TO_GUARDRAILS = ("max_prs_per_run", "cooldown_days")
+
+
+class GuardrailsPolicy(Strict):
+    """What keeps the bot from flooding a team, in one place (SPEC section 10); the
+    dashboard shows them. One open change per agent at a time is not a setting: a second
+    change would make the first one's measurement unreadable."""
+
+    max_prs_per_run: int = Field(
+        default=3, ge=0, le=100,
+        description="Most new proposal PRs one `promptbot run` opens; 0 turns proposing off "
+        "(analysis, measurement and reports still run).", examples=[1])
+    cooldown_days: float = Field(
+        default=3.0, ge=0.0, le=365.0,
+        description="Days a prompt version must have been live (in the data, not on the "
+        "clock) before it gets a proposal.", examples=[7])
+    max_open_proposals: int = Field(
+        default=10, ge=0, le=1000,
+        description="Most proposal PRs open at once in the repository; new ones wait in "
+        "the backlog (the dashboard's roadmap) until one is merged or closed.", examples=[5])
+    min_confidence: Literal["low", "medium"] = Field(
+        default="low",
+        description="Least confidence of the success-rate estimate a proposal needs to "
+        "open: `medium` waits for 3 measured proposals of its type in this repository "
+        "(calibration).", examples=["medium"])
+    snooze: dict[str, date] = Field(
+        default_factory=dict,
+        description="Agents that get no new proposal until the given day (inclusive), "
+        "e.g. {support-triage: 2027-01-15}; measuring and alerts go on. The dashboard's "
+        "snooze box adds 14 days without editing this file.",
+        examples=[{"support-triage": "2027-01-15"}])
+
+    @field_validator("snooze")
+    @classmethod
+    def _snooze_ids(cls, value: dict[str, date]) -> dict[str, date]:
+        for agent in value:
+            if not is_safe_id(agent):
+                raise ValueError(f"'{agent[:80]}' is not an agent id (lowercase letters, "
+                                 "digits and '-')")
+        return value
+
+
+class AlertsPolicy(Strict):
+    """Conditions that open one labelled issue each (`<prefix>:alert`), closed when they
+    clear (seed 003)."""
+
+    rollback_window: int = Field(
+        default=5, ge=1, le=100,
+        description="Rollback rate: how many of the latest measured proposals are looked "
+        "at.", examples=[10])
+    max_rollbacks: int = Field(
+        default=2, ge=0, le=100,
+        description="Rollback rate: alert when at least this many of them regressed or "
+        "were rolled back; 0 = off.", examples=[3])
+    degraded: bool = Field(
+        default=True,
+        description="Alert while an agent's degradation or SLA trigger fires.",
+        examples=[False])
+    backlog_days: float = Field(
+        default=14.0, ge=0.0, le=365.0,
+        description="Alert when a proposal PR has been open longer than this many days; "
+        "0 = off.", examples=[7])
+    recurring: bool = Field(
+        default=True,
+        description="Alert when a failure mode a merged proposal fixed (measured success) "
+        "is back on the current version.", examples=[False])
+    stale_export_hours: float = Field(
+        default=48.0, ge=0.0, le=8760.0,
+        description="Alert when the newest metrics row is older than this many hours: the "
+        "export stopped arriving. 0 = off.", examples=[26])
+
+
+class DashboardPolicy(Strict):
+    """The dashboard issue (a Markdown file under .promptbot/ on the local forge)."""
+
+    enabled: bool = Field(
+        default=True, description="Keep one dashboard issue up to date.", examples=[False])
+    max_chars: int = Field(
+        default=60000, ge=5000, le=65000,
+        description="Longest dashboard body; healthy agents collapse, then the longest "
+        "lists are cut, to stay under GitHub's 65,536 characters.", examples=[30000])
 
 
 class MeasurePolicy(Strict):
@@ -623,6 +707,12 @@ class Policy(Strict):
                                    "read them.")
     propose: ProposePolicy = Field(default_factory=ProposePolicy,
                                    description="When the bot opens proposal PRs.")
+    guardrails: GuardrailsPolicy = Field(default_factory=GuardrailsPolicy,
+                                         description="Limits on proposals, in one place.")
+    alerts: AlertsPolicy = Field(default_factory=AlertsPolicy,
+                                 description="Conditions that open an alert issue.")
+    dashboard: DashboardPolicy = Field(default_factory=DashboardPolicy,
+                                       description="The dashboard issue.")
     measure: MeasurePolicy = Field(default_factory=MeasurePolicy,
                                    description="How a deployed proposal is measured.")
     triggers: TriggerPolicy = Field(default_factory=TriggerPolicy,
@@ -639,6 +729,26 @@ class Policy(Strict):
         default="reports", description="Where `promptbot run` writes analysis.md/.json, "
         "relative to the repository root.", examples=["build/promptbot"],
         json_schema_extra={"pattern": _RELATIVE_PATH})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_guardrails(cls, data: Any) -> Any:
+        """`propose.max_prs_per_run` and `propose.cooldown_days` moved to `guardrails`
+        (0.9): a policy written before still loads, with the same meaning."""
+        if not isinstance(data, dict) or not isinstance(data.get("propose"), dict):
+            return data
+        propose = dict(data["propose"])
+        moved = {k: propose.pop(k) for k in MOVED_TO_GUARDRAILS if k in propose}
+        if not moved:
+            return data
+        guardrails = data.get("guardrails") or {}
+        if not isinstance(guardrails, dict):
+            return data  # the section's own validation says what is wrong
+        both = sorted(set(moved) & set(guardrails))
+        if both:
+            raise ValueError(f"propose.{both[0]} and guardrails.{both[0]} are both set: keep "
+                             f"guardrails.{both[0]} (the propose key is its old place)")
+        return {**data, "propose": propose, "guardrails": {**guardrails, **moved}}
 
     @field_validator("reports_dir")
     @classmethod

@@ -26,6 +26,7 @@ class PullRequest:
     url: str = ""
     close_reason: str | None = None
     comments: tuple[str, ...] = field(default=(), compare=False)
+    opened_at: datetime | None = None  # UTC, naive
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The GitHub forge through PyGithub; branches pushed with git.
 
 Few calls: one paginated list of pull requests per run carries bodies, labels
-and merge state; comments are listed only for a PR whose results changed.
+and merge state; comments are listed only for a PR whose results changed; the bot's
+issues (dashboard, alerts) are one paginated list by label.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from typing import Any, Literal
 
 import requests
 from github import Auth, Github, GithubException, GithubRetry
-from github.Issue import Issue
+from github.Issue import Issue as GHIssue
 from github.PullRequest import PullRequest as GHPull
 from github.Repository import Repository
 
 from bot.core import markers
 from bot.core.render import cap_comment
-from bot.edges.forge import CommentOutcome, PullRequest, StatusState
+from bot.edges.forge import CommentOutcome, Issue, IssueState, PullRequest, StatusState
 from bot.edges.git import Git
 from bot.errors import ForgeError
 
@@ -229,9 +230,9 @@ class GitHubForge:
             self._pulls[number] = pull
         return pull
 
-    def _issue(self, number: int) -> Issue:
+    def _issue(self, number: int) -> GHIssue:
         # Lazy: PATCHing labels through the issue needs no GET first.
-        return Issue(self.repo._requester, url=f"{self.repo.url}/issues/{number}")
+        return GHIssue(self.repo._requester, url=f"{self.repo.url}/issues/{number}")
 
     def update_pr(self, number: int, *, title: str, body: str) -> None:
         self._write("edit a pull request", self._pull(number).edit, title=title, body=body)
@@ -291,3 +292,72 @@ class GitHubForge:
                     f"{self.repo.url}/statuses/{sha}",
                     input={"state": state, "description": description[:140], "context": context},
                     done=lambda: None)
+
+    # ------------------------------------------------------------ issues
+
+    def _bot_issues(self, labels: list[str]) -> list[Issue]:
+        """Issues (not PRs) the bot opened, carrying every one of `labels`, in both states:
+        one paginated `GET /repos/{o}/{r}/issues?state=all&labels=...&per_page=100`."""
+        out: list[Issue] = []
+        listed = (self.repo.get_issues(state="all", labels=labels) if labels
+                  else self.repo.get_issues(state="all"))
+        for item in listed:
+            # The listed JSON as sent: an attribute GitHub left out of it (`pull_request` on
+            # an issue) would make PyGithub GET the whole issue to look for it.
+            data: dict[str, Any] = item._rawData
+            if "pull_request" in data:  # GitHub lists pull requests as issues too
+                continue
+            # Anyone can put a label on an issue or paste a marker: a person's issue is never
+            # the bot's.
+            if (data.get("user") or {}).get("login") != self.bot_login:
+                continue
+            out.append(self._to_issue(data))
+        return out
+
+    @staticmethod
+    def _to_issue(data: dict[str, Any]) -> Issue:
+        return Issue(
+            number=int(data["number"]),
+            state="closed" if data.get("state") == "closed" else "open",
+            title=str(data.get("title") or ""),
+            body=str(data.get("body") or ""),
+            labels=tuple(str(label["name"]) if isinstance(label, dict) else str(label)
+                         for label in data.get("labels") or ()),
+            url=str(data.get("html_url") or ""),
+        )
+
+    def list_issues(self, label: str) -> list[Issue]:
+        result: list[Issue] = self._call("list issues", self._bot_issues, [label])
+        return result
+
+    def open_issue(self, *, title: str, body: str, labels: list[str]) -> Issue:
+        body = cap_comment(body)
+        key = markers.parse(body)
+
+        def opened() -> Issue | None:
+            # The issue a lost POST made: the newest bot issue with these labels whose marker
+            # (kind, keys and the visible body's hash) is the one sent; no marker: same text.
+            same = [i for i in self._bot_issues(labels)
+                    if (markers.parse(i.body) == key if key is not None
+                        else (i.title, i.body) == (title, body))]
+            return max(same, key=lambda i: i.number) if same else None
+
+        def post() -> Issue:
+            # Labels go in the POST itself: one request, no separate labelling write.
+            made = self.repo.create_issue(title=title, body=body, labels=labels)
+            return self._to_issue(made._rawData)  # the answer: labels as GitHub spells them
+
+        issue: Issue = self._write("open an issue", post, done=opened)
+        return issue
+
+    def edit_issue(self, number: int, *, body: str | None = None,
+                   state: IssueState | None = None) -> None:
+        fields: dict[str, str] = {}
+        if body is not None:
+            fields["body"] = cap_comment(body)
+        if state is not None:
+            fields["state"] = state
+        if not fields:
+            return
+        # One PATCH through the lazy issue (no GET first); PATCH is safe to send again.
+        self._write(f"edit issue #{number}", self._issue(number).edit, **fields)

@@ -3,6 +3,9 @@
 Records live in `.promptbot/forge.json` (git-ignored). Every change rewrites
 the file atomically under a lock, so two commands at once cannot lose a record.
 A person acts as the reviewer with `promptbot pr list|show|merge|close|comment`.
+An issue's body is a Markdown file, `.promptbot/issues/<number>.md` (issues are numbered
+apart from PRs), that a person may edit (tick a dashboard box) or delete (the issue is
+gone); its state and labels are records like a PR's.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from bot.core import markers
 from bot.core.render import cap_comment
-from bot.edges.forge import CommentOutcome, PullRequest, StatusState
+from bot.edges.forge import CommentOutcome, Issue, IssueState, PullRequest, StatusState
 from bot.edges.git import Git
 from bot.edges.signals import deferred_signals
 from bot.errors import ForgeError, UsageError
@@ -129,6 +133,8 @@ class LocalForge:
             url=f"local:{record['number']}",
             close_reason=record.get("close_reason"),
             comments=tuple(c["body"] for c in record.get("comments", [])),
+            opened_at=datetime.fromisoformat(record["created_at"])
+            if record.get("created_at") else None,
         )
 
     # ------------------------------------------------------------ Forge
@@ -201,6 +207,62 @@ class LocalForge:
     def statuses(self, sha: str) -> dict[str, dict[str, str]]:
         found: dict[str, dict[str, str]] = self._load().get("statuses", {}).get(sha, {})
         return found
+
+    # ------------------------------------------------------------ issues
+    def issue_path(self, number: int) -> Path:
+        return self.dir / "issues" / f"{number}.md"
+
+    def list_issues(self, label: str) -> list[Issue]:
+        out = []
+        for record in self._load().get("issues", []):
+            if label not in record["labels"]:
+                continue
+            try:
+                body = self.issue_path(record["number"]).read_text(encoding="utf-8")
+            except FileNotFoundError:
+                continue  # a person deleted it: gone, as on GitHub
+            out.append(Issue(record["number"], record["state"], record["title"], body,
+                             tuple(record["labels"]), str(self.issue_path(record["number"]))))
+        return out
+
+    def open_issue(self, *, title: str, body: str, labels: list[str]) -> Issue:
+        with self._locked() as data:
+            # Numbered apart from the PRs (GitHub shares one sequence): the PR numbers a
+            # person or a script knows from `pr list` do not shift when an alert opens.
+            number = int(data.get("next_issue", 1))
+            # The body first: a kill before the record is saved leaves a file the next
+            # issue (same number) overwrites, never a record without its body.
+            self._write_body(number, body)
+            data["next_issue"] = number + 1
+            data.setdefault("issues", []).append(
+                {"number": number, "state": "open", "title": title, "labels": list(labels),
+                 "created_at": self.now().isoformat(timespec="seconds")})
+        return Issue(number, "open", title, body, tuple(labels), str(self.issue_path(number)))
+
+    def edit_issue(self, number: int, *, body: str | None = None,
+                   state: IssueState | None = None) -> None:
+        with self._locked() as data:
+            records = [r for r in data.get("issues", []) if r["number"] == number]
+            if not records:
+                raise ForgeError(f"there is no issue #{number}",
+                                 fix="the next run opens it again")
+            if body is not None:
+                self._write_body(number, body)
+            if state is not None:
+                records[0]["state"] = state
+
+    def _write_body(self, number: int, body: str) -> None:
+        path = self.issue_path(number)
+        path.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".issue-", suffix=".md")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(cap_comment(body))
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     # ------------------------------------------------------------ reviewer actions
     def comment(self, number: int, text: str, author: str) -> None:

@@ -802,6 +802,18 @@ class GitHubStandIn:
         with self._lock:
             return self._issue_json(self._issue(number))
 
+    def pulls(self) -> list[dict[str, Any]]:
+        """Every PR in number order (issues share the numbers, as on GitHub)."""
+        with self._lock:
+            return [self._pull_json(i, full=True) for _, i in sorted(self._issues.items())
+                    if i.pull is not None]
+
+    def plain_issues(self) -> list[dict[str, Any]]:
+        """Every issue that is not a PR, in number order."""
+        with self._lock:
+            return [self._issue_json(i) for _, i in sorted(self._issues.items())
+                    if i.pull is None]
+
     def comments(self, number: int) -> list[dict[str, Any]]:
         with self._lock:
             issue = self._issue(number)
