@@ -152,7 +152,7 @@ def run(ctx: Context, patterns: list[str] | None = None, dry_run: bool = False) 
     snapshot = load_metrics(ctx, state.policy, patterns)
     prs = tracked_prs(ctx)
     # The dashboard's ticked boxes (snooze, open now) are this run's guardrail input.
-    board = dashboard.read(ctx, state.policy, set(state.agents), report)
+    board = dashboard.read(ctx, state.policy, set(state.agents), report, prs, base_sha)
     results = measure_all(ctx, state, base, snapshot, prs, report, dry_run)
     if not dry_run:
         # Proposals start from the base as it is now, with the results just committed: a

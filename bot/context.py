@@ -70,6 +70,7 @@ class RunReport:
     snoozed: dict[str, str] = field(default_factory=dict)
     open_now: set[str] = field(default_factory=set)
     waiting: set[str] = field(default_factory=set)
+    remeasure: set[str] = field(default_factory=set)  # decided proposals to measure again
     alerts: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:

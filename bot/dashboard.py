@@ -11,6 +11,8 @@ the same facts writes nothing.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -47,8 +49,10 @@ class Board:
     done: list[str] = field(default_factory=list)
 
 
-def read(ctx: Context, policy: Policy, agents: set[str], report: RunReport) -> Board:
-    """The bot's issues, and the guardrail input their boxes give this run."""
+def read(ctx: Context, policy: Policy, agents: set[str], report: RunReport,
+         prs: Sequence[Tracked] = (), base_sha: str = "") -> Board:
+    """The bot's issues, and the guardrail input their boxes give this run (a box may
+    measure again a proposal whose result on `base_sha` is completed)."""
     board = Board()
     found = ctx.forge.list_issues(issue_label(policy.forge.label_prefix))
     dashboards: list[Issue] = []
@@ -63,8 +67,10 @@ def read(ctx: Context, policy: Policy, agents: set[str], report: RunReport) -> B
         board.commands = dashboard.commands(board.dashboard.body)
         board.snoozed = dashboard.snoozes(board.dashboard.body)
     today = ctx.clock().date()
-    board.snoozed, report.open_now, board.done = dashboard.apply(
-        board.commands, board.snoozed, today, agents)
+    decided = _decided(ctx, prs, base_sha) if any(
+        c.verb == "remeasure" for c in board.commands) else set()
+    board.snoozed, report.open_now, board.done, report.remeasure = dashboard.apply(
+        board.commands, board.snoozed, today, agents, decided)
     if not board.commands and board.dashboard is not None:
         board.done = dashboard.last_done(board.dashboard.body)
     policy_snoozes = {a: d for a, d in policy.guardrails.snooze.items() if d >= today}
@@ -72,6 +78,21 @@ def read(ctx: Context, policy: Policy, agents: set[str], report: RunReport) -> B
                                   for a, d in policy_snoozes.items()}}
     report.snoozed = {a: d.isoformat() for a, d in sorted(merged.items())}
     return board
+
+
+def _decided(ctx: Context, prs: Sequence[Tracked], base_sha: str) -> set[str]:
+    """The merged proposals whose results file on the base says completed."""
+    out = set()
+    for t in prs:
+        if t.kind != "proposal" or t.pr.state != "merged" or not base_sha:
+            continue
+        text = ctx.git.read(base_sha, f"prompts/{t.agent}/results/{t.proposal_id}.json")
+        try:
+            if text and json.loads(text).get("state") == COMPLETED:
+                out.add(t.proposal_id)
+        except (json.JSONDecodeError, AttributeError):
+            continue  # a hand-edited file: nothing to measure again from
+    return out
 
 
 def publish(ctx: Context, state: RepoState, base_sha: str, board: Board,
@@ -236,7 +257,7 @@ def build_view(ctx: Context, state: RepoState, base_sha: str, board: Board,
             decide = _plus_days(r.result.data_through, r.result.days_needed)
         rows.append(ResultLine(t.pr.number, t.agent, t.pr.title, r.state, c.decision,
                                c.delta, c.ci_low, c.ci_high, r.result.expected_delta,
-                               r.result.data_through[:10], r.result.simulated, decide))
+                               r.result.data_through[:10], r.result.simulated, decide, pid))
     rows.sort(key=lambda r: (r.through, r.number), reverse=True)
     past = history(ctx, base_sha, results)
     kinds = sorted({o.proposal_type for o in past})

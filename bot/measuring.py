@@ -286,7 +286,9 @@ def measure_all(
                              state.policy.measure)
             json_path, md_path = results_paths(result)
             recorded = existing_results(ctx, state, base, json_path)
-            kept = standing(recorded, result.state)
+            # A ticked "measure again" box lifts a completed result's freeze for one run.
+            again = t.proposal_id in report.remeasure and result.state != ROLLED_BACK
+            kept = None if again else standing(recorded, result.state)
             if kept is not None:
                 # A decided result stays as recorded, whatever today's numbers say, and
                 # the agent is as free as the record says.

@@ -79,18 +79,22 @@ def test_the_body_keeps_a_persons_text_and_is_not_rewritten_for_it() -> None:
 def test_boxes_snooze_wake_and_open_and_the_state_survives_the_body() -> None:
     today = date(2026, 12, 7)
     agents = {"support-triage", "sql-writer"}
-    snoozed, now, done = dashboard.apply(
+    snoozed, now, done, again = dashboard.apply(
         [Command("snooze", "support-triage"), Command("open", "sql-writer"),
-         Command("open", "ghost")], {"sql-writer": date(2026, 12, 1)}, today, agents)
+         Command("open", "ghost"), Command("remeasure", "p-0000000001"),
+         Command("remeasure", "p-0000000002")], {"sql-writer": date(2026, 12, 1)}, today,
+        agents, decided={"p-0000000002"})
     assert snoozed == {"support-triage": date(2026, 12, 21)}  # the expired one dropped
     assert now == {"sql-writer"}
+    assert again == {"p-0000000002"}  # only a completed result is measured again
     assert any("ghost" in d and "no such agent" in d for d in done)
+    assert any("p-0000000001" in d and "not a completed result" in d for d in done)
     body = dashboard.body(_view(snoozed={"support-triage": "2026-12-21"}, done=tuple(done)),
                           None, 60_000)
     assert dashboard.snoozes(body) == {"support-triage": date(2026, 12, 21)}
     assert dashboard.last_done(body) == done
     assert "wake `support-triage` (snoozed until 2026-12-21)" in body
-    woke, _, said = dashboard.apply([Command("wake", "support-triage")],
+    woke, _, said, _ = dashboard.apply([Command("wake", "support-triage")],
                                     dashboard.snoozes(body), today, agents)
     assert woke == {} and said == ["woke `support-triage`: proposals again"]
     # A state comment a person mangled is ignored, not an error.
@@ -221,6 +225,22 @@ def test_the_dashboard_follows_a_merge_a_result_and_a_rollback(cli: Cli, repo: P
     assert merged["number"] == first["number"]  # edited in place
     assert f"| #{pr['number']} | `support-triage` | success (simulated data) |" in \
         merged["body"]
+
+    # More traffic does not move a decided result ...
+    result_file = repo / f"prompts/support-triage/results/{pr['proposal_id']}.json"
+    decided = json.loads(result_file.read_text())
+    cli("simulate", "--out", str(repo / "sim"), "--days", "20", "--seed", "5")
+    assert cli("run", "--metrics", str(repo / "sim" / "*.csv"))[0] == 0
+    assert json.loads(result_file.read_text()) == decided
+    # ... unless a person ticks "measure again": then it is measured on all the data.
+    box = f"- [ ] measure #{pr['number']} (`support-triage`, success) again"
+    board = _dashboard(cli)
+    assert box in board["body"]
+    Path(board["url"]).write_text(board["body"].replace(box, box.replace("[ ]", "[x]")))
+    assert cli("run", "--metrics", str(repo / "sim" / "*.csv"))[0] == 0
+    again = json.loads(result_file.read_text())
+    assert again["data_through"] > decided["data_through"]
+    assert "measuring `" + pr["proposal_id"] + "` again" in _dashboard(cli)["body"]
 
     assert cli("rollback", pr["proposal_id"])[0] == 0
     prs = cli.json("pr", "list", "--json")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -23,10 +24,11 @@ END = "<!-- promptbot:dashboard:end -->"
 KIND = "dashboard"
 TITLE = "promptbot dashboard"
 SNOOZE_DAYS = 14
-VERBS = ("open", "snooze", "wake")  # open now / snooze 14 days / snooze off
+# open now / snooze 14 days / snooze off (an agent) / measure again (a proposal)
+VERBS = ("open", "snooze", "wake", "remeasure")
 _COMMAND = re.compile(
-    r"^[ \t]*[-*] \[[xX]\] [^\n]*<!-- promptbot-command: (open|snooze|wake) ([a-z0-9-]{1,64}) -->"
-    r"[ \t]*$", re.MULTILINE)
+    r"^[ \t]*[-*] \[[xX]\] [^\n]*<!-- promptbot-command: (open|snooze|wake|remeasure) "
+    r"([a-z0-9-]{1,64}) -->[ \t]*$", re.MULTILINE)
 _STATE = re.compile(r"<!-- promptbot-state: (\{[^\n]{0,20000}\}) -->")
 HEALTHY = ("excellent", "good")
 COLLAPSE_AFTER = 20
@@ -60,6 +62,7 @@ class ResultLine:
     through: str
     simulated: bool = False
     decide_by: str = ""  # measuring: the day a decision is likely
+    proposal_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,8 @@ class View:
 
 @dataclass(frozen=True)
 class Command:
-    verb: str  # open | snooze | wake
-    agent: str
+    verb: str  # open | snooze | wake | remeasure
+    agent: str  # the agent, or the proposal id for remeasure
 
 
 # ---------------------------------------------------------------- reading a body back
@@ -156,13 +159,22 @@ def last_done(body: str) -> list[str]:
 
 
 def apply(cmds: list[Command], snoozed: dict[str, date], today: date,
-          agents: set[str]) -> tuple[dict[str, date], set[str], list[str]]:
-    """(snoozes after the commands, agents to open now, what was done, for the body)."""
+          agents: AbstractSet[str], decided: AbstractSet[str] = frozenset()
+          ) -> tuple[dict[str, date], set[str], list[str], set[str]]:
+    """(snoozes after the commands, agents to open now, what was done, for the body, the
+    decided proposals to measure again)."""
     after = {a: d for a, d in snoozed.items() if d >= today}
     now: set[str] = set()
+    again: set[str] = set()
     done: list[str] = []
     for c in cmds:
-        if c.agent not in agents:
+        if c.verb == "remeasure":
+            if c.agent in decided:
+                again.add(c.agent)
+                done.append(f"measuring `{c.agent}` again on all the data since its merge")
+            else:
+                done.append(f"ignored a box for `{c.agent}`: not a completed result")
+        elif c.agent not in agents:
             done.append(f"ignored a box for `{c.agent}`: no such agent on the base branch")
         elif c.verb == "snooze":
             after[c.agent] = date.fromordinal(today.toordinal() + SNOOZE_DAYS)
@@ -174,7 +186,7 @@ def apply(cmds: list[Command], snoozed: dict[str, date], today: date,
             now.add(c.agent)
             done.append(f"`{c.agent}`: opening its waiting proposal now, past the "
                         "per-run and per-repository limits")
-    return after, now, done
+    return after, now, done, again
 
 
 # ---------------------------------------------------------------- writing it
@@ -342,7 +354,10 @@ def _results(view: View, cut: int) -> list[str]:
             state += " (simulated data)"
         out.append(f"| #{r.number} | `{r.agent}` | {state} | {_pts(r.delta)} | "
                    f"{_pts(r.low)} … {_pts(r.high)} | {_pts(r.expected)} | {r.through} |")
-    return [*out, ""]
+    boxes = [_box(f"measure #{r.number} (`{r.agent}`, {r.decision.replace('_', ' ')}) again "
+                  "on all the data since its merge", "remeasure", r.proposal_id)
+             for r in view.results[:min(cut, 10)] if r.state == "completed" and r.proposal_id]
+    return [*out, "", *boxes, ""] if boxes else [*out, ""]
 
 
 def _calibration(view: View) -> list[str]:
