@@ -299,6 +299,15 @@ def propose_all(
                         break
                 if existing is not None and ctx.generator is not None:
                     break  # a model's PR is not rewritten on every run (cost, churn)
+                if existing is None and policy.guardrails.min_confidence == "medium" and \
+                        len(past) < 3:
+                    # Medium confidence needs 3 measured proposals of the type: without 3
+                    # in all, no candidate can reach it, so none is generated (a model's
+                    # would cost money on every run).
+                    report.skipped.append(f"{agent_id}: guardrails.min_confidence medium "
+                                          f"needs 3 measured proposals; this repository has "
+                                          f"{len(past)}")
+                    break
                 made = make_proposal(ctx, loaded, problem, policy, past, report, promoted,
                                      shots)
                 if isinstance(made, Skipped):

@@ -44,6 +44,7 @@ class Board:
     dashboard: Issue | None = None
     duplicates: list[Issue] = field(default_factory=list)
     alerts: dict[str, Issue] = field(default_factory=dict)
+    extra_alerts: list[Issue] = field(default_factory=list)  # a second issue of one key
     commands: list[Command] = field(default_factory=list)
     snoozed: dict[str, date] = field(default_factory=dict)  # from the dashboard's boxes
     done: list[str] = field(default_factory=list)
@@ -61,9 +62,15 @@ def read(ctx: Context, policy: Policy, agents: set[str], report: RunReport,
         if marker.get("kind") == dashboard.KIND:
             dashboards.append(issue)
         elif marker.get("kind") == alerts.KIND and marker.get("alert"):
-            board.alerts.setdefault(marker["alert"], issue)
+            if marker["alert"] in board.alerts:
+                board.extra_alerts.append(issue)
+            else:
+                board.alerts[marker["alert"]] = issue
     if dashboards:
         board.dashboard, board.duplicates = dashboards[0], dashboards[1:]
+    if board.dashboard is not None and policy.dashboard.enabled:
+        # A disabled dashboard is never written, so its boxes would never clear: a ticked
+        # snooze would renew itself on every run.
         board.commands = dashboard.commands(board.dashboard.body)
         board.snoozed = dashboard.snoozes(board.dashboard.body)
     today = ctx.clock().date()
@@ -114,6 +121,12 @@ def publish(ctx: Context, state: RepoState, base_sha: str, board: Board,
             ctx.forge.open_issue(title=dashboard.TITLE, body=text,
                                  labels=[issue_label(prefix), f"{prefix}:dashboard"])
     elif text != board.dashboard.body:
+        if not dry_run and _edited_since(ctx, policy, board.dashboard):
+            # A person ticked a box or typed while this run worked: their edit wins, and
+            # the cycle it started (or the next one) renders the dashboard from it.
+            report.skipped.append(f"dashboard #{board.dashboard.number}: edited during this "
+                                  "run; left for the next run")
+            return text
         report.actions.append(f"dashboard #{board.dashboard.number}: updated")
         if not dry_run:
             ctx.forge.edit_issue(board.dashboard.number, body=text)
@@ -124,6 +137,17 @@ def publish(ctx: Context, state: RepoState, base_sha: str, board: Board,
             if not dry_run:
                 ctx.forge.edit_issue(extra.number, state="closed")
     return text
+
+
+def _edited_since(ctx: Context, policy: Policy, read: Issue) -> bool:
+    """Whether the dashboard's body changed since the run read it (one more list request,
+    made only when the run is about to write the dashboard)."""
+    now = [i for i in ctx.forge.list_issues(issue_label(policy.forge.label_prefix))
+           if i.number == read.number]
+    return bool(now) and now[0].body != read.body
+
+
+CLEARED = "cleared"  # the marker state of an alert the bot closed: it may reopen it
 
 
 def sync_alerts(ctx: Context, policy: Policy, board: Board, found: list[alerts.Alert],
@@ -141,6 +165,9 @@ def sync_alerts(ctx: Context, policy: Policy, board: Board, found: list[alerts.A
                 made = ctx.forge.open_issue(title=alert.title, body=body, labels=[
                     issue_label(prefix), f"{prefix}:alert"])
                 number, issue = made.number, made
+        elif issue.state == "closed" and (markers.parse(issue.body) or {}).get(
+                "state") != CLEARED:
+            pass  # a person closed it while it held: it stays closed until it clears
         elif issue.state == "closed":
             report.actions.append(f"alert #{issue.number} reopened: {alert.title}")
             if not dry_run:
@@ -154,10 +181,20 @@ def sync_alerts(ctx: Context, policy: Policy, board: Board, found: list[alerts.A
         report.alerts.append({"key": alert.key, "title": alert.title,
                               "issue": number or None})
     for key, issue in sorted(board.alerts.items()):
-        if key not in active and issue.state == "open":
-            report.actions.append(f"alert #{issue.number} closed: the condition cleared")
+        marker = markers.parse(issue.body) or {}
+        if key in active or marker.get("state") == CLEARED:
+            continue
+        # Cleared: closed, and marked so that the bot may reopen it when it comes back.
+        cleared = markers.attach(dashboard.without_marker(issue.body),
+                                 {"kind": alerts.KIND, "alert": key, "state": CLEARED})
+        report.actions.append(f"alert #{issue.number} closed: the condition cleared")
+        if not dry_run:
+            ctx.forge.edit_issue(issue.number, body=cleared, state="closed")
+    for extra in board.extra_alerts:
+        if extra.state == "open":  # made twice (a create whose answer was lost)
+            report.actions.append(f"alert #{extra.number} closed as a duplicate")
             if not dry_run:
-                ctx.forge.edit_issue(issue.number, state="closed")
+                ctx.forge.edit_issue(extra.number, state="closed")
     return out
 
 
@@ -308,7 +345,7 @@ def _in_flight(prs: list[Tracked], results: dict[str, Recorded],
         what = {"proposal": "open for review", "rollback": "rollback open",
                 "canary": "canary step open"}[t.kind]
         found.setdefault(t.agent, []).append(
-            (rank[t.kind], f"#{t.pr.number} {what}: {t.pr.title}"))
+            (rank[t.kind], f"#{t.pr.number} {what}: {dashboard.plain(t.pr.title)}"))
     numbers = {t.proposal_id: t.pr.number for t in prs if t.kind == "proposal"}
     for pid, r in results.items():
         if r.state == MEASURING and pid in numbers:
@@ -316,6 +353,6 @@ def _in_flight(prs: list[Tracked], results: dict[str, Recorded],
             when = f", decision ~{_plus_days(r.result.data_through, days)}" \
                 if days is not None else ""
             found.setdefault(r.result.agent_id, []).append(
-                (2, f"#{numbers[pid]} measuring{when}: {r.result.headline}"))
+                (2, f"#{numbers[pid]} measuring{when}: {dashboard.plain(r.result.headline)}"))
     return {agent: "; ".join(text for _, text in sorted(items))
             for agent, items in found.items()}

@@ -4,7 +4,7 @@ through the command line (the walkthrough, boxes as commands, a deleted dashboar
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,40 @@ def test_the_body_keeps_a_persons_text_and_is_not_rewritten_for_it() -> None:
     # A person who removed the section comments keeps their text; the section is added.
     bare = dashboard.body(_view(), "just my text", 60_000)
     assert bare.startswith("just my text") and dashboard.START in bare
+
+
+def test_a_body_saved_in_githubs_editor_with_crlf_and_a_note_after_the_marker_is_read(
+        ) -> None:
+    first = dashboard.body(_view(), None, 60_000)
+    ticked = first.replace("- [ ] open `sql-writer`", "- [x] open `sql-writer`")
+    crlf = (ticked + "A note typed at the very bottom.\n").replace("\n", "\r\n")
+    assert dashboard.commands(crlf) == [Command("open", "sql-writer")]
+    again = dashboard.body(_view(headline="new facts"), crlf, 60_000)
+    assert again.count("<!-- promptbot: {") == 1  # no stale marker piles up
+    assert "A note typed at the very bottom." in again and "new facts" in again
+    # Read back once more: the same facts make the same body (no write).
+    assert dashboard.body(_view(headline="new facts"), again, 60_000) == again
+
+
+def test_text_from_elsewhere_cannot_close_a_fold_link_mention_or_reference() -> None:
+    hostile = "</details><img src=x> [re-auth](https://evil.example) `code` #123 @ana | x"
+    shown = dashboard.plain(hostile)
+    for bad in ("</details>", "<img", "[re-auth](", "`code`", " #123", "@ana", " | "):
+        assert bad not in shown, bad
+    body = dashboard.body(_view(agents=(AgentLine("a", "fair", 0.9, 1, "v", None,
+                                                  notes=(hostile,)),)), None, 60_000)
+    assert "</details>" in body and body.count("</details>") == 1  # only the bot's own
+
+
+def test_the_snooze_state_survives_the_hardest_cut() -> None:
+    agents = tuple(AgentLine(f"agent-{i:03d}", "needs attention", 0.5, 10, "v", None,
+                             triggers=("x" * 250,) * 3) for i in range(200))
+    view = _view(agents=agents, snoozed={"agent-007": "2026-12-21"})
+    person = "p" * 50_000 + "\n\n"
+    body = dashboard.body(view, person + dashboard.body(view, None, 60_000), 60_000)
+    assert len(body) <= 65_536 - 1_000  # inside what the forges' cap leaves alone
+    assert dashboard.snoozes(body) == {"agent-007": date(2026, 12, 21)}
+    assert body.startswith(person) and dashboard.bot_section(body) is not None
 
 
 def test_boxes_snooze_wake_and_open_and_the_state_survives_the_body() -> None:
@@ -274,7 +308,7 @@ def test_ticked_boxes_open_a_waiting_proposal_and_snooze_an_agent(cli: Cli,
     assert isinstance(prs, list) and [p["agent"] for p in prs] == ["sql-writer"]
     body = _dashboard(cli)["body"]
     assert "[x]" not in body.lower()  # every box clear again
-    assert "`sql-writer`: opening its waiting proposal now" in body
+    assert "`sql-writer`: max_prs_per_run and max_open_proposals did not hold it back" in body
     assert "snoozed `support-triage` until" in body and "wake `support-triage`" in body
     # The next run: still snoozed, nothing more opened, and no write at all.
     before = (snapshot_state(repo), path.read_text())
@@ -393,6 +427,36 @@ def test_a_rollback_rate_alert_opens_on_github_and_closes_when_it_clears(
     assert (again["number"], again["state"]) == (issue["number"], "open")
     assert "#1 `a0`: regressed" in again["body"]
 
+    # A person closes it while it holds: it stays closed (no reopen loop) ...
+    ctx.forge.edit_issue(issue["number"], state="closed")
+    standin.reset_log()
+    sync(alerts.Facts(_measured("reg", "rb")))
+    assert standin.writes() == [] and standin.plain_issues()[0]["state"] == "closed"
+    # ... until it clears and comes back.
+    sync(cleared)
+    sync(alerts.Facts(_measured("reg", "rb")))
+    [back] = standin.plain_issues()
+    assert (back["number"], back["state"]) == (issue["number"], "open")
+
+
+def test_github_pull_requests_carry_their_opening_time_for_the_backlog_alert(
+        clone: Path, standin: Any) -> None:
+    from conftest import PROJECT, github_context
+
+    from bot.app import run
+    from bot.context import tracked_prs
+
+    ctx = github_context(clone, standin)
+    run(ctx, [str(PROJECT / "examples/metrics/*.csv")])
+    opened = [t.pr.opened_at for t in tracked_prs(github_context(clone, standin))]
+    assert len(opened) == 3
+    now = datetime.now(UTC).replace(tzinfo=None)
+    assert all(o is not None and abs((now - o).total_seconds()) < 600 for o in opened)
+    later = alerts.Facts(open_proposals=tuple(
+        alerts.OpenProposal(i, "a", "t", o) for i, o in enumerate(opened)),
+        now=now + timedelta(days=15))
+    assert _keys(later) == ["backlog"]
+
 
 SMALL_AGENT = """id: {id}
 owner: "@acme/ops"
@@ -437,3 +501,33 @@ def test_two_hundred_healthy_agents_make_a_no_change_run_of_two_requests(
     assert second.actions == [] and standin.writes() == []
     assert [(r.method, r.path) for r in standin.requests] == [
         ("GET", "/repos/acme/prompts/pulls"), ("GET", "/repos/acme/prompts/issues")]
+
+
+def test_min_confidence_medium_holds_every_proposal_until_three_are_measured(
+        cli: Cli, repo: Path) -> None:
+    _policy(repo, min_confidence="medium")
+    code, out, _ = cli("run", "--json")
+    assert code == 0 and cli.json("pr", "list", "--json") == []
+    skipped = json.loads(out)["skipped"]
+    assert any("min_confidence medium needs 3 measured proposals; this repository has 0"
+               in line for line in skipped)
+    assert "opens at confidence medium or higher" in _dashboard(cli)["body"]
+
+
+def test_a_disabled_dashboard_is_not_written_and_its_boxes_do_nothing(
+        cli: Cli, repo: Path) -> None:
+    _policy(repo, max_prs_per_run=0)
+    assert cli("run")[0] == 0
+    board = _dashboard(cli)
+    path = Path(board["url"])
+    path.write_text(board["body"].replace("- [ ] open `sql-writer`", "- [x] open `sql-writer`"))
+    data = yaml.safe_load((repo / "policies/promptbot.yaml").read_text())
+    data["dashboard"]["enabled"] = False
+    (repo / "policies/promptbot.yaml").write_text(yaml.safe_dump(data))
+    from conftest import git
+
+    git(repo, "commit", "-qam", "no dashboard")
+    ticked = path.read_text()
+    assert cli("run")[0] == 0
+    assert cli.json("pr", "list", "--json") == []  # the box opened nothing
+    assert path.read_text() == ticked  # and the issue was left as it was

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from bot.core.dashboard import plain
 from bot.core.model import AlertsPolicy
+from bot.core.render import untrusted
 
 KIND = "alert"
 RECURRING_LEVEL = 0.8  # a fixed failure mode is back at this share of its level before
@@ -155,7 +156,7 @@ def _recurring(facts: Facts, policy: AlertsPolicy) -> list[Alert]:
         out.append(Alert(
             f"recurring-{now.agent}-{now.category}",
             f"promptbot alert: {now.agent}'s {now.category.replace('_', ' ')} failures are back",
-            f"#{before.number} fixed `{now.agent}`'s `{plain(now.error_type, 80)}` failures "
+            f"#{before.number} fixed `{now.agent}`'s {untrusted(now.error_type, 80)} failures "
             f"({now.category.replace('_', ' ')}; measured success), and the current version "
             f"fails that way again: {now.count:,} executions ({now.share * 100:.1f} %, "
             f"{before.share * 100:.1f} % before the fix).\n\n"

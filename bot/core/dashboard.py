@@ -42,7 +42,9 @@ class AgentLine:
     executions: int
     version: str | None
     live_since: str | None  # the day the current version's first row shows
-    change: str = ""  # the change in flight: "#4 open: …", "#4 measuring, …"
+    # The change in flight, Markdown with the PR references live ("#4 open: …"); the shell
+    # made its titles plain.
+    change: str = ""
     notes: tuple[str, ...] = ()  # why nothing (more) is proposed
     triggers: tuple[str, ...] = ()
     waits: bool = False  # a proposal waits on a per-run or per-repository limit
@@ -98,18 +100,23 @@ class Command:
 def bot_section(body: str) -> tuple[str, str, str] | None:
     """(text before, the bot's section, text after) of a dashboard body, the marker
     dropped; None when the section comments are gone (a person removed them)."""
-    visible = _without_marker(body)
+    visible = without_marker(body)
     start, end = visible.find(START), visible.rfind(END)
     if start < 0 or end < start:
         return None
     return visible[:start], visible[start:end + len(END)], visible[end + len(END):]
 
 
-def _without_marker(body: str) -> str:
-    visible, sep, _ = body.rpartition("\n\n<!-- promptbot:")
-    if sep and markers.parse(body) is not None:
-        return visible
-    return body
+def without_marker(body: str) -> str:
+    """The body without the bot's hidden marker, in LF line endings (GitHub stores a body
+    a person saved in its editor with CRLF); text a person typed after the marker stays."""
+    body = body.replace("\r\n", "\n")
+    at = body.rfind("<!-- promptbot: {")
+    end = body.find("-->", at) + 3 if at >= 0 else -1
+    if at < 0 or end < 3 or markers.parse(body[at:end]) is None:
+        return body
+    head, rest = body[:at].rstrip("\n"), body[end:].strip("\n")
+    return f"{head}\n\n{rest}" if rest else head
 
 
 def commands(body: str) -> list[Command]:
@@ -135,6 +142,9 @@ def _state(body: str) -> dict[str, object]:
     except json.JSONDecodeError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+STATE_MARK = "<!-- promptbot-state: "
 
 
 def snoozes(body: str) -> dict[str, date]:
@@ -184,8 +194,8 @@ def apply(cmds: list[Command], snoozed: dict[str, date], today: date,
                 done.append(f"woke `{c.agent}`: proposals again")
         else:
             now.add(c.agent)
-            done.append(f"`{c.agent}`: opening its waiting proposal now, past the "
-                        "per-run and per-repository limits")
+            done.append(f"`{c.agent}`: max_prs_per_run and max_open_proposals did not hold "
+                        "it back this run")
     return after, now, done, again
 
 
@@ -196,9 +206,14 @@ def plain(text: object, limit: int = 300) -> str:
     """Text from elsewhere (a reason quoting an error, a PR title) made inert: one line,
     no HTML comment (a forged command or marker), no @mention, no table break."""
     value = " ".join(str(text).split())
-    value = value.replace("<!--", "<!- -").replace("-->", "- ->").replace("@", "@\u200b")
-    value = value.replace("|", "\\|")
-    return value if len(value) <= limit else value[:limit - 1] + "…"
+    value = value if len(value) <= limit else value[:limit - 1] + "…"
+    # HTML (a comment, </details>, <img>) shown as text; no link, code span or table cell
+    # break; no @mention and no #123 back-reference posted into another issue.
+    for raw, safe in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("[", "\\["),
+                      ("]", "\\]"), ("`", "\\`"), ("|", "\\|"), ("@", "@\u200b"),
+                      ("#", "#\u200b")):
+        value = value.replace(raw, safe)
+    return value
 
 
 def _pct(value: float | None) -> str:
@@ -215,13 +230,17 @@ def _box(label: str, verb: str, agent: str) -> str:
 
 def section(view: View, max_chars: int) -> str:
     """The bot's section, under `max_chars`: healthy agents collapse first, then the
-    longest lists are cut (the run's reports hold everything)."""
-    for level in range(4):
+    longest lists are cut (the run's reports hold everything). The state comment (snoozes)
+    and the end comment always survive the cut."""
+    state = {"snoozed": dict(sorted(view.snoozed.items())), "done": list(view.done)}
+    tail = f"{STATE_MARK}{json.dumps(state, sort_keys=True)} -->\n{END}"
+    room = max(max_chars - len(tail) - 1, 1000)
+    for level in range(5):
         text = _section(view, level)
-        if len(text) <= max_chars:
-            return text
-    return _section(view, 4)[:max_chars - len(END) - 40].rsplit("\n", 1)[0] + \
-        "\n\n… cut to fit; see the run's reports\n" + END
+        if len(text) <= room:
+            return text + "\n" + tail
+    cut = text[:room - 40].rsplit("\n", 1)[0] + "\n\n… cut to fit; see the run's reports"
+    return cut + "\n" + tail
 
 
 def _section(view: View, level: int) -> str:
@@ -232,24 +251,25 @@ def _section(view: View, level: int) -> str:
     out = [START, f"## {TITLE}", "", plain(view.headline, 500), ""]
     if view.done:
         out += ["**Done from the last ticked boxes:**"]
-        out += [f"- {plain(d)}" for d in view.done] + [""]
-    out += _attention(view)
+        out += [*(f"- {d}" for d in view.done), ""]
+    out += _attention(view, cut)
     out += _agents(view, level, cut)
     out += _roadmap(view, cut)
     out += _not_proposed(view, cut)
     out += _results(view, cut)
     out += _calibration(view)
-    out += ["### Guardrails", ""] + [f"- {plain(g)}" for g in view.guardrails] + [""]
-    state = {"snoozed": dict(sorted(view.snoozed.items())), "done": list(view.done)}
-    out += [f"<!-- promptbot-state: {json.dumps(state, sort_keys=True)} -->", END]
+    out += ["### Guardrails", "", *(f"- {g}" for g in view.guardrails), ""]
     return "\n".join(out)
 
 
-def _attention(view: View) -> list[str]:
+def _attention(view: View, cut: int) -> list[str]:
     lines = [f"- Alert: [{plain(a.title)}]({a.url})" if a.url else
              f"- Alert #{a.number}: {plain(a.title)}" for a in view.alerts]
     for a in view.agents:
         lines += [f"- `{a.agent}`: {plain(t)}" for t in a.triggers]
+    if len(lines) > max(cut, 20):
+        lines = [*lines[:max(cut, 20)], f"- … and {len(lines) - max(cut, 20)} more in the "
+                 "run's report"]
     if not lines:
         return ["Nothing needs a person now.", ""]
     return ["### Needs a person", "", *lines, ""]
@@ -258,7 +278,7 @@ def _attention(view: View) -> list[str]:
 def _agent_row(a: AgentLine, snoozed: dict[str, str]) -> str:
     since = f" (since {a.live_since})" if a.live_since else ""
     version = f"`{a.version}`{since}" if a.version else "–"
-    change = plain(a.change) if a.change else "–"
+    change = a.change or "–"
     if a.agent in snoozed:
         change += f" · snoozed until {snoozed[a.agent]}"
     return (f"| `{a.agent}` | {a.health} | {_pct(a.success_rate)} | {a.executions:,} | "
@@ -298,7 +318,7 @@ def _roadmap(view: View, cut: int) -> list[str]:
     used = 0.0
     for a in flight[:cut]:
         used += view.hours_each
-        out.append(f"- `{a.agent}`: {plain(a.change)}")
+        out.append(f"- `{a.agent}`: {a.change}")
         if a.agent not in view.snoozed:
             out.append("  " + _box(f"snooze `{a.agent}` for {SNOOZE_DAYS} days (no new "
                                    "proposal after this one)", "snooze", a.agent))
@@ -377,8 +397,10 @@ def body(view: View, existing: str | None, max_chars: int) -> str:
         if parts is not None:
             before, _, after = parts
         else:
-            before = _without_marker(existing).rstrip() + "\n\n"
-    text = before + section(view, max_chars - len(before) - len(after) - 200) + after
-    if existing and _without_marker(existing) == text:
+            before = without_marker(existing).rstrip() + "\n\n"
+    # The marker (under 100 characters) comes on top; a person's long text leaves the
+    # section less room, never none.
+    text = before + section(view, max_chars - len(before) - len(after) - 120) + after
+    if existing and without_marker(existing) == text:
         return existing  # a person's edit outside the section is no reason to write
     return markers.attach(text, {"kind": KIND})

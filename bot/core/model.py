@@ -424,7 +424,7 @@ class DashboardPolicy(Strict):
     enabled: bool = Field(
         default=True, description="Keep one dashboard issue up to date.", examples=[False])
     max_chars: int = Field(
-        default=60000, ge=5000, le=65000,
+        default=60000, ge=5000, le=64000,
         description="Longest dashboard body; healthy agents collapse, then the longest "
         "lists are cut, to stay under GitHub's 65,536 characters.", examples=[30000])
 

@@ -183,6 +183,8 @@ class GitHubForge:
             merge_sha=pull.merge_commit_sha if merged_at is not None else None,
             merged_at=merged_at.astimezone(UTC).replace(tzinfo=None) if merged_at else None,
             url=pull.html_url or "",
+            opened_at=pull.created_at.astimezone(UTC).replace(tzinfo=None)
+            if pull.created_at else None,
         )
 
     def list_prs(self) -> list[PullRequest]:
@@ -320,7 +322,8 @@ class GitHubForge:
             number=int(data["number"]),
             state="closed" if data.get("state") == "closed" else "open",
             title=str(data.get("title") or ""),
-            body=str(data.get("body") or ""),
+            # A body a person saved in GitHub's editor comes back with CRLF line endings.
+            body=str(data.get("body") or "").replace("\r\n", "\n"),
             labels=tuple(str(label["name"]) if isinstance(label, dict) else str(label)
                          for label in data.get("labels") or ()),
             url=str(data.get("html_url") or ""),

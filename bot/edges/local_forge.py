@@ -219,6 +219,7 @@ class LocalForge:
                 continue
             try:
                 body = self.issue_path(record["number"]).read_text(encoding="utf-8")
+                body = body.replace("\r\n", "\n")  # saved by an editor on Windows
             except FileNotFoundError:
                 continue  # a person deleted it: gone, as on GitHub
             out.append(Issue(record["number"], record["state"], record["title"], body,
