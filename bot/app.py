@@ -58,7 +58,6 @@ from bot.core.proposals import (
     build_all,
     diagnosed,
     from_candidates,
-    promoted_categories,
     proposal_id,
     rules_that_hold,
     with_alternatives,
@@ -86,7 +85,7 @@ from bot.edges.eval_providers import (
 )
 from bot.edges.forge import PullRequest
 from bot.errors import MachineError, PromptbotError, UsageError
-from bot.learning import promote_all
+from bot.learning import learned_categories, promote_all
 from bot.load.repo import RepoState, tests_path
 from bot.measuring import (
     Recorded,
@@ -242,7 +241,8 @@ def propose_all(
 ) -> None:
     policy = state.policy
     past = history(ctx, base_sha, results)
-    promoted = promoted_categories(state.promoted)
+    # Promoted rules carry their measured uses: a proposal adding one is estimated from them.
+    promoted = learned_categories(ctx, base_sha, state, prs, results)
     by_id = {t.proposal_id: t for t in prs if t.kind == "proposal"}
     busy = {t.agent for t in prs if t.kind in ("proposal", "rollback") and t.pr.state == "open"
             and t.pr.number not in report.superseded}
@@ -392,7 +392,7 @@ def plan(ctx: Context, patterns: list[str] | None = None, only: str | None = Non
     # A running canary holds its agent as `run` does (its proposal id is the rollout's).
     busy = {**rollouts_on(ctx, base_sha, state.agents), **busy}
     past = history(ctx, base_sha)
-    promoted = promoted_categories(state.promoted)
+    promoted = learned_categories(ctx, base_sha, state, tracked, {})
     policy = state.policy
     found: list[tuple[Proposal, str]] = []
     for agent_id, loaded in sorted(state.agents.items()):

@@ -19,7 +19,7 @@ from bot.core import markers, render
 from bot.core.commands import denied_reply, help_text
 from bot.core.evaluation import commit_status
 from bot.core.events import CHECK, CLOSED, COMMAND, CYCLE, DENY, DEPLOY, Plan
-from bot.core.proposals import Proposal, Skipped, promoted_categories, proposal_id
+from bot.core.proposals import Proposal, Skipped, proposal_id
 from bot.core.results import (
     COMPLETED,
     MEASURING,
@@ -29,6 +29,7 @@ from bot.core.results import (
     labels_for,
 )
 from bot.errors import PromptbotError
+from bot.learning import learned_categories
 
 
 @dataclass
@@ -348,7 +349,7 @@ def _regenerate(ctx: Context, plan: Plan, t: Tracked, out: Outcome,
     report = RunReport()
     made = app.make_proposal(ctx, loaded, problems[0], state.policy,
                              app.history(ctx, base_sha), report,
-                             promoted_categories(state.promoted),
+                             learned_categories(ctx, base_sha, state, [], {}),
                              app.successful_cases(ctx, base_sha, loaded))
     if isinstance(made, Skipped):
         return f"no valid variant this time: {_safe(made.reason)}"

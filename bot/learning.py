@@ -1,16 +1,232 @@
 """The learning loop: promotion and demotion PRs for policies/promoted_rules.yaml.
 
-Being written (issue 17 part 4); until then a run proposes no promotion.
+Which rule kept working is pure (bot/core/learning.py); this module gathers its uses —
+every final results file on the base (and this run's), each with the rule its proposal
+record says it added, read as merged — and opens one PR per rule on its own branch,
+`promptbot/learning/<promote|demote>-<rule id>`, that adds the rule to (or removes it from)
+the rules file, with the evidence in the body. As for a canary's steps: an open PR is
+edited only when its evidence or the rules file on the base changed; a PR a person closed
+stays closed for the evidence it showed; a dry run decides and writes nothing.
 """
 
 from __future__ import annotations
 
-from bot.context import Context, RunReport, Tracked
-from bot.load.repo import RepoState
-from bot.measuring import Recorded
+import hashlib
+import json
+from dataclasses import replace
+
+import yaml
+
+from bot.context import Context, RunReport, Tracked, ensure_labels
+from bot.core import learning, markers, render, variants
+from bot.core.ids import is_safe_id
+from bot.core.learning import LEARNING_AGENT, Change, Thresholds, Use
+from bot.core.model import Policy
+from bot.core.proposals import promoted_categories
+from bot.core.yamledit import RoundTripError
+from bot.errors import MachineError, PromptbotError
+from bot.load.repo import PROMOTED_FILE, RepoState
+from bot.measuring import Recorded, people_pushed, results_texts
+
+KINDS = frozenset(learning.KIND.values())
+
+
+def thresholds(policy: Policy) -> Thresholds:
+    """The bar a rule must clear (`learning` in the policy)."""
+    p = policy.learning
+    return Thresholds(p.min_successes, p.min_agents, p.min_non_regressing)
+
+
+def measured_uses(ctx: Context, base_sha: str, state: RepoState, prs: list[Tracked],
+                  results: dict[str, Recorded]) -> list[Use]:
+    """Every final measurement of a merged proposal that added a known rule."""
+    rules = (*variants.CATEGORIES, *promoted_categories(state.promoted))
+    numbers = {t.proposal_id: t.pr.number for t in prs if t.kind == "proposal"}
+    out = []
+    for _, text in sorted(results_texts(ctx, base_sha, results).items()):
+        try:
+            data = json.loads(text or "")
+        except json.JSONDecodeError:
+            continue  # a hand-edited file is not evidence
+        use = learning.parse_result(data)
+        if use is None:
+            continue
+        path = f"prompts/{use.agent}/proposals/{use.proposal_id}.yaml"
+        sha = learning.merge_sha(data)
+        # As merged: a revert deletes the record from the base branch.
+        record_text = (ctx.git.read(sha, path) if sha else None) or ctx.git.read(base_sha, path)
+        try:
+            record = yaml.safe_load(record_text) if record_text else None
+        except yaml.YAMLError:
+            record = None
+        rule = learning.rule_of(record, rules)
+        if rule is not None:
+            out.append(replace(use, rule=rule, pr=numbers.get(use.proposal_id)))
+    return out
+
+
+def learned_categories(ctx: Context, base_sha: str, state: RepoState, prs: list[Tracked],
+                       results: dict[str, Recorded]) -> tuple[variants.Category, ...]:
+    """The promoted rules for the generator, each with its measured uses: a proposal that
+    adds one is estimated from them (proposals.assemble). No rule promoted: no reads."""
+    promoted = promoted_categories(state.promoted)
+    if not promoted:
+        return promoted
+    uses = measured_uses(ctx, base_sha, state, prs, results)
+    return promoted_categories(state.promoted, learning.rule_evidence(uses, promoted))
 
 
 def promote_all(ctx: Context, state: RepoState, base: str, base_sha: str,
                 prs: list[Tracked], results: dict[str, Recorded], report: RunReport,
                 dry_run: bool) -> None:
     """Open (or refresh) the PR promoting or demoting a rule when its evidence says so."""
+    if not state.policy.learning.enabled:
+        return
+    bar = thresholds(state.policy)
+    try:
+        uses = measured_uses(ctx, base_sha, state, prs, results)
+    except MachineError:
+        raise  # the whole run stops: a full disk is no rule's problem
+    except PromptbotError as exc:
+        report.errors.append(f"learning: {exc.render()}")
+        return
+    promoted = promoted_categories(state.promoted)
+    changes = (learning.promotions(uses, promoted, thresholds=bar)
+               + learning.demotions(uses, promoted, thresholds=bar))
+    for ev in learning.held_back(uses, promoted, thresholds=bar):
+        report.skipped.append(
+            f"learning: rule {ev.rule.key}: {ev.simulated} result(s) measured on simulated "
+            "exports would promote it, but simulated results are never evidence (measure "
+            "real traffic, or exports without the simulate mark)")
+    mine = [t for t in prs if t.kind in KINDS and is_safe_id(t.marker.get("rule", ""))]
+    wanted = {(c.kind, c.rule_id) for c in changes}
+    for t in mine:
+        if t.pr.state == "open" and (t.kind, t.marker["rule"]) not in wanted:
+            try:
+                _retire(ctx, base, t, _why_not(t, promoted), report, dry_run)
+            except MachineError:
+                raise
+            except PromptbotError as exc:
+                report.errors.append(f"#{t.pr.number} learning: {exc.render()}")
+    text = ctx.git.read(base_sha, PROMOTED_FILE)
+    for change in changes:
+        try:
+            open_change(ctx, state, base, base_sha, change, text, mine, bar, report, dry_run)
+        except MachineError:
+            raise
+        except PromptbotError as exc:
+            report.errors.append(f"learning: rule {change.rule_id}: {exc.render()}")
+        except RoundTripError as exc:
+            report.errors.append(
+                f"learning: rule {change.rule_id}: {exc} (fix: {change.action} it by hand in "
+                f"{PROMOTED_FILE}; the evidence: {change.reason})")
+
+
+def _why_not(t: Tracked, promoted: tuple[variants.Category, ...]) -> str:
+    here = any(r.key == t.marker["rule"] for r in promoted)
+    if t.kind == "promotion":
+        return (f"rule {t.marker['rule']} is in {PROMOTED_FILE} already" if here else
+                "the rule's measured uses no longer clear the bar for a promotion")
+    return ("the rule's measured uses clear the bar again" if here else
+            f"rule {t.marker['rule']} is no longer in {PROMOTED_FILE}")
+
+
+def _digest(text: str | None) -> str:
+    """The rules file a branch was built on (a marker value)."""
+    return hashlib.sha256((text or "").encode("utf-8")).hexdigest()[:12]
+
+
+def _tip(ctx: Context, branch: str) -> str | None:
+    """Where the branch is: on GitHub as origin has it (a fresh checkout has no local one)."""
+    if ctx.forge.name == "github" and ctx.git.has_remote():
+        return ctx.git.fetch(branch)
+    return ctx.git.sha(f"refs/heads/{branch}")
+
+
+def open_change(ctx: Context, state: RepoState, base: str, base_sha: str, change: Change,
+                text: str | None, mine: list[Tracked], bar: Thresholds, report: RunReport,
+                dry_run: bool) -> None:
+    rid = change.rule_id
+    branch = f"promptbot/learning/{change.action}-{rid}"
+    prefix = state.policy.forge.label_prefix
+    labels = [prefix, f"{prefix}:learning"]
+    new_text = learning.file_after(change, text)
+    title = learning.title(change)
+    body = markers.attach(render.cap(learning.body(change, bar), "prompts/*/results/"), {
+        "kind": change.kind, "agent": LEARNING_AGENT, "proposal_id": rid, "rule": rid,
+        "step": change.evidence.digest(), "base_version": _digest(text),
+        "new_version": _digest(new_text)})
+    same = sorted((t for t in mine if t.kind == change.kind and t.marker["rule"] == rid),
+                  key=lambda t: t.pr.number)
+    current = next((t for t in same if t.pr.state == "open"), None)
+    if current is not None:
+        ensure_labels(ctx, current.pr, labels, report, dry_run)
+        if current.pr.body == body and current.pr.title == title:
+            return
+        if current.marker.get("base_version") != _digest(text):
+            # The rules file moved on the base (another rule merged): the branch is built
+            # again on it, or the PR would conflict.
+            if people_pushed(ctx, base, branch):
+                report.skipped.append(
+                    f"#{current.pr.number} learning: rule {rid}: {PROMOTED_FILE} changed on "
+                    f"{base}; a person pushed to the PR, so promptbot leaves it as it is")
+                return
+            report.actions.append(f"#{current.pr.number} learning: rule {rid}: branch built "
+                                  f"again on {base} ({PROMOTED_FILE} changed there)")
+            if not dry_run:
+                _build(ctx, base_sha, branch, new_text, change)
+        report.actions.append(f"#{current.pr.number} learning: rule {rid}: refreshed")
+        if not dry_run:
+            ctx.forge.update_pr(current.pr.number, title=title, body=body)
+        return
+    last = same[-1] if same else None
+    if last is not None and last.marker.get("step") == change.evidence.digest():
+        word = "merged" if last.pr.state == "merged" else "closed"
+        report.skipped.append(f"learning: rule {rid}: the {change.kind} PR #{last.pr.number} "
+                              f"was {word} with this same evidence; not opened again")
+        return
+    tip = _tip(ctx, branch)
+    if tip is not None and ctx.git.touched_by_people(f"refs/heads/{base}", tip):
+        report.skipped.append(f"learning: rule {rid}: a person pushed to {branch} (of a closed "
+                              "PR); delete that branch to let promptbot open a new PR")
+        return
+    report.actions.append(f"learning: open PR '{title}' ({branch})")
+    if dry_run:
+        return
+    _build(ctx, base_sha, branch, new_text, change, tip)
+    ctx.forge.open_pr(branch=branch, base=base, title=title, body=body, labels=labels)
+
+
+def _build(ctx: Context, base_sha: str, branch: str, new_text: str, change: Change,
+           tip: str | None = None) -> None:
+    """The branch at a commit on the base with the rules file edited (a tip that already
+    holds that file is kept: a run stopped before opening the PR built it), published."""
+    if tip is None:
+        tip = _tip(ctx, branch)
+    want = tip if tip is not None and ctx.git.read(tip, PROMOTED_FILE) == new_text else None
+    if want is None:
+        want = ctx.git.commit_files(base_sha, {PROMOTED_FILE: new_text},
+                                    f"{learning.title(change)}\n\npromptbot learning: "
+                                    f"{change.reason}")
+    local = ctx.git.sha(f"refs/heads/{branch}")
+    if local != want:
+        ctx.git.move_branch(branch, want, local)
+    # A bot-owned branch: a closed PR's old tip is replaced (touched_by_people checked).
+    ctx.forge.publish(branch, force=True)
+
+
+def _retire(ctx: Context, base: str, t: Tracked, why: str, report: RunReport,
+            dry_run: bool) -> None:
+    """Close a learning PR that no longer applies, unless a person pushed to it."""
+    if people_pushed(ctx, base, t.pr.branch):
+        report.skipped.append(f"#{t.pr.number} learning: no longer applies ({why}); a person "
+                              "pushed to it, so it stays open")
+        return
+    report.actions.append(f"#{t.pr.number} learning: closed: {why}")
+    if dry_run:
+        return
+    note = markers.attach(f"promptbot closes this PR: {why}.",
+                          {"kind": "learning-closed", "proposal_id": t.proposal_id})
+    ctx.forge.upsert_comment(t.pr.number, "learning-closed", note)
+    ctx.forge.set_state(t.pr.number, "closed")
+    report.superseded.add(t.pr.number)

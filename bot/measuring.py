@@ -65,13 +65,20 @@ def history(ctx: Context, base_sha: str,
     """Predicted vs measured effects of past proposals: the results files on the base, and
     the records this run has just kept or written (not committed yet, or on the results
     branch): the same evidence the next run will read."""
-    out: dict[str, Outcome | None] = {}
+    outcomes = (_outcome(text) for text in results_texts(ctx, base_sha, fresh).values())
+    return [o for o in outcomes if o is not None]
+
+
+def results_texts(ctx: Context, base_sha: str,
+                  fresh: dict[str, Recorded] | None = None) -> dict[str, str | None]:
+    """Every results JSON by path: as on the base, this run's records over them."""
+    out: dict[str, str | None] = {}
     for path in ctx.git.ls(base_sha, "prompts/"):
         if "/results/" in path and path.endswith(".json"):
-            out[path] = _outcome(ctx.git.read(base_sha, path))
+            out[path] = ctx.git.read(base_sha, path)
     for r in (fresh or {}).values():
-        out[r.path] = _outcome(r.record)
-    return [o for o in out.values() if o is not None]
+        out[r.path] = r.record
+    return out
 
 
 def version_at(ctx: Context, sha: str, path: str) -> str | None:

@@ -464,7 +464,8 @@ def test_docs_checklist_caller_is_the_readme_caller() -> None:
     callers = [b for b in blocks if "/.github/workflows/promptbot.yml@" in b]
     assert callers, "docs/GITHUB.md has no caller snippet"
     assert callers[0] == _readme_caller()
-    assert len([line for line in callers[0].splitlines() if line.strip()]) <= 10
+    # 11 lines: the caller's `on:` includes `issues: edited` for the dashboard's boxes.
+    assert len([line for line in callers[0].splitlines() if line.strip()]) <= 11
 
 
 @needs_actionlint

@@ -418,6 +418,27 @@ class AlertsPolicy(Strict):
         "export stopped arriving. 0 = off.", examples=[26])
 
 
+class LearningPolicy(Strict):
+    """The learning loop (SPEC section 11): rules that kept working are proposed for
+    `policies/promoted_rules.yaml`, promoted ones that regress for removal."""
+
+    enabled: bool = Field(
+        default=True, description="Open promotion and demotion PRs.", examples=[False])
+    min_successes: int = Field(
+        default=3, ge=1, le=1000,
+        description="Measured successes a rule needs before it is proposed for promotion.",
+        examples=[5])
+    min_agents: int = Field(
+        default=2, ge=1, le=1000,
+        description="... on at least this many agents (one agent's successes may be its "
+        "quirk).", examples=[3])
+    min_non_regressing: float = Field(
+        default=0.90, ge=0.0, le=1.0,
+        description="Share of the rule's measured uses that must not have regressed; a "
+        "promoted rule whose later use regressed and whose share falls below it is proposed "
+        "for demotion.", examples=[0.95])
+
+
 class DashboardPolicy(Strict):
     """The dashboard issue (a Markdown file under .promptbot/ on the local forge)."""
 
@@ -713,6 +734,8 @@ class Policy(Strict):
                                  description="Conditions that open an alert issue.")
     dashboard: DashboardPolicy = Field(default_factory=DashboardPolicy,
                                        description="The dashboard issue.")
+    learning: LearningPolicy = Field(default_factory=LearningPolicy,
+                                     description="Promoting rules that kept working.")
     measure: MeasurePolicy = Field(default_factory=MeasurePolicy,
                                    description="How a deployed proposal is measured.")
     triggers: TriggerPolicy = Field(default_factory=TriggerPolicy,

@@ -6,7 +6,7 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -15,7 +15,7 @@ import yaml
 from bot.core import diagnosis, variants
 from bot.core.agentfile import LoadedAgent, parse_agent
 from bot.core.analysis import Problem
-from bot.core.calibration import Calibration, Outcome, calibrate_or_borrow
+from bot.core.calibration import Calibration, Outcome, calibrate, calibrate_or_borrow
 from bot.core.checks import check_variant
 from bot.core.evaluation import Gate, Shot
 from bot.core.impact import (
@@ -37,6 +37,7 @@ from bot.core.yamledit import (
 from bot.errors import PromptbotError
 
 TokenCounter = Callable[[str], int]
+OFFLINE = "offline rules"  # the generator of the offline candidates, as records name it
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,10 @@ class Proposal:
     economics: Economics | None = None
     calibration: Calibration = field(default_factory=lambda: Calibration(0, 1.0))
     alternatives: tuple[str, ...] = ()  # other candidates, one line each, for the PR body
-    generator: str = "offline rules"
+    generator: str = OFFLINE
+    # The offline rule the change adds (its key): recorded, so the learning loop can tell
+    # which rules keep working (bot/core/learning.py).
+    rule: str = ""
     rationale: str = ""
     description: str = ""
     plan: tuple[str, ...] = ()  # implementation plan, in order
@@ -167,10 +171,13 @@ def word_diff(old: str, new: str, context: int = 6) -> str:
 
 
 def expectation(problem: Problem, fix_rate: float,
-                calibration: Calibration | None = None) -> Expectation:
+                calibration: Calibration | None = None, rule: str = "") -> Expectation:
     """Share of executions failing this way × the share an added rule is expected to fix,
-    times the repository's own calibration factor for this type of proposal."""
+    times the repository's own calibration factor for this type of proposal — or, for a
+    promoted `rule` with measured uses, that rule's own factor."""
     cal = calibration or Calibration(0, 1.0)
+    how = (f"calibrated on the promoted rule `{rule}`'s own {cal.n} measured use(s): "
+           f"measured/expected ×{cal.factor:.2f} after shrinkage") if rule else cal.note()
     share = problem.share
     rate = min(fix_rate * cal.factor, 1.0)
     return Expectation(
@@ -180,7 +187,7 @@ def expectation(problem: Problem, fix_rate: float,
         confidence="medium" if cal.n >= 3 else "low",
         method=(
             f"{share:.1%} of executions fail this way × {fix_rate:.0%} prior fix rate for an "
-            f"added instruction; {cal.note()}"
+            f"added instruction; {how}"
         ),
     )
 
@@ -344,9 +351,20 @@ def prompt_tokens(system: str, examples: Sequence[Any], count_tokens: TokenCount
     return count_tokens(system) + (count_tokens(shots) if shots else 0)
 
 
-def promoted_categories(rules: PromotedRules) -> tuple[variants.Category, ...]:
-    return tuple(variants.Category(r.id, tuple(k.lower() for k in r.keywords), r.instruction,
-                                   r.summary) for r in rules.rules)
+def promoted_categories(
+    rules: PromotedRules, evidence: Mapping[str, tuple[tuple[float, float], ...]] | None = None,
+) -> tuple[variants.Category, ...]:
+    """The promoted rules as the generator's rules. A promoted copy of a built-in rule keeps
+    that rule's claims (a prompt that says it in other words gets neither); `evidence`: per
+    rule id, its measured uses (bot/learning.py `learned_categories`)."""
+    out = []
+    for r in rules.rules:
+        twin = variants.builtin_twin(r.instruction)
+        out.append(variants.Category(r.id, tuple(k.lower() for k in r.keywords),
+                                     r.instruction, r.summary,
+                                     claims=twin.claims if twin is not None else (),
+                                     evidence=(evidence or {}).get(r.id, ())))
+    return tuple(out)
 
 
 def build(
@@ -434,7 +452,7 @@ def build_all(
                 reasons.append(f"the prompt already carries the {category.key} rule")
                 continue
             made = assemble(loaded, problem, policy, count_tokens, history, variant.system,
-                            variant.added_lines, category.summary)
+                            variant.added_lines, category.summary, rule=category)
             if isinstance(made, Skipped):
                 reasons.append(made.reason)
                 continue
@@ -634,6 +652,7 @@ def assemble(
     history: list[Outcome] | None, system: str, added_lines: tuple[str, ...], summary: str,
     alternatives: tuple[str, ...] = (), example: Shot | None = None, tool: str | None = None,
     max_tokens: int | None = None, temperature: float | None = None,
+    rule: variants.Category | None = None,
 ) -> Proposal | Skipped:
     """A proposal from any generator's new system prompt (or one added worked example, a
     note on a failing tool's description, a model setting), validated before anything
@@ -667,6 +686,12 @@ def assemble(
     # A worked example, a tool note or a setting aimed at a failure mode is a fix of it.
     cal = calibrate_or_borrow(history or [], kind, "error_handling" if
                               problem.failure is not None else kind)
+    by_rule = ""
+    if rule is not None and rule.evidence:
+        # A promoted rule's own record says more about it than its proposal type's.
+        own = calibrate([Outcome(kind, e, m) for e, m in rule.evidence], kind)
+        if own.n:
+            cal, by_rule = own, rule.key
     if example is not None:
         tokens_before = prompt_tokens(system, loaded.agent.examples, count_tokens)
         tokens_after = prompt_tokens(system, new.agent.examples, count_tokens)
@@ -688,7 +713,7 @@ def assemble(
                  f"{measure.rollback_threshold * 100:.0f} points (else the bot recommends a "
                  "rollback)")
     if problem.failure is not None:
-        expected = expectation(problem, policy.propose.fix_rate_prior, cal)
+        expected = expectation(problem, policy.propose.fix_rate_prior, cal, by_rule)
         criteria: tuple[str, ...] = (
             f"success rate of {new.version} is higher than {loaded.version}'s "
             f"({problem.stats.success_rate:.1%}) by the day-by-day always-valid test at "
@@ -895,6 +920,7 @@ def assemble(
         changed_field=field_name,
         judged_by=RULE_OF_PROBLEM.get(problem.kind, "improvement"),
         diagnosis=diagnosed(loaded, problem),
+        rule=rule.key if rule is not None else "",
     )
     # Only a failure-mode fix is priced whole (success rate × value of a success): a saving
     # of tokens, speed, clarity or safety shows its value elsewhere.
@@ -987,7 +1013,7 @@ def proposal_record(p: Proposal) -> str:
         "implementation_plan": list(p.plan),
         "dependencies": list(p.dependencies),
         "change": {"field": p.changed_field, "added_lines": list(p.added_lines),
-                   "generator": p.generator},
+                   "generator": p.generator, **({"rule": p.rule} if p.rule else {})},
         "tokens": {"system_before": p.tokens_before, "system_after": p.tokens_after},
         "expected_effect": {
             "success_rate_delta": round(p.expected.success_rate_delta, 4),

@@ -29,6 +29,9 @@ class Category:
     # Patterns that together say what the instruction says: a prompt that matches all of
     # them already carries its meaning in other words, and the rule is not added again.
     claims: tuple[str, ...] = ()
+    # A promoted rule's measured uses as (expected, measured) success-rate changes: its
+    # proposals' estimates come from them (bot/core/learning.py, proposals.assemble).
+    evidence: tuple[tuple[float, float], ...] = ()
 
 
 CATEGORIES: tuple[Category, ...] = (
@@ -112,13 +115,33 @@ CATEGORIES: tuple[Category, ...] = (
     ),
 )
 BUILTIN = {c.key: c for c in CATEGORIES}
+_BY_INSTRUCTION = {" ".join(c.instruction.split()): c for c in CATEGORIES}
+
+
+def builtin_twin(instruction: str) -> Category | None:
+    """The built-in rule that carries this instruction (a promoted copy of it), if any."""
+    return _BY_INSTRUCTION.get(" ".join(instruction.split()))
+
+
+def _applies(rule: Category, builtin: Category, haystack: str) -> bool:
+    """Whether a promoted rule addresses a failure whose built-in rule is `builtin`.
+
+    A promoted copy of a built-in rule (the learning loop promotes them so) applies exactly
+    where that rule does: its keywords, broad ones like "json", must not take it to another
+    category's failures. Any other promoted rule matches by its keywords.
+    """
+    twin = builtin_twin(rule.instruction)
+    if twin is not None:
+        return twin.key == builtin.key
+    return any(k in haystack for k in rule.keywords)
 
 
 def categorize(group: ErrorGroup, promoted: tuple[Category, ...] = (),
                tools: tuple[str, ...] = ()) -> Category | None:
     """The rule for this failure mode: None when its diagnosed category is none a prompt
     rule fixes; else a promoted rule whose keywords appear in the error type or template
-    (policies/promoted_rules.yaml) first, else the category's built-in rule."""
+    (policies/promoted_rules.yaml; a promoted copy of a built-in rule: where that rule
+    applies) first, else the category's built-in rule."""
     found = categories(group, promoted, tools)
     return found[0] if found else None
 
@@ -140,7 +163,7 @@ def categories(group: ErrorGroup, promoted: tuple[Category, ...] = (),
         return []
     builtin = BUILTIN[key]
     haystack = re.sub(r"[^a-z_ ]+", " ", f"{group.error_type} {group.template}".lower())
-    first = next((c for c in promoted if any(k in haystack for k in c.keywords)), builtin)
+    first = next((c for c in promoted if _applies(c, builtin, haystack)), builtin)
     return [first] + ([builtin] if builtin != first
                       and builtin.instruction != first.instruction else [])
 
