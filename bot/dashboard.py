@@ -322,7 +322,19 @@ def build_view(ctx: Context, state: RepoState, base_sha: str, board: Board,
     return View(headline, tuple(lines), tuple(rows), calibration, guardrails,
                 tuple(alert_lines), {a: d.isoformat() for a, d in board.snoozed.items()},
                 policy.propose.hours_budget, policy.propose.hours_per_proposal,
-                tuple(board.done))
+                tuple(board.done), _learning(state, prs, report))
+
+
+def _learning(state: RepoState, prs: list[Tracked], report: RunReport) -> tuple[str, ...]:
+    """The learning loop's open PRs, then the rules promoted so far."""
+    lines = [f"#{t.pr.number} {dashboard.plain(t.pr.title)}"
+             for t in sorted(prs, key=lambda t: t.pr.number)
+             if t.kind in ("promotion", "demotion") and t.pr.state == "open"
+             and t.pr.number not in report.superseded]
+    rules = [r.id for r in state.promoted.rules]
+    lines.append("promoted rules (`policies/promoted_rules.yaml`): "
+                 + (", ".join(f"`{r}`" for r in rules) if rules else "none yet"))
+    return tuple(lines)
 
 
 def _plus_days(through: str, days: int) -> str:

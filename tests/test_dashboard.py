@@ -531,3 +531,13 @@ def test_a_disabled_dashboard_is_not_written_and_its_boxes_do_nothing(
     assert cli("run")[0] == 0
     assert cli.json("pr", "list", "--json") == []  # the box opened nothing
     assert path.read_text() == ticked  # and the issue was left as it was
+
+
+def test_the_learning_loop_has_its_own_lines() -> None:
+    plain_view = dashboard.body(_view(), None, 60_000)
+    assert "### Learning" not in plain_view
+    shown = dashboard.body(_view(learning=(
+        "#7 promote the invalid-json rule", "promoted rules: `invalid-json`")), None, 60_000)
+    section = shown.split("### Learning", 1)[1].split("###", 1)[0]
+    assert "- #7 promote the invalid-json rule" in section
+    assert "- promoted rules: `invalid-json`" in section

@@ -86,6 +86,8 @@ class View:
     hours_budget: float = 0.0
     hours_each: float = 2.0
     done: tuple[str, ...] = ()  # the commands this run carried out
+    # The learning loop: its open PRs and the promoted rules (Markdown; titles made plain).
+    learning: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -258,6 +260,9 @@ def _section(view: View, level: int) -> str:
     out += _not_proposed(view, cut)
     out += _results(view, cut)
     out += _calibration(view)
+    if view.learning:
+        out += ["### Learning", "", *(f"- {line}" for line in view.learning[:max(cut, 5)]),
+                ""]
     out += ["### Guardrails", "", *(f"- {g}" for g in view.guardrails), ""]
     return "\n".join(out)
 
