@@ -175,7 +175,9 @@ def open_step(ctx: Context, state: RepoState, base: str, base_sha: str, t: Track
     ctx.forge.publish(branch)
     body = markers.attach(text, {"kind": "canary", "proposal_id": t.proposal_id,
                                  "agent": t.agent, "step": key})
-    ctx.forge.open_pr(branch=branch, base=base, title=title, body=body, labels=labels)
+    pr = ctx.forge.open_pr(branch=branch, base=base, title=title, body=body, labels=labels)
+    # In flight for the dashboard this run renders (its loop skips canary PRs).
+    prs.append(Tracked(pr, markers.parse(body) or {}))
 
 
 def _step_content(ctx: Context, t: Tracked, plan: RolloutPlan, step: Step
