@@ -7,13 +7,16 @@ record says it added, read as merged — and opens one PR per rule on its own br
 the rules file, with the evidence in the body. As for a canary's steps: an open PR is
 edited only when its evidence or the rules file on the base changed; a PR a person closed
 stays closed for the evidence it showed; a dry run decides and writes nothing.
+
+A merged PR never stands in the way of the next one: a rule can be promoted, demoted and
+promoted again, each time on a new commit on the base as it is then.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import yaml
 
@@ -24,6 +27,7 @@ from bot.core.learning import LEARNING_AGENT, Change, Thresholds, Use
 from bot.core.model import Policy
 from bot.core.proposals import promoted_categories
 from bot.core.yamledit import RoundTripError
+from bot.edges.forge import PullRequest
 from bot.errors import MachineError, PromptbotError
 from bot.load.repo import PROMOTED_FILE, RepoState
 from bot.measuring import Recorded, people_pushed, results_texts
@@ -37,9 +41,42 @@ def thresholds(policy: Policy) -> Thresholds:
     return Thresholds(p.min_successes, p.min_agents, p.min_non_regressing)
 
 
+@dataclass(frozen=True)
+class _Read:
+    """The uses one run read, and what for. `promote_all` and then `propose_all` (through
+    `learned_categories`) ask for the same ones, and each asking is a git read per results
+    file and per record. The objects themselves are kept, so a later run's objects can
+    never pass for them by reusing an id."""
+
+    ctx: Context
+    base_sha: str
+    state: RepoState
+    prs: list[Tracked]
+    results: dict[str, Recorded]
+    uses: tuple[Use, ...]
+
+    def answers(self, ctx: Context, base_sha: str, state: RepoState, prs: list[Tracked],
+                results: dict[str, Recorded]) -> bool:
+        return (self.ctx is ctx and self.base_sha == base_sha and self.state is state
+                and self.prs is prs and self.results is results)
+
+
+_last: _Read | None = None
+
+
 def measured_uses(ctx: Context, base_sha: str, state: RepoState, prs: list[Tracked],
                   results: dict[str, Recorded]) -> list[Use]:
-    """Every final measurement of a merged proposal that added a known rule."""
+    """Every final measurement of a merged proposal that added a known rule (read once
+    per run: the same context, base commit, repository state, PRs and results)."""
+    global _last
+    if _last is None or not _last.answers(ctx, base_sha, state, prs, results):
+        _last = _Read(ctx, base_sha, state, prs, results,
+                      tuple(_read_uses(ctx, base_sha, state, prs, results)))
+    return list(_last.uses)
+
+
+def _read_uses(ctx: Context, base_sha: str, state: RepoState, prs: list[Tracked],
+               results: dict[str, Recorded]) -> list[Use]:
     rules = (*variants.CATEGORIES, *promoted_categories(state.promoted))
     numbers = {t.proposal_id: t.pr.number for t in prs if t.kind == "proposal"}
     out = []
@@ -61,7 +98,8 @@ def measured_uses(ctx: Context, base_sha: str, state: RepoState, prs: list[Track
             record = None
         rule = learning.rule_of(record, rules)
         if rule is not None:
-            out.append(replace(use, rule=rule, pr=numbers.get(use.proposal_id)))
+            out.append(replace(use, rule=rule, pr=numbers.get(use.proposal_id),
+                               uncalibrated=learning.uncalibrated(record, use.expected)))
     return out
 
 
@@ -111,14 +149,18 @@ def promote_all(ctx: Context, state: RepoState, base: str, base_sha: str,
     text = ctx.git.read(base_sha, PROMOTED_FILE)
     for change in changes:
         try:
-            open_change(ctx, state, base, base_sha, change, text, mine, bar, report, dry_run)
+            opened = open_change(ctx, state, base, base_sha, change, text, mine, bar, report,
+                                 dry_run)
+            if opened is not None:
+                # On the dashboard this run renders, as the next run will list it.
+                prs.append(Tracked(opened, markers.parse(opened.body) or {}))
         except MachineError:
             raise
         except PromptbotError as exc:
             report.errors.append(f"learning: rule {change.rule_id}: {exc.render()}")
         except RoundTripError as exc:
             report.errors.append(
-                f"learning: rule {change.rule_id}: {exc} (fix: {change.action} it by hand in "
+                f"learning: rule {change.rule_id}: {exc} (or {change.action} it by hand in "
                 f"{PROMOTED_FILE}; the evidence: {change.reason})")
 
 
@@ -145,7 +187,8 @@ def _tip(ctx: Context, branch: str) -> str | None:
 
 def open_change(ctx: Context, state: RepoState, base: str, base_sha: str, change: Change,
                 text: str | None, mine: list[Tracked], bar: Thresholds, report: RunReport,
-                dry_run: bool) -> None:
+                dry_run: bool) -> PullRequest | None:
+    """The PR a change needs, opened (and returned) or refreshed; None when nothing opened."""
     rid = change.rule_id
     branch = f"promptbot/learning/{change.action}-{rid}"
     prefix = state.policy.forge.label_prefix
@@ -162,7 +205,7 @@ def open_change(ctx: Context, state: RepoState, base: str, base_sha: str, change
     if current is not None:
         ensure_labels(ctx, current.pr, labels, report, dry_run)
         if current.pr.body == body and current.pr.title == title:
-            return
+            return None
         if current.marker.get("base_version") != _digest(text):
             # The rules file moved on the base (another rule merged): the branch is built
             # again on it, or the PR would conflict.
@@ -170,7 +213,7 @@ def open_change(ctx: Context, state: RepoState, base: str, base_sha: str, change
                 report.skipped.append(
                     f"#{current.pr.number} learning: rule {rid}: {PROMOTED_FILE} changed on "
                     f"{base}; a person pushed to the PR, so promptbot leaves it as it is")
-                return
+                return None
             report.actions.append(f"#{current.pr.number} learning: rule {rid}: branch built "
                                   f"again on {base} ({PROMOTED_FILE} changed there)")
             if not dry_run:
@@ -178,32 +221,38 @@ def open_change(ctx: Context, state: RepoState, base: str, base_sha: str, change
         report.actions.append(f"#{current.pr.number} learning: rule {rid}: refreshed")
         if not dry_run:
             ctx.forge.update_pr(current.pr.number, title=title, body=body)
-        return
+        return None
     last = same[-1] if same else None
-    if last is not None and last.marker.get("step") == change.evidence.digest():
-        word = "merged" if last.pr.state == "merged" else "closed"
+    # Only a closed PR says "not with this evidence". A merged one did its change, and the
+    # change is wanted again, so it was undone since (a later demotion, a revert): the
+    # rule is proposed again.
+    if last is not None and last.pr.state == "closed" \
+            and last.marker.get("step") == change.evidence.digest():
         report.skipped.append(f"learning: rule {rid}: the {change.kind} PR #{last.pr.number} "
-                              f"was {word} with this same evidence; not opened again")
-        return
+                              "was closed with this same evidence; not opened again")
+        return None
     tip = _tip(ctx, branch)
     if tip is not None and ctx.git.touched_by_people(f"refs/heads/{base}", tip):
         report.skipped.append(f"learning: rule {rid}: a person pushed to {branch} (of a closed "
                               "PR); delete that branch to let promptbot open a new PR")
-        return
+        return None
     report.actions.append(f"learning: open PR '{title}' ({branch})")
     if dry_run:
-        return
+        return None
     _build(ctx, base_sha, branch, new_text, change, tip)
-    ctx.forge.open_pr(branch=branch, base=base, title=title, body=body, labels=labels)
+    return ctx.forge.open_pr(branch=branch, base=base, title=title, body=body, labels=labels)
 
 
 def _build(ctx: Context, base_sha: str, branch: str, new_text: str, change: Change,
            tip: str | None = None) -> None:
-    """The branch at a commit on the base with the rules file edited (a tip that already
-    holds that file is kept: a run stopped before opening the PR built it), published."""
+    """The branch at a commit on the base with the rules file edited, published. A tip
+    that is that very commit (a run stopped before opening the PR built it) is kept; any
+    other is not: an earlier PR's tip may hold the same file but be merged already, and a
+    PR from it would change nothing."""
     if tip is None:
         tip = _tip(ctx, branch)
-    want = tip if tip is not None and ctx.git.read(tip, PROMOTED_FILE) == new_text else None
+    want = tip if tip is not None and ctx.git.parents(tip) == [base_sha] \
+        and ctx.git.read(tip, PROMOTED_FILE) == new_text else None
     if want is None:
         want = ctx.git.commit_files(base_sha, {PROMOTED_FILE: new_text},
                                     f"{learning.title(change)}\n\npromptbot learning: "

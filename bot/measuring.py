@@ -25,6 +25,7 @@ from bot.core import markers, render
 from bot.core.agentfile import parse_agent
 from bot.core.calibration import Outcome
 from bot.core.canary import rollout_path
+from bot.core.learning import is_simulated
 from bot.core.metrics import MetricsSnapshot
 from bot.core.model import Policy
 from bot.core.results import (
@@ -52,8 +53,10 @@ def _outcome(text: str | None) -> Outcome | None:
             return None
         if data["comparison"]["decision"] not in ("success", "regression", "no_effect"):
             return None
-        if data.get("simulated"):
-            return None  # `promptbot simulate` data says nothing about this repo's estimates
+        if is_simulated(data):
+            # `promptbot simulate` data says nothing about this repo's estimates; the learning
+            # loop asks the same question of the same files, so both share one answer.
+            return None
         return Outcome(str(data.get("proposal_type", "error_handling")),
                        float(data["expected_delta"]), float(data["comparison"]["delta"]))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import count
 from pathlib import Path
@@ -20,15 +21,18 @@ from bot.context import Context, base_tree, tracked_prs
 from bot.core import learning, markers, variants
 from bot.core.agentfile import parse_agent
 from bot.core.analysis import Problem
+from bot.core.calibration import SHRINK, Outcome, calibrate
 from bot.core.learning import Thresholds, Use
 from bot.core.metrics import ErrorGroup, VersionStats
 from bot.core.model import Policy, PromotedRule, PromotedRules
-from bot.core.proposals import Proposal, build_all, promoted_categories
+from bot.core.proposals import Proposal, build_all, promoted_categories, proposal_record
 from bot.core.yamledit import RoundTripError
 from bot.edges.git import Git
 from bot.edges.local_forge import LocalForge
 from bot.edges.tokens import count_tokens
-from bot.learning import learned_categories
+from bot.learning import learned_categories, measured_uses
+from bot.measuring import Recorded
+from bot.measuring import _outcome as measuring_outcome
 
 JSON = variants.BUILTIN["invalid_json"]
 SQL = variants.BUILTIN["sql_schema"]
@@ -37,9 +41,10 @@ _ids = count(1)
 
 
 def use(agent: str, decision: str = "success", rule: str = "invalid_json",
-        simulated: bool = False, delta: float = 0.03, expected: float = 0.02) -> Use:
+        simulated: bool = False, delta: float = 0.03, expected: float = 0.02,
+        state: str = "completed") -> Use:
     return Use(agent, f"p-{next(_ids):010d}", decision, delta, delta - 0.02, delta + 0.02,
-               expected, simulated=simulated, rule=rule)
+               expected, simulated=simulated, rule=rule, state=state)
 
 
 def twin(*rules: variants.Category) -> tuple[variants.Category, ...]:
@@ -112,6 +117,60 @@ def test_simulated_results_never_promote_and_are_said_to() -> None:
     assert learning.evidence(JSON, [*real, *sims]).simulated == 3
 
 
+def test_a_rolled_back_use_is_never_a_success() -> None:
+    kept = [use("a"), use("b")]
+    reverted = use("c", state="rolled_back")  # measured a success, then a person reverted it
+    ev = learning.evidence(JSON, [*kept, reverted])
+    assert (ev.n, ev.successes, ev.agents, ev.failures) == (3, 2, ("a", "b"), 1)
+    assert promoted_keys([*kept, reverted]) == []  # two kept successes, on two agents
+    assert promoted_keys([*kept, use("c")]) == ["invalid-json"]
+    # Not kept counts against the share like a regression: 9 of 10 kept promotes, 8 of 10 not.
+    nine = [use(f"agent-{i % 3}") for i in range(9)]
+    assert promoted_keys([*nine, use("x", state="rolled_back")]) == ["invalid-json"]
+    assert promoted_keys([*nine[:8], use("x", state="rolled_back"),
+                          use("y", state="rolled_back")]) == []
+    # A use rolled back since the last run is new evidence for a PR a person closed.
+    assert ev.digest() != learning.evidence(JSON, [*kept, replace(reverted,
+                                                                  state="completed")]).digest()
+    # The PR shows it, as what it measured and that it was rolled back.
+    [change] = learning.promotions([*nine, replace(reverted, agent="x")], ())
+    body = learning.body(change, Thresholds())
+    assert f"| `x` | `{reverted.proposal_id}` | — | success, rolled back |" in body
+    assert "1 of them rolled back since (not kept" in body and "90 % kept" in body
+
+
+def test_a_promoted_rule_rolled_back_is_proposed_for_demotion() -> None:
+    promoted = twin(JSON)
+    earlier = [use("a"), use("b"), use("c")]
+    reverted = use("d", rule="invalid-json", state="rolled_back")  # a success, reverted
+    [change] = learning.demotions([*earlier, reverted], promoted)
+    assert change.evidence.successes == 3 and change.evidence.regressions == 0
+    assert learning.title(change) == ("promptbot: demote rule invalid-json (1 of 4 measured "
+                                      "uses regressed or were rolled back)")
+    assert (f"Regressed or rolled back since it was promoted: `{reverted.proposal_id}` on `d` "
+            "(rolled back)") in learning.body(change, Thresholds())
+    # Rolled back before the promotion (the built-in key): old news, as a regression is.
+    assert learning.demotions([*earlier, replace(reverted, rule="invalid_json")],
+                              promoted) == []
+
+
+@pytest.mark.parametrize(("mark", "simulated"), [
+    ({}, False), ({"simulated": False}, False), ({"simulated": True}, True),
+    ({"simulated": "false"}, True), ({"simulated": None}, True), ({"simulated": 0}, True),
+    ({"simulated": "no"}, True)])
+def test_anything_but_false_or_absent_is_simulated_for_learning_and_calibration(
+        mark: dict[str, Any], simulated: bool) -> None:
+    data = _result(**mark)
+    if not mark:
+        del data["simulated"]
+    found = learning.parse_result(data)
+    assert found is not None and found.simulated is simulated
+    # Calibration asks the same question of the same file: it is evidence there or not.
+    assert (measuring_outcome(json.dumps(data)) is None) is simulated
+    three = [replace(found, agent=a, proposal_id=f"p-{a}", rule="invalid_json") for a in "abc"]
+    assert promoted_keys(three) == ([] if simulated else ["invalid-json"])
+
+
 def test_uses_pool_across_the_built_in_key_and_the_promoted_id() -> None:
     # One use recorded under the promoted id (made while promoted) counts for the rule.
     uses = [use("a"), use("b"), use("c", rule="invalid-json"), use("d", rule="sql_schema")]
@@ -155,6 +214,32 @@ def test_the_rule_a_record_names_or_carries() -> None:
     assert learning.rule_of({"change": {"rule": "../../etc"}}, rules) is None
     assert learning.rule_of({"change": {"added_lines": ["- Be brief."]}}, rules) is None
     assert learning.rule_of("not a record", rules) is None
+    # A record that says it added no table rule is taken at its word: its added lines are
+    # searched only when the key is absent (a record from before the field).
+    assert learning.rule_of({"change": {**older["change"], "rule": None}}, rules) is None
+
+
+def test_older_records_say_their_uncalibrated_expectation_or_nothing() -> None:
+    def effect(**fields: Any) -> dict[str, Any]:
+        return {"expected_effect": {"success_rate_delta": 0.012, **fields}}
+
+    assert learning.uncalibrated(effect(uncalibrated_delta=0.024), 0.012) == 0.024
+    assert learning.uncalibrated(effect(calibration_factor=0.5), 0.012) == pytest.approx(0.024)
+    not_yet = "...; not yet calibrated: no measured proposals of this type in this repository"
+    assert learning.uncalibrated(effect(method=not_yet), 0.012) == 0.012
+    # A calibrated estimate whose factor the record does not keep: no guess.
+    calibrated = "...; calibrated on 4 past proposal(s) of this type: measured/expected ×0.50"
+    assert learning.uncalibrated(effect(method=calibrated), 0.012) is None
+    assert learning.uncalibrated(effect(calibration_factor=0), 0.012) is None
+    assert learning.uncalibrated(effect(uncalibrated_delta="0.02"), 0.012) is None
+    assert learning.uncalibrated("not a record", 0.012) is None
+    # Such a use still counts for promotion, not for the rule's own estimate.
+    known, unknown = use("a"), use("b")
+    known = replace(known, rule="invalid-json", uncalibrated=0.01)
+    unknown = replace(unknown, rule="invalid-json")
+    assert learning.rule_evidence([known, unknown], twin(JSON)) == {
+        "invalid-json": ((0.01, known.delta),)}
+    assert learning.evidence(JSON, [known, unknown]).n == 2
 
 
 def _result(**changes: Any) -> dict[str, Any]:
@@ -211,10 +296,68 @@ def test_a_missing_or_odd_rules_file() -> None:
     comments_only = "# nothing promoted yet\n"
     made = learning.with_rule(comments_only, learning.entry(SQL))
     assert made.startswith(comments_only) and "  - id: sql-schema" in made
-    with pytest.raises(RoundTripError, match="does not parse"):
-        learning.with_rule("rules:\n\t- id: x\n", learning.entry(SQL))
-    with pytest.raises(RoundTripError, match="round trip"):
-        learning.with_rule("rules: []", learning.entry(SQL))  # no newline at the end
+
+
+FIRST = ('keywords: ["x"]', 'instruction: "Do the first thing exactly."', "summary: first")
+LAYOUTS = {
+    "indentless": "rules:\n- id: first-rule\n" + "".join(f"  {ln}\n" for ln in FIRST),
+    "four spaces": "rules:\n    -   id: first-rule\n" + "".join(f"        {ln}\n"
+                                                            for ln in FIRST),
+    "a flow item": "rules:\n  - {id: first-rule, " + ", ".join(FIRST) + "}\n",
+    "a comment after the last rule": (
+        "rules:\n  - id: first-rule  # promoted by hand\n    keywords: [x]\n"
+        "    instruction: >\n      Do the first\n      thing exactly.\n    summary: first\n"
+        "\n# New rules go above this line.\n"),
+    "comments around an empty list": "# none yet\nrules: []  # empty\n# the end\n",
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_the_rule_is_added_and_removed_in_the_file_s_own_layout(layout: str) -> None:
+    text = LAYOUTS[layout]
+    added = learning.with_rule(text, learning.entry(SQL))
+    old, new = text.splitlines(), added.splitlines()
+    at = next(i for i, ln in enumerate(new) if "id: sql-schema" in ln)
+    block = new[at:at + 4]
+    # Every other line as it was (an empty list's `[]` aside), the rule after the last one:
+    # a comment below the rules stays below them.
+    if "[]" in text:
+        old = [ln.replace("rules: []", "rules:") for ln in old]
+    assert new[:at] + new[at + 4:] == old
+    assert all(not ln.strip() or ln.startswith("#") for ln in new[at + 4:])
+    # Written as the file writes its rules.
+    items = [ln for ln in old if ln.lstrip().startswith("- ")] or ["  - "]
+
+    def dash(line: str) -> str:
+        return line[:len(line) - len(line.lstrip(" -"))]
+
+    assert dash(block[0]) == dash(items[0]) and dash(block[0]).strip() == "-"
+    indent = len(block[0]) - len(block[0].lstrip("- "))
+    assert all(len(ln) - len(ln.lstrip()) == indent for ln in block[1:])
+    rules = PromotedRules.model_validate(yaml.safe_load(added)).rules
+    assert rules[-1] == learning.entry(SQL) and len(rules) == len(yaml.safe_load(text)["rules"]
+                                                                 or []) + 1
+    assert learning.without_rule(added, "sql-schema") == text  # byte for byte
+
+
+@pytest.mark.parametrize(("text", "cause"), [
+    ("rules: []\r\n", "CRLF"), ("\ufeffrules: []\n", "byte order mark"),
+    ("---\nrules: []\n", "`---`"), ("rules: []", "does not end with a newline"),
+    ("rules:\n\t- id: x\n", "does not parse"),
+    ('rules: [{id: a-rule, keywords: [x], instruction: "Do this one thing.", summary: abc}]\n',
+     "flow style")])
+def test_a_rules_file_that_cannot_be_edited_line_by_line_says_why(text: str,
+                                                                  cause: str) -> None:
+    messages = []
+    with pytest.raises(RoundTripError) as caught:
+        learning.with_rule(text, learning.entry(SQL))
+    messages.append(str(caught.value))
+    with pytest.raises(RoundTripError) as caught:
+        learning.without_rule(text, "a-rule")
+    messages.append(str(caught.value))
+    for message in messages:
+        assert message.startswith("policies/promoted_rules.yaml ") and cause in message
+        assert "(fix: " in message
 
 
 def test_the_pr_body_lists_the_evidence_and_quotes_file_text() -> None:
@@ -246,34 +389,107 @@ def _problem(error_type: str, template: str, version: str, example: str) -> Prob
     return Problem("failure_mode", "support-triage", version, f"sig|{template}", group, stats)
 
 
-def test_a_promoted_rule_is_estimated_from_its_own_record() -> None:
+def _triage_proposal(promoted: tuple[variants.Category, ...] = (),
+                     history: list[Outcome] | None = None) -> Proposal:
+    """The first offline proposal for support-triage's invalid-JSON failure."""
     loaded = parse_agent((PROJECT / "prompts/support-triage/agent.yaml").read_text(),
                          "prompts/support-triage/agent.yaml", folder_id="support-triage")
     problem = _problem("OutputParserException",
                        "Could not parse LLM output: Expecting '<*>' delimiter: line <*>",
                        loaded.version, "Could not parse LLM output: Expecting ',' delimiter: "
                        "line 3")
+    made = build_all(loaded, problem, Policy(), lambda t: len(t.split()), history, promoted)
+    assert isinstance(made, list)
+    return made[0]
 
-    def first(promoted: tuple[variants.Category, ...]) -> Proposal:
-        made = build_all(loaded, problem, Policy(), lambda t: len(t.split()), None, promoted)
-        assert isinstance(made, list)
-        return made[0]
 
-    prior = first(())
+def _record(p: Proposal) -> dict[str, Any]:
+    data = yaml.safe_load(p.files[f"prompts/{p.agent_id}/proposals/{p.id}.yaml"])
+    assert isinstance(data, dict)
+    return data
+
+
+def _measured(p: Proposal, delta: float, agent: str) -> Use:
+    """The use `p` becomes once merged and measured at `delta`, read as bot/learning.py
+    reads it (the results file's expected_delta is the record's)."""
+    record = _record(p)
+    expected = record["expected_effect"]["success_rate_delta"]
+    found = learning.parse_result(_result(agent_id=agent, proposal_id=f"p-{next(_ids):010d}",
+                                          expected_delta=expected, comparison={
+                                              "decision": "success", "delta": delta,
+                                              "ci_low": 0.0, "ci_high": 2 * delta}))
+    rule = learning.rule_of(record, (*variants.CATEGORIES, *twin(JSON)))
+    assert found is not None and rule is not None
+    return replace(found, rule=rule, uncalibrated=learning.uncalibrated(record, expected))
+
+
+def _learned(uses: list[Use]) -> tuple[variants.Category, ...]:
+    """The promoted invalid-JSON rule with its measured uses, as bot/learning.py gives it."""
+    rules = PromotedRules(rules=[learning.entry(JSON)])
+    return promoted_categories(rules, learning.rule_evidence(uses, promoted_categories(rules)))
+
+
+def test_a_promoted_rule_is_estimated_from_its_own_record() -> None:
+    prior = _triage_proposal()
     assert prior.rule == "invalid_json"
     # Measured twice what was expected, three times: ×(1 + 3/6 × 1) = ×1.5 after shrinkage.
     measured = {"invalid-json": ((0.02, 0.04),) * 3}
-    learned = first(promoted_categories(PromotedRules(rules=[learning.entry(JSON)]), measured))
+    learned = _triage_proposal(promoted_categories(PromotedRules(rules=[learning.entry(JSON)]),
+                                                   measured))
     assert learned.rule == "invalid-json" and learned.new_text == prior.new_text
     assert learned.expected.success_rate_delta == pytest.approx(
         prior.expected.success_rate_delta * 1.5)
     assert "promoted rule `invalid-json`'s own 3 measured use(s): measured/expected ×1.50" \
         in learned.expected.method
-    record = yaml.safe_load(learned.files[f"prompts/support-triage/proposals/{learned.id}.yaml"])
+    record = _record(learned)
     assert record["change"]["rule"] == "invalid-json"
+    # The record keeps the estimate before the factor, and the factor, for the next one.
+    effect = record["expected_effect"]
+    assert effect["uncalibrated_delta"] == pytest.approx(prior.expected.success_rate_delta)
+    assert effect["calibration_factor"] == pytest.approx(1.5)
     # Without a record of its own, the promoted copy is estimated like the built-in rule.
-    bare = first(twin(JSON))
+    bare = _triage_proposal(twin(JSON))
     assert bare.expected == prior.expected and bare.rule == "invalid-json"
+    # A proposal that adds no table rule says so: its added lines are not searched.
+    none = yaml.safe_load(proposal_record(replace(prior, rule="")))
+    assert none["change"]["rule"] is None and JSON.instruction.split()[0] in " ".join(
+        none["change"]["added_lines"])
+    assert learning.rule_of(none, variants.CATEGORIES) is None
+
+
+def test_a_promoted_rule_s_estimate_converges_on_its_measured_effect() -> None:
+    raw = _triage_proposal().expected.success_rate_delta  # no history: the prior alone
+    true = 0.6 * raw
+    uses: list[Use] = []
+    misses = []
+    # Each round, proposals estimated from the record so far, each measuring the true effect.
+    for batch in (3, 3, 6, 12, 24):
+        made = _triage_proposal(_learned(uses))
+        misses.append(abs(made.expected.success_rate_delta - true))
+        uses += [_measured(made, true, f"agent-{len(uses) + i}") for i in range(batch)]
+    assert misses == sorted(misses, reverse=True) and misses[-1] < misses[0] / 5
+    # 48 uses that measured ×0.6 of the prior: ×0.6, shrunk toward 1 only for their number,
+    # whichever estimate was in force when each was proposed.
+    n = len(uses)
+    final = _triage_proposal(_learned(uses)).expected.success_rate_delta
+    assert final == pytest.approx(raw * (1 + n / (n + SHRINK) * (0.6 - 1)), rel=1e-3)
+
+
+def test_a_type_calibration_in_force_is_not_credited_to_the_rule() -> None:
+    # Nine past fixes measured a third of what they expected: their type's factor is ×0.5.
+    history = [Outcome("error_handling", 0.03, 0.01)] * 9
+    assert calibrate(history, "error_handling").factor == pytest.approx(0.5)
+    raw = _triage_proposal().expected.success_rate_delta
+    calibrated = _triage_proposal((), history)
+    assert calibrated.expected.success_rate_delta == pytest.approx(raw * 0.5, rel=1e-3)
+    # Thirty uses of the rule measured exactly what that calibrated estimate said: the rule
+    # does half what the prior says, as its type does, not ×1.0.
+    said = calibrated.expected.success_rate_delta
+    uses = [_measured(calibrated, said, f"agent-{i}") for i in range(30)]
+    learned = _triage_proposal(_learned(uses), history).expected
+    assert "promoted rule `invalid-json`'s own 30 measured use(s)" in learned.method
+    assert learned.success_rate_delta == pytest.approx(raw * (1 + 30 / 33 * (0.5 - 1)),
+                                                       rel=1e-3)
 
 
 def test_a_promoted_copy_of_a_built_in_rule_stays_in_its_category() -> None:
@@ -406,7 +622,7 @@ def test_measured_successes_on_three_agents_open_one_promotion_pr(
                                 f"proposals/{fourth['proposal_id']}.yaml"))
     assert record["change"]["rule"] == "invalid-json"
     assert not [p for p in _learning_prs(cli) if p["state"] == "open"]  # promoted already
-    # Its record is what a proposal adding it is estimated from.
+    # Its record is what the proposal adding it was estimated from.
     g = Git(repo)
     ctx = Context(root=repo, git=g, forge=LocalForge(g, lambda: datetime.now(UTC)),
                   count_tokens=count_tokens)
@@ -414,6 +630,15 @@ def test_measured_successes_on_three_agents_open_one_promotion_pr(
     [learned] = learned_categories(ctx, sha, state, tracked_prs(ctx), {})
     assert learned.key == "invalid-json" and len(learned.evidence) == 3
     assert all(m > e > 0 for e, m in learned.evidence)
+    own = calibrate([Outcome("error_handling", e, m) for e, m in learned.evidence],
+                    "error_handling")
+    effect = record["expected_effect"]
+    assert own.n == 3 and own.factor > 1  # measured more than expected
+    assert "promoted rule `invalid-json`'s own 3 measured use(s): measured/expected " \
+        f"×{own.factor:.2f}" in effect["method"]
+    assert effect["calibration_factor"] == pytest.approx(own.factor, abs=1e-4)
+    assert effect["success_rate_delta"] == pytest.approx(
+        effect["uncalibrated_delta"] * own.factor, abs=1e-4)
 
 
 # Records and results committed as the bot writes them (fast: no traffic to simulate).
@@ -432,10 +657,14 @@ def _commit_uses(repo: Path, uses: list[tuple[str, str, str, str]],
                  f"- {category.instruction}"]
         change: dict[str, Any] = {"field": "prompts.system", "added_lines": added,
                                   "generator": "offline rules"}
+        effect: dict[str, Any] = {"success_rate_delta": 0.02, "method": "...; not yet "
+                                  "calibrated: no measured proposals of this type"}
         if named:
             change["rule"] = rule
+            effect.update(uncalibrated_delta=0.02, calibration_factor=1.0)
         (folder / f"{pid}.yaml").write_text(yaml.safe_dump(
-            {"id": pid, "agent": agent, "type": "error_handling", "change": change}))
+            {"id": pid, "agent": agent, "type": "error_handling", "change": change,
+             "expected_effect": effect}))
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "merged proposals")
     sha = git(repo, "rev-parse", "HEAD")
@@ -543,6 +772,150 @@ def test_close_merge_and_demote_through_the_local_forge(
     shown = yaml.safe_load(git(repo, "show", f"{sql_prs[1]['branch']}:policies/"
                                              "promoted_rules.yaml"))
     assert [r["id"] for r in shown["rules"]] == ["sql-schema"]
+
+
+def _branch_on_main(repo: Path, branch: str) -> None:
+    """The PR's branch is one commit on main as it is now: merging it changes main."""
+    assert git(repo, "rev-parse", f"{branch}^") == git(repo, "rev-parse", "main")
+    assert git(repo, "diff", "--name-only", "main", branch) == "policies/promoted_rules.yaml"
+
+
+def _rule_ids(repo: Path) -> list[str]:
+    return [r["id"] for r in yaml.safe_load(
+        (repo / "policies/promoted_rules.yaml").read_text())["rules"]]
+
+
+def test_a_demoted_rule_is_promoted_and_demoted_again(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = _quiet_repo(tmp_path)
+    cli = Cli(repo, capsys)
+
+    def merge_the_open_one(kind: str) -> None:
+        [pr] = [p for p in _learning_prs(cli) if p["state"] == "open"]
+        assert pr["branch"] == f"promptbot/learning/{kind}-invalid-json"
+        _branch_on_main(repo, pr["branch"])
+        assert cli("pr", "merge", str(pr["number"]))[0] == 0
+
+    _commit_uses(repo, [(f"support-{r}", "success", "invalid_json", f"p-json00000{i}")
+                        for i, r in enumerate("abc")])
+    _run(cli)
+    merge_the_open_one("promote")
+    assert _rule_ids(repo) == ["invalid-json"]
+    _commit_uses(repo, [("support-d", "regression", "invalid-json", "p-json0000010")])
+    _run(cli)
+    merge_the_open_one("demote")
+    assert _rule_ids(repo) == []
+    # Six more successes made with the built-in rule: 9 of 10 kept, promoted again, by a
+    # new commit on main (the first promotion's tip holds the same file, but is merged).
+    _commit_uses(repo, [(f"support-{r}", "success", "invalid_json", f"p-json00002{i}")
+                        for i, r in enumerate("efghij")])
+    out = _run(cli)
+    assert "learning: open PR 'promptbot: promote rule invalid-json" in out
+    merge_the_open_one("promote")
+    assert _rule_ids(repo) == ["invalid-json"]
+    out = _run(cli)
+    assert "learning" not in out and not [p for p in _learning_prs(cli)
+                                          if p["state"] == "open"]
+    # A person reverts that merge: the merged PR, same evidence and all, does not stand in
+    # the way of proposing it again (only a closed one would).
+    git(repo, "revert", "-m", "1", "--no-edit", "HEAD")
+    assert _rule_ids(repo) == []
+    out = _run(cli)
+    assert "learning: open PR 'promptbot: promote rule invalid-json" in out
+    merge_the_open_one("promote")
+    assert _rule_ids(repo) == ["invalid-json"]
+    # And it regresses again once promoted: a second demotion, on a new commit too.
+    _commit_uses(repo, [("support-k", "regression", "invalid-json", "p-json0000030")])
+    _run(cli)
+    merge_the_open_one("demote")
+    assert _rule_ids(repo) == []
+    assert [p["state"] for p in _learning_prs(cli)] == ["merged"] * 5
+    before = snapshot_state(repo)
+    _run(cli)
+    assert snapshot_state(repo) == before
+
+
+def test_a_person_s_push_to_a_learning_branch_is_never_overwritten(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = _quiet_repo(tmp_path)
+    cli = Cli(repo, capsys)
+    _commit_uses(repo, [(f"support-{r}", "success", "invalid_json", f"p-json00000{i}")
+                        for i, r in enumerate("abc")]
+                 + [(f"sql-{r}", "success", "sql_schema", f"p-sql000000{i}")
+                    for i, r in enumerate("abc")])
+    _run(cli)
+    by_rule = {p["branch"].rsplit("/", 1)[1]: p for p in _learning_prs(cli)}
+    json_pr, sql_pr = by_rule["promote-invalid-json"], by_rule["promote-sql-schema"]
+    # A reviewer words the SQL rule's summary their way, on the PR's branch.
+    git(repo, "checkout", "-q", sql_pr["branch"])
+    path = repo / "policies/promoted_rules.yaml"
+    path.write_text(path.read_text().replace(f'summary: "{SQL.summary}"', 'summary: "SQL"'))
+    git(repo, "commit", "-qam", "reviewer: shorter summary")
+    tip = git(repo, "rev-parse", "HEAD")
+    git(repo, "checkout", "-q", "main")
+
+    # The rules file moves on main: the branch is not built again over their commit.
+    assert cli("pr", "merge", str(json_pr["number"]))[0] == 0
+    out = _run(cli)
+    assert (f"#{sql_pr['number']} learning: rule sql-schema: policies/promoted_rules.yaml "
+            "changed on main; a person pushed to the PR") in out
+    # Its evidence fails: it is not closed either.
+    _commit_uses(repo, [("sql-d", "regression", "sql_schema", "p-sql0000008")])
+    out = _run(cli)
+    assert f"#{sql_pr['number']} learning: no longer applies" in out
+    assert "a person pushed to it, so it stays open" in out
+    assert git(repo, "rev-parse", sql_pr["branch"]) == tip
+
+    # They close it; new evidence would promote the rule again, but their branch stays
+    # until they delete it.
+    assert cli("pr", "close", str(sql_pr["number"]))[0] == 0
+    _commit_uses(repo, [(f"sql-{r}", "success", "sql_schema", f"p-sql000002{i}")
+                        for i, r in enumerate("efghij")])
+    out = _run(cli)
+    assert ("learning: rule sql-schema: a person pushed to "
+            "promptbot/learning/promote-sql-schema (of a closed PR)") in out
+    assert git(repo, "rev-parse", sql_pr["branch"]) == tip
+    assert [p["state"] for p in _learning_prs(cli)] == ["merged", "closed"]
+    git(repo, "branch", "-qD", sql_pr["branch"])
+    _run(cli)
+    [again] = [p for p in _learning_prs(cli) if p["state"] == "open"]
+    assert again["branch"] == sql_pr["branch"]
+    _branch_on_main(repo, again["branch"])
+
+
+def test_the_uses_are_read_once_per_run(tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = _quiet_repo(tmp_path)
+    (repo / "policies/promoted_rules.yaml").write_text(
+        learning.with_rule(RULES_FILE.read_text(), learning.entry(JSON)))
+    _commit_uses(repo, [(f"support-{r}", "success", "invalid-json", f"p-json00000{i}")
+                        for i, r in enumerate("abc")])
+    g = Git(repo)
+    ctx = Context(root=repo, git=g, forge=LocalForge(g, lambda: datetime.now(UTC)),
+                  count_tokens=count_tokens)
+    _, sha, state = base_tree(ctx)
+    prs = tracked_prs(ctx)
+    reads: list[str] = []
+    read, ls = Git.read, Git.ls
+
+    def counted_read(self: Git, ref: str, path: str) -> str | None:
+        reads.append(path)
+        return read(self, ref, path)
+
+    def counted_ls(self: Git, ref: str, prefix: str) -> list[str]:
+        reads.append(prefix)
+        return ls(self, ref, prefix)
+
+    monkeypatch.setattr(Git, "read", counted_read)
+    monkeypatch.setattr(Git, "ls", counted_ls)
+    results: dict[str, Recorded] = {}
+    uses = measured_uses(ctx, sha, state, prs, results)  # as promote_all reads them
+    assert len(uses) == 3 and reads
+    reads.clear()
+    [learned] = learned_categories(ctx, sha, state, prs, results)  # as propose_all does
+    assert reads == [] and len(learned.evidence) == 3
+    # The next run's results are read again.
+    assert len(measured_uses(ctx, sha, state, prs, {})) == 3 and reads
 
 
 def test_an_open_promotion_is_closed_when_its_evidence_fails(

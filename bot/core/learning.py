@@ -9,15 +9,21 @@ promoted `invalid-json` rule that carries the same instruction are one mitigatio
 rule's record follows it through its promotion (and a demoted rule needs a better
 record than before to come back).
 
-Results measured on `promptbot simulate` exports (`simulated: true`) are never evidence:
-a simulation's effects are the ones its author typed in, and a promoted rule changes
-every later proposal of the repository. They are counted apart, so a run can say what
-they would have done.
+A use that was rolled back is never a success, whatever its traffic measured before the
+revert: a person took the rule out again, so it was not kept. It counts against the share
+of uses kept, like a regression.
+
+Results measured on `promptbot simulate` exports are never evidence (`is_simulated`, the
+test calibration shares): a simulation's effects are the ones its author typed in, and a
+promoted rule changes every later proposal of the repository. They are counted apart, so a
+run can say what they would have done.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -25,10 +31,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import yaml
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import YAMLError
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from bot.core import render
 from bot.core.ids import is_safe_id
@@ -51,8 +53,9 @@ class Thresholds:
 
     A promotion needs `min_successes` measured successes on at least `min_agents` agents
     (one agent's successes may be that agent's quirk) and at least `min_non_regressing` of
-    all its measured uses not regressing; a promoted rule is proposed for demotion once a
-    use made with it regressed and the share falls below that same bar.
+    all its measured uses kept (neither regressed nor rolled back); a promoted rule is
+    proposed for demotion once a use made with it regressed or was rolled back and the
+    share falls below that same bar.
     """
 
     min_successes: int = 3
@@ -74,6 +77,25 @@ class Use:
     simulated: bool = False
     rule: str = ""  # the rule key as recorded (built-in key or promoted id)
     pr: int | None = None  # the proposal's PR, when the forge still lists it
+    state: str = "completed"  # completed | rolled_back
+    # The pre-registered change before any calibration factor (`uncalibrated`); None when
+    # the record cannot say it. A rule's own factor is measured against this, because it
+    # replaces the calibration `expected` already carries.
+    uncalibrated: float | None = None
+
+    @property
+    def rolled_back(self) -> bool:
+        return self.state == "rolled_back"
+
+    @property
+    def success(self) -> bool:
+        """A success that was kept: a reverted rule did not keep working."""
+        return self.decision == "success" and not self.rolled_back
+
+    @property
+    def failed(self) -> bool:
+        """Not kept: it regressed, or a person rolled it back."""
+        return self.decision == "regression" or self.rolled_back
 
 
 def _norm(text: str) -> str:
@@ -85,13 +107,24 @@ def rule_id(key: str) -> str:
     return key.replace("_", "-")
 
 
+def is_simulated(data: Any) -> bool:
+    """Whether a results file was measured on simulated data, for calibration
+    (bot/measuring.py) and the learning loop alike. Fails closed: anything but
+    `simulated: false` or no such key (a string, a null, a hand-typed "no") is simulated,
+    and simulated results are never evidence."""
+    if not isinstance(data, dict):
+        return True
+    return data.get("simulated", False) is not False
+
+
 def parse_result(data: Any) -> Use | None:
     """The use a results file records, without its rule yet; None unless final evidence
     (a hand-edited or foreign file is not evidence either)."""
     try:
         comparison = data["comparison"]
         agent, pid = str(data["agent_id"]), str(data["proposal_id"])
-        if data.get("state") not in FINAL or comparison["decision"] not in DECISIONS:
+        state = data.get("state")
+        if state not in FINAL or comparison["decision"] not in DECISIONS:
             return None
         if not (is_safe_id(agent) and is_safe_id(pid)):
             return None
@@ -102,7 +135,7 @@ def parse_result(data: Any) -> Use | None:
     if not all(math.isfinite(x) for x in (delta, low, high, expected)):
         return None
     return Use(agent, pid, str(comparison["decision"]), delta, low, high, expected,
-               simulated=data.get("simulated") is True)
+               simulated=is_simulated(data), state=str(state))
 
 
 def merge_sha(data: Any) -> str | None:
@@ -122,9 +155,11 @@ def rule_of(record: Any, rules: Sequence[Category]) -> str | None:
     change = record.get("change") if isinstance(record, dict) else None
     if not isinstance(change, dict):
         return None
-    named = change.get("rule")
-    if isinstance(named, str):
-        return named if _RULE_KEY.fullmatch(named) else None
+    if "rule" in change:
+        # Written by every record since the field exists, null when the proposal added no
+        # table rule: its added lines are then never searched for one.
+        named = change["rule"]
+        return named if isinstance(named, str) and _RULE_KEY.fullmatch(named) else None
     if change.get("generator", OFFLINE) != OFFLINE:
         return None
     lines = change.get("added_lines")
@@ -134,6 +169,34 @@ def rule_of(record: Any, rules: Sequence[Category]) -> str | None:
     # with single spaces, it reads as written.
     text = _norm(" ".join(str(line) for line in lines))
     return next((r.key for r in rules if _norm(r.instruction) in text), None)
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def uncalibrated(record: Any, expected: float) -> float | None:
+    """The success-rate change a proposal record expected before any calibration factor:
+    `expected_effect.uncalibrated_delta`; for a record without it, `expected` divided by
+    its `calibration_factor`, or `expected` itself when its method says no calibration was
+    in force. None when the record cannot say (the use still counts for promotion, but not
+    for the rule's own estimate: guessing the factor would bias it)."""
+    effect = record.get("expected_effect") if isinstance(record, dict) else None
+    if not isinstance(effect, dict):
+        return None
+    raw = _finite(effect.get("uncalibrated_delta"))
+    if raw is not None:
+        return raw
+    factor = _finite(effect.get("calibration_factor"))
+    if factor is not None:
+        return expected / factor if factor > 0 else None
+    method = effect.get("method")
+    # Calibration.note()'s words for a factor of exactly 1.
+    if isinstance(method, str) and "not yet calibrated" in method:
+        return expected
+    return None
 
 
 @dataclass(frozen=True)
@@ -150,20 +213,30 @@ class Evidence:
 
     @property
     def successes(self) -> int:
-        return sum(u.decision == "success" for u in self.uses)
+        """Successes that were kept (not rolled back)."""
+        return sum(u.success for u in self.uses)
 
     @property
     def regressions(self) -> int:
         return sum(u.decision == "regression" for u in self.uses)
 
     @property
-    def agents(self) -> tuple[str, ...]:
-        """The distinct agents it succeeded on."""
-        return tuple(sorted({u.agent for u in self.uses if u.decision == "success"}))
+    def rolled_back(self) -> int:
+        return sum(u.rolled_back for u in self.uses)
 
     @property
-    def share_not_regressing(self) -> float:
-        return (self.n - self.regressions) / self.n if self.n else 1.0
+    def failures(self) -> int:
+        """Uses not kept: regressed or rolled back (a rolled-back regression once)."""
+        return sum(u.failed for u in self.uses)
+
+    @property
+    def agents(self) -> tuple[str, ...]:
+        """The distinct agents it succeeded on (and was kept)."""
+        return tuple(sorted({u.agent for u in self.uses if u.success}))
+
+    @property
+    def share_kept(self) -> float:
+        return (self.n - self.failures) / self.n if self.n else 1.0
 
     @property
     def mean_delta(self) -> float:
@@ -175,8 +248,9 @@ class Evidence:
 
     def digest(self) -> str:
         """Which uses, with which decisions: a PR a person closed is not opened again for
-        the same evidence."""
-        ids = "\n".join(sorted(f"{u.proposal_id}:{u.decision}" for u in self.uses))
+        the same evidence (a use rolled back since is new evidence)."""
+        ids = "\n".join(sorted(f"{u.proposal_id}:{u.decision}"
+                               + (":rolled_back" if u.rolled_back else "") for u in self.uses))
         return "e-" + hashlib.sha256(ids.encode()).hexdigest()[:10]
 
 
@@ -202,7 +276,7 @@ def evidence(rule: Category, uses: Sequence[Use], promoted: Sequence[Category] =
 def kept_working(ev: Evidence, t: Thresholds) -> bool:
     return (ev.successes >= t.min_successes and len(ev.agents) >= t.min_agents
             # Compared as counts: 9 of 10 is 90 % exactly, whatever floats make of it.
-            and (ev.n - ev.regressions) >= t.min_non_regressing * ev.n - 1e-9)
+            and (ev.n - ev.failures) >= t.min_non_regressing * ev.n - 1e-9)
 
 
 @dataclass(frozen=True)
@@ -238,25 +312,35 @@ def promotions(uses: Sequence[Use], promoted: Sequence[Category],
         if kept_working(ev, thresholds):
             out.append(Change("promote", ev, (
                 f"{ev.successes} measured successes on {len(ev.agents)} agents, "
-                f"{_pct(ev.share_not_regressing)} of {ev.n} measured uses not regressing")))
+                f"{_pct(ev.share_kept)} of {ev.n} measured uses kept")))
     return out
 
 
 def demotions(uses: Sequence[Use], promoted: Sequence[Category],
               builtin: Sequence[Category] = CATEGORIES,
               thresholds: Thresholds = Thresholds()) -> list[Change]:
-    """Promoted rules that regressed once promoted (a use recorded under the promoted
-    id regressed) and whose measured uses no longer meet the bar that promotes one."""
+    """Promoted rules that failed once promoted (a use recorded under the promoted id
+    regressed or was rolled back) and whose measured uses no longer meet the bar that
+    promotes one."""
     out = []
     for rule in promoted:
         ev = evidence(rule, uses, promoted, builtin)
-        later = [u for u in ev.uses if u.rule == rule.key and u.decision == "regression"]
-        if later and ev.share_not_regressing < thresholds.min_non_regressing:
+        if since_promoted(ev) and ev.share_kept < thresholds.min_non_regressing:
             out.append(Change("demote", ev, (
-                f"{ev.regressions} of {ev.n} measured uses regressed "
-                f"({_pct(ev.share_not_regressing)} not regressing, below "
+                f"{_failed_words(ev)} ({_pct(ev.share_kept)} kept, below "
                 f"{_pct(thresholds.min_non_regressing)})")))
     return out
+
+
+def since_promoted(ev: Evidence) -> list[Use]:
+    """The uses made with the promoted rule itself that were not kept."""
+    return [u for u in ev.uses if u.rule == ev.rule.key and u.failed]
+
+
+def _failed_words(ev: Evidence) -> str:
+    """"1 of 4 measured uses regressed" (or "... regressed or were rolled back")."""
+    how = "regressed or were rolled back" if ev.rolled_back else "regressed"
+    return f"{ev.failures} of {ev.n} measured uses {how}"
 
 
 def held_back(uses: Sequence[Use], promoted: Sequence[Category],
@@ -274,17 +358,27 @@ def held_back(uses: Sequence[Use], promoted: Sequence[Category],
 def rule_evidence(uses: Sequence[Use], promoted: Sequence[Category],
                   builtin: Sequence[Category] = CATEGORIES
                   ) -> dict[str, tuple[tuple[float, float], ...]]:
-    """Per promoted rule, its measured uses as (expected, measured) success-rate changes:
-    what its next proposals' estimates are calibrated on (bot/core/proposals.py)."""
+    """Per promoted rule, its measured uses as (uncalibrated expected, measured)
+    success-rate changes: what its next proposals' estimates are calibrated on
+    (proposals.assemble applies the ratio to the uncalibrated prior, so the expectation it
+    is measured against must be uncalibrated too; a use whose record cannot say is left
+    out)."""
     out = {}
     for rule in promoted:
         ev = evidence(rule, uses, promoted, builtin)
-        if ev.n:
-            out[rule.key] = tuple((u.expected, u.delta) for u in ev.uses)
+        pairs = tuple((u.uncalibrated, u.delta) for u in ev.uses if u.uncalibrated is not None)
+        if pairs:
+            out[rule.key] = pairs
     return out
 
 
 # ---------------------------------------------------------------- the file
+
+
+# The file is edited line by line, not through a YAML round trip: a round trip rewrites
+# what it does not keep (a flow list, where a comment after the last rule belongs), and a
+# PR that promotes one rule must show that rule's lines and nothing else.
+FILE = "policies/promoted_rules.yaml"
 
 
 def entry(rule: Category) -> PromotedRule:
@@ -298,111 +392,187 @@ HEADER = (
     "# SPEC section 11), reviewed like any other change. The offline generator tries them\n"
     "# before its built-in rule table.\n"
 )
-# Indentations tried, the documented one (`rules:` then `  - id:`) first.
-_STYLES = ((2, 4, 2), (2, 2, 0), (4, 4, 0), (4, 6, 2), (4, 4, 2))
 
 
-class _Text:
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def write(self, chunk: str | bytes) -> None:
-        self.parts.append(chunk.decode("utf-8") if isinstance(chunk, bytes) else chunk)
+def _refuse(cause: str, fix: str) -> RoundTripError:
+    return RoundTripError(f"{FILE} {cause}, so promptbot does not edit it automatically "
+                          f"(fix: {fix})")
 
 
-def _yaml(mapping: int, sequence: int, offset: int) -> YAML:
-    rt = YAML()
-    rt.preserve_quotes = True
-    rt.width = 4096
-    rt.indent(mapping=mapping, sequence=sequence, offset=offset)
-    return rt
+def _plain_text(text: str) -> list[str]:
+    """The file's lines, once it is plain enough to edit line by line: the edit touches
+    the rule's lines and nothing else, and these would each make that impossible or
+    invisible."""
+    if text.startswith("\ufeff"):
+        raise _refuse("starts with a byte order mark (BOM)", "save it as UTF-8 without a BOM")
+    if "\r" in text:
+        raise _refuse("has CRLF (Windows) line endings",
+                      "convert it to LF line endings, e.g. with your editor or dos2unix")
+    if not text.endswith("\n"):
+        raise _refuse("does not end with a newline", "add one after its last line")
+    lines = text[:-1].split("\n")
+    if any(line.startswith(("---", "...")) for line in lines):
+        raise _refuse("has a `---` (or `...`) document marker line", "remove that line")
+    return lines
 
 
-def _dump(rt: YAML, data: Any) -> str:
-    sink = _Text()
-    rt.dump(data, sink)
-    return "".join(sink.parts)
+@dataclass(frozen=True)
+class _Layout:
+    """Where the rules are written in the file (0-based lines and columns)."""
+
+    key: yaml.Node  # the `rules` key
+    rules: yaml.SequenceNode  # its value
+    dash: int  # the column of an item's `-`
+    indent: int  # the column of an item's keys
 
 
-def _round_trip(text: str) -> tuple[YAML, Any]:
-    for style in _STYLES:
-        rt = _yaml(*style)
-        try:
-            data = rt.load(text)
-        except YAMLError as exc:
-            raise RoundTripError(f"policies/promoted_rules.yaml does not parse: "
-                                 f"{str(exc).splitlines()[0]}") from None
-        if _dump(rt, data) == text:
-            return rt, data
-    raise RoundTripError(
-        "policies/promoted_rules.yaml does not survive a YAML round trip unchanged, so an "
-        "automatic edit would touch unrelated lines (use 2-space indentation, no tabs, and "
-        "a newline at the end of the file)")
+def _layout(text: str, lines: list[str]) -> _Layout:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise _refuse(f"does not parse ({str(exc).splitlines()[0]})",
+                      "correct the YAML; `promptbot check` points at the line") from None
+    if not isinstance(root, yaml.MappingNode):
+        raise _refuse("is not a mapping with `rules:`", "start the list with a `rules:` line")
+    if root.flow_style:
+        raise _refuse("is written in flow style (`{rules: ...}`)",
+                      "write `rules:` on a line of its own, then one `- id:` item per rule")
+    found = [(k, v) for k, v in root.value if isinstance(k, yaml.ScalarNode)
+             and k.value == "rules"]
+    if len(found) != 1:
+        raise _refuse("has no `rules:` key", "add a `rules: []` line")
+    key, rules = found[0]
+    if not isinstance(rules, yaml.SequenceNode):
+        raise _refuse("has a `rules:` that is not a list", "write `rules: []`")
+    if rules.flow_style:
+        if not rules.value and rules.start_mark.line == rules.end_mark.line:
+            return _Layout(key, rules, key.start_mark.column + 2, key.start_mark.column + 4)
+        raise _refuse("writes its rules in flow style (`rules: [{...}]`)",
+                      "write them as a block list, `rules:` then one `- id:` item per rule, "
+                      "as the file's header shows")
+    dash = rules.start_mark.column
+    first = rules.value[0]
+    indent = dash + 2
+    if isinstance(first, yaml.MappingNode) and not first.flow_style \
+            and first.start_mark.line == rules.start_mark.line:
+        indent = first.start_mark.column  # `-   id:` keeps its spacing
+    return _Layout(key, rules, dash, indent)
+
+
+def _last_line(node: yaml.Node, lines: list[str]) -> int:
+    """The last line of `node`'s own text: a block mapping's end is where the next token
+    starts (after any comments that follow it), so its values' ends are used instead."""
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and not node.flow_style:
+        children = [c for pair in node.value for c in (pair if isinstance(pair, tuple)
+                                                        else (pair,))]
+        return max((_last_line(c, lines) for c in children), default=node.start_mark.line)
+    end = node.end_mark
+    last = end.line - 1 if end.column == 0 else end.line
+    # A block scalar (`|`) ends after the blank lines that follow it: they are not its text.
+    while last > node.start_mark.line and not lines[last].strip():
+        last -= 1
+    return last
+
+
+def _quoted(value: str) -> str:
+    """A double-quoted YAML scalar (JSON's string syntax is YAML's)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _item(rule: PromotedRule, dash: int, indent: int) -> list[str]:
+    rid = rule.id if yaml.safe_load(rule.id) == rule.id else _quoted(rule.id)  # e.g. `on`
+    pad = " " * indent
+    return [" " * dash + "-" + " " * (indent - dash - 1) + f"id: {rid}",
+            pad + f"keywords: [{', '.join(_quoted(k) for k in rule.keywords)}]",
+            pad + f"instruction: {_quoted(rule.instruction)}",
+            pad + f"summary: {_quoted(rule.summary)}"]
 
 
 def _rules(text: str) -> list[PromotedRule]:
-    return validate_as(PromotedRules, parse_yaml(text, "policies/promoted_rules.yaml")).rules
+    return validate_as(PromotedRules, parse_yaml(text, FILE)).rules
 
 
-def _comments(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip().startswith("#")]
+def _only_changed(old: list[str], new: list[str], block: list[str], key_at: int) -> bool:
+    """Whether `new` is `old` with `block` inserted (or, swapped, deleted) in one piece and,
+    at most, the `rules:` line's `[]` added or dropped."""
+    def bare(lines: list[str]) -> list[str]:
+        return [ln.replace(" []", "", 1) if i == key_at else ln for i, ln in enumerate(lines)]
+    ops = [op for op in difflib.SequenceMatcher(None, bare(old), bare(new), autojunk=False)
+           .get_opcodes() if op[0] != "equal"]
+    if len(ops) != 1 or ops[0][0] != "insert":
+        return False
+    _, _, _, j1, j2 = ops[0]
+    return new[j1:j2] == block
 
 
-def _checked(old: str, new: str, want: list[PromotedRule]) -> str:
-    """`new` when it holds exactly `want` and every comment of `old`, in order."""
-    if _rules(new) != want or _comments(new) != _comments(old):
-        raise RoundTripError("editing policies/promoted_rules.yaml automatically would change "
-                             "more than the one rule (its comments or other rules)")
-    return new
+def _checked(new: list[str], want: list[PromotedRule], only: bool) -> str:
+    """The edited file, when only the rule's lines changed and it holds exactly `want`."""
+    text = "\n".join(new) + "\n"
+    if not only or _rules(text) != want:
+        raise _refuse("would change more than the one rule's lines if edited",
+                      "add or remove the rule by hand")
+    return text
+
+
+def with_rule(text: str | None, rule: PromotedRule) -> str:
+    """`text` (the file, or None when there is none) with `rule` appended to `rules`;
+    every other line kept as it is (`rules: []` becomes `rules:`)."""
+    if text is None or not text.strip():
+        text = HEADER + "rules: []\n"
+    elif _empty(text):  # comments only
+        text = text + ("" if text.endswith("\n") else "\n") + "rules: []\n"
+    lines = _plain_text(text)
+    at = _layout(text, lines)
+    old = _rules(text)
+    block = _item(rule, at.dash, at.indent)
+    key_at = at.key.start_mark.line
+    new = list(lines)
+    if at.rules.flow_style:  # `rules: []` (flow lists with rules are refused)
+        row, start, end = key_at, at.rules.start_mark.column, at.rules.end_mark.column
+        new[row] = new[row][:start].rstrip() + new[row][end:]
+        where = row + 1
+    else:
+        # Right after the last rule's own lines: a comment below it stays below them all.
+        where = _last_line(at.rules.value[-1], lines) + 1
+    new[where:where] = block
+    return _checked(new, [*old, rule], _only_changed(lines, new, block, key_at))
+
+
+def without_rule(text: str, rid: str) -> str:
+    """`text` with the rule `rid`'s lines removed (`rules:` written `rules: []` once the
+    list is empty); every other line, comments included, kept as it is."""
+    lines = _plain_text(text)
+    at = _layout(text, lines)
+    old = _rules(text)
+    items = at.rules.value
+    ids = [next((v.value for k, v in item.value if isinstance(k, yaml.ScalarNode)
+                 and k.value == "id" and isinstance(v, yaml.ScalarNode)), None)
+           if isinstance(item, yaml.MappingNode) else None for item in items]
+    if rid not in ids:
+        raise _refuse(f"has no rule `{rid}` in its `rules:` list", "remove it by hand")
+    item = items[ids.index(rid)]
+    first = item.start_mark.line
+    if not re.fullmatch(r" *- +", lines[first][:item.start_mark.column]):
+        raise _refuse(f"writes rule `{rid}` in an unusual layout",
+                      "start it with `- id:` on one line")
+    last = _last_line(item, lines)
+    block = lines[first:last + 1]
+    new = lines[:first] + lines[last + 1:]
+    key_at = at.key.start_mark.line
+    if len(items) == 1:
+        row = new[key_at]
+        colon = row.index(":", at.key.end_mark.column)
+        new[key_at] = row[:colon + 1] + " []" + row[colon + 1:]
+    # Checked as the same edit the other way round: `old` is `new` with the block added.
+    only = _only_changed(new, lines, block, key_at)
+    return _checked(new, [r for r in old if r.id != rid], only)
 
 
 def _empty(text: str) -> bool:
     try:
         return yaml.safe_load(text) is None
     except yaml.YAMLError:
-        return False  # the round trip or the validation says what is wrong
-
-
-def with_rule(text: str | None, rule: PromotedRule) -> str:
-    """`text` (the file, or None when there is none) with `rule` appended to `rules`;
-    every other line and comment kept."""
-    if text is None or not text.strip():
-        text = HEADER + "rules: []\n"
-    elif _empty(text):  # comments only: ruamel would drop them
-        text = text.rstrip("\n") + "\nrules: []\n"
-    rt, data = _round_trip(text)
-    if not isinstance(data, CommentedMap):
-        raise RoundTripError("policies/promoted_rules.yaml is not a mapping with `rules:`")
-    old = _rules(text)
-    rules = data.get("rules")
-    if not isinstance(rules, CommentedSeq):
-        rules = data["rules"] = CommentedSeq()
-    # `rules: []` becomes a block list: one rule per item, as a person writes them.
-    rules.fa.set_block_style()
-    item = CommentedMap()
-    item["id"] = rule.id
-    keywords = CommentedSeq([DoubleQuotedScalarString(k) for k in rule.keywords])
-    keywords.fa.set_flow_style()
-    item["keywords"] = keywords
-    item["instruction"] = DoubleQuotedScalarString(rule.instruction)
-    item["summary"] = DoubleQuotedScalarString(rule.summary)
-    rules.append(item)
-    return _checked(text, _dump(rt, data), [*old, rule])
-
-
-def without_rule(text: str, rid: str) -> str:
-    """`text` with the rule `rid` removed (the list written `[]` once empty)."""
-    rt, data = _round_trip(text)
-    old = _rules(text)
-    rules = data.get("rules") if isinstance(data, CommentedMap) else None
-    at = next((i for i, r in enumerate(rules or []) if isinstance(r, dict)
-               and r.get("id") == rid), None)
-    if rules is None or at is None:
-        raise RoundTripError(f"policies/promoted_rules.yaml has no rule `{rid}`")
-    del rules[at]
-    if not rules:
-        rules.fa.set_flow_style()
-    return _checked(text, _dump(rt, data), [r for r in old if r.id != rid])
+        return False  # the edit says what is wrong
 
 
 def file_after(change: Change, text: str | None) -> str:
@@ -410,7 +580,7 @@ def file_after(change: Change, text: str | None) -> str:
     if change.action == "promote":
         return with_rule(text, entry(change.evidence.rule))
     if text is None:
-        raise RoundTripError("policies/promoted_rules.yaml is gone")
+        raise RoundTripError(f"{FILE} is gone")
     return without_rule(text, change.evidence.rule.key)
 
 
@@ -437,16 +607,16 @@ def title(change: Change) -> str:
     if change.action == "promote":
         return (f"promptbot: promote rule {change.rule_id} ({_plain(ev.rule.summary)}; "
                 f"{ev.successes} successes on {len(ev.agents)} agents)")
-    return (f"promptbot: demote rule {change.rule_id} ({ev.regressions} of {ev.n} measured "
-            "uses regressed)")
+    return f"promptbot: demote rule {change.rule_id} ({_failed_words(ev)})"
 
 
 def evidence_table(ev: Evidence) -> str:
     rows = ["| agent | proposal | PR | decision | measured Δ success rate (interval) | "
             "expected |", "|---|---|---|---|---|---|"]
     for u in ev.uses:
+        decision = f"{u.decision}, rolled back" if u.rolled_back else u.decision
         rows.append(f"| {render.untrusted(u.agent, 63)} | {render.untrusted(u.proposal_id, 63)}"
-                    f" | {f'#{u.pr}' if u.pr is not None else '—'} | {u.decision} | "
+                    f" | {f'#{u.pr}' if u.pr is not None else '—'} | {decision} | "
                     f"{_pts(u.delta)} ({u.low * 100:+.1f} … {u.high * 100:+.1f}) | "
                     f"{_pts(u.expected)} |")
     return "\n".join(rows)
@@ -459,11 +629,14 @@ def body(change: Change, thresholds: Thresholds) -> str:
     rule = ev.rule
     bar = (f"at least {thresholds.min_successes} measured successes on at least "
            f"{thresholds.min_agents} agents and at least {_pct(thresholds.min_non_regressing)} "
-           "of the measured uses not regressing")
-    summary = (f"**{ev.n} measured use(s)**: {ev.successes} success(es), "
-               f"{ev.regressions} regression(s), {ev.n - ev.successes - ev.regressions} "
-               f"without effect; {_pct(ev.share_not_regressing)} not regressing; mean measured "
-               f"effect {_pts(ev.mean_delta)} (mean expected {_pts(ev.mean_expected)}).")
+           "of the measured uses kept, neither regressed nor rolled back")
+    decided = {d: sum(u.decision == d for u in ev.uses) for d in DECISIONS}
+    reverted = (f"; {ev.rolled_back} of them rolled back since (not kept, whatever they "
+                "measured before the revert)") if ev.rolled_back else ""
+    summary = (f"**{ev.n} measured use(s)**: {decided['success']} success(es), "
+               f"{decided['regression']} regression(s), {decided['no_effect']} without "
+               f"effect{reverted}; {_pct(ev.share_kept)} kept; mean measured effect "
+               f"{_pts(ev.mean_delta)} (mean expected {_pts(ev.mean_expected)}).")
     if ev.simulated:
         summary += (f" {ev.simulated} result(s) measured on simulated exports are left out: "
                     "they never count as evidence.")
@@ -480,15 +653,18 @@ def body(change: Change, thresholds: Thresholds) -> str:
             "same instruction, so its keywords do not take it to other failures), and the "
             "success-rate estimate of a proposal that adds it comes from its measured uses "
             "(measured/expected, shrunk toward the prior) instead of the prior fix rate. "
-            "promptbot proposes demoting it once a use made with it regresses and fewer than "
-            f"{_pct(thresholds.min_non_regressing)} of its measured uses are not regressions.")
+            "promptbot proposes demoting it once a use made with it regresses or is rolled "
+            f"back and fewer than {_pct(thresholds.min_non_regressing)} of its measured uses "
+            "are kept.")
     else:
-        later = [u for u in ev.uses if u.rule == rule.key and u.decision == "regression"]
+        later = since_promoted(ev)
         which = ", ".join(f"{render.untrusted(u.proposal_id, 63)} on "
                           f"{render.untrusted(u.agent, 63)}"
-                          + (f" (#{u.pr})" if u.pr is not None else "") for u in later)
+                          + (f" (#{u.pr})" if u.pr is not None else "")
+                          + (" (rolled back)" if u.rolled_back else "") for u in later)
+        how = "Regressed or rolled back" if any(u.rolled_back for u in later) else "Regressed"
         head = (f"The promoted rule {render.untrusted(rule.key, 63)} stopped working: "
-                f"{change.reason}. Regressed since it was promoted: {which}.")
+                f"{change.reason}. {how} since it was promoted: {which}.")
         merging = (
             "**Merging** removes the rule from `policies/promoted_rules.yaml`: the offline "
             "generator goes back to its built-in table, and estimates to the prior fix rate. "

@@ -434,9 +434,9 @@ class LearningPolicy(Strict):
         "quirk).", examples=[3])
     min_non_regressing: float = Field(
         default=0.90, ge=0.0, le=1.0,
-        description="Share of the rule's measured uses that must not have regressed; a "
-        "promoted rule whose later use regressed and whose share falls below it is proposed "
-        "for demotion.", examples=[0.95])
+        description="Share of the rule's measured uses that must be kept (neither "
+        "regressed nor rolled back); a promoted rule whose later use was not kept and whose "
+        "share falls below it is proposed for demotion.", examples=[0.95])
 
 
 class DashboardPolicy(Strict):

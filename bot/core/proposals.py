@@ -47,6 +47,10 @@ class Expectation:
     high: float
     confidence: str
     method: str
+    # A failure-mode fix's estimate before the calibration factor, and that factor: a rule's
+    # own factor is measured against the former (bot/core/learning.py `uncalibrated`).
+    uncalibrated: float | None = None
+    factor: float | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,8 @@ def expectation(problem: Problem, fix_rate: float,
     share = problem.share
     rate = min(fix_rate * cal.factor, 1.0)
     return Expectation(
+        uncalibrated=share * min(fix_rate, 1.0),
+        factor=cal.factor,
         success_rate_delta=share * rate,
         low=share * rate * 0.25,
         high=min(share * min(1.0, rate * 1.75), 1.0 - problem.stats.success_rate),
@@ -1012,14 +1018,20 @@ def proposal_record(p: Proposal) -> str:
         "description": p.description,
         "implementation_plan": list(p.plan),
         "dependencies": list(p.dependencies),
+        # `rule` always, null when none: a record without the key is an older one, whose
+        # added lines the learning loop searches for a rule instead.
         "change": {"field": p.changed_field, "added_lines": list(p.added_lines),
-                   "generator": p.generator, **({"rule": p.rule} if p.rule else {})},
+                   "generator": p.generator, "rule": p.rule or None},
         "tokens": {"system_before": p.tokens_before, "system_after": p.tokens_after},
         "expected_effect": {
             "success_rate_delta": round(p.expected.success_rate_delta, 4),
             "interval": [round(p.expected.low, 4), round(p.expected.high, 4)],
             "confidence": p.expected.confidence,
             "method": p.expected.method,
+            **({"uncalibrated_delta": round(p.expected.uncalibrated, 6),
+                "calibration_factor": round(p.expected.factor, 4)}
+               if p.expected.uncalibrated is not None and p.expected.factor is not None
+               else {}),
             **{name: estimate_json(e) for name, e in (("cost_per_execution", p.cost),
                                                   ("latency", p.latency),
                                                   ("quality", p.quality))},

@@ -29,8 +29,8 @@ class Category:
     # Patterns that together say what the instruction says: a prompt that matches all of
     # them already carries its meaning in other words, and the rule is not added again.
     claims: tuple[str, ...] = ()
-    # A promoted rule's measured uses as (expected, measured) success-rate changes: its
-    # proposals' estimates come from them (bot/core/learning.py, proposals.assemble).
+    # A promoted rule's measured uses as (uncalibrated expected, measured) success-rate
+    # changes: its proposals' estimates come from them (core/learning.py, proposals.assemble).
     evidence: tuple[tuple[float, float], ...] = ()
 
 
