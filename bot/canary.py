@@ -27,7 +27,7 @@ from bot.core.render import share
 from bot.core.rollout import RolloutPlan
 from bot.errors import GitError, MachineError, PromptbotError
 from bot.load.repo import RepoState
-from bot.measuring import Recorded, people_pushed, running
+from bot.measuring import Recorded, retire, running
 
 
 def rollouts_on(ctx: Context, sha: str, agents: Iterable[str]) -> dict[str, str]:
@@ -86,8 +86,8 @@ def advance_all(ctx: Context, state: RepoState, base: str, base_sha: str,
             if canary is None:
                 # Promoted or ended: a step PR still open would start it again.
                 for o in steps:
-                    _retire(ctx, base, o, "the canary is over (its rollout file is gone)",
-                            report, dry_run)
+                    retire(ctx, base, o, "the canary is over (its rollout file is gone)",
+                           f"{o.agent}: canary step", "canary-closed", report, dry_run)
                 continue
             plan, since = canary
             decision, reason = _decision(results[t.proposal_id])
@@ -103,29 +103,13 @@ def advance_all(ctx: Context, state: RepoState, base: str, base_sha: str,
                 # candidate that is being promoted or ended anyway, and conflict with it.
                 for o in steps:
                     if o.marker.get("step", "").startswith("stage-"):
-                        _retire(ctx, base, o, f"decided: {step.action}", report, dry_run)
+                        retire(ctx, base, o, f"decided: {step.action}",
+                               f"{o.agent}: canary step", "canary-closed", report, dry_run)
             open_step(ctx, state, base, base_sha, t, plan, step, prs, report, dry_run)
         except MachineError:
             raise  # the whole run stops: a full disk is no agent's problem
         except PromptbotError as exc:
             report.errors.append(f"#{t.pr.number} {t.agent}: canary: {exc.render()}")
-
-
-def _retire(ctx: Context, base: str, o: Tracked, why: str, report: RunReport,
-            dry_run: bool) -> None:
-    """Close a step PR that no longer applies, unless a person pushed to it."""
-    if people_pushed(ctx, base, o.pr.branch):
-        report.skipped.append(f"#{o.pr.number} {o.agent}: canary step no longer applies "
-                              f"({why}); a person pushed to it, so it stays open")
-        return
-    report.actions.append(f"#{o.pr.number} {o.agent}: canary step closed: {why}")
-    if dry_run:
-        return
-    note = markers.attach(f"promptbot closes this step: {why}.",
-                          {"kind": "canary-closed", "proposal_id": o.proposal_id})
-    ctx.forge.upsert_comment(o.pr.number, "canary-closed", note)
-    ctx.forge.set_state(o.pr.number, "closed")
-    report.superseded.add(o.pr.number)
 
 
 def end_files(ctx: Context, t: Tracked, plan: RolloutPlan) -> dict[str, str | None]:

@@ -450,7 +450,8 @@ def _run(root: Path, args: argparse.Namespace) -> int:
                 f"{usage.get('input_tokens', 0)} input / {usage.get('output_tokens', 0)} "
                 f"output tokens, ${usage.get('cost_usd', 0):.4f}")
         if report.actions and not args.dry_run and ctx.forge.name == "local":
-            out("\nnext: `promptbot pr list`, then `promptbot pr show N`")
+            out("\nnext: `promptbot pr list`, then `promptbot pr show N`; `promptbot dashboard` "
+                "for the whole picture")
     return FAILED if report.errors else OK
 
 

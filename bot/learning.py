@@ -30,7 +30,7 @@ from bot.core.yamledit import RoundTripError
 from bot.edges.forge import PullRequest
 from bot.errors import MachineError, PromptbotError
 from bot.load.repo import PROMOTED_FILE, RepoState
-from bot.measuring import Recorded, people_pushed, results_texts
+from bot.measuring import Recorded, people_pushed, results_texts, retire
 
 KINDS = frozenset(learning.KIND.values())
 
@@ -141,7 +141,8 @@ def promote_all(ctx: Context, state: RepoState, base: str, base_sha: str,
     for t in mine:
         if t.pr.state == "open" and (t.kind, t.marker["rule"]) not in wanted:
             try:
-                _retire(ctx, base, t, _why_not(t, promoted), report, dry_run)
+                retire(ctx, base, t, _why_not(t, promoted), "learning", "learning-closed", report,
+                       dry_run)
             except MachineError:
                 raise
             except PromptbotError as exc:
@@ -264,18 +265,3 @@ def _build(ctx: Context, base_sha: str, branch: str, new_text: str, change: Chan
     ctx.forge.publish(branch, force=True)
 
 
-def _retire(ctx: Context, base: str, t: Tracked, why: str, report: RunReport,
-            dry_run: bool) -> None:
-    """Close a learning PR that no longer applies, unless a person pushed to it."""
-    if people_pushed(ctx, base, t.pr.branch):
-        report.skipped.append(f"#{t.pr.number} learning: no longer applies ({why}); a person "
-                              "pushed to it, so it stays open")
-        return
-    report.actions.append(f"#{t.pr.number} learning: closed: {why}")
-    if dry_run:
-        return
-    note = markers.attach(f"promptbot closes this PR: {why}.",
-                          {"kind": "learning-closed", "proposal_id": t.proposal_id})
-    ctx.forge.upsert_comment(t.pr.number, "learning-closed", note)
-    ctx.forge.set_state(t.pr.number, "closed")
-    report.superseded.add(t.pr.number)

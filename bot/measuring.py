@@ -387,6 +387,24 @@ def people_pushed(ctx: Context, base: str, branch: str) -> bool:
     return tip is not None and ctx.git.touched_by_people(f"refs/heads/{base}", tip)
 
 
+def retire(ctx: Context, base: str, t: Tracked, why: str, what: str, key: str,
+           report: RunReport, dry_run: bool) -> None:
+    """Close a bot PR that no longer applies (a canary step, a learning PR), with a note
+    (its marker kind `key`), unless a person pushed to it; `what` names it in the report."""
+    if people_pushed(ctx, base, t.pr.branch):
+        report.skipped.append(f"#{t.pr.number} {what}: no longer applies ({why}); a person "
+                              "pushed to it, so it stays open")
+        return
+    report.actions.append(f"#{t.pr.number} {what}: closed: {why}")
+    if dry_run:
+        return
+    note = markers.attach(f"promptbot closes this PR: {why}.",
+                          {"kind": key, "proposal_id": t.proposal_id})
+    ctx.forge.upsert_comment(t.pr.number, key, note)
+    ctx.forge.set_state(t.pr.number, "closed")
+    report.superseded.add(t.pr.number)
+
+
 def standing(recorded: str | None, state: str) -> str | None:
     """The recorded state when it stands against a new measurement in `state`, else None.
 
