@@ -57,8 +57,13 @@ def _outcome(text: str | None) -> Outcome | None:
             # `promptbot simulate` data says nothing about this repo's estimates; the learning
             # loop asks the same question of the same files, so both share one answer.
             return None
-        return Outcome(str(data.get("proposal_type", "error_handling")),
-                       float(data["expected_delta"]), float(data["comparison"]["delta"]))
+        # Measured against the estimate before the calibration then in force: against the
+        # calibrated one, each calibration would be judged by its predecessor's factor and
+        # the factor would swing instead of settling.
+        raw = data.get("expected_uncalibrated")
+        expected = float(raw) if isinstance(raw, (int, float)) else float(data["expected_delta"])
+        return Outcome(str(data.get("proposal_type", "error_handling")), expected,
+                       float(data["comparison"]["delta"]))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         return None  # a hand-edited or foreign file: not evidence
 
@@ -82,6 +87,16 @@ def results_texts(ctx: Context, base_sha: str,
     for r in (fresh or {}).values():
         out[r.path] = r.record
     return out
+
+
+def _uncalibrated(record: Any) -> float | None:
+    """The pre-registered estimate before calibration (records since 0.9 keep it), else
+    None."""
+    try:
+        value = record["expected_effect"]["uncalibrated_delta"]
+        return float(value) if isinstance(value, (int, float)) else None
+    except (KeyError, TypeError):
+        return None
 
 
 def version_at(ctx: Context, sha: str, path: str) -> str | None:
@@ -141,6 +156,7 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked,
                                 if a != t.agent and f"prompts/{a}/agent.yaml" not in touched))
     expected, kind, rule = 0.0, "error_handling", None
     interval: tuple[float, float] | None = None
+    uncalibrated: float | None = None
     # Read the pre-registration as merged: a revert deletes it from the base branch.
     record = ctx.git.read(pr.merge_sha, f"prompts/{t.agent}/proposals/{t.proposal_id}.yaml")
     if record:
@@ -158,6 +174,7 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked,
             interval = (float(low), float(high))
         except (KeyError, TypeError, ValueError, AttributeError):
             interval = None  # a record from before intervals were kept, or hand-edited
+        uncalibrated = _uncalibrated(data)
     return Deployment(
         canary_share=canary[0].share / 100 if canary else None,
         canary_since=canary[1] if canary else None,
@@ -173,6 +190,7 @@ def deployment(ctx: Context, state: RepoState, base: str, t: Tracked,
         reverted_at=reverted_at,
         revert_sha=revert_sha,
         expected_delta=expected,
+        expected_uncalibrated=uncalibrated,
         expected_interval=interval,
         base_since=base_since,
         new_until=until,

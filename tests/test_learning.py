@@ -7,7 +7,7 @@ import json
 import shutil
 from dataclasses import replace
 from datetime import UTC, datetime
-from itertools import count
+from itertools import count, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -958,3 +958,25 @@ def test_the_promotion_pr_on_github_is_opened_once(
     standin.reset_log()
     report = run(github_context(clone, standin), metrics)
     assert report.errors == [] and standin.writes() == []
+
+
+def test_the_type_calibration_compares_measured_with_the_estimate_before_calibration() -> None:
+    """Each proposal's estimate is prior × the factor in force; judged against that, the
+    next factor would be measured/(prior × old factor) and swing. Against the prior it
+    settles on what the proposals really do."""
+    from bot.core.calibration import Outcome, calibrate
+
+    kept = _result(expected_delta=0.02, expected_uncalibrated=0.04)
+    old = _result(expected_delta=0.02)
+    assert measuring_outcome(json.dumps(kept)) == Outcome("error_handling", 0.04,
+                                                          kept["comparison"]["delta"])
+    assert measuring_outcome(json.dumps(old)).expected == 0.02  # type: ignore[union-attr]
+    prior, true_ratio = 0.04, 0.5  # the proposals deliver half of what the prior says
+    history: list[Outcome] = []
+    factors = []
+    for _ in range(12):
+        factor = calibrate(history, "error_handling").factor
+        factors.append(factor)
+        history.append(Outcome("error_handling", prior, prior * true_ratio))
+    assert all(b <= a for a, b in pairwise(factors))  # no swing
+    assert abs(factors[-1] - true_ratio) < 0.15

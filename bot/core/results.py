@@ -41,6 +41,9 @@ class Deployment:
     expected_delta: float
     proposal_type: str = "error_handling"
     judged_by: str | None = None  # pre-registered rule; None: a file from before it was
+    # The estimate before the calibration in force then (None: a record from before it was
+    # kept): what later calibration compares the measured change with.
+    expected_uncalibrated: float | None = None
     expected_interval: tuple[float, float] | None = None  # as pre-registered, if it was
     base_since: datetime | None = None  # when the base version went live, if known
     new_until: datetime | None = None  # when the new version stopped being live, if it did
@@ -78,6 +81,7 @@ class Result:
     proposal_type: str = "error_handling"
     expected_interval: tuple[float, float] | None = None
     simulated: bool = False  # measured on `promptbot simulate` data: never calibrates
+    expected_uncalibrated: float | None = None  # see Deployment
 
     @property
     def versus_registered(self) -> str | None:
@@ -329,6 +333,7 @@ def measure(dep: Deployment, snapshot: MetricsSnapshot, policy: MeasurePolicy) -
         headline=headline,
         comparison=comparison,
         expected_delta=dep.expected_delta,
+        expected_uncalibrated=dep.expected_uncalibrated,
         recommend_rollback=recommend,
         attribution=measured.how,
         data_through=through,
