@@ -186,6 +186,29 @@ def _parser() -> argparse.ArgumentParser:
     _json_opt(h)
     _forge_opt(h)
 
+    w = sub.add_parser("sql", help="print the SQL that computes the daily form "
+                       "(docs/METRICS.md) inside your warehouse, from your table with your "
+                       "column names (docs/WAREHOUSE.md; writes nothing)")
+    # bot.core.warehouse.DIALECTS (not imported here: sqlglot loads only for this command).
+    w.add_argument("--dialect", required=True,
+                   choices=["bigquery", "snowflake", "clickhouse", "spark", "postgres",
+                            "duckdb"], help="the warehouse's SQL dialect")
+    w.add_argument("--table", default="executions", metavar="T",
+                   help="the table of per-execution rows: NAME, SCHEMA.NAME or "
+                   "PROJECT.DATASET.NAME (default: executions)")
+    w.add_argument("--since", metavar="YYYY-MM-DD",
+                   help="only days from this one (UTC) on; re-sent executions are settled "
+                   "with the day before it too")
+    w.add_argument("--until", metavar="YYYY-MM-DD",
+                   help="only days before this one (UTC): pass today to leave out the day "
+                   "that has not ended (the daily form has no hours, its last day counts whole)")
+    w.add_argument("--failures", action="store_true",
+                   help="the failure rows (date, agent, version, error type, message, count) "
+                   "instead of the daily counts and sums")
+    w.add_argument("--columns", metavar="COL,COL,...",
+                   help="the table's columns (as metrics.columns names them); default: the "
+                   "mapped names and the canonical columns of the example export")
+
     d = sub.add_parser("dashboard", help="print the dashboard issue as the last run left it "
                        "(local forge: .promptbot/issues/<n>.md; writes nothing)")
     _json_opt(d)
@@ -307,7 +330,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "init": _init, "completion": _completion, "run": _run, "check": _check,
         "analyze": _analyze, "version": _version, "simulate": _simulate,
         "rollback": _rollback, "pr": _pr, "propose": _propose, "event": _event,
-        "eval": _eval, "history": _history, "dashboard": _dashboard,
+        "eval": _eval, "history": _history, "dashboard": _dashboard, "sql": _sql,
     }[args.command]
     if not _writes(args):
         return handler(root, args)
@@ -633,6 +656,14 @@ def _history(root: Path, args: argparse.Namespace) -> int:
     drawn = chart(args.agent, daily, found)
     if drawn:
         out("\n" + drawn)
+    return OK
+
+
+def _sql(root: Path, args: argparse.Namespace) -> int:
+    from bot.warehouse import sql_text
+
+    out(sql_text(root, args.dialect, args.table, args.since, args.failures, args.columns,
+                 args.until) + ";")
     return OK
 
 

@@ -1,0 +1,468 @@
+"""`promptbot sql`: the SQL that computes the pre-aggregated daily form inside a warehouse.
+
+Ingest (bot/load/metrics.py) turns per-execution rows into sufficient statistics in DuckDB.
+A team whose executions live in a warehouse runs this SQL there instead and hands the bot the
+small result: the daily form of docs/METRICS.md §2 (per UTC day, agent, version and segment:
+counts and sums) and its failure rows (per day, agent, version, error type and message).
+
+Written once, in DuckDB's dialect (`_daily_text`, `_failures_text`), parsed by sqlglot and
+generated for the target dialect. What sqlglot cannot translate faithfully is a handful of
+primitives (`MACROS`): text to epoch seconds (each engine parses timestamps its own way, and
+Postgres has no TRY_CAST), epoch seconds to a date, a regexp replace of every match,
+ClickHouse's UTF-8 string functions. Each is written per dialect in that dialect's SQL,
+parsed with it and put into the tree in place of a `pb_*` call.
+
+Each value is cast to text, trimmed and checked before it is converted (as ingest converts a
+text column), so the same SQL works on typed columns and on a landing table of strings, and
+a value that does not convert is a bad row, never an error.
+
+- bad rows, excluded like ingest: no parseable timestamp (or outside the years 1 to 9999),
+  no agent, a status that is neither canonical nor mapped (`metrics.status_values`), a
+  number column holding something else than a finite number, a negative latency, token
+  count, cost or retry count;
+- re-sent executions: among the good rows of one `execution_id` (trimmed; an empty id is no
+  id) the earliest wins, ties broken as ingest breaks them (status, the fuller row, then the
+  values); a bad row never wins over a good one, so only good rows are ranked;
+- failure messages are grouped by ingest's premask (every run of letters and digits holding
+  a digit becomes `1`, after the first `templates.LIMIT` characters): the key promptbot
+  computes is the same for every message of one group, so one real message per group (the
+  smallest) stands for it with the group's count.
+
+User names (the table, the mapped columns) enter the tree only as quoted identifiers, never
+as SQL text, and names that cannot be plain identifiers are refused (`table_parts`,
+`resolve`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel
+
+from bot.core.model import METRIC_COLUMNS, STATUSES
+from bot.core.templates import LIMIT
+
+DIALECTS = ("bigquery", "snowflake", "clickhouse", "spark", "postgres", "duckdb")
+REQUIRED = ("timestamp", "agent_id", "status")
+# Columns assumed to exist under their canonical name when neither mapped nor listed
+# (`--columns`): those of the shipped example export. The others (quality_score, retries,
+# segment) only when mapped or listed: most tables do not have them.
+ASSUMED = ("timestamp", "agent_id", "prompt_version", "execution_id", "status", "latency_ms",
+           "input_tokens", "output_tokens", "cost_usd", "error_type", "error_message")
+NONE_SEGMENT = "(none)"  # as ingest: an empty segment value
+MESSAGE_LIMIT = 2_000  # characters of a message ingest keeps
+# Internal names all start with pb_: ClickHouse resolves aliases anywhere in a query, so an
+# alias equal to one of the team's column names would shadow it.
+PREFIX = "pb_"
+
+# Regular expressions without backslashes (string-literal escaping differs by dialect) and
+# anchored at both ends (Snowflake's REGEXP_LIKE matches the whole string, the others search).
+NUMBER_RE = "^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?$"
+EPOCH_RE = "^[0-9]{9,10}([.][0-9]+)?$"  # epoch seconds, as ingest reads them
+DATE_RE = "^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([T ].*)?$"  # worth trying as a timestamp
+# A time followed by a zone (Z, UTC, a name, an offset): parsed as an instant; without one,
+# the wall clock is UTC whatever the session's time zone.
+ZONED_RE = ("^[0-9]{4}-.*[0-9]:[0-9]{2}([.][0-9]+)? ?"
+            "([A-Za-z][A-Za-z_/+-]*|[+-][0-9]{2}(:?[0-9]{2})?)$")
+# Postgres has no TRY_CAST: only text its timestamp input certainly takes is cast (a day
+# past the month's end is checked separately).
+PG_TIMESTAMP_RE = (
+    "^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])"
+    "-(0[1-9]|[12][0-9]|3[01])([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]+)?)?"
+    "( ?([zZ]|UTC|[+-](0[0-9]|1[0-5])(:?[0-5][0-9])?))?)?$")
+# ingest's PREMASK (bot/load/metrics.py): the same runs, the same replacement.
+PREMASK_RE = "[A-Za-z0-9]*[0-9][A-Za-z0-9]*"
+# Years 1 to 9999 as epoch seconds (ingest: "timestamp outside the years 1 to 9999").
+MIN_EPOCH = -62_135_596_800
+MAX_EPOCH = 253_402_300_800
+DAY = 86_400
+
+
+def _q(text: str) -> str:
+    """A fixed regexp or word as a literal of the macro texts below (none holds a quote)."""
+    assert "'" not in text and "\\" not in text
+    return f"'{text}'"
+
+
+# Per dialect, in that dialect's SQL: pb_x (and pb_y) stand for the arguments. `duckdb` is
+# the default of every macro; a dialect not listed under a macro gets the DuckDB text
+# transpiled by sqlglot.
+MACROS: dict[str, dict[str, str]] = {
+    # Text -> epoch seconds (DOUBLE), NULL when it is no timestamp.
+    "pb_epoch": {
+        "duckdb": f"""CASE WHEN regexp_matches(pb_x, {_q(EPOCH_RE)}) THEN TRY_CAST(pb_x AS DOUBLE)
+            WHEN NOT regexp_matches(pb_x, {_q(DATE_RE)}) THEN NULL
+            WHEN regexp_matches(pb_x, {_q(ZONED_RE)})
+            THEN epoch_us(TRY_CAST(pb_x AS TIMESTAMPTZ)) / 1e6
+            ELSE epoch_us(TRY_CAST(pb_x AS TIMESTAMP)) / 1e6 END""",
+        "postgres": f"""CASE WHEN pb_x ~ {_q(EPOCH_RE)} THEN CAST(pb_x AS DOUBLE PRECISION)
+            WHEN pb_x ~ {_q(PG_TIMESTAMP_RE)} THEN CASE
+              WHEN CAST(SUBSTRING(pb_x FROM 9 FOR 2) AS INT) <= EXTRACT(DAY FROM MAKE_DATE(
+                CAST(SUBSTRING(pb_x FROM 1 FOR 4) AS INT),
+                CAST(SUBSTRING(pb_x FROM 6 FOR 2) AS INT), 1)
+                + INTERVAL '1 MONTH' - INTERVAL '1 DAY')
+              THEN CASE WHEN pb_x ~ {_q(ZONED_RE)}
+                THEN CAST(EXTRACT(EPOCH FROM CAST(pb_x AS TIMESTAMPTZ)) AS DOUBLE PRECISION)
+                ELSE CAST(EXTRACT(EPOCH FROM CAST(pb_x AS TIMESTAMP)) AS DOUBLE PRECISION) END
+              END END""",
+        # A string without a zone is UTC to BigQuery.
+        "bigquery": f"""CASE WHEN REGEXP_CONTAINS(pb_x, {_q(EPOCH_RE)})
+            THEN SAFE_CAST(pb_x AS FLOAT64)
+            WHEN REGEXP_CONTAINS(pb_x, {_q(DATE_RE)})
+            THEN UNIX_MICROS(SAFE_CAST(pb_x AS TIMESTAMP)) / 1e6 END""",
+        "snowflake": f"""CASE WHEN REGEXP_LIKE(pb_x, {_q(EPOCH_RE)}) THEN TRY_CAST(pb_x AS DOUBLE)
+            WHEN NOT REGEXP_LIKE(pb_x, {_q(DATE_RE)}) THEN NULL
+            WHEN REGEXP_LIKE(pb_x, {_q(ZONED_RE)})
+            THEN DATE_PART(EPOCH_MICROSECOND, TRY_TO_TIMESTAMP_TZ(pb_x)) / 1e6
+            ELSE DATE_PART(EPOCH_MICROSECOND, TRY_TO_TIMESTAMP_NTZ(pb_x)) / 1e6 END""",
+        # 'UTC': the zone of a string without one.
+        "clickhouse": f"""CASE WHEN match(pb_x, {_q(EPOCH_RE)}) THEN toFloat64OrNull(pb_x)
+            WHEN match(pb_x, {_q(DATE_RE)})
+            THEN toUnixTimestamp64Micro(parseDateTime64BestEffortOrNull(pb_x, 6, 'UTC')) / 1e6
+            END""",
+        # A string without a zone is read in the session's zone (spark.sql.session.timeZone).
+        "spark": f"""CASE WHEN pb_x RLIKE {_q(EPOCH_RE)} THEN TRY_CAST(pb_x AS DOUBLE)
+            WHEN pb_x RLIKE {_q(DATE_RE)} THEN UNIX_MICROS(TRY_CAST(pb_x AS TIMESTAMP)) / 1e6
+            END""",
+    },
+    # Epoch seconds -> the UTC date, whatever the session's time zone.
+    "pb_day": {
+        "duckdb": "CAST(CAST('1970-01-01' AS DATE) + CAST(FLOOR(pb_x / 86400) AS INT) AS DATE)",
+        "postgres": "CAST(CAST('1970-01-01' AS DATE) + CAST(FLOOR(pb_x / 86400) AS INT) AS DATE)",
+        "bigquery": "DATE_FROM_UNIX_DATE(CAST(FLOOR(pb_x / 86400) AS INT64))",
+        "snowflake": "DATEADD(DAY, CAST(FLOOR(pb_x / 86400) AS INT), "
+                     "CAST('1970-01-01' AS DATE))",
+        "clickhouse": "addDays(toDate32('1970-01-01'), CAST(FLOOR(pb_x / 86400) AS Int32))",
+        "spark": "DATE_FROM_UNIX_DATE(CAST(FLOOR(pb_x / 86400) AS INT))",
+    },
+    # Trimmed text -> a finite number, NULL when it is none.
+    "pb_num": {
+        "duckdb": f"CASE WHEN regexp_matches(pb_x, {_q(NUMBER_RE)}) "
+                  "THEN TRY_CAST(pb_x AS DOUBLE) END",
+        # Never a cast that throws on text the regexp lets through and the engine refuses
+        # (sqlglot writes Snowflake's and ClickHouse's TRY_CAST as CAST).
+        "snowflake": f"CASE WHEN REGEXP_LIKE(pb_x, {_q(NUMBER_RE)}) THEN TRY_TO_DOUBLE(pb_x) END",
+        "clickhouse": f"CASE WHEN match(pb_x, {_q(NUMBER_RE)}) THEN toFloat64OrNull(pb_x) END",
+    },
+    # ingest's premask of a failure message: every match replaced.
+    "pb_premask": {
+        "duckdb": f"regexp_replace(left(coalesce(pb_x, ''), {LIMIT}), {_q(PREMASK_RE)}, '1', 'g')",
+        "postgres": f"REGEXP_REPLACE(LEFT(COALESCE(pb_x, ''), {LIMIT}), {_q(PREMASK_RE)}, '1', "
+                    "'g')",
+        # These replace every match without a flag (Snowflake's 4th argument is a position).
+        "bigquery": f"REGEXP_REPLACE(LEFT(COALESCE(pb_x, ''), {LIMIT}), {_q(PREMASK_RE)}, '1')",
+        "snowflake": f"REGEXP_REPLACE(LEFT(COALESCE(pb_x, ''), {LIMIT}), {_q(PREMASK_RE)}, '1')",
+        "spark": f"REGEXP_REPLACE(LEFT(COALESCE(pb_x, ''), {LIMIT}), {_q(PREMASK_RE)}, '1')",
+        "clickhouse": f"replaceRegexpAll(leftUTF8(coalesce(pb_x, ''), {LIMIT}), "
+                      f"{_q(PREMASK_RE)}, '1')",
+    },
+    # Characters, not bytes (ClickHouse's left and lower work on bytes).
+    "pb_left": {"duckdb": "LEFT(pb_x, pb_y)", "clickhouse": "leftUTF8(pb_x, pb_y)"},
+    "pb_lower": {"duckdb": "LOWER(pb_x)", "clickhouse": "lowerUTF8(pb_x)"},
+}
+
+
+class WarehouseError(ValueError):
+    """A name or setting the SQL cannot be built from; `fix` says what to do."""
+
+    def __init__(self, message: str, fix: str, option: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+        self.option = option  # True: a command-line option is wrong (a usage error)
+
+
+# ------------------------------------------------------------------ names
+
+
+_TABLE_PART = re.compile(r"[^\W][\w$-]*")
+_COLUMN = re.compile(r"[^\W][\w$ -]*")
+
+
+def _name_ok(name: str, pattern: re.Pattern[str]) -> bool:
+    return (0 < len(name) <= 128 and pattern.fullmatch(name) is not None
+            and name == name.strip() and name.isprintable())
+
+
+def table_parts(table: str) -> list[str]:
+    """`name`, `schema.name` or `project.dataset.name`, each part a plain identifier."""
+    parts = table.split(".")
+    if not 1 <= len(parts) <= 3 or not all(_name_ok(p, _TABLE_PART) for p in parts):
+        raise WarehouseError(
+            f"--table {table!r} is not a table name promptbot can quote safely",
+            "pass NAME, SCHEMA.NAME or PROJECT.DATASET.NAME with letters, digits, _, - and $ "
+            "only (no quotes, spaces or semicolons); for any other name create a view with a "
+            "plain name over the table and pass that", option=True)
+    return parts
+
+
+def _column_ok(name: str, where: str) -> str:
+    if not _name_ok(name, _COLUMN):
+        raise WarehouseError(
+            f"column {name!r} ({where}) cannot be used as an SQL identifier",
+            "give the column a plain name (letters, digits, _, -, $ and inner spaces): rename "
+            "it, or create a view that renames it and pass the view with --table",
+            option=where == "--columns")
+    return name
+
+
+def resolve(mapping: Mapping[str, str], listed: Sequence[str] | None = None) -> dict[str, str]:
+    """canonical column -> the table's column, as ingest renames a file's columns.
+
+    `listed`: the table's columns (`--columns`); each is read under `mapping.get(c, c)`,
+    the first of two that map onto one canonical name wins (ingest keeps the first too).
+    Without it, the mapping's names, and the canonical names of `ASSUMED` that no mapping
+    replaces, are taken to exist.
+    """
+    found: dict[str, str] = {}
+    if listed is not None:
+        for name in listed:
+            canonical = mapping.get(name, name)
+            if canonical in METRIC_COLUMNS and canonical not in found:
+                found[canonical] = _column_ok(name, "--columns")
+        missing = [c for c in REQUIRED if c not in found]
+        if missing:
+            raise WarehouseError(
+                f"--columns has no column for {', '.join(missing)}",
+                "list the table's own names for them and map them in policies/promptbot.yaml "
+                "(metrics: {columns: {ts: timestamp}}), or name them as the canonical columns",
+                option=True)
+        return found
+    for theirs, canonical in mapping.items():
+        if canonical not in METRIC_COLUMNS:
+            continue  # a daily-form column: nothing a per-execution table has
+        if canonical in found:
+            raise WarehouseError(
+                f"metrics.columns maps both {found[canonical]!r} and {theirs!r} onto "
+                f"{canonical}", "pass --columns with the table's columns to say which exists")
+        found[canonical] = _column_ok(theirs, "metrics.columns")
+    for canonical in ASSUMED:
+        found.setdefault(canonical, canonical)
+    return found
+
+
+# ------------------------------------------------------------------ the SQL, once
+
+
+@dataclass(frozen=True)
+class Request:
+    dialect: str
+    table: str = "executions"
+    columns: Mapping[str, str] | None = None  # canonical -> theirs (`resolve`)
+    statuses: Mapping[str, str] | None = None  # their status word -> canonical
+    since: date | None = None  # the first day (UTC) in the result
+    until: date | None = None  # the first day (UTC) not in it
+    failures: bool = False
+
+
+_NUMBERS = {"latency_ms": "pb_lat", "input_tokens": "pb_tin", "output_tokens": "pb_tout",
+            "cost_usd": "pb_cost", "quality_score": "pb_q", "retries": "pb_r"}
+# Numbers that may not be negative (ingest: negative latency, token count, cost, retries).
+_NON_NEGATIVE = ("latency_ms", "input_tokens", "output_tokens", "cost_usd", "retries")
+_STATUS_LIST = ", ".join(f"'{s}'" for s in STATUSES)
+
+
+def _rows_text(present: set[str], since: date | None, until: date | None) -> str:
+    """CTEs src -> norm -> good -> ranked -> won: the winning good rows, one per execution."""
+    def text(canonical: str) -> str:
+        return f"nullif(trim(CAST(pb_col_{canonical} AS VARCHAR)), '')"
+
+    numbers = [(c, n) for c, n in _NUMBERS.items() if c in present]
+    src = [f"{text('timestamp')} AS pb_ts_text",
+           f"{text('agent_id')} AS pb_agent",
+           f"{text('prompt_version')} AS pb_version",
+           f"{text('execution_id')} AS pb_id",
+           # pb_status stands for the mapping (a CASE built from the policy's words).
+           "pb_status(pb_lower(trim(CAST(pb_col_status AS VARCHAR)))) AS pb_status",
+           f"{text('error_type')} AS pb_error_type",
+           f"pb_left(CAST(pb_col_error_message AS VARCHAR), {MESSAGE_LIMIT}) AS pb_error_message",
+           f"coalesce({text('segment')}, '{NONE_SEGMENT}') AS pb_segment"]
+    src += [f"{text(c)} AS {n}_text" for c, n in numbers]
+    norm = ["pb_agent", "pb_version", "pb_id", "pb_status", "pb_error_type",
+            "pb_error_message", "pb_segment", "pb_epoch(pb_ts_text) AS pb_ep"]
+    for _, n in numbers:
+        norm += [f"{n}_text", f"pb_num({n}_text) AS {n}"]
+    checks = [f"pb_ep >= {MIN_EPOCH}", f"pb_ep < {MAX_EPOCH}", "pb_agent IS NOT NULL",
+              f"pb_status IN ({_STATUS_LIST})"]
+    if since is not None:
+        # A day of earlier rows settles re-sent executions across the boundary.
+        checks.append(f"pb_ep >= {_epoch(since) - DAY}")
+    if until is not None:
+        # A later row never wins over an earlier one: leaving it out changes nothing before.
+        checks.append(f"pb_ep < {_epoch(until)}")
+    for c, n in numbers:
+        checks.append(f"({n}_text IS NULL OR {n} >= 0)" if c in _NON_NEGATIVE
+                      else f"({n}_text IS NULL OR {n} IS NOT NULL)")
+    nulls = " + ".join(f"CASE WHEN {_NUMBERS[c]} IS NULL THEN 1 ELSE 0 END"
+                       for c in _NUMBERS if c in present) or "0"
+    values = [_NUMBERS[c] for c in ("latency_ms", "cost_usd", "input_tokens", "output_tokens",
+                                    "quality_score", "retries") if c in present]
+    order = ", ".join(["pb_ep", "pb_status", nulls, "pb_agent", "pb_version NULLS LAST",
+                       *(f"{v} NULLS LAST" for v in values),
+                       "pb_e NULLS LAST", "pb_m NULLS LAST", "pb_segment"])
+    kept = ", ".join(["pb_ep", "pb_agent", "pb_version", "pb_segment", "pb_status", "pb_e",
+                      "pb_m", *values])
+    return f"""
+WITH src AS (
+  SELECT {', '.join(src)} FROM pb_table
+), norm AS (
+  SELECT {', '.join(norm)} FROM src
+), good AS (
+  SELECT *,
+    CASE WHEN pb_status <> 'success' THEN coalesce(pb_error_type, pb_status) END AS pb_e,
+    CASE WHEN pb_status <> 'success' THEN coalesce(pb_error_message, '') END AS pb_m
+  FROM norm WHERE {' AND '.join(checks)}
+), ranked AS (
+  SELECT {kept}, row_number() OVER (PARTITION BY pb_id ORDER BY {order}) AS pb_rank
+  FROM good WHERE pb_id IS NOT NULL
+), won AS (
+  SELECT {kept} FROM good WHERE pb_id IS NULL
+  UNION ALL
+  SELECT {kept} FROM ranked WHERE pb_rank = 1
+)"""
+
+
+def _daily_text(present: set[str], since: date | None, until: date | None) -> str:
+    keys = ["pb_date", "pb_agent"]
+    out = ['pb_date AS "date"', 'pb_agent AS "agent_id"']
+    if "prompt_version" in present:
+        keys.append("pb_version")
+        out.append('pb_version AS "prompt_version"')
+    if "segment" in present:
+        keys.append("pb_segment")
+        out.append('pb_segment AS "segment"')
+    out += ['count(*) AS "executions"',
+            'sum(CASE WHEN pb_status = \'success\' THEN 1 ELSE 0 END) AS "successes"',
+            'sum(CASE WHEN pb_status = \'timeout\' THEN 1 ELSE 0 END) AS "timeouts"',
+            'sum(CASE WHEN pb_status IN (\'error\', \'failure\') THEN 1 ELSE 0 END) '
+            'AS "errors"']
+    if "latency_ms" in present:
+        out += ['count(pb_lat) AS "latency_n"', 'sum(pb_ll) AS "latency_log_sum"',
+                'sum(pb_ll * pb_ll) AS "latency_log_sumsq"']
+    for canonical, name, column in (("cost_usd", "pb_cost", "cost_sum"),
+                                    ("input_tokens", "pb_tin", "input_tokens_sum"),
+                                    ("output_tokens", "pb_tout", "output_tokens_sum")):
+        if canonical in present:
+            out.append(f'sum({name}) AS "{column}"')
+    if "quality_score" in present:
+        out += ['count(pb_q) AS "quality_n"', 'sum(pb_q) AS "quality_sum"']
+    # ln(latency), as ingest: a latency under 1 microsecond counts as 1 microsecond.
+    ll = ("CASE WHEN pb_lat IS NULL THEN NULL WHEN pb_lat < 0.001 THEN LN(0.001) "
+          "ELSE LN(pb_lat) END") if "latency_ms" in present else "NULL"
+    where = f" WHERE pb_ep >= {_epoch(since)}" if since is not None else ""
+    return (_rows_text(present, since, until) + f"""
+SELECT {', '.join(out)}
+FROM (SELECT *, pb_day(pb_ep) AS pb_date, {ll} AS pb_ll FROM won{where}) AS pb_w
+GROUP BY {', '.join(keys)}
+ORDER BY {', '.join(keys)}""")
+
+
+def _failures_text(present: set[str], since: date | None, until: date | None) -> str:
+    keys = ["pb_date", "pb_agent"]
+    out = ['pb_date AS "date"', 'pb_agent AS "agent_id"']
+    if "prompt_version" in present:
+        keys.append("pb_version")
+        out.append('pb_version AS "prompt_version"')
+    keys += ["pb_e", "pb_key"]
+    out += ['pb_e AS "error_type"', 'min(pb_m) AS "error_message"', 'count(*) AS "count"']
+    where = f" AND pb_ep >= {_epoch(since)}" if since is not None else ""
+    return (_rows_text(present, since, until) + f"""
+SELECT {', '.join(out)}
+FROM (SELECT *, pb_day(pb_ep) AS pb_date, pb_premask(pb_m) AS pb_key FROM won
+      WHERE pb_status <> 'success'{where}) AS pb_w
+GROUP BY {', '.join(keys)}
+ORDER BY {', '.join(keys)}""")
+
+
+def _epoch(day: date) -> int:
+    return (day - date(1970, 1, 1)).days * DAY
+
+
+# ------------------------------------------------------------------ into a dialect
+
+
+def _macro(name: str, dialect: str, args: list[exp.Expression]) -> exp.Expression:
+    texts = MACROS[name]
+    text = texts.get(dialect, texts["duckdb"])
+    tree = sqlglot.parse_one(text, read=dialect if dialect in texts else "duckdb")
+    slots = {"pb_x": args[0], "pb_y": args[1] if len(args) > 1 else None}
+
+    def put(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Column) and not node.table and node.name in slots:
+            arg = slots[node.name]
+            assert arg is not None
+            return arg.copy()
+        return node
+
+    return tree.transform(put)
+
+
+def _status_case(value: exp.Expression, statuses: Mapping[str, str]) -> exp.Expression:
+    """The export's own status words (compared lower-cased and trimmed) -> canonical."""
+    if not statuses:
+        return value
+    case = exp.Case(this=value)
+    for word, status in sorted(statuses.items()):
+        case = case.when(exp.Literal.string(word), exp.Literal.string(status))
+    return case.else_(value.copy())
+
+
+def build(request: Request) -> str:
+    """The SQL for `request`, pretty-printed in its dialect."""
+    if request.dialect not in DIALECTS:
+        raise WarehouseError(f"unknown dialect {request.dialect!r}",
+                             f"use one of {', '.join(DIALECTS)}", option=True)
+    parts = table_parts(request.table)
+    columns = dict(request.columns) if request.columns is not None else resolve({})
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise WarehouseError(f"no column for {', '.join(missing)}",
+                             "map the table's names under metrics.columns")
+    statuses = {k.strip().lower(): v for k, v in (request.statuses or {}).items()}
+    unknown = sorted(set(statuses.values()) - set(STATUSES))
+    if unknown:
+        raise WarehouseError(f"metrics.status_values maps to unknown status(es): "
+                             f"{', '.join(unknown)}",
+                             f"map your status words onto {', '.join(STATUSES)}")
+    present = set(columns)
+    if request.since and request.until and request.until <= request.since:
+        raise WarehouseError(f"--until {request.until} is not after --since {request.since}",
+                             "--until is the first day left out: pass a later day",
+                             option=True)
+    text = (_failures_text if request.failures else _daily_text)(
+        present, request.since, request.until)
+    tree = sqlglot.parse_one(text, read="duckdb")
+    table = exp.Table(this=exp.to_identifier(parts[-1], quoted=True),
+                      db=exp.to_identifier(parts[-2], quoted=True) if len(parts) > 1 else None,
+                      catalog=exp.to_identifier(parts[0], quoted=True) if len(parts) > 2
+                      else None)
+
+    def fill(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Column) and node.name.startswith("pb_col_"):
+            canonical = node.name[len("pb_col_"):]
+            if canonical in columns:
+                return exp.column(exp.to_identifier(columns[canonical], quoted=True))
+            return exp.Null()
+        if isinstance(node, exp.Table) and node.name == "pb_table":
+            return table.copy()
+        return node
+
+    def expand(node: exp.Expression) -> exp.Expression:
+        if not isinstance(node, exp.Anonymous):
+            return node
+        name = str(node.this).lower()
+        # A replaced node is not visited again: its arguments are expanded first.
+        args = [a.transform(expand) for a in node.expressions]
+        if name == "pb_status":
+            return _status_case(args[0], statuses)
+        if name in MACROS:
+            return _macro(name, request.dialect, args)
+        return node
+
+    tree = tree.transform(fill).transform(expand)
+    return tree.sql(dialect=request.dialect, pretty=True, unsupported_level=ErrorLevel.RAISE)

@@ -1,0 +1,573 @@
+"""`promptbot sql` (docs/WAREHOUSE.md): the daily form computed inside a warehouse equals
+what ingest computes from the same rows.
+
+Each dialect's SQL is parsed back; the DuckDB SQL runs in-process and the Postgres SQL on a
+throwaway server (initdb + pg_ctl on a unix socket); each result is written as the daily-form
+CSV and its failure CSV, read by promptbot's own ingest, and compared with ingesting the raw
+export: per agent, version and day every count and sum the daily form carries (floats to
+1e-9 relative), per agent, version, day, error type and failure template the failure counts,
+per segment and day the executions and successes.
+
+What the daily form cannot carry, so is not compared (docs/WAREHOUSE.md, "What the bot loses"):
+latency and cost percentiles (the histograms need rows), the latency-on-tokens fit, the sums
+of squares of cost and quality, retries, bad-row counts by reason. And what it carries
+differently: it has no count of the rows behind a sum, so a day where some rows lack a cost
+(or token counts) reads as if all had one; the exports here have cost and tokens on every good
+row, and `cost_n` / `tokens_n` are compared. Days and hours: ingest keeps hours, the daily form
+days, so the comparison is per day (the hourly split, and with it the "newest day counts once
+the export reaches its last hour" rule, is what the daily form gives up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import math
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+import sqlglot
+from conftest import PROJECT, make_repo
+from sqlglot import exp
+
+from bot.cli import _parser, main
+from bot.core import warehouse
+from bot.core.metrics import MetricsSnapshot
+from bot.core.templates import LIMIT
+from bot.load import metrics
+
+EXAMPLE = PROJECT / "examples" / "metrics" / "executions.csv"
+# A session time zone far from UTC: days must be UTC days whatever the session says.
+SESSION_TZ = "Asia/Kolkata"
+TEAM_POLICY = """\
+metrics:
+  columns:
+    ts: timestamp
+    agent-name: agent_id
+    Prompt Version: prompt_version
+    run_id: execution_id
+    outcome: status
+    duration: latency_ms
+    score: quality_score
+    tier: segment
+  status_values: {ok: success, failed: error, deadline_exceeded: timeout}
+"""
+TEAM_COLUMNS = ["ts", "agent-name", "Prompt Version", "run_id", "outcome", "duration",
+                "input_tokens", "output_tokens", "cost_usd", "error_type", "error_message",
+                "score", "tier"]
+_WORDS = {"success": "OK", "error": "Failed", "timeout": "deadline_exceeded"}
+
+
+def _sql(root: Path, *args: str) -> str:
+    """What `promptbot sql ARGS` prints (exit 0 asserted)."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = main(["-C", str(root), "sql", *args])
+    assert code == 0, buffer.getvalue()
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------ the exports
+
+
+@dataclass(frozen=True)
+class Export:
+    csv: Path
+    root: Path  # where policies/promptbot.yaml is read from
+    raw: MetricsSnapshot  # ingest of the raw export
+    day: date  # a day in the middle of it (the hand-made rows' day)
+
+
+def _ingest(root: Path, files: list[Path]) -> MetricsSnapshot:
+    from bot.load.repo import WorkingTree, load_policy
+
+    policy = load_policy(WorkingTree(root))
+    return metrics.ingest_with([str(f) for f in files], policy.metrics, policy.pricing)
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Export:
+    root = tmp_path_factory.mktemp("example")  # no policy: the defaults, as the example needs
+    return Export(EXAMPLE, root, _ingest(root, [EXAMPLE]), date(2026, 10, 20))
+
+
+def _handmade(day: date, agent: str, version: str) -> list[list[str]]:
+    """Rows that make every rule of ingest count: re-sent ids, ties, zones, bad values."""
+    d0, d1, d2 = (day + timedelta(days=n) for n in range(3))
+    epoch = int((datetime(d0.year, d0.month, d0.day, 6) - datetime(1970, 1, 1)).total_seconds())
+    rows = [
+        # ts, agent, version, id, outcome, duration, in, out, cost, type, message, score, tier
+        # A bad copy first (negative latency), the good one on the next day wins.
+        [f"{d0}T23:50:00Z", agent, version, "dup-1", "OK", "-5", "10", "5", "0.001", "", "",
+         "0.5", "gold"],
+        [f"{d1}T00:10:00Z", agent, version, "dup-1", "OK", "900", "10", "5", "0.001", "", "",
+         "0.5", "gold"],
+        # Two good copies two days apart: the earlier (a failure) counts.
+        [f"{d0}T10:00:00Z", agent, version, "dup-2", "Failed", "1200", "20", "7", "0.002",
+         "ToolError", "Tool 'búsqueda' falló: código 4211 (req a9f3)", "0.1", "gold"],
+        [f"{d2}T10:00:00Z", agent, version, "dup-2", "OK", "800", "20", "7", "0.002", "", "",
+         "0.9", "gold"],
+        # Same time: the status breaks the tie (error before success, as ingest orders).
+        [f"{d0}T12:00:00Z", agent, version, "dup-3", "OK", "700", "30", "9", "0.003", "", "",
+         "", "silver"],
+        [f"{d0}T12:00:00Z", agent, version, "dup-3", "Failed", "700", "30", "9", "0.003",
+         "ToolError", "Tool 'búsqueda' falló: código 977 (req 0c11)", "", "silver"],
+        # Ids are trimmed; a blank id is no id (both rows count).
+        [f"{d0}T13:00:00Z", agent, version, " dup-4 ", " ok ", "100", "1", "1", "0.0001", "",
+         "", "", ""],
+        [f"{d0}T13:00:01Z", agent, version, "dup-4", "deadline_exceeded", "100", "1", "1",
+         "0.0001", "", "", "", ""],
+        [f"{d0}T14:00:00Z", agent, version, "  ", "FAILURE", "50", "1", "1", "0.0001", "", "",
+         "", " gold "],
+        [f"{d0}T14:00:00Z", agent, version, "  ", "FAILURE", "50", "1", "1", "0.0001", "", "",
+         "", " gold "],
+        # No zone is UTC (in the session's zone, +05:30, it would be the day before); an
+        # offset moves the row to the next UTC day; epoch seconds.
+        [f"{d0} 02:00:00", agent, version, "tz-1", "OK", "0", "12.5", "3", "0.0002", "", "",
+         "", "gold"],
+        [f"{d0}T23:30:00-05:00", agent, version, "tz-2", "OK", "300", "5", "3", "0.0002", "",
+         "", "", "gold"],
+        [str(epoch), agent, version, "tz-3", "OK", "300", "5", "3", "0.0002", "", "", "",
+         "gold"],
+        # Bad rows: not numbers, not finite, negative cost, no agent, unknown status, a day
+        # that does not exist, a quality score that is not a number.
+        [f"{d0}T15:00:00Z", agent, version, "bad-1", "OK", "fast", "1", "1", "0.1", "", "",
+         "", "gold"],
+        [f"{d0}T15:00:00Z", agent, version, "bad-2", "OK", "inf", "1", "1", "0.1", "", "", "",
+         "gold"],
+        [f"{d0}T15:00:00Z", agent, version, "bad-3", "OK", "10", "1", "1", "-0.1", "", "", "",
+         "gold"],
+        [f"{d0}T15:00:00Z", " ", version, "bad-4", "OK", "10", "1", "1", "0.1", "", "", "",
+         "gold"],
+        [f"{d0}T15:00:00Z", agent, version, "bad-5", "weird", "10", "1", "1", "0.1", "", "",
+         "", "gold"],
+        ["2026-02-30T10:00:00Z", agent, version, "bad-6", "OK", "10", "1", "1", "0.1", "", "",
+         "", "gold"],
+        [f"{d0}T15:00:00Z", agent, version, "bad-7", "OK", "10", "1", "1", "0.1", "", "",
+         "n/a", "gold"],
+        # An empty latency is no latency, not a bad row.
+        [f"{d0}T16:00:00Z", agent, version, "ok-1", "OK", "", "1", "1", "0.1", "", "", "",
+         "gold"],
+    ]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory) -> Export:
+    """A simulated export with re-sent and bad rows, as a team's table: their column names
+    (one with a space and capitals, one with a dash), their status words, a segment column,
+    quality scores, and the hand-made rows above."""
+    base = tmp_path_factory.mktemp("team")
+    repo = make_repo(base / "repo")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["-C", str(repo), "simulate", "--out", str(base / "sim"), "--per-day", "60",
+                     "--days", "14", "--duplicates", "0.02", "--bad-rows", "0.02",
+                     "--quality-effect", "0.05", "--segments"]) == 0
+    with (base / "sim" / "executions.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert any(r["timestamp"] == "not-a-time" for r in rows)  # the simulator's bad rows
+    first = rows[0]
+    day = date.fromisoformat(first["timestamp"][:10]) + timedelta(days=5)
+    out = base / "team.csv"
+    with out.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(TEAM_COLUMNS)
+        for r in rows:
+            writer.writerow([r["timestamp"], r["agent_id"], r["prompt_version"],
+                             r["execution_id"], _WORDS.get(r["status"], r["status"]),
+                             r["latency_ms"], r["input_tokens"], r["output_tokens"],
+                             r["cost_usd"], r["error_type"], r["error_message"],
+                             r["quality_score"], r["segment"]])
+        writer.writerows(_handmade(day, first["agent_id"], first["prompt_version"]))
+    root = base / "policy"
+    (root / "policies").mkdir(parents=True)
+    (root / "policies" / "promptbot.yaml").write_text(TEAM_POLICY, encoding="utf-8")
+    return Export(out, root, _ingest(root, [out]), day)
+
+
+# ------------------------------------------------------------------ the comparison
+
+
+_COUNTS = ("executions", "successes", "timeouts", "errors", "latency_n", "cost_n", "tokens_n",
+           "quality_n")
+_SUMS = ("log_latency_sum", "log_latency_sumsq", "cost_sum", "input_tokens_sum",
+         "output_tokens_sum", "quality_sum")
+
+
+def _days(snapshot: MetricsSnapshot) -> dict[tuple[Any, ...], dict[str, float]]:
+    """Per agent, version and day: the counts and sums the daily form carries (ingest's
+    buckets are hourly, the daily form's daily)."""
+    out: dict[tuple[Any, ...], dict[str, float]] = {}
+    for b in snapshot.buckets:
+        into = out.setdefault((b.agent_id, b.prompt_version, b.hour.date()),
+                              dict.fromkeys((*_COUNTS, "output_tokens_n", *_SUMS), 0.0))
+        for name in (*_COUNTS, *_SUMS):
+            into[name] += getattr(b, name)
+        into["output_tokens_n"] += (b.output_tokens_n if b.output_tokens_n is not None
+                                    else b.tokens_n)
+    return out
+
+
+def _failures(snapshot: MetricsSnapshot) -> Counter[tuple[Any, ...]]:
+    out: Counter[tuple[Any, ...]] = Counter()
+    for e in snapshot.error_days:
+        out[(e.agent_id, e.prompt_version, e.day, e.error_type, e.template)] += e.count
+    return out
+
+
+def _segments(snapshot: MetricsSnapshot) -> dict[tuple[Any, ...], tuple[int, int]]:
+    return {(s.agent_id, s.prompt_version, s.day, s.segment): (s.executions, s.successes)
+            for s in snapshot.segment_days}
+
+
+def assert_equal_to_ingest(raw: MetricsSnapshot, aggregated: MetricsSnapshot) -> None:
+    assert aggregated.rows_read == 0 and aggregated.daily_rows > 0  # read as the daily form
+    assert aggregated.rows_used == raw.rows_used == raw.rows_read - raw.duplicates - raw.bad_rows
+    ours, theirs = _days(raw), _days(aggregated)
+    assert ours.keys() == theirs.keys()
+    for key, expected in ours.items():
+        got = theirs[key]
+        for name in (*_COUNTS, "output_tokens_n"):
+            assert got[name] == expected[name], (key, name)
+        for name in _SUMS:
+            assert math.isclose(got[name], expected[name], rel_tol=1e-9, abs_tol=1e-9), \
+                (key, name, got[name], expected[name])
+    assert _failures(aggregated) == _failures(raw)
+    assert _segments(aggregated) == _segments(raw)
+
+
+# ------------------------------------------------------------------ DuckDB
+
+
+def _run_duckdb(export: Export, out: Path, table: str = "executions",
+                *extra: str) -> list[Path]:
+    """The export as a DuckDB table (typed as ingest's reader types it), the printed SQL
+    run on it, each result written as CSV."""
+    con = duckdb.connect()
+    con.execute(f"SET TimeZone = '{SESSION_TZ}'")
+    if "." in table:
+        con.execute(f"CREATE SCHEMA {table.split('.')[0]}")
+    con.execute(f"CREATE TABLE {table} AS SELECT * FROM read_csv('{export.csv}')")
+    files = []
+    for kind in ("daily", "failures"):
+        args = ["--dialect", "duckdb", "--table", table, *extra]
+        printed = _sql(export.root, *args, *(["--failures"] if kind == "failures" else []))
+        path = out / f"{kind}.csv"
+        con.sql(printed.strip().removesuffix(";")).write_csv(str(path))
+        files.append(path)
+    return files
+
+
+def test_duckdb_sql_on_the_example_export_equals_ingest(example: Export, tmp_path: Path
+                                                        ) -> None:
+    # The example holds re-sent rows and every kind of bad row already.
+    assert example.raw.duplicates > 0 and len(example.raw.bad_by_reason) >= 3
+    files = _run_duckdb(example, tmp_path)
+    assert_equal_to_ingest(example.raw, _ingest(example.root, files))
+
+
+def test_duckdb_sql_on_a_team_table_with_resends_bad_rows_and_their_names_equals_ingest(
+        team: Export, tmp_path: Path) -> None:
+    raw = team.raw
+    assert raw.duplicates > 100 and raw.bad_rows > 100
+    assert {"unparseable timestamp", "unknown status", "negative latency_ms",
+            "latency_ms is not a number", "a number is not finite (inf/nan)",
+            "negative cost_usd", "missing agent_id",
+            "quality_score is not a number"} <= set(raw.bad_by_reason)
+    assert {s.segment for s in raw.segment_days} >= {"easy", "hard", "gold", "(none)"}
+    files = _run_duckdb(team, tmp_path, "analytics.exec_log")
+    aggregated = _ingest(team.root, files)
+    assert_equal_to_ingest(raw, aggregated)
+    # The hand-made re-sends were settled as ingest settles them (not only in total).
+    day = team.day
+    mine = [r for r in csv.DictReader(files[1].open(encoding="utf-8"))
+            if r["error_type"] == "ToolError"]
+    assert {(r["date"], r["count"]) for r in mine} == {(str(day), "2")}  # dup-2 and dup-3
+    assert mine[0]["error_message"].startswith("Tool 'búsqueda' falló: código ")
+
+
+def test_since_and_until_cut_whole_days_and_settle_resends_across_the_boundary(
+        team: Export, tmp_path: Path) -> None:
+    full = list(csv.DictReader(_run_duckdb(team, tmp_path)[0].open(encoding="utf-8")))
+    since, until = team.day + timedelta(days=1), team.day + timedelta(days=4)
+    later = tmp_path / "later"
+    later.mkdir()
+    part = list(csv.DictReader(_run_duckdb(team, later, "executions", "--since", str(since),
+                                           "--until", str(until))[0].open(encoding="utf-8")))
+    assert {r["date"] for r in part} == {str(since + timedelta(days=n)) for n in range(3)}
+    # dup-2's copy two days later is still a re-send: its first copy, the day before
+    # --since, is read to settle it.
+    expected = [r for r in full if str(since) <= r["date"] < str(until)]
+    assert [_key(r) for r in part] == [_key(r) for r in expected]
+    for got, want in zip(part, expected, strict=True):
+        for name, value in want.items():
+            if name in ("date", "agent_id", "prompt_version", "segment"):
+                continue
+            # sums to 1e-9: DuckDB adds in parallel
+            assert math.isclose(float(got[name] or 0), float(value or 0), rel_tol=1e-9), \
+                (name, got, want)
+
+
+def _key(row: dict[str, str]) -> tuple[str, ...]:
+    return (row["date"], row["agent_id"], row["prompt_version"], row["segment"])
+
+
+# ------------------------------------------------------------------ PostgreSQL
+
+
+@dataclass(frozen=True)
+class Postgres:
+    psql: str
+    socket_dir: Path
+
+    def run(self, *args: str, stdout: Path | None = None) -> str:
+        env = {**os.environ, "PGHOST": str(self.socket_dir), "PGUSER": "promptbot",
+               "PGDATABASE": "postgres", "PGTZ": SESSION_TZ}
+        with contextlib.ExitStack() as stack:
+            sink = stack.enter_context(stdout.open("w")) if stdout else subprocess.PIPE
+            done = subprocess.run([self.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", *args],
+                                  env=env, stdout=sink, stderr=subprocess.PIPE, text=True,
+                                  timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout or ""
+
+
+def _postgres_bin() -> Path | None:
+    """The folder of initdb and pg_ctl: on PATH, else Debian's /usr/lib/postgresql/N/bin."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                      key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    return versions[-1].parent if versions else None
+
+
+def _missing(why: str) -> None:
+    """Under CI (a clean machine where scripts/test installs PostgreSQL) a missing server
+    fails the test; on a person's machine it is skipped with the reason."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{why} (scripts/test installs Debian's postgresql package as root)",
+                    pytrace=False)
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    """A throwaway server: initdb into a temporary folder, pg_ctl start on a unix socket
+    there (no TCP), stopped and deleted afterwards. As root, the server runs as the
+    `postgres` user (else `nobody`): PostgreSQL refuses to run as root."""
+    bindir = _postgres_bin()
+    # The server's own psql first (Debian's /usr/bin/psql is a wrapper that picks a version).
+    psql = (str(bindir / "psql") if bindir and (bindir / "psql").exists()
+            else shutil.which("psql"))
+    if bindir is None or not (bindir / "pg_ctl").exists() or psql is None:
+        _missing("PostgreSQL is not installed: no initdb/pg_ctl on PATH or in "
+                 "/usr/lib/postgresql/*/bin, or no psql")
+    assert bindir is not None and psql is not None
+    as_user: list[str] = []
+    # Short: a unix socket's path must fit in ~100 bytes.
+    base = Path(tempfile.mkdtemp(prefix="pb-pg-"))
+    if os.geteuid() == 0:
+        runuser = shutil.which("runuser")
+        if runuser is None:
+            _missing("running as root without runuser: PostgreSQL cannot run as root")
+        try:
+            user = pwd.getpwnam("postgres").pw_name
+        except KeyError:
+            user = "nobody"
+        shutil.chown(base, user)
+        as_user = [str(runuser), "-u", user, "--"]
+    data = base / "data"
+    try:
+        subprocess.run([*as_user, str(bindir / "initdb"), "--no-sync", "--auth=trust",
+                        "-U", "promptbot", "-E", "UTF8", "--no-locale", "-D", str(data)],
+                       check=True, capture_output=True, timeout=120)
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l",
+                        str(base / "log"), "-w", "-t", "60", "-o",
+                        f"-F -k {base} -c listen_addresses=''", "start"],
+                       check=True, capture_output=True, timeout=120)
+    except subprocess.CalledProcessError as exc:
+        log = (base / "log").read_text() if (base / "log").exists() else ""
+        shutil.rmtree(base, ignore_errors=True)
+        raise AssertionError(f"{exc.cmd[len(as_user)]}: {exc.stderr!r} {log}") from None
+    try:
+        yield Postgres(psql, base)
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                        "stop"], capture_output=True, timeout=60, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _pg_load(pg: Postgres, export: Export, table: str, tmp_path: Path) -> None:
+    """The export's columns as text (a landing table: bad values load as they are)."""
+    with export.csv.open(newline="", encoding="utf-8") as handle:
+        header = next(csv.reader(handle))
+    columns = ", ".join(f"{_quoted(c)} text" for c in header)
+    script = tmp_path / f"load-{table}.sql"
+    script.write_text(f"CREATE TABLE {table} ({columns});\n"
+                      f"\\copy {table} FROM '{export.csv}' CSV HEADER\n", encoding="utf-8")
+    pg.run("-f", str(script))
+
+
+def _run_postgres(pg: Postgres, export: Export, table: str, out: Path) -> list[Path]:
+    """What a team runs: the printed SQL in a file, `psql --csv -f` into the CSV."""
+    files = []
+    for kind in ("daily", "failures"):
+        sql = out / f"{kind}.sql"
+        sql.write_text(_sql(export.root, "--dialect", "postgres", "--table", table,
+                            *(["--failures"] if kind == "failures" else [])),
+                       encoding="utf-8")
+        path = out / f"{kind}.csv"
+        pg.run("--csv", "-f", str(sql), stdout=path)
+        files.append(path)
+    return files
+
+
+def test_postgres_sql_equals_ingest_on_text_and_typed_tables(
+        postgres: Postgres, example: Export, team: Export, tmp_path: Path) -> None:
+    _pg_load(postgres, example, "example_text", tmp_path)
+    _pg_load(postgres, team, "team_text", tmp_path)
+    # The example typed as a warehouse would type it: a timestamptz column (a value that
+    # is no timestamp stored as NULL, still an unparseable timestamp), numbers as numbers.
+    postgres.run("-c", """CREATE SCHEMA analytics;
+        CREATE TABLE analytics.example_typed AS SELECT
+          CASE WHEN "timestamp" ~ '^[0-9]{4}-' THEN CAST("timestamp" AS timestamptz) END
+            AS "timestamp",
+          agent_id, prompt_version, execution_id, status,
+          CAST(latency_ms AS double precision) AS latency_ms,
+          CAST(input_tokens AS bigint) AS input_tokens,
+          CAST(output_tokens AS bigint) AS output_tokens,
+          CAST(cost_usd AS numeric(12, 6)) AS cost_usd, error_type, error_message
+        FROM example_text""")
+    for export, table in ((example, "example_text"), (example, "analytics.example_typed"),
+                          (team, "team_text")):
+        out = tmp_path / table
+        out.mkdir()
+        files = _run_postgres(postgres, export, table, out)
+        assert_equal_to_ingest(export.raw, _ingest(export.root, files))
+
+
+# ------------------------------------------------------------------ every dialect
+
+
+INTERNAL = {"src", "norm", "good", "ranked", "won"}
+
+
+@pytest.mark.parametrize("dialect", warehouse.DIALECTS)
+def test_every_dialect_parses_back_and_quotes_every_user_name(
+        dialect: str, team: Export) -> None:
+    names = {"ts", "agent-name", "Prompt Version", "run_id", "outcome", "duration", "score",
+             "tier", "input_tokens", "output_tokens", "cost_usd", "error_type",
+             "error_message", "my-project", "analytics", "exec_log"}
+    for extra in ([], ["--failures"], ["--since", "2026-11-01", "--until", "2026-11-08"]):
+        printed = _sql(team.root, "--dialect", dialect, "--table",
+                       "my-project.analytics.exec_log", *extra)
+        tree = sqlglot.parse_one(printed, read=dialect)
+        identifiers = list(tree.find_all(exp.Identifier))
+        unquoted = {i.name for i in identifiers if not i.quoted}
+        assert {n for n in unquoted if not n.lower().startswith("pb_")} <= INTERNAL | {
+            "EPOCH_MICROSECOND"}, unquoted  # Snowflake's DATE_PART unit
+        quoted = {i.name for i in identifiers if i.quoted}
+        # Every user name is there, quoted (the failure rows read every column too: bad
+        # rows and ties need them); the outputs carry the daily form's names.
+        assert names <= quoted, names - quoted
+        assert ({"date", "agent_id", "prompt_version", "count"} if extra == ["--failures"]
+                else {"date", "agent_id", "prompt_version", "segment", "executions",
+                      "latency_log_sum", "quality_sum"}) <= quoted
+        # Nothing of DuckDB's own leaks into another dialect, no macro is left unexpanded.
+        assert not re.search(r"\bpb_[a-z]+\(", printed, re.IGNORECASE)
+        if dialect != "duckdb":
+            assert not re.search(r"\b(REGEXP_MATCHES|EPOCH_US|REGEXP_FULL_MATCH)\b", printed)
+        if dialect in ("postgres", "clickhouse"):
+            assert "TRY_CAST" not in printed  # neither has it (sqlglot writes CAST)
+        if dialect == "clickhouse":
+            assert not re.search(r"\b(LEFT|LOWER)\(", printed)  # bytes, not characters
+
+
+def test_each_dialects_own_primitives_come_out_as_written() -> None:
+    # The few primitives written per dialect (timestamps, dates, regexp replace, UTF-8) are
+    # parsed by sqlglot in that dialect and generated again: a sqlglot that rewrites one
+    # would change its meaning unseen (27 and 28 turned Snowflake's
+    # DATE_PART(EPOCH_MICROSECOND, ts) into whole seconds of ts cast without its zone).
+    def plain(text: str) -> str:
+        return re.sub(r"\s+", " ", text).replace("( ", "(").replace(" )", ")").strip().lower()
+
+    for name, texts in warehouse.MACROS.items():
+        for dialect, text in texts.items():
+            again = sqlglot.parse_one(text, read=dialect).sql(dialect=dialect)
+            assert plain(again) == plain(text), (name, dialect, again)
+
+
+def test_premask_is_ingests() -> None:
+    # The failure rows group messages by ingest's premask: same pattern, same limit.
+    assert warehouse.PREMASK_RE in metrics.PREMASK and f"{LIMIT})" in metrics.PREMASK
+    assert warehouse.MESSAGE_LIMIT == metrics.MESSAGE_LIMIT
+    assert warehouse.NONE_SEGMENT == metrics.NONE_SEGMENT
+
+
+def test_columns_say_which_columns_the_table_has() -> None:
+    mapping = {"ts": "timestamp", "agent": "agent_id", "outcome": "status",
+               "score": "quality_score", "day": "date"}
+    # Listed: only these exist; unmapped ones are not read, the first of two names wins.
+    found = warehouse.resolve(mapping, ["ts", "timestamp", "agent", "outcome", "score",
+                                        "user_id"])
+    assert found == {"timestamp": "ts", "agent_id": "agent", "status": "outcome",
+                     "quality_score": "score"}
+    printed = warehouse.build(warehouse.Request("duckdb", columns=found))
+    assert '"quality_sum"' in printed and '"latency_n"' not in printed
+    assert '"prompt_version"' not in printed and '"cost_sum"' not in printed
+    # Not listed: the mapped names, and the example export's canonical columns.
+    default = warehouse.resolve(mapping)
+    assert default["quality_score"] == "score" and default["latency_ms"] == "latency_ms"
+    assert "segment" not in default and "retries" not in default and "date" not in default
+    with pytest.raises(warehouse.WarehouseError, match="maps both 'ts' and 'time'"):
+        warehouse.resolve({"ts": "timestamp", "time": "timestamp"})
+
+
+# ------------------------------------------------------------------ refusals
+
+
+def test_unsafe_names_and_unknown_dialects_are_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def run(*args: str) -> tuple[int, str]:
+        code = main(["-C", str(tmp_path), "sql", *args])
+        captured = capsys.readouterr()
+        assert not captured.out  # no SQL printed
+        return code, captured.err
+
+    for table in ('exec"; DROP TABLE x; --', "exec;drop", "a'b", "a`b", "db..t", "a b", ""):
+        code, err = run("--dialect", "postgres", "--table", table)
+        assert code == 2 and "is not a table name" in err and "fix: pass NAME" in err, err
+    code, err = run("--dialect", "oracle")
+    assert code == 2 and "invalid choice: 'oracle'" in err
+    code, err = run("--dialect", "duckdb", "--since", "yesterday")
+    assert code == 2 and "YYYY-MM-DD" in err
+    code, err = run("--dialect", "duckdb", "--columns", "ts,agent")  # nothing mapped
+    assert code == 2 and "--columns has no column for timestamp, agent_id, status" in err
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "promptbot.yaml").write_text(
+        "metrics:\n  columns: {\"ts;--\": timestamp}\n", encoding="utf-8")
+    code, err = run("--dialect", "bigquery")
+    assert code == 3 and "policies/promptbot.yaml: column 'ts;--'" in err and "fix:" in err
+    # The command line offers exactly the dialects the SQL is built for.
+    commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    dialect = next(a for a in commands.choices["sql"]._actions if a.dest == "dialect")
+    assert tuple(dialect.choices or ()) == warehouse.DIALECTS
