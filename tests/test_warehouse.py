@@ -159,6 +159,13 @@ def _handmade(day: date, agent: str, version: str) -> list[list[str]]:
          "", "gold"],
         [f"{d0}T15:00:00Z", agent, version, "bad-7", "OK", "10", "1", "1", "0.1", "", "",
          "n/a", "gold"],
+        # Beyond the double range: infinite in ingest, so bad (a text column); below it, 0.
+        [f"{d0}T15:00:00Z", agent, version, "bad-8", "OK", "1e400", "1", "1", "0.1", "", "",
+         "", "gold"],
+        [f"{d0}T15:00:00Z", agent, version, "bad-9", "OK", "10", "1", "1", "0.1", "", "",
+         "-1e400", "gold"],
+        [f"{d0}T17:00:00Z", agent, version, "ok-2", "OK", "1e-400", "1", "1", "0.1", "", "",
+         "", "gold"],
         # An empty latency is no latency, not a bad row.
         [f"{d0}T16:00:00Z", agent, version, "ok-1", "OK", "", "1", "1", "0.1", "", "", "",
          "gold"],
@@ -300,26 +307,70 @@ def test_duckdb_sql_on_a_team_table_with_resends_bad_rows_and_their_names_equals
     assert mine[0]["error_message"].startswith("Tool 'búsqueda' falló: código ")
 
 
-def test_since_and_until_cut_whole_days_and_settle_resends_across_the_boundary(
+def test_duckdb_sql_reads_edge_values_as_ingest_reads_them(team: Export, tmp_path: Path) -> None:
+    # What DuckDB's own casts take or refuse, the DuckDB SQL takes or refuses as ingest does:
+    # no trim before the epoch check, TRY_CAST on the text as it is, times in microseconds.
+    d0 = team.day
+    epoch = int((datetime(d0.year, d0.month, d0.day, 9) - datetime(1970, 1, 1)).total_seconds())
+    rows = [
+        [f"{d0:%Y/%m/%d} 10:00:00", "a1", "v1", "e-1", "OK", "100", "1", "1", "0.1", "", "",
+         "", "gold"],  # not ISO 8601: DuckDB's cast takes it (ingest counts it)
+        [f" {epoch}", "a1", "v1", "e-2", "OK", "100", "1", "1", "0.1", "", "", "",
+         "gold"],  # epoch seconds after a space: no timestamp to ingest
+        [f"{d0}T11:00:00Z", "a1", "v1", "e-3", "OK", "1_000", "1", "1", "0.1", "", "", "",
+         "gold"],  # DuckDB's cast: 1000
+        [f"{d0}T11:00:00Z", "a1", "v1", "e-4", "OK", "5\u00a0", "1", "1", "0.1", "", "", "",
+         "gold"],  # a no-break space after the number: not a number to ingest
+        # The same instant as epoch seconds (400 ns later: ingest keeps microseconds) and
+        # as ISO 8601: a tie, which the status breaks (the failure wins).
+        [f"{epoch}.0000004", "a1", "v1", "e-5", "Failed", "100", "1", "1", "0.1", "ToolError",
+         "boom", "", "gold"],
+        [f"{d0}T09:00:00Z", "a1", "v1", "e-5", "OK", "100", "1", "1", "0.1", "", "", "",
+         "gold"],
+        [f"{d0}T12:00:00Z", "a1", "v1", "e-6", "OK", "200", "1", "1", "0.1", "", "", "",
+         "gold"],
+    ]
+    path = tmp_path / "edges.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(TEAM_COLUMNS)
+        writer.writerows(rows)
+    edges = Export(path, team.root, _ingest(team.root, [path]), d0)
+    raw = edges.raw
+    assert (raw.rows_used, raw.bad_rows, raw.duplicates) == (4, 2, 1), raw.bad_by_reason
+    out = tmp_path / "out"
+    out.mkdir()
+    assert_equal_to_ingest(edges.raw, _ingest(team.root, _run_duckdb(edges, out)))
+
+
+def test_since_and_until_cut_whole_days_and_settle_resends_as_ingest(
         team: Export, tmp_path: Path) -> None:
-    full = list(csv.DictReader(_run_duckdb(team, tmp_path)[0].open(encoding="utf-8")))
-    since, until = team.day + timedelta(days=1), team.day + timedelta(days=4)
-    later = tmp_path / "later"
-    later.mkdir()
-    part = list(csv.DictReader(_run_duckdb(team, later, "executions", "--since", str(since),
-                                           "--until", str(until))[0].open(encoding="utf-8")))
+    # dup-2 failed on day 0 and was re-sent (a success) on day 2: from day 2 on, ingest of
+    # the whole export counts it on day 0 only, so the SQL reads days before --since too
+    # (warehouse.LOOKBACK_DAYS) and must not count the re-send on day 2.
+    since, until = team.day + timedelta(days=2), team.day + timedelta(days=5)
+    files = _run_duckdb(team, tmp_path, "executions", "--since", str(since), "--until",
+                        str(until))
+    part = list(csv.DictReader(files[0].open(encoding="utf-8")))
     assert {r["date"] for r in part} == {str(since + timedelta(days=n)) for n in range(3)}
-    # dup-2's copy two days later is still a re-send: its first copy, the day before
-    # --since, is read to settle it.
-    expected = [r for r in full if str(since) <= r["date"] < str(until)]
-    assert [_key(r) for r in part] == [_key(r) for r in expected]
-    for got, want in zip(part, expected, strict=True):
-        for name, value in want.items():
-            if name in ("date", "agent_id", "prompt_version", "segment"):
-                continue
-            # sums to 1e-9: DuckDB adds in parallel
-            assert math.isclose(float(got[name] or 0), float(value or 0), rel_tol=1e-9), \
-                (name, got, want)
+    aggregated = _ingest(team.root, files)
+
+    def within(key: tuple[Any, ...]) -> bool:
+        day = key[2].date() if isinstance(key[2], datetime) else key[2]
+        return bool(since <= day < until)
+
+    ours = {k: v for k, v in _days(team.raw).items() if within(k)}
+    theirs = _days(aggregated)
+    assert ours.keys() == theirs.keys()
+    for key, expected in ours.items():
+        for name in (*_COUNTS, "output_tokens_n"):
+            assert theirs[key][name] == expected[name], (key, name)
+        for name in _SUMS:
+            assert math.isclose(theirs[key][name], expected[name], rel_tol=1e-9,
+                                abs_tol=1e-9), (key, name)
+    assert _failures(aggregated) == Counter(
+        {k: n for k, n in _failures(team.raw).items() if within(k)})
+    assert _segments(aggregated) == {k: v for k, v in _segments(team.raw).items() if within(k)}
 
 
 def _key(row: dict[str, str]) -> tuple[str, ...]:
@@ -336,7 +387,9 @@ class Postgres:
 
     def run(self, *args: str, stdout: Path | None = None) -> str:
         env = {**os.environ, "PGHOST": str(self.socket_dir), "PGUSER": "promptbot",
-               "PGDATABASE": "postgres", "PGTZ": SESSION_TZ}
+               "PGDATABASE": "postgres", "PGTZ": SESSION_TZ,
+               # Not ISO: a timestamp cast to text reads `01/01/2026 15:30:00 IST`.
+               "PGDATESTYLE": "SQL, DMY"}
         with contextlib.ExitStack() as stack:
             sink = stack.enter_context(stdout.open("w")) if stdout else subprocess.PIPE
             done = subprocess.run([self.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", *args],
@@ -496,6 +549,11 @@ def test_every_dialect_parses_back_and_quotes_every_user_name(
         assert not re.search(r"\bpb_[a-z]+\(", printed, re.IGNORECASE)
         if dialect != "duckdb":
             assert not re.search(r"\b(REGEXP_MATCHES|EPOCH_US|REGEXP_FULL_MATCH)\b", printed)
+        # NULLS LAST spelled out as a sort key (sqlglot drops the clause for Postgres and
+        # Snowflake, whose sessions can change the default); text keys in byte order.
+        assert printed.count("IS NULL THEN 1 ELSE 0 END") >= 12  # 5 before: the null count
+        if dialect == "postgres":
+            assert printed.count('COLLATE "C"') >= 6
         if dialect in ("postgres", "clickhouse"):
             assert "TRY_CAST" not in printed  # neither has it (sqlglot writes CAST)
         if dialect == "clickhouse":
@@ -512,6 +570,7 @@ def test_each_dialects_own_primitives_come_out_as_written() -> None:
 
     for name, texts in warehouse.MACROS.items():
         for dialect, text in texts.items():
+            dialect = "duckdb" if dialect == "other" else dialect  # the others' default
             again = sqlglot.parse_one(text, read=dialect).sql(dialect=dialect)
             assert plain(again) == plain(text), (name, dialect, again)
 
@@ -556,6 +615,9 @@ def test_unsafe_names_and_unknown_dialects_are_refused(
     for table in ('exec"; DROP TABLE x; --', "exec;drop", "a'b", "a`b", "db..t", "a b", ""):
         code, err = run("--dialect", "postgres", "--table", table)
         assert code == 2 and "is not a table name" in err and "fix: pass NAME" in err, err
+    for table in ("pb_exec", "analytics.PB_log"):  # the prefix of internal names
+        code, err = run("--dialect", "clickhouse", "--table", table)
+        assert code == 2 and "starts with 'pb_'" in err and "fix: create a view" in err, err
     code, err = run("--dialect", "oracle")
     assert code == 2 and "invalid choice: 'oracle'" in err
     code, err = run("--dialect", "duckdb", "--since", "yesterday")
@@ -567,6 +629,15 @@ def test_unsafe_names_and_unknown_dialects_are_refused(
         "metrics:\n  columns: {\"ts;--\": timestamp}\n", encoding="utf-8")
     code, err = run("--dialect", "bigquery")
     assert code == 3 and "policies/promptbot.yaml: column 'ts;--'" in err and "fix:" in err
+    (tmp_path / "policies" / "promptbot.yaml").write_text(
+        "metrics:\n  columns: {PB_Score: quality_score}\n", encoding="utf-8")
+    code, err = run("--dialect", "clickhouse")
+    assert code == 3 and "'PB_Score' starts with 'pb_'" in err and "fix:" in err, err
+    for word in ("it's ok", "ok\\\\"):  # a quote, a backslash: no SQL literal holds them
+        (tmp_path / "policies" / "promptbot.yaml").write_text(
+            f"metrics:\n  status_values: {{\"{word}\": success}}\n", encoding="utf-8")
+        code, err = run("--dialect", "postgres")
+        assert code == 3 and "metrics.status_values word" in err and "backslash" in err, err
     # The command line offers exactly the dialects the SQL is built for.
     commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
     dialect = next(a for a in commands.choices["sql"]._actions if a.dest == "dialect")

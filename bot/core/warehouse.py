@@ -12,17 +12,21 @@ Postgres has no TRY_CAST), epoch seconds to a date, a regexp replace of every ma
 ClickHouse's UTF-8 string functions. Each is written per dialect in that dialect's SQL,
 parsed with it and put into the tree in place of a `pb_*` call.
 
-Each value is cast to text, trimmed and checked before it is converted (as ingest converts a
-text column), so the same SQL works on typed columns and on a landing table of strings, and
-a value that does not convert is a bad row, never an error.
+Each value is cast to text and checked before it is converted, so the same SQL works on
+typed columns and on a landing table of strings, and a value that does not convert is a bad
+row, never an error. DuckDB reads the text untrimmed with TRY_CAST, exactly as ingest does;
+the other dialects check the trimmed text with a regexp (docs/WAREHOUSE.md, "Where a dialect
+differs from ingest").
 
 - bad rows, excluded like ingest: no parseable timestamp (or outside the years 1 to 9999),
   no agent, a status that is neither canonical nor mapped (`metrics.status_values`), a
   number column holding something else than a finite number, a negative latency, token
   count, cost or retry count;
 - re-sent executions: among the good rows of one `execution_id` (trimmed; an empty id is no
-  id) the earliest wins, ties broken as ingest breaks them (status, the fuller row, then the
-  values); a bad row never wins over a good one, so only good rows are ranked;
+  id) the earliest wins (times in whole microseconds), ties broken as ingest breaks them
+  (status, the fuller row, then the values); a bad row never wins over a good one, so only
+  good rows are ranked; with `--since`, rows of the LOOKBACK_DAYS before it settle re-sends
+  across the boundary (a re-send later than that counts again);
 - failure messages are grouped by ingest's premask (every run of letters and digits holding
   a digit becomes `1`, after the first `templates.LIMIT` characters): the key promptbot
   computes is the same for every message of one group, so one real message per group (the
@@ -75,12 +79,27 @@ PG_TIMESTAMP_RE = (
     "^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])"
     "-(0[1-9]|[12][0-9]|3[01])([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]+)?)?"
     "( ?([zZ]|UTC|[+-](0[0-9]|1[0-5])(:?[0-5][0-9])?))?)?$")
+# A number whose digits are all zeros (whatever its exponent), and an exponent of 5 digits
+# or more (beyond NUMERIC's range): Postgres's guards in pb_num.
+ZERO_RE = "^[+-]?0*[.]?0*([eE][+-]?[0-9]+)?$"
+HUGE_EXPONENT_RE = "[eE][+-]?0*[1-9][0-9]{4,}$"
 # ingest's PREMASK (bot/load/metrics.py): the same runs, the same replacement.
 PREMASK_RE = "[A-Za-z0-9]*[0-9][A-Za-z0-9]*"
 # Years 1 to 9999 as epoch seconds (ingest: "timestamp outside the years 1 to 9999").
 MIN_EPOCH = -62_135_596_800
 MAX_EPOCH = 253_402_300_800
 DAY = 86_400
+# Rows this many days before --since are read too: an execution re-sent within them counts
+# once, on its first day (ingest reads the whole export; a re-send later than this after the
+# first copy counts again in the result).
+LOOKBACK_DAYS = 7
+# The largest finite double: a number column must lie strictly inside (ingest: "a number is
+# not finite"); `1e400` converts to infinity where it converts at all.
+MAX_DOUBLE = "1.7976931348623157e308"
+# DuckDB: a time followed by a zone anywhere in the text (the DuckDB SQL reads the text as
+# ingest does, untrimmed and in every format DuckDB's cast takes).
+DUCKDB_ZONED_RE = ("[0-9]:[0-9]{2}([.][0-9]+)? ?([A-Za-z][A-Za-z_/+-]*|[+-][0-9]{2}(:?[0-9]{2})?)"
+                   "[[:space:]]*$")
 
 
 def _q(text: str) -> str:
@@ -95,39 +114,42 @@ def _q(text: str) -> str:
 MACROS: dict[str, dict[str, str]] = {
     # Text -> epoch seconds (DOUBLE), NULL when it is no timestamp.
     "pb_epoch": {
-        "duckdb": f"""CASE WHEN regexp_matches(pb_x, {_q(EPOCH_RE)}) THEN TRY_CAST(pb_x AS DOUBLE)
-            WHEN NOT regexp_matches(pb_x, {_q(DATE_RE)}) THEN NULL
-            WHEN regexp_matches(pb_x, {_q(ZONED_RE)})
+        # pb_x: the text as it is (ingest neither trims it nor requires ISO 8601: whatever
+        # DuckDB's cast takes); epoch seconds through to_timestamp, as ingest (microseconds).
+        "duckdb": f"""CASE WHEN regexp_matches(pb_x, {_q(EPOCH_RE)})
+            THEN epoch_us(to_timestamp(CAST(pb_x AS DOUBLE))) / 1e6
+            WHEN regexp_matches(pb_x, {_q(DUCKDB_ZONED_RE)})
             THEN epoch_us(TRY_CAST(pb_x AS TIMESTAMPTZ)) / 1e6
             ELSE epoch_us(TRY_CAST(pb_x AS TIMESTAMP)) / 1e6 END""",
-        "postgres": f"""CASE WHEN pb_x ~ {_q(EPOCH_RE)} THEN CAST(pb_x AS DOUBLE PRECISION)
-            WHEN pb_x ~ {_q(PG_TIMESTAMP_RE)} THEN CASE
-              WHEN CAST(SUBSTRING(pb_x FROM 9 FOR 2) AS INT) <= EXTRACT(DAY FROM MAKE_DATE(
-                CAST(SUBSTRING(pb_x FROM 1 FOR 4) AS INT),
-                CAST(SUBSTRING(pb_x FROM 6 FOR 2) AS INT), 1)
+        # The other dialects read pb_y, the trimmed text.
+        "postgres": f"""CASE WHEN pb_y ~ {_q(EPOCH_RE)} THEN CAST(pb_y AS DOUBLE PRECISION)
+            WHEN pb_y ~ {_q(PG_TIMESTAMP_RE)} THEN CASE
+              WHEN CAST(SUBSTRING(pb_y FROM 9 FOR 2) AS INT) <= EXTRACT(DAY FROM MAKE_DATE(
+                CAST(SUBSTRING(pb_y FROM 1 FOR 4) AS INT),
+                CAST(SUBSTRING(pb_y FROM 6 FOR 2) AS INT), 1)
                 + INTERVAL '1 MONTH' - INTERVAL '1 DAY')
-              THEN CASE WHEN pb_x ~ {_q(ZONED_RE)}
-                THEN CAST(EXTRACT(EPOCH FROM CAST(pb_x AS TIMESTAMPTZ)) AS DOUBLE PRECISION)
-                ELSE CAST(EXTRACT(EPOCH FROM CAST(pb_x AS TIMESTAMP)) AS DOUBLE PRECISION) END
+              THEN CASE WHEN pb_y ~ {_q(ZONED_RE)}
+                THEN CAST(EXTRACT(EPOCH FROM CAST(pb_y AS TIMESTAMPTZ)) AS DOUBLE PRECISION)
+                ELSE CAST(EXTRACT(EPOCH FROM CAST(pb_y AS TIMESTAMP)) AS DOUBLE PRECISION) END
               END END""",
         # A string without a zone is UTC to BigQuery.
-        "bigquery": f"""CASE WHEN REGEXP_CONTAINS(pb_x, {_q(EPOCH_RE)})
-            THEN SAFE_CAST(pb_x AS FLOAT64)
-            WHEN REGEXP_CONTAINS(pb_x, {_q(DATE_RE)})
-            THEN UNIX_MICROS(SAFE_CAST(pb_x AS TIMESTAMP)) / 1e6 END""",
-        "snowflake": f"""CASE WHEN REGEXP_LIKE(pb_x, {_q(EPOCH_RE)}) THEN TRY_CAST(pb_x AS DOUBLE)
-            WHEN NOT REGEXP_LIKE(pb_x, {_q(DATE_RE)}) THEN NULL
-            WHEN REGEXP_LIKE(pb_x, {_q(ZONED_RE)})
-            THEN DATE_PART(EPOCH_MICROSECOND, TRY_TO_TIMESTAMP_TZ(pb_x)) / 1e6
-            ELSE DATE_PART(EPOCH_MICROSECOND, TRY_TO_TIMESTAMP_NTZ(pb_x)) / 1e6 END""",
+        "bigquery": f"""CASE WHEN REGEXP_CONTAINS(pb_y, {_q(EPOCH_RE)})
+            THEN SAFE_CAST(pb_y AS FLOAT64)
+            WHEN REGEXP_CONTAINS(pb_y, {_q(DATE_RE)})
+            THEN UNIX_MICROS(SAFE_CAST(pb_y AS TIMESTAMP)) / 1e6 END""",
+        "snowflake": f"""CASE WHEN REGEXP_LIKE(pb_y, {_q(EPOCH_RE)}) THEN TRY_CAST(pb_y AS DOUBLE)
+            WHEN NOT REGEXP_LIKE(pb_y, {_q(DATE_RE)}) THEN NULL
+            WHEN REGEXP_LIKE(pb_y, {_q(ZONED_RE)})
+            THEN DATE_PART(EPOCH_MICROSECOND, TRY_TO_TIMESTAMP_TZ(pb_y)) / 1e6
+            ELSE DATE_PART(EPOCH_MICROSECOND, TRY_TO_TIMESTAMP_NTZ(pb_y)) / 1e6 END""",
         # 'UTC': the zone of a string without one.
-        "clickhouse": f"""CASE WHEN match(pb_x, {_q(EPOCH_RE)}) THEN toFloat64OrNull(pb_x)
-            WHEN match(pb_x, {_q(DATE_RE)})
-            THEN toUnixTimestamp64Micro(parseDateTime64BestEffortOrNull(pb_x, 6, 'UTC')) / 1e6
+        "clickhouse": f"""CASE WHEN match(pb_y, {_q(EPOCH_RE)}) THEN toFloat64OrNull(pb_y)
+            WHEN match(pb_y, {_q(DATE_RE)})
+            THEN toUnixTimestamp64Micro(parseDateTime64BestEffortOrNull(pb_y, 6, 'UTC')) / 1e6
             END""",
         # A string without a zone is read in the session's zone (spark.sql.session.timeZone).
-        "spark": f"""CASE WHEN pb_x RLIKE {_q(EPOCH_RE)} THEN TRY_CAST(pb_x AS DOUBLE)
-            WHEN pb_x RLIKE {_q(DATE_RE)} THEN UNIX_MICROS(TRY_CAST(pb_x AS TIMESTAMP)) / 1e6
+        "spark": f"""CASE WHEN pb_y RLIKE {_q(EPOCH_RE)} THEN TRY_CAST(pb_y AS DOUBLE)
+            WHEN pb_y RLIKE {_q(DATE_RE)} THEN UNIX_MICROS(TRY_CAST(pb_y AS TIMESTAMP)) / 1e6
             END""",
     },
     # Epoch seconds -> the UTC date, whatever the session's time zone.
@@ -140,14 +162,29 @@ MACROS: dict[str, dict[str, str]] = {
         "clickhouse": "addDays(toDate32('1970-01-01'), CAST(FLOOR(pb_x / 86400) AS Int32))",
         "spark": "DATE_FROM_UNIX_DATE(CAST(FLOOR(pb_x / 86400) AS INT))",
     },
-    # Trimmed text -> a finite number, NULL when it is none.
+    # Text -> a number (infinite when out of range, as ingest), NULL when it is none. pb_x
+    # the text as it is, pb_y trimmed.
     "pb_num": {
-        "duckdb": f"CASE WHEN regexp_matches(pb_x, {_q(NUMBER_RE)}) "
-                  "THEN TRY_CAST(pb_x AS DOUBLE) END",
+        # ingest's own conversion, on the same text (`1_000` is 1000, `5\u00a0` none).
+        "duckdb": "TRY_CAST(pb_x AS DOUBLE)",
+        "other": f"CASE WHEN regexp_matches(pb_y, {_q(NUMBER_RE)}) "
+                 "THEN TRY_CAST(pb_y AS DOUBLE) END",
+        # No TRY_CAST, and a double out of range (`1e400`, `1e-400`) stops the query: the
+        # value is checked as NUMERIC first (an exponent of 5 digits or more is settled by
+        # the regexps), beyond the double range it is infinite, a tiny one is 0.
+        "postgres": f"""CASE WHEN NOT pb_y ~ {_q(NUMBER_RE)} THEN NULL
+            WHEN pb_y ~ {_q(ZERO_RE)} THEN CAST(0 AS DOUBLE PRECISION)
+            WHEN pb_y ~ {_q(HUGE_EXPONENT_RE)}
+            THEN CASE WHEN pb_y ~ '[eE]-' THEN CAST(0 AS DOUBLE PRECISION)
+              ELSE CAST('Infinity' AS DOUBLE PRECISION) END
+            WHEN ABS(CAST(pb_y AS DECIMAL)) >= {MAX_DOUBLE}
+            THEN CAST('Infinity' AS DOUBLE PRECISION)
+            WHEN ABS(CAST(pb_y AS DECIMAL)) < 1e-300 THEN CAST(0 AS DOUBLE PRECISION)
+            ELSE CAST(pb_y AS DOUBLE PRECISION) END""",
         # Never a cast that throws on text the regexp lets through and the engine refuses
         # (sqlglot writes Snowflake's and ClickHouse's TRY_CAST as CAST).
-        "snowflake": f"CASE WHEN REGEXP_LIKE(pb_x, {_q(NUMBER_RE)}) THEN TRY_TO_DOUBLE(pb_x) END",
-        "clickhouse": f"CASE WHEN match(pb_x, {_q(NUMBER_RE)}) THEN toFloat64OrNull(pb_x) END",
+        "snowflake": f"CASE WHEN REGEXP_LIKE(pb_y, {_q(NUMBER_RE)}) THEN TRY_TO_DOUBLE(pb_y) END",
+        "clickhouse": f"CASE WHEN match(pb_y, {_q(NUMBER_RE)}) THEN toFloat64OrNull(pb_y) END",
     },
     # ingest's premask of a failure message: every match replaced.
     "pb_premask": {
@@ -164,6 +201,12 @@ MACROS: dict[str, dict[str, str]] = {
     # Characters, not bytes (ClickHouse's left and lower work on bytes).
     "pb_left": {"duckdb": "LEFT(pb_x, pb_y)", "clickhouse": "leftUTF8(pb_x, pb_y)"},
     "pb_lower": {"duckdb": "LOWER(pb_x)", "clickhouse": "lowerUTF8(pb_x)"},
+    # A column as text. Postgres: to_json gives a date or time in ISO 8601 whatever the
+    # session's DateStyle (CAST(ts AS TEXT) under `SQL, DMY` is `01/01/2026 15:30:00 IST`).
+    "pb_text": {"duckdb": "CAST(pb_x AS TEXT)", "postgres": "TO_JSON(pb_x) #>> '{}'"},
+    # A text sort key in byte order, as ingest sorts (a database's ICU collation would
+    # break ties otherwise).
+    "pb_c": {"duckdb": "pb_x", "postgres": 'pb_x COLLATE "C"'},
 }
 
 
@@ -180,6 +223,7 @@ class WarehouseError(ValueError):
 # ------------------------------------------------------------------ names
 
 
+_CTES = ("src", "norm", "good", "ranked", "won")
 _TABLE_PART = re.compile(r"[^\W][\w$-]*")
 _COLUMN = re.compile(r"[^\W][\w$ -]*")
 
@@ -187,6 +231,18 @@ _COLUMN = re.compile(r"[^\W][\w$ -]*")
 def _name_ok(name: str, pattern: re.Pattern[str]) -> bool:
     return (0 < len(name) <= 128 and pattern.fullmatch(name) is not None
             and name == name.strip() and name.isprintable())
+
+
+def _not_internal(name: str, where: str, option: bool) -> str:
+    """A user name starting with pb_ (any case) would be shadowed by an internal alias
+    (ClickHouse resolves aliases anywhere in a query)."""
+    if name.lower().startswith(PREFIX):
+        raise WarehouseError(
+            f"{where} name {name!r} starts with {PREFIX!r}, the prefix of promptbot's internal "
+            "names (ClickHouse would read the internal value instead of your column)",
+            "create a view that renames it (e.g. without the prefix) and pass the view with "
+            "--table, mapping the new name in metrics.columns", option=option)
+    return name
 
 
 def table_parts(table: str) -> list[str]:
@@ -198,7 +254,11 @@ def table_parts(table: str) -> list[str]:
             "pass NAME, SCHEMA.NAME or PROJECT.DATASET.NAME with letters, digits, _, - and $ "
             "only (no quotes, spaces or semicolons); for any other name create a view with a "
             "plain name over the table and pass that", option=True)
-    return parts
+    if len(parts) == 1 and parts[0].lower() in _CTES:
+        raise WarehouseError(
+            f"--table {table!r} is the name of one of the SQL's own subqueries "
+            f"({', '.join(_CTES)})", "pass it with its schema (SCHEMA.NAME)", option=True)
+    return [_not_internal(p, "--table", True) for p in parts]
 
 
 def _column_ok(name: str, where: str) -> str:
@@ -208,7 +268,7 @@ def _column_ok(name: str, where: str) -> str:
             "give the column a plain name (letters, digits, _, -, $ and inner spaces): rename "
             "it, or create a view that renames it and pass the view with --table",
             option=where == "--columns")
-    return name
+    return _not_internal(name, f"column ({where})", where == "--columns")
 
 
 def resolve(mapping: Mapping[str, str], listed: Sequence[str] | None = None) -> dict[str, str]:
@@ -267,13 +327,15 @@ _NON_NEGATIVE = ("latency_ms", "input_tokens", "output_tokens", "cost_usd", "ret
 _STATUS_LIST = ", ".join(f"'{s}'" for s in STATUSES)
 
 
-def _rows_text(present: set[str], since: date | None, until: date | None) -> str:
+def _rows_text(present: set[str], since: date | None, until: date | None,
+               lookback: int = LOOKBACK_DAYS) -> str:
     """CTEs src -> norm -> good -> ranked -> won: the winning good rows, one per execution."""
     def text(canonical: str) -> str:
         return f"nullif(trim(CAST(pb_col_{canonical} AS VARCHAR)), '')"
 
     numbers = [(c, n) for c, n in _NUMBERS.items() if c in present]
-    src = [f"{text('timestamp')} AS pb_ts_text",
+    src = ["nullif(trim(pb_text(pb_col_timestamp)), '') AS pb_ts_text",
+           "pb_text(pb_col_timestamp) AS pb_ts_raw",
            f"{text('agent_id')} AS pb_agent",
            f"{text('prompt_version')} AS pb_version",
            f"{text('execution_id')} AS pb_id",
@@ -283,28 +345,39 @@ def _rows_text(present: set[str], since: date | None, until: date | None) -> str
            f"pb_left(CAST(pb_col_error_message AS VARCHAR), {MESSAGE_LIMIT}) AS pb_error_message",
            f"coalesce({text('segment')}, '{NONE_SEGMENT}') AS pb_segment"]
     src += [f"{text(c)} AS {n}_text" for c, n in numbers]
+    src += [f"CAST(pb_col_{c} AS VARCHAR) AS {n}_raw" for c, n in numbers]
     norm = ["pb_agent", "pb_version", "pb_id", "pb_status", "pb_error_type",
-            "pb_error_message", "pb_segment", "pb_epoch(pb_ts_text) AS pb_ep"]
+            "pb_error_message", "pb_segment",
+            "pb_epoch(pb_ts_raw, pb_ts_text) AS pb_ep"]
     for _, n in numbers:
-        norm += [f"{n}_text", f"pb_num({n}_text) AS {n}"]
+        norm += [f"{n}_text", f"pb_num({n}_raw, {n}_text) AS {n}"]
     checks = [f"pb_ep >= {MIN_EPOCH}", f"pb_ep < {MAX_EPOCH}", "pb_agent IS NOT NULL",
               f"pb_status IN ({_STATUS_LIST})"]
     if since is not None:
-        # A day of earlier rows settles re-sent executions across the boundary.
-        checks.append(f"pb_ep >= {_epoch(since) - DAY}")
+        # `lookback` days of earlier rows settle re-sent executions across the boundary.
+        checks.append(f"pb_ep >= {_epoch(since) - lookback * DAY}")
     if until is not None:
         # A later row never wins over an earlier one: leaving it out changes nothing before.
         checks.append(f"pb_ep < {_epoch(until)}")
     for c, n in numbers:
-        checks.append(f"({n}_text IS NULL OR {n} >= 0)" if c in _NON_NEGATIVE
-                      else f"({n}_text IS NULL OR {n} IS NOT NULL)")
+        # Finite (NaN compares above every number), not negative where ingest says so.
+        low = "0" if c in _NON_NEGATIVE else f"-{MAX_DOUBLE}"
+        checks.append(f"({n}_text IS NULL OR ({n} {'>=' if c in _NON_NEGATIVE else '>'} "
+                      f"{low} AND {n} < {MAX_DOUBLE}))")
     nulls = " + ".join(f"CASE WHEN {_NUMBERS[c]} IS NULL THEN 1 ELSE 0 END"
                        for c in _NUMBERS if c in present) or "0"
     values = [_NUMBERS[c] for c in ("latency_ms", "cost_usd", "input_tokens", "output_tokens",
                                     "quality_score", "retries") if c in present]
-    order = ", ".join(["pb_ep", "pb_status", nulls, "pb_agent", "pb_version NULLS LAST",
-                       *(f"{v} NULLS LAST" for v in values),
-                       "pb_e NULLS LAST", "pb_m NULLS LAST", "pb_segment"])
+
+    def last(key: str) -> str:
+        # NULLS LAST spelled out: sqlglot drops the clause where it is the dialect's
+        # default (Postgres, Snowflake), and a session may change that default.
+        return f"CASE WHEN {key} IS NULL THEN 1 ELSE 0 END, {key}"
+
+    # Times in whole microseconds, as ingest orders them.
+    order = ", ".join(["ROUND(pb_ep * 1000000)", "pb_c(pb_status)", nulls, "pb_c(pb_agent)",
+                       last("pb_c(pb_version)"), *(last(v) for v in values),
+                       last("pb_c(pb_e)"), last("pb_c(pb_m)"), "pb_c(pb_segment)"])
     kept = ", ".join(["pb_ep", "pb_agent", "pb_version", "pb_segment", "pb_status", "pb_e",
                       "pb_m", *values])
     return f"""
@@ -388,7 +461,7 @@ def _epoch(day: date) -> int:
 
 def _macro(name: str, dialect: str, args: list[exp.Expression]) -> exp.Expression:
     texts = MACROS[name]
-    text = texts.get(dialect, texts["duckdb"])
+    text = texts.get(dialect) or texts.get("other") or texts["duckdb"]
     tree = sqlglot.parse_one(text, read=dialect if dialect in texts else "duckdb")
     slots = {"pb_x": args[0], "pb_y": args[1] if len(args) > 1 else None}
 
@@ -424,6 +497,16 @@ def build(request: Request) -> str:
         raise WarehouseError(f"no column for {', '.join(missing)}",
                              "map the table's names under metrics.columns")
     statuses = {k.strip().lower(): v for k, v in (request.statuses or {}).items()}
+    for word in statuses:
+        # A literal holding ' or \ reads differently under Postgres's
+        # standard_conforming_strings=off: such words are refused, not escaped.
+        if "'" in word or "\\" in word:
+            raise WarehouseError(
+                f"metrics.status_values word {word!r} holds a quote (') or a backslash "
+                "(\\), which promptbot does not write into SQL",
+                "remove the character in a view over the table (e.g. "
+                "REPLACE(status, CHR(39), '')) and map the word without it in "
+                "metrics.status_values")
     unknown = sorted(set(statuses.values()) - set(STATUSES))
     if unknown:
         raise WarehouseError(f"metrics.status_values maps to unknown status(es): "
