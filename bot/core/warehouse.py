@@ -400,15 +400,22 @@ WITH src AS (
 )"""
 
 
-def _daily_text(present: set[str], since: date | None, until: date | None) -> str:
+def _grouping(present: set[str], segment: bool) -> tuple[list[str], list[str]]:
+    """(GROUP BY keys, their output columns): day, agent, the version and (daily counts
+    only; failure rows ignore it) the segment when the table has them."""
     keys = ["pb_date", "pb_agent"]
     out = ['pb_date AS "date"', 'pb_agent AS "agent_id"']
     if "prompt_version" in present:
         keys.append("pb_version")
         out.append('pb_version AS "prompt_version"')
-    if "segment" in present:
+    if segment and "segment" in present:
         keys.append("pb_segment")
         out.append('pb_segment AS "segment"')
+    return keys, out
+
+
+def _daily_text(present: set[str], since: date | None, until: date | None) -> str:
+    keys, out = _grouping(present, segment=True)
     out += ['count(*) AS "executions"',
             'sum(CASE WHEN pb_status = \'success\' THEN 1 ELSE 0 END) AS "successes"',
             'sum(CASE WHEN pb_status = \'timeout\' THEN 1 ELSE 0 END) AS "timeouts"',
@@ -436,11 +443,7 @@ ORDER BY {', '.join(keys)}""")
 
 
 def _failures_text(present: set[str], since: date | None, until: date | None) -> str:
-    keys = ["pb_date", "pb_agent"]
-    out = ['pb_date AS "date"', 'pb_agent AS "agent_id"']
-    if "prompt_version" in present:
-        keys.append("pb_version")
-        out.append('pb_version AS "prompt_version"')
+    keys, out = _grouping(present, segment=False)
     keys += ["pb_e", "pb_key"]
     out += ['pb_e AS "error_type"', 'min(pb_m) AS "error_message"', 'count(*) AS "count"']
     where = f" AND pb_ep >= {_epoch(since)}" if since is not None else ""
