@@ -45,10 +45,12 @@ from bot.core.analysis import (
 from bot.core.assertions import parse_cases
 from bot.core.calibration import Outcome
 from bot.core.canary import as_canary, stages_for
+from bot.core.dashboard import BUSY_NOTE
 from bot.core.eval_render import render_eval_markdown
 from bot.core.evaluation import EvalReport, Provider, Shot, commit_status, successful_shots
 from bot.core.generation import GenerationRequest
 from bot.core.impact import estimate_json, paired_quality
+from bot.core.learning import Use
 from bot.core.metrics import MetricsSnapshot, VersionStats
 from bot.core.model import Policy, TestsFile, is_safe_id
 from bot.core.proposals import (
@@ -158,13 +160,15 @@ def run(ctx: Context, patterns: list[str] | None = None, dry_run: bool = False) 
         # run stopped after that commit and run again opens the very same branches.
         base_sha = ctx.git.sha(f"refs/heads/{base}") or base_sha
     advance_all(ctx, state, base, base_sha, prs, results, snapshot, report, dry_run)
-    promote_all(ctx, state, base, base_sha, prs, results, report, dry_run)
+    uses = promote_all(ctx, state, base, base_sha, prs, results, report, dry_run)
     current = {a: loaded.version for a, loaded in state.agents.items()}
     report.analysis = analysis(snapshot, current, state.policy)
-    propose_all(ctx, state, base, base_sha, snapshot, prs, results, report, dry_run)
+    # Every results file, read once: the proposals' calibration and the dashboard's.
+    past = history(ctx, base_sha, results)
+    propose_all(ctx, state, base, base_sha, snapshot, prs, results, report, dry_run, past,
+                uses)
     try:
-        dashboard.publish(ctx, state, base_sha, board, snapshot, prs, results, report,
-                          dry_run)
+        dashboard.publish(ctx, state, board, snapshot, prs, results, report, dry_run, past)
     except MachineError:
         raise
     except PromptbotError as exc:  # e.g. the write cap reached: the next run continues
@@ -238,11 +242,14 @@ def propose_all(
     results: dict[str, Recorded],
     report: RunReport,
     dry_run: bool,
+    past: list[Outcome],
+    uses: list[Use] | None = None,
 ) -> None:
+    """`past`: the measured outcomes calibrating the estimates; `uses`: the learning loop's
+    read of the rules' uses (None: read here, when a rule is promoted)."""
     policy = state.policy
-    past = history(ctx, base_sha, results)
     # Promoted rules carry their measured uses: a proposal adding one is estimated from them.
-    promoted = learned_categories(ctx, base_sha, state, prs, results)
+    promoted = learned_categories(ctx, base_sha, state, prs, results, uses)
     by_id = {t.proposal_id: t for t in prs if t.kind == "proposal"}
     busy = {t.agent for t in prs if t.kind in ("proposal", "rollback") and t.pr.state == "open"
             and t.pr.number not in report.superseded}
@@ -284,7 +291,7 @@ def propose_all(
                     # Nothing new while a change is open, but a later problem's open PR may
                     # still need its description refreshed.
                     if not said_busy:
-                        report.skipped.append(f"{agent_id}: a change is open or being measured")
+                        report.skipped.append(f"{agent_id}: {BUSY_NOTE}")
                         said_busy = True
                     continue
                 if existing is None and agent_id in report.snoozed:

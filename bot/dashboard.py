@@ -20,7 +20,7 @@ from typing import Any
 from bot.context import Context, RunReport, Tracked
 from bot.core import alerts, dashboard, markers
 from bot.core.analysis import current_stats
-from bot.core.calibration import calibrate
+from bot.core.calibration import Outcome, calibrate
 from bot.core.dashboard import AgentLine, AlertLine, Command, ResultLine, View
 from bot.core.diagnosis import of_failure
 from bot.core.metrics import MetricsSnapshot
@@ -30,7 +30,7 @@ from bot.core.yamlparse import parse_yaml
 from bot.edges.forge import Issue
 from bot.errors import PromptbotError
 from bot.load.repo import RepoState
-from bot.measuring import Recorded, history
+from bot.measuring import Recorded
 
 
 def issue_label(prefix: str) -> str:
@@ -80,9 +80,10 @@ def read(ctx: Context, policy: Policy, agents: set[str], report: RunReport,
         board.commands, board.snoozed, today, agents, decided)
     if not board.commands and board.dashboard is not None:
         board.done = dashboard.last_done(board.dashboard.body)
-    policy_snoozes = {a: d for a, d in policy.guardrails.snooze.items() if d >= today}
-    merged = {**board.snoozed, **{a: max(d, board.snoozed.get(a, d))
-                                  for a, d in policy_snoozes.items()}}
+    merged = dict(board.snoozed)
+    for agent, day in policy.guardrails.snooze.items():
+        if day >= today:  # the later of the policy's day and the dashboard's
+            merged[agent] = max(day, merged.get(agent, day))
     report.snoozed = {a: d.isoformat() for a, d in sorted(merged.items())}
     return board
 
@@ -102,14 +103,15 @@ def _decided(ctx: Context, prs: Sequence[Tracked], base_sha: str) -> set[str]:
     return out
 
 
-def publish(ctx: Context, state: RepoState, base_sha: str, board: Board,
+def publish(ctx: Context, state: RepoState, board: Board,
             snapshot: MetricsSnapshot, prs: list[Tracked], results: dict[str, Recorded],
-            report: RunReport, dry_run: bool) -> str:
-    """Sync the alert issues, then the dashboard; returns the dashboard's body."""
+            report: RunReport, dry_run: bool, past: list[Outcome]) -> str:
+    """Sync the alert issues, then the dashboard (`past`: the measured outcomes, for the
+    calibration line); returns the dashboard's body."""
     policy = state.policy
     found = alerts.evaluate(facts(ctx, state, snapshot, prs, results, report), policy.alerts)
     lines = sync_alerts(ctx, policy, board, found, report, dry_run)
-    view = build_view(ctx, state, base_sha, board, snapshot, prs, results, report, lines)
+    view = build_view(state, board, snapshot, prs, results, report, lines, past)
     existing = board.dashboard.body if board.dashboard else None
     text = dashboard.body(view, existing, policy.dashboard.max_chars)
     if not policy.dashboard.enabled:
@@ -222,8 +224,10 @@ def facts(ctx: Context, state: RepoState, snapshot: MetricsSnapshot, prs: list[T
     for agent in sorted({f.agent for f in fixed}):
         loaded = state.agents.get(agent)
         stats = current_stats(snapshot, agent, loaded.version) if loaded else None
-        for e in stats.top_errors if stats and stats.executions else ():
-            share = e.count / stats.executions if stats else 0.0
+        if stats is None or not stats.executions:
+            continue
+        for e in stats.top_errors:
+            share = e.count / stats.executions
             if e.count >= policy.propose.min_failure_count and \
                     share >= policy.propose.min_failure_share:
                 failing.append(alerts.Failing(agent, e.error_type,
@@ -259,9 +263,9 @@ def _problem(ctx: Context, t: Tracked) -> dict[str, Any] | None:
             "share": float(share)}
 
 
-def build_view(ctx: Context, state: RepoState, base_sha: str, board: Board,
-               snapshot: MetricsSnapshot, prs: list[Tracked], results: dict[str, Recorded],
-               report: RunReport, alert_lines: list[AlertLine]) -> View:
+def build_view(state: RepoState, board: Board, snapshot: MetricsSnapshot,
+               prs: list[Tracked], results: dict[str, Recorded], report: RunReport,
+               alert_lines: list[AlertLine], past: list[Outcome]) -> View:
     policy = state.policy
     info = report.analysis.get("agents", {})
     notes: dict[str, list[str]] = {}
@@ -296,7 +300,6 @@ def build_view(ctx: Context, state: RepoState, base_sha: str, board: Board,
                                c.delta, c.ci_low, c.ci_high, r.result.expected_delta,
                                r.result.data_through[:10], r.result.simulated, decide, pid))
     rows.sort(key=lambda r: (r.through, r.number), reverse=True)
-    past = history(ctx, base_sha, results)
     kinds = sorted({o.proposal_type for o in past})
     calibration = tuple((k, c.n, c.factor) for k in kinds
                         for c in [calibrate(past, k)] if c.n)
@@ -316,8 +319,7 @@ def build_view(ctx: Context, state: RepoState, base_sha: str, board: Board,
     )
     newest = f"data through {snapshot.newest:%Y-%m-%d %H:%M} UTC" if snapshot.newest \
         else "no metrics rows"
-    in_flight = sum(1 for v in change.values() if v)
-    headline = (f"{len(state.agents)} agent(s) · {in_flight} change(s) in flight · "
+    headline = (f"{len(state.agents)} agent(s) · {len(change)} change(s) in flight · "
                 f"{len(alert_lines)} alert(s) · {newest}")
     return View(headline, tuple(lines), tuple(rows), calibration, guardrails,
                 tuple(alert_lines), {a: d.isoformat() for a, d in board.snoozed.items()},
@@ -350,14 +352,14 @@ def _in_flight(prs: list[Tracked], results: dict[str, Recorded],
     """Per agent, what is in flight: a rollback first (it needs a person soonest), then a
     canary step, a measurement, an open proposal."""
     found: dict[str, list[tuple[int, str]]] = {}
-    rank = {"rollback": 0, "canary": 1, "proposal": 3}
+    shown = {"rollback": (0, "rollback open"), "canary": (1, "canary step open"),
+             "proposal": (3, "open for review")}  # a measurement ranks 2
     for t in sorted(prs, key=lambda t: t.pr.number):
-        if t.pr.state != "open" or t.pr.number in report.superseded or t.kind not in rank:
+        if t.pr.state != "open" or t.pr.number in report.superseded or t.kind not in shown:
             continue
-        what = {"proposal": "open for review", "rollback": "rollback open",
-                "canary": "canary step open"}[t.kind]
+        rank, what = shown[t.kind]
         found.setdefault(t.agent, []).append(
-            (rank[t.kind], f"#{t.pr.number} {what}: {dashboard.plain(t.pr.title)}"))
+            (rank, f"#{t.pr.number} {what}: {dashboard.plain(t.pr.title)}"))
     numbers = {t.proposal_id: t.pr.number for t in prs if t.kind == "proposal"}
     for pid, r in results.items():
         if r.state == MEASURING and pid in numbers:

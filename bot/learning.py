@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import yaml
 
@@ -41,42 +41,11 @@ def thresholds(policy: Policy) -> Thresholds:
     return Thresholds(p.min_successes, p.min_agents, p.min_non_regressing)
 
 
-@dataclass(frozen=True)
-class _Read:
-    """The uses one run read, and what for. `promote_all` and then `propose_all` (through
-    `learned_categories`) ask for the same ones, and each asking is a git read per results
-    file and per record. The objects themselves are kept, so a later run's objects can
-    never pass for them by reusing an id."""
-
-    ctx: Context
-    base_sha: str
-    state: RepoState
-    prs: list[Tracked]
-    results: dict[str, Recorded]
-    uses: tuple[Use, ...]
-
-    def answers(self, ctx: Context, base_sha: str, state: RepoState, prs: list[Tracked],
-                results: dict[str, Recorded]) -> bool:
-        return (self.ctx is ctx and self.base_sha == base_sha and self.state is state
-                and self.prs is prs and self.results is results)
-
-
-_last: _Read | None = None
-
-
 def measured_uses(ctx: Context, base_sha: str, state: RepoState, prs: list[Tracked],
                   results: dict[str, Recorded]) -> list[Use]:
-    """Every final measurement of a merged proposal that added a known rule (read once
-    per run: the same context, base commit, repository state, PRs and results)."""
-    global _last
-    if _last is None or not _last.answers(ctx, base_sha, state, prs, results):
-        _last = _Read(ctx, base_sha, state, prs, results,
-                      tuple(_read_uses(ctx, base_sha, state, prs, results)))
-    return list(_last.uses)
-
-
-def _read_uses(ctx: Context, base_sha: str, state: RepoState, prs: list[Tracked],
-               results: dict[str, Recorded]) -> list[Use]:
+    """Every final measurement of a merged proposal that added a known rule: a git read per
+    results file and per record, so a run reads them once (`promote_all` returns them for
+    `propose_all`)."""
     rules = (*variants.CATEGORIES, *promoted_categories(state.promoted))
     numbers = {t.proposal_id: t.pr.number for t in prs if t.kind == "proposal"}
     out = []
@@ -104,22 +73,26 @@ def _read_uses(ctx: Context, base_sha: str, state: RepoState, prs: list[Tracked]
 
 
 def learned_categories(ctx: Context, base_sha: str, state: RepoState, prs: list[Tracked],
-                       results: dict[str, Recorded]) -> tuple[variants.Category, ...]:
-    """The promoted rules for the generator, each with its measured uses: a proposal that
-    adds one is estimated from them (proposals.assemble). No rule promoted: no reads."""
+                       results: dict[str, Recorded], uses: list[Use] | None = None
+                       ) -> tuple[variants.Category, ...]:
+    """The promoted rules for the generator, each with its measured uses (`uses` when the
+    run has read them already): a proposal that adds one is estimated from them
+    (proposals.assemble). No rule promoted: no reads."""
     promoted = promoted_categories(state.promoted)
     if not promoted:
         return promoted
-    uses = measured_uses(ctx, base_sha, state, prs, results)
+    if uses is None:
+        uses = measured_uses(ctx, base_sha, state, prs, results)
     return promoted_categories(state.promoted, learning.rule_evidence(uses, promoted))
 
 
 def promote_all(ctx: Context, state: RepoState, base: str, base_sha: str,
                 prs: list[Tracked], results: dict[str, Recorded], report: RunReport,
-                dry_run: bool) -> None:
-    """Open (or refresh) the PR promoting or demoting a rule when its evidence says so."""
+                dry_run: bool) -> list[Use] | None:
+    """Open (or refresh) the PR promoting or demoting a rule when its evidence says so.
+    Returns the uses it read (None when it read none), for the proposals of the same run."""
     if not state.policy.learning.enabled:
-        return
+        return None
     bar = thresholds(state.policy)
     try:
         uses = measured_uses(ctx, base_sha, state, prs, results)
@@ -127,7 +100,7 @@ def promote_all(ctx: Context, state: RepoState, base: str, base_sha: str,
         raise  # the whole run stops: a full disk is no rule's problem
     except PromptbotError as exc:
         report.errors.append(f"learning: {exc.render()}")
-        return
+        return None
     promoted = promoted_categories(state.promoted)
     changes = (learning.promotions(uses, promoted, thresholds=bar)
                + learning.demotions(uses, promoted, thresholds=bar))
@@ -163,6 +136,7 @@ def promote_all(ctx: Context, state: RepoState, base: str, base_sha: str,
             report.errors.append(
                 f"learning: rule {change.rule_id}: {exc} (or {change.action} it by hand in "
                 f"{PROMOTED_FILE}; the evidence: {change.reason})")
+    return uses
 
 
 def _why_not(t: Tracked, promoted: tuple[variants.Category, ...]) -> str:

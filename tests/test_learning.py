@@ -912,7 +912,8 @@ def test_the_uses_are_read_once_per_run(tmp_path: Path,
     uses = measured_uses(ctx, sha, state, prs, results)  # as promote_all reads them
     assert len(uses) == 3 and reads
     reads.clear()
-    [learned] = learned_categories(ctx, sha, state, prs, results)  # as propose_all does
+    # As propose_all does, with the uses promote_all returned: no second read.
+    [learned] = learned_categories(ctx, sha, state, prs, results, uses)
     assert reads == [] and len(learned.evidence) == 3
     # The next run's results are read again.
     assert len(measured_uses(ctx, sha, state, prs, {})) == 3 and reads

@@ -27,7 +27,7 @@ SNOOZE_DAYS = 14
 # open now / snooze 14 days / snooze off (an agent) / measure again (a proposal)
 VERBS = ("open", "snooze", "wake", "remeasure")
 _COMMAND = re.compile(
-    r"^[ \t]*[-*] \[[xX]\] [^\n]*<!-- promptbot-command: (open|snooze|wake|remeasure) "
+    r"^[ \t]*[-*] \[[xX]\] [^\n]*<!-- promptbot-command: (" + "|".join(VERBS) + ") "
     r"([a-z0-9-]{1,64}) -->[ \t]*$", re.MULTILINE)
 _STATE = re.compile(r"<!-- promptbot-state: (\{[^\n]{0,20000}\}) -->")
 HEALTHY = ("excellent", "good")
@@ -345,7 +345,9 @@ def _roadmap(view: View, cut: int) -> list[str]:
     return [*out, ""]
 
 
-BUSY_NOTE = "a change is open or being measured"  # said by the roadmap's in-flight line
+# The run's skip line for an agent with a change in flight (bot/app.py says it), which the
+# roadmap's in-flight line says already.
+BUSY_NOTE = "a change is open or being measured"
 
 
 def _not_proposed(view: View, cut: int) -> list[str]:
