@@ -87,7 +87,7 @@ from bot.edges.eval_providers import (
 )
 from bot.edges.forge import PullRequest
 from bot.errors import MachineError, PromptbotError, UsageError
-from bot.learning import learned_categories, promote_all
+from bot.learning import Final, final_records, learned_categories, promote_all
 from bot.load.repo import RepoState, tests_path
 from bot.measuring import (
     Recorded,
@@ -98,6 +98,7 @@ from bot.measuring import (
     standing,
     version_at,
 )
+from bot.regression import regress_all
 
 # Other modules and tests reach these through bot.app, the wiring.
 __all__ = [
@@ -160,7 +161,11 @@ def run(ctx: Context, patterns: list[str] | None = None, dry_run: bool = False) 
         # run stopped after that commit and run again opens the very same branches.
         base_sha = ctx.git.sha(f"refs/heads/{base}") or base_sha
     advance_all(ctx, state, base, base_sha, prs, results, snapshot, report, dry_run)
-    uses = promote_all(ctx, state, base, base_sha, prs, results, report, dry_run)
+    finals = _finals(ctx, state, base_sha, results, report)
+    uses = promote_all(ctx, state, base, base_sha, prs, results, report, dry_run, finals)
+    regress_all(ctx, state, base, base_sha, prs, finals or [],
+                snapshot_files(ctx, state.policy, patterns), snapshot.oldest,
+                {pid for pid, r in results.items() if not r.kept}, report, dry_run)
     current = {a: loaded.version for a, loaded in state.agents.items()}
     report.analysis = analysis(snapshot, current, state.policy)
     # Every results file, read once: the proposals' calibration and the dashboard's.
@@ -176,6 +181,27 @@ def run(ctx: Context, patterns: list[str] | None = None, dry_run: bool = False) 
     if not dry_run:
         write_reports(ctx, state.policy, report)
     return report
+
+
+def _finals(ctx: Context, state: RepoState, base_sha: str, results: dict[str, Recorded],
+            report: RunReport) -> list[Final] | None:
+    """The final results with their records, read once for the learning loop and the
+    regression cases; None when neither wants them or they cannot be read."""
+    if not (state.policy.learning.enabled or state.policy.regression.enabled):
+        return None
+    try:
+        return final_records(ctx, base_sha, results)
+    except MachineError:
+        raise
+    except PromptbotError as exc:
+        report.errors.append(f"measured results: {exc.render()}")
+        return None
+
+
+def snapshot_files(ctx: Context, policy: Policy, patterns: list[str] | None) -> list[str]:
+    from bot.load.metrics import resolve_sources
+
+    return resolve_sources(patterns or [policy.metrics.source], ctx.root)
 
 
 # ---------------------------------------------------------------- proposing

@@ -353,7 +353,8 @@ def _in_flight(prs: list[Tracked], results: dict[str, Recorded],
     canary step, a measurement, an open proposal."""
     found: dict[str, list[tuple[int, str]]] = {}
     shown = {"rollback": (0, "rollback open"), "canary": (1, "canary step open"),
-             "proposal": (3, "open for review")}  # a measurement ranks 2
+             "proposal": (3, "open for review"),
+             "regression": (4, "regression cases open")}  # a measurement ranks 2
     for t in sorted(prs, key=lambda t: t.pr.number):
         if t.pr.state != "open" or t.pr.number in report.superseded or t.kind not in shown:
             continue

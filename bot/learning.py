@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
+from typing import Any
 
 import yaml
 
@@ -41,14 +42,14 @@ def thresholds(policy: Policy) -> Thresholds:
     return Thresholds(p.min_successes, p.min_agents, p.min_non_regressing)
 
 
-def measured_uses(ctx: Context, base_sha: str, state: RepoState, prs: list[Tracked],
-                  results: dict[str, Recorded]) -> list[Use]:
-    """Every final measurement of a merged proposal that added a known rule: a git read per
-    results file and per record, so a run reads them once (`promote_all` returns them for
-    `propose_all`)."""
-    rules = (*variants.CATEGORIES, *promoted_categories(state.promoted))
-    numbers = {t.proposal_id: t.pr.number for t in prs if t.kind == "proposal"}
-    out = []
+Final = tuple[Use, Any]  # a final result's use and its proposal record as merged (or None)
+
+
+def final_records(ctx: Context, base_sha: str, results: dict[str, Recorded]) -> list[Final]:
+    """Every final measurement of a merged proposal, with its proposal record as merged: a
+    git read per results file and per record, so a run reads them once (`run` passes them
+    to the learning loop and the regression cases)."""
+    out: list[Final] = []
     for _, text in sorted(results_texts(ctx, base_sha, results).items()):
         try:
             data = json.loads(text or "")
@@ -65,6 +66,21 @@ def measured_uses(ctx: Context, base_sha: str, state: RepoState, prs: list[Track
             record = yaml.safe_load(record_text) if record_text else None
         except yaml.YAMLError:
             record = None
+        out.append((use, record))
+    return out
+
+
+def measured_uses(ctx: Context, base_sha: str, state: RepoState, prs: list[Tracked],
+                  results: dict[str, Recorded], finals: list[Final] | None = None
+                  ) -> list[Use]:
+    """Every final measurement of a merged proposal that added a known rule (`finals`
+    when the run has read them already)."""
+    rules = (*variants.CATEGORIES, *promoted_categories(state.promoted))
+    numbers = {t.proposal_id: t.pr.number for t in prs if t.kind == "proposal"}
+    if finals is None:
+        finals = final_records(ctx, base_sha, results)
+    out = []
+    for use, record in finals:
         rule = learning.rule_of(record, rules)
         if rule is not None:
             out.append(replace(use, rule=rule, pr=numbers.get(use.proposal_id),
@@ -88,14 +104,14 @@ def learned_categories(ctx: Context, base_sha: str, state: RepoState, prs: list[
 
 def promote_all(ctx: Context, state: RepoState, base: str, base_sha: str,
                 prs: list[Tracked], results: dict[str, Recorded], report: RunReport,
-                dry_run: bool) -> list[Use] | None:
+                dry_run: bool, finals: list[Final] | None = None) -> list[Use] | None:
     """Open (or refresh) the PR promoting or demoting a rule when its evidence says so.
     Returns the uses it read (None when it read none), for the proposals of the same run."""
     if not state.policy.learning.enabled:
         return None
     bar = thresholds(state.policy)
     try:
-        uses = measured_uses(ctx, base_sha, state, prs, results)
+        uses = measured_uses(ctx, base_sha, state, prs, results, finals)
     except MachineError:
         raise  # the whole run stops: a full disk is no rule's problem
     except PromptbotError as exc:

@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.core.markers import parse as parse_marker
+
 PROJECT = Path(__file__).resolve().parents[1]
 REAL_GIT = shutil.which("git") or "/usr/bin/git"
 
@@ -51,6 +53,9 @@ class Step:
     date: str  # commit dates of this step (ISO 8601, UTC)
     faults: bool = True  # False: a step that only prepares input (simulate)
     atomic: bool = False  # one write that happens whole or not at all (a merge)
+    # `pr merge N`: the marker kind PR N must have (the numbers shift when a run opens
+    # another PR first; the baseline says so instead of merging the wrong one).
+    merges: str = ""
 
 
 @dataclass
@@ -215,7 +220,9 @@ def walkthrough(date0: str = "2026-03-02T09:00:00+00:00") -> list[Step]:
              faults=False),
         Step("measuring run", ("run", *sim), day(15)),
         Step("rollback", ("rollback", "3"), day(16)),
-        Step("merge the rollback", ("pr", "merge", "4"), day(16), atomic=True),
+        # The measuring run opened the regression-case PR (#4) and a new proposal (#5).
+        Step("merge the rollback", ("pr", "merge", "6"), day(16), atomic=True,
+             merges="rollback"),
         Step("run after the revert", ("run", *sim), day(17)),
     ]
 
@@ -231,7 +238,7 @@ def canary_walkthrough(date0: str = "2026-03-02T09:00:00+00:00") -> list[Step]:
         Step("simulate", ("simulate", "--out", "sim", "--days", "14", "--seed", "3",
                           "--effects", CANARY_EFFECTS), day(1), faults=False),
         Step("canary stage run", ("run", *sim), day(15)),
-        Step("merge the end", ("pr", "merge", "4"), day(16), atomic=True),
+        Step("merge the end", ("pr", "merge", "4"), day(16), atomic=True, merges="canary"),
         Step("run after the end", ("run", *sim), day(17)),
     ]
 
@@ -255,6 +262,13 @@ def baseline(h: Harness, steps: Sequence[Step], where: Path, canary: bool = Fals
     before, after, calls = [], [], []
     for i, step in enumerate(steps):
         before.append(copy_repo(root, where / f"before-{i}"))
+        if step.merges:
+            prs = json.loads((root / ".promptbot" / "forge.json").read_text())["prs"]
+            body = next(p["body"] for p in prs if str(p["number"]) == step.argv[-1])
+            kind = (parse_marker(body) or {}).get("kind")
+            if kind != step.merges:
+                raise AssertionError(f"{step.name}: PR #{step.argv[-1]} is a {kind} PR, "
+                                     f"not a {step.merges} one")
         result = h.run(root, step)
         if result.code != 0:
             raise AssertionError(f"{step.name} failed uninterrupted: {result.stderr[-2000:]}")

@@ -58,7 +58,7 @@ def test_policy_keys_and_values_name_what_was_meant(repo: Path) -> None:
 
     column = by_start["field 'metrics.columns.tokens'"]
     assert column.message == ("field 'metrics.columns.tokens': 'output_token' is not one of "
-                              "the 29 allowed values (did you mean `output_tokens`?)")
+                              "the 30 allowed values (did you mean `output_tokens`?)")
     assert column.fix.startswith("write `output_tokens`; use one of: timestamp, agent_id")
 
     status = by_start["field 'metrics.status_values.ok'"]

@@ -50,7 +50,7 @@ def test_unknown_kind_names_file_line_case_index_and_the_kinds() -> None:
     (finding,) = info.value.findings
     assert (finding.path, finding.line) == ("prompts/a/tests.yaml", 6)
     assert "case 'first', assertion #2: unknown kind 'containz'" in finding.message
-    assert "contains, not_contains, regex, equals, json_schema, rubric" in finding.fix
+    assert "contains, not_contains, regex, equals, json_schema, sql_parses, rubric" in finding.fix
 
 
 def test_every_bad_assertion_is_reported_before_anything_runs() -> None:

@@ -45,7 +45,8 @@ def test_history_shows_each_version_its_pr_traffic_effect_and_the_rollback(
 
     assert cli("rollback", pr["proposal_id"])[0] == 0
     back = next(p for p in cli.json("pr", "list", "--json")  # type: ignore[union-attr]
-                if p["state"] == "open" and p["proposal_id"] == pr["proposal_id"])
+                if p["state"] == "open" and p["proposal_id"] == pr["proposal_id"]
+                and "promptbot:rollback" in p["labels"])
     assert cli("pr", "merge", str(back["number"]))[0] == 0
     rolled = _rows(cli, *metrics)["versions"]
     assert rolled[-1]["how"] == f"rollback of {pr['proposal_id']} (#{back['number']})"

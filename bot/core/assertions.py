@@ -16,12 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bot.core.model import TestsFile
+from bot.core.model import SQL_DIALECTS, TestsFile
 from bot.core.yamlparse import closest
 from bot.errors import Finding, InputError
 
-Kind = Literal["contains", "not_contains", "regex", "equals", "json_schema", "rubric"]
-KINDS: tuple[Kind, ...] = ("contains", "not_contains", "regex", "equals", "json_schema", "rubric")
+Kind = Literal["contains", "not_contains", "regex", "equals", "json_schema", "sql_parses",
+               "rubric"]
+KINDS: tuple[Kind, ...] = ("contains", "not_contains", "regex", "equals", "json_schema",
+                           "sql_parses", "rubric")
+
 SHOWN = 80  # characters of an expected value or a reply quoted in a failure reason
 
 LineOf = Callable[[tuple[str | int, ...]], int | None]
@@ -65,6 +68,13 @@ def _problem(kind: str, value: Any) -> str | None:
                 re.compile(value)
             except re.error as exc:
                 return f"regex does not compile: {exc}"
+        return None
+    if kind == "sql_parses":
+        if value not in SQL_DIALECTS:
+            meant = closest(str(value), SQL_DIALECTS)
+            hint = f" (did you mean `{meant[0]}`?)" if meant else ""
+            return f"'sql_parses' needs a dialect, got {value!r}{hint}; one of: " + \
+                ", ".join(SQL_DIALECTS)
         return None
     if not isinstance(value, dict):
         return f"'json_schema' needs a mapping (a JSON schema), got {type(value).__name__}"
@@ -141,7 +151,39 @@ def check(assertion: Assertion, reply: str) -> str | None:
         return f"{assertion.describe()}: the reply is {_short(reply.strip(), 40)!r}"
     if kind == "json_schema":
         return _check_schema(assertion, reply)
+    if kind == "sql_parses":
+        return _check_sql(assertion, reply)
     raise ValueError(f"{kind} assertions are graded by a model, not checked here")
+
+
+_SQL_FENCE = re.compile(r"```[ \t]*sql[^\n]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+_ANY_FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
+
+
+def sql_of(reply: str) -> str:
+    """The SQL of a reply: its first ```sql block, else its first fenced block, else all
+    of it (an agent that answers with bare SQL)."""
+    found = _SQL_FENCE.search(reply) or _ANY_FENCE.search(reply)
+    return (found.group(1) if found else reply).strip()
+
+
+def _check_sql(assertion: Assertion, reply: str) -> str | None:
+    # sqlglot (~0.2 s to import) loads with the first sql_parses assertion.
+    import sqlglot
+    from sqlglot.errors import ParseError, TokenError
+
+    sql = sql_of(reply)
+    if not sql:
+        return f"{assertion.describe()}: the reply holds no SQL"
+    dialect = None if assertion.value == "generic" else assertion.value
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+    except (ParseError, TokenError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"{assertion.describe()}: the SQL does not parse: {_short(first)}"
+    if not statements:
+        return f"{assertion.describe()}: the reply holds no SQL statement"
+    return None
 
 
 def _check_schema(assertion: Assertion, reply: str) -> str | None:

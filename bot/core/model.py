@@ -36,7 +36,7 @@ from bot.core.version import json_value_error
 MetricColumn = Literal[
     "timestamp", "agent_id", "prompt_version", "execution_id", "status", "latency_ms",
     "input_tokens", "output_tokens", "cost_usd", "error_type", "error_message",
-    "quality_score", "model", "retries", "segment",
+    "quality_score", "model", "retries", "segment", "input",
 ]
 DailyColumn = Literal[
     "date", "executions", "successes", "timeouts", "errors", "latency_n", "latency_log_sum",
@@ -176,6 +176,12 @@ class AgentFile(Strict):
                                     "keep them short, they are sent with every request.")
 
 
+# `sql_parses` names the dialect the SQL is read in (sqlglot's names); "generic" reads it in
+# sqlglot's own dialect, which accepts what most engines share.
+SQL_DIALECTS: tuple[str, ...] = ("generic", "athena", "bigquery", "clickhouse", "databricks",
+                                 "duckdb", "hive", "mysql", "oracle", "postgres", "presto",
+                                 "redshift", "snowflake", "spark", "sqlite", "trino", "tsql")
+
 # One kind per item of a case's `assert` list: what `promptbot check` accepts (parsed and
 # checked in bot/core/assertions.py, whose KINDS a test compares with these).
 _TEXT = {"type": "string", "minLength": 1}
@@ -195,6 +201,10 @@ ASSERTION_ITEM_SCHEMA: dict[str, Any] = {
         "json_schema": {"type": "object", "description": "The whole reply is one JSON "
                         "document valid under this JSON Schema (remote `$ref`s are never "
                         "fetched)."},
+        "sql_parses": {"type": "string", "description": "The reply's SQL (its first ```sql "
+                       "block, else its first fenced block, else the whole reply) parses in "
+                       "this dialect (sqlglot's names, or `generic`).",
+                       "enum": list(SQL_DIALECTS)},
         "rubric": {**_TEXT, "description": "A criterion graded PASS or FAIL by "
                    "`eval.grader_model`; graded only when the other assertions pass."},
     },
@@ -212,7 +222,7 @@ class TestCase(Strict):
     assert_: list[dict[str, Any]] = Field(
         default_factory=list, alias="assert",
         description="Checks on the reply, one kind per list item: `contains`, "
-        "`not_contains`, `regex`, `equals`, `json_schema`, `rubric` (section "
+        "`not_contains`, `regex`, `equals`, `json_schema`, `sql_parses`, `rubric` (section "
         "`cases[].assert[]`). A case needs at least one.",
         examples=[[{"contains": "Lena"}, {"regex": "(?i)order"}]],
         json_schema_extra={"items": ASSERTION_ITEM_SCHEMA})
@@ -714,6 +724,21 @@ class PromotedRules(Strict):
     rules: list[PromotedRule] = Field(default_factory=list)
 
 
+class RegressionPolicy(Strict):
+    """Regression cases from production: when a merged proposal fixed a failure mode, a PR
+    adds the inputs that failed that way to the agent's tests.yaml (docs/WAREHOUSE.md)."""
+
+    enabled: bool = Field(
+        default=True, description="Open regression-case PRs (they need an `input` column "
+        "in the export, or an OpenTelemetry input attribute).", examples=[False])
+    max_cases: int = Field(
+        default=3, ge=1, le=20, description="Cases per fixed failure mode.", examples=[5])
+    max_input_chars: int = Field(
+        default=8_000, ge=200, le=100_000,
+        description="Longer inputs (as JSON, after scrubbing) are not used.",
+        examples=[4000])
+
+
 # Rejects what `Policy._relative` rejects, for editors and the schema validation: an
 # absolute path, a `..` segment, a blank value.
 _RELATIVE_PATH = r"^(?!/)(?!([\s\S]*[/\\])?\.\.([/\\]|$))(?=[\s\S]*\S)"
@@ -736,6 +761,9 @@ class Policy(Strict):
                                        description="The dashboard issue.")
     learning: LearningPolicy = Field(default_factory=LearningPolicy,
                                      description="Promoting rules that kept working.")
+    regression: RegressionPolicy = Field(
+        default_factory=RegressionPolicy,
+        description="Regression cases from production failures a merged proposal fixed.")
     measure: MeasurePolicy = Field(default_factory=MeasurePolicy,
                                    description="How a deployed proposal is measured.")
     triggers: TriggerPolicy = Field(default_factory=TriggerPolicy,

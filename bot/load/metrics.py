@@ -29,6 +29,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from bot.core import regression
 from bot.core.metrics import (
     BINS_PER_LN,
     COST_UNIT,
@@ -42,6 +43,7 @@ from bot.core.metrics import (
     version_stats,
 )
 from bot.core.model import DAILY_COLUMNS, METRIC_COLUMNS, STATUSES, MetricsPolicy, PricingPolicy
+from bot.core.regression import Failing
 from bot.core.templates import LIMIT, group, mask
 from bot.core.yamlparse import closest
 from bot.errors import Finding, MetricsError
@@ -298,7 +300,7 @@ def _status_sql(text: str, statuses: dict[str, str]) -> str:
 
 
 def _normalized(src: _Source, where: str = "", segments: bool = False,
-                statuses: dict[str, str] | None = None) -> str:
+                statuses: dict[str, str] | None = None, inputs: bool = False) -> str:
     """Canonical, typed columns; `raw_*` text only where a value may fail to convert.
 
     `segments` (some source has the column): a `segment` column too, NULL for a source
@@ -355,6 +357,19 @@ def _normalized(src: _Source, where: str = "", segments: bool = False,
         parts.append(f"coalesce(nullif({trimmed(seg)}, ''), {_lit(NONE_SEGMENT)}) AS segment")
     elif segments:
         parts.append("CAST(NULL AS VARCHAR) AS segment")
+    if inputs:
+        # A JSON object in JSONL or Parquet arrives as a STRUCT or MAP, and a column that
+        # holds text in some rows and objects in others as JSON: back to the text as
+        # logged, or JSON text for an object.
+        kind = src.types.get("input", "VARCHAR") if "input" in src.columns else "VARCHAR"
+        if kind.startswith("JSON"):
+            value = (f"CASE WHEN json_type({raw('input')}) = 'VARCHAR' "
+                     f"THEN {raw('input')}->>'$' ELSE CAST({raw('input')} AS VARCHAR) END")
+        elif kind.startswith("VARCHAR"):
+            value = text("input")
+        else:
+            value = f"CAST(to_json({raw('input')}) AS VARCHAR)"
+        parts.append(f"{value} AS input")
     filtered = f"(SELECT * FROM {src.relation} WHERE {where})" if where else src.relation
     return f"SELECT {', '.join(parts)} FROM {filtered}"
 
@@ -499,27 +514,8 @@ def ingest(
     if not readable:
         raise MetricsError("every metrics file is empty: " + ", ".join(files)[:300],
                            fix="point --metrics at exports that contain rows")
-    otlp = [f for f in readable if otel.is_otlp_json(f)]
-    # Each file is described once (for a CSV that means sniffing it) and the result reused.
-    described: Described = {f: _describe(con, _reader(_suffix(f), [f]), f)
-                            for f in readable if f not in otlp}
+    sources, described, daily = _sources(con, readable, mapping, preset, prices)
     columns = {f: {mapping.get(c, c) for c, _ in cols} for f, cols in described.items()}
-    daily = [f for f in described if _is_daily(columns[f])]
-    # Files with a segment column and files without it are separate sources: a row of the
-    # latter belongs to no segment, one of the former with an empty value to NONE_SEGMENT.
-    groups: dict[tuple[str, bool], list[str]] = {}
-    for f in readable:
-        if f not in otlp and f not in daily:
-            with_segment = preset != "otel" and "segment" in columns[f]
-            groups.setdefault((_suffix(f), with_segment), []).append(f)
-    if preset == "otel":
-        sources = [_otel_source(con, fs, ext, prices)
-                   for (ext, _), fs in sorted(groups.items())]
-    else:
-        sources = [_source_for(con, fs, ext, mapping, described)
-                   for (ext, _), fs in sorted(groups.items())]
-    if otlp:
-        sources.append(_otel_source(con, otlp, None, prices))
     has_version = all("prompt_version" in s.columns for s in sources) and not (
         daily and not all("prompt_version" in columns[f] for f in daily))
     # Flat span exports carry every span attribute as a column: most are not ours to read.
@@ -780,6 +776,95 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
             for r in rows
         ]
     return part
+
+
+def _sources(con: duckdb.DuckDBPyConnection, readable: list[str], mapping: dict[str, str],
+             preset: str, prices: tuple[float, float]
+             ) -> tuple[list[_Source], Described, list[str]]:
+    """The per-execution sources of `readable` (files of one kind and layout read
+    together), every file's columns, and the files in the daily form."""
+    otlp = [f for f in readable if otel.is_otlp_json(f)]
+    # Each file is described once (for a CSV that means sniffing it) and the result reused.
+    described: Described = {f: _describe(con, _reader(_suffix(f), [f]), f)
+                            for f in readable if f not in otlp}
+    columns = {f: {mapping.get(c, c) for c, _ in cols} for f, cols in described.items()}
+    daily = [f for f in described if _is_daily(columns[f])]
+    # Files with a segment column and files without it are separate sources: a row of the
+    # latter belongs to no segment, one of the former with an empty value to NONE_SEGMENT.
+    groups: dict[tuple[str, bool], list[str]] = {}
+    for f in readable:
+        if f not in otlp and f not in daily:
+            with_segment = preset != "otel" and "segment" in columns[f]
+            groups.setdefault((_suffix(f), with_segment), []).append(f)
+    if preset == "otel":
+        sources = [_otel_source(con, fs, ext, prices)
+                   for (ext, _), fs in sorted(groups.items())]
+    else:
+        sources = [_source_for(con, fs, ext, mapping, described)
+                   for (ext, _), fs in sorted(groups.items())]
+    if otlp:
+        sources.append(_otel_source(con, otlp, None, prices))
+    return sources, described, daily
+
+
+def failing_inputs(files: Sequence[str], policy: MetricsPolicy, pricing: PricingPolicy,
+                   *, agent: str, error_type: str, version: str | None,
+                   before: datetime | None, template: str, limit: int = 5_000
+                   ) -> list[Failing] | None:
+    """The failing executions of `agent` with `error_type` whose message fits `template`
+    and that carry an input, on `version` (or, for exports without versions, before
+    `before`): up to `limit`, a stable sample (by a hash of id and input), one per execution
+    id. None when no file has an `input` column (or an OpenTelemetry input attribute).
+
+    Two queries: the distinct messages (pre-masked as ingest does, so a few hundred at
+    most) to find the ones of the failure mode, then the rows with those messages: a mode
+    that is a small share of its error type is not lost to the sample."""
+    readable = [f for f in files if not _is_empty(f)]
+    mapping: dict[str, str] = dict(policy.columns)
+    con = connect()
+    try:
+        sources, _, _ = _sources(con, readable, mapping, policy.preset,
+                                 (pricing.input_per_mtok, pricing.output_per_mtok))
+        sources = [s for s in sources if "input" in s.columns]
+        if not sources:
+            return None
+        statuses: dict[str, str] = {k.strip().lower(): v
+                                    for k, v in policy.status_values.items()}
+        parts = []
+        for src in sources:
+            when = ("prompt_version = $version" if "prompt_version" in src.columns
+                    else "ts < $before")
+            parts.append(
+                f"SELECT nullif(trim(execution_id), '') AS x, "
+                f"coalesce(error_message, '') AS m, input FROM "
+                f"({_normalized(src, statuses=statuses, inputs=True)}) "
+                f"WHERE agent_id = $agent AND status <> 'success' AND {when} "
+                f"AND coalesce(error_type, status) = $error_type "
+                f"AND nullif(trim(input), '') IS NOT NULL")
+        rows_sql = _union(parts)
+        params = {k: v for k, v in (("agent", agent), ("error_type", error_type),
+                                    ("version", version or ""),
+                                    ("before", before or datetime.max))
+                  if f"${k}" in rows_sql}
+        premask = PREMASK.format("m")
+        messages = [str(r[0]) for r in con.execute(
+            f"SELECT DISTINCT {premask} FROM ({rows_sql})", params).fetchall()]
+        keys = [m for m in messages if regression.matches(template, m)]
+        if not keys:
+            return []
+        rows = con.execute(
+            f"SELECT any_value(m), any_value(input), coalesce(x, '') FROM ({rows_sql}) "
+            f"WHERE list_contains($keys, {premask}) "
+            f"GROUP BY coalesce(x, CAST(hash(input) AS VARCHAR)), x "
+            f"ORDER BY hash(coalesce(x, '') || any_value(input)), coalesce(x, '') "
+            f"LIMIT {int(limit)}", {**params, "keys": keys}).fetchall()
+    except duckdb.Error as exc:
+        raise MetricsError(f"the failing inputs cannot be read: {_first_line(exc)}",
+                           fix="check the files for truncated lines or a column whose type "
+                           "changes between files") from None
+    finally:
+        con.close()
+    return [Failing(str(x), error_type, str(m), str(i)) for m, i, x in rows]
 
 
 def ingest_with(

@@ -16,6 +16,10 @@ Attributes (OpenTelemetry GenAI semantic conventions, plus two of promptbot's ow
   cost_usd        tokens x the policy's prices (OpenTelemetry has no cost attribute)
   error_type      error.type;  error_message: span status message, else exception.message
   model           gen_ai.response.model, else gen_ai.request.model
+  input           promptbot.inputs (the user template's variables as JSON, set by the
+                  runtime), else gen_ai.input.messages, else gen_ai.prompt, else (OTLP) the
+                  `content` of the span's last gen_ai.user.message event: read only for
+                  regression cases, never by ingest
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ Lookup = Callable[[str], str]
 
 
 def _canonical(attr: Lookup, res: Lookup, start_ns: str, end_ns: str, trace: str, span: str,
-               status_code: str, status_message: str, prices: tuple[float, float]) -> str:
+               status_code: str, status_message: str, prices: tuple[float, float],
+               event_input: str = "NULL") -> str:
     """Canonical columns; `attr`/`res` turn an attribute name into a SQL expression."""
     tin = f"try_cast({attr('gen_ai.usage.input_tokens')} AS DOUBLE)"
     tout = f"try_cast({attr('gen_ai.usage.output_tokens')} AS DOUBLE)"
@@ -77,6 +82,8 @@ def _canonical(attr: Lookup, res: Lookup, start_ns: str, end_ns: str, trace: str
             AS error_message,
         coalesce({attr('gen_ai.response.model')},
                  {attr('gen_ai.request.model')}) AS model,
+        coalesce({attr('promptbot.inputs')}, {attr('gen_ai.input.messages')},
+                 {attr('gen_ai.prompt')}, {event_input}) AS input,
         {attr('gen_ai.operation.name')} AS _op,
         coalesce({trace}, '') AS _trace"""
 
@@ -97,6 +104,10 @@ def _pick_spans(spans: str) -> str:
                    ELSE true END"""
 
 
+_EV_ATTRS = _kv("ev->'attributes'")
+_EVENT_INPUT = f"coalesce({_EV_ATTRS}['content'], {_EV_ATTRS}['gen_ai.prompt'])"
+
+
 def otlp_relation(files: Sequence[str], prices: tuple[float, float]) -> str:
     names = "[" + ", ".join(file_literal(f) for f in files) + "]"
     spans = f"""
@@ -105,7 +116,13 @@ def otlp_relation(files: Sequence[str], prices: tuple[float, float]) -> str:
         ss AS (SELECT r->'resource'->'attributes' AS ra,
                       unnest(from_json(r->'scopeSpans', '["JSON"]')) AS s FROM rs),
         sp AS (SELECT ra, unnest(from_json(s->'spans', '["JSON"]')) AS span FROM ss),
-        kv AS (SELECT span, {_kv('ra')} AS res, {_kv("span->'attributes'")} AS attrs FROM sp)
+        kv AS (SELECT span, {_kv('ra')} AS res, {_kv("span->'attributes'")} AS attrs,
+                      -- The older event form of the prompt: the last user message event.
+                      list_filter(coalesce(from_json(span->'events', '["JSON"]'), []),
+                                  lambda e: e->>'name' IN ('gen_ai.user.message',
+                                                            'gen_ai.content.prompt'))[-1]
+                          AS ev
+               FROM sp)
         SELECT {_canonical(
             attr=lambda name: f"attrs[{_lit(name)}]",
             res=lambda name: f"res[{_lit(name)}]",
@@ -114,7 +131,8 @@ def otlp_relation(files: Sequence[str], prices: tuple[float, float]) -> str:
             trace="span->>'traceId'", span="span->>'spanId'",
             status_code="span->'status'->>'code'",
             status_message="span->'status'->>'message'",
-            prices=prices)}
+            prices=prices,
+            event_input=_EVENT_INPUT)}
         FROM kv"""
     return f"({_pick_spans(spans)})"
 

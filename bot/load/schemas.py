@@ -210,9 +210,10 @@ def _assertions(schema: dict[str, Any]) -> list[str]:
              "| kind | value | example | what it checks |", "|---|---|---|---|"]
     examples = {"contains": "Lena", "not_contains": "voucher", "regex": "(?i)\\border\\b",
                 "equals": "SELECT 1", "json_schema": {"type": "object", "required": ["category"]},
-                "rubric": "The reply does not promise a refund."}
+                "sql_parses": "postgres", "rubric": "The reply does not promise a refund."}
     for kind, node in kinds.items():
         value = "mapping (a JSON Schema)" if node["type"] == "object" else (
+            "a dialect name" if "enum" in node else
             "string (not empty)" if node.get("minLength") else "string")
         lines.append(f"| `{kind}` | {value} | {_cell(_code(f'{kind}: {_flow(examples[kind])}'))} "
                      f"| {_cell(node['description'])} |")
