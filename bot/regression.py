@@ -15,8 +15,9 @@ it. Nothing is added without review: the PR is the only way into tests.yaml.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -99,8 +100,12 @@ def regress_all(ctx: Context, state: RepoState, base: str, base_sha: str,
         if pid in done or agent not in state.agents:
             continue
         merged = merged_at.get(pid)
-        if merged is not None and oldest is not None and oldest >= merged:
-            continue  # the export starts after the fix: no failure before it to read
+        canary = bool(state.policy.measure.canary_agents.get(
+            agent, state.policy.measure.canary_stages))
+        if merged is not None and oldest is not None and oldest >= merged and not canary:
+            # The export starts after the fix: no failure before it to read (a canary's
+            # baseline keeps serving after the merge, so it is read all the same).
+            continue
         quiet = RunReport() if pid not in fresh else report
         try:
             opened = _one(ctx, state, base, base_sha, fix, merged, numbers.get(pid),
@@ -118,6 +123,10 @@ def regress_all(ctx: Context, state: RepoState, base: str, base_sha: str,
             report.errors.append(
                 f"regression cases: {agent} ({pid}): {tests_path(agent)}: {exc}; no PR "
                 "opened (fix the file's layout, or add the cases by hand)")
+            continue
+        except (UnicodeError, RecursionError, ValueError) as exc:
+            # Production data is anything: one fix's odd input never stops the run.
+            report.errors.append(f"regression cases: {agent} ({pid}): {exc}")
             continue
         report.actions += quiet.actions if quiet is not report else []
         if opened is not None:
@@ -150,23 +159,33 @@ def _refresh(ctx: Context, base: str, base_sha: str, t: Tracked, report: RunRepo
                               "person pushed to the PR, so promptbot leaves it as it is")
         return
     tip = _tip(ctx, branch)
-    theirs = _existing(ctx.git.read(tip, path) if tip else None)
+    parents = ctx.git.parents(tip) if tip else []
+    if tip is None or len(parents) != 1:
+        report.skipped.append(f"#{t.pr.number} regression cases: {path} changed on {base}, "
+                              f"and the branch {branch} is not the bot's one commit; "
+                              "promptbot leaves the PR as it is")
+        return
+    # This PR's own cases: those its commit added (a prod case a person deleted from the
+    # base since is not brought back).
+    built_on = {name for name, _ in _cases(ctx.git.read(parents[0], path))}
     ours = _existing(text)
     cases = [regression.NewCase(name, inputs, tuple(asserts), "", "")
-             for name, (inputs, asserts) in _cases(ctx.git.read(tip, path) if tip else None)
-             if name.startswith(regression.NAME_PREFIX) and name not in ours]
-    if not cases or not theirs:
+             for name, (inputs, asserts) in _cases(ctx.git.read(tip, path))
+             if name not in built_on and name not in ours]
+    if not cases:
         retire(ctx, base, t, f"its cases are in {path} on {base} already", "regression cases",
                "regression-closed", report, dry_run)
         return
     new_text = regression.add_cases(text, t.agent, cases)
+    title = re.sub(r"\b\d+ regression cases?\b",
+                   f"{len(cases)} regression case{'s' if len(cases) != 1 else ''}", t.pr.title)
     report.actions.append(f"#{t.pr.number} regression cases: branch built again on {base} "
                           f"({path} changed there)")
     if dry_run:
         return
-    _build(ctx, base_sha, branch, path, new_text, t.pr.title, t.proposal_id)
+    _build(ctx, base_sha, branch, path, new_text, title, t.proposal_id)
     body = t.pr.body[:t.pr.body.rfind("<!-- promptbot:")].rstrip()
-    ctx.forge.update_pr(t.pr.number, title=t.pr.title, body=markers.attach(
+    ctx.forge.update_pr(t.pr.number, title=title, body=markers.attach(
         body, {**{k: v for k, v in t.marker.items() if k != "body_hash"},
                "base_version": _digest(text)}))
 
@@ -227,6 +246,9 @@ def _one(ctx: Context, state: RepoState, base: str, base_sha: str, fix: Fix,
             "no failing execution of this failure mode carries an input"
         report.skipped.append(f"regression cases: {agent_id} ({pid}): no usable input ({why})")
         return None
+    cases = _appendable(text, agent_id, p.cases)
+    if len(cases) < len(p.cases):
+        p = replace(p, cases=cases)
     new_text = regression.add_cases(text, agent_id, p.cases)
     branch = f"promptbot/regression/{pid}"
     prefix = state.policy.forge.label_prefix
@@ -242,6 +264,26 @@ def _one(ctx: Context, state: RepoState, base: str, base_sha: str, fix: Fix,
     _build(ctx, base_sha, branch, path, new_text, title, pid)
     return ctx.forge.open_pr(branch=branch, base=base, title=title, body=body,
                              labels=[prefix, f"{prefix}:{KIND}"])
+
+
+def _appendable(text: str | None, agent: str, cases: tuple[regression.NewCase, ...]
+                ) -> tuple[regression.NewCase, ...]:
+    """The cases that append cleanly: one that does not read back as written is left
+    out, not the whole PR (the file's own layout problems still raise)."""
+    try:
+        regression.add_cases(text, agent, cases)
+        return cases
+    except regression.EditError:
+        ok = []
+        for case in cases:
+            try:
+                regression.add_cases(text, agent, [case])
+            except regression.EditError:
+                continue
+            ok.append(case)
+        if not ok:
+            raise
+        return tuple(ok)
 
 
 def _renders(template: str, inputs: dict[str, Any]) -> str | None:

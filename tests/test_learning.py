@@ -556,8 +556,11 @@ def _body(repo: Path, number: int) -> str:
 def _cycle(cli: Cli, repo: Path, real: bool = True) -> str:
     """Traffic that follows main, then a run. `real`: the export without the mark
     `promptbot simulate` leaves, as if it came from production (simulated results never
-    promote a rule)."""
-    code, _, err = cli("simulate", "--out", str(repo / "sim"), "--days", "14", "--seed", "3")
+    promote a rule). 1,200 executions per agent and day: with the default 400 one agent of
+    three sometimes (depending on the hour the test runs, which places the simulated days)
+    had no decision yet after 14 days."""
+    code, _, err = cli("simulate", "--out", str(repo / "sim"), "--days", "14", "--seed", "3",
+                       "--per-day", "1200")
     assert code == 0, err
     if real:
         (repo / "sim" / ".promptbot-simulated").unlink()

@@ -493,10 +493,9 @@ def test_a_proposal_for_an_agent_with_an_open_rollback_waits_on_it(cli: Cli, rep
     # No effect: the agent stays below propose.healthy_success_rate, so it has a problem.
     cli("simulate", "--out", str(repo / "sim"), "--effect", "0")
     metrics = ("--metrics", str(repo / "sim" / "*.csv"))
-    assert cli("run", *metrics)[0] == 0  # measured; a new proposal may open for it
-    for p in cli.json("pr", "list", "--json"):  # type: ignore[union-attr]
-        if p["agent"] == "support-triage" and p["state"] == "open":
-            assert cli("pr", "close", str(p["number"]), "--reason", "later")[0] == 0
+    # No measuring run: once the result is final, the same run may open the agent's next
+    # proposal (or not, depending on the hour the simulated days fall on), and a PR closed
+    # here would never be proposed again.
     assert cli("rollback", pr["proposal_id"])[0] == 0  # an open revert PR for the agent
     data = cli.json("propose", "--dry-run", "--json", "--agent", "support-triage", *metrics)
     assert isinstance(data, list) and len(data) == 1

@@ -119,6 +119,25 @@ def test_a_change_to_the_tests_file_on_main_rebuilds_the_branch(cli: Cli, repo: 
     assert snapshot_state(repo) == state
 
 
+def test_a_refresh_brings_back_no_case_a_person_deleted(cli: Cli, repo: Path) -> None:
+    tests = repo / TESTS
+    original = tests.read_text()
+    tests.write_text(original + "  - name: prod-invalid-json-deadbeef\n    inputs: {ticket: "
+                     "{body: old}}\n    assert:\n      - json_schema: {}\n")
+    git(repo, "commit", "-qam", "an older production case")
+    _measure_the_fix(cli, repo)
+    sim = str(repo / "sim" / "*.csv")
+    assert cli("run", "--metrics", sim)[0] == 0
+    (pr,) = _regression_prs(repo)
+    tests.write_text(original)  # the person deletes the older case
+    git(repo, "commit", "-qam", "drop the older case")
+    assert cli("run", "--metrics", sim)[0] == 0
+    names = [c["name"] for c in yaml.safe_load(git(repo, "show", f"{pr['branch']}:{TESTS}"))
+             ["cases"]]
+    assert "prod-invalid-json-deadbeef" not in names
+    assert sum(n.startswith("prod-invalid-json-") for n in names) == 3
+
+
 def test_cases_a_person_put_on_main_close_the_pr(cli: Cli, repo: Path) -> None:
     _measure_the_fix(cli, repo)
     sim = str(repo / "sim" / "*.csv")
@@ -218,6 +237,19 @@ def test_a_rare_failure_mode_is_not_lost_to_the_sample_and_blank_ids_are_no_ids(
     assert got == ["blank 8", "blank 9", "one", "two", "typed"]
     assert {json.dumps(json.loads(r.input), sort_keys=True) for r in rows
             if r.execution_id == "t1"} == {'{"n": 1, "q": "typed"}'}
+
+
+def test_a_parquet_struct_input_keeps_each_row_s_own_keys(tmp_path: Path) -> None:
+    rows = [{**ROWS[0], "prompt_vars": {"q": "one"}},
+            {**ROWS[2], "prompt_vars": {"q": "two", "extra": {"deep": 1}}}]
+    path = _write(tmp_path / "export.parquet", rows)
+    found = failing_inputs([str(path)], POLICY, PricingPolicy(), agent="a", error_type="E",
+                           version="v1", before=None, template="bad <*>")
+    assert found is not None
+    assert sorted(json.loads(r.input) == {"q": "one"} or json.loads(r.input)
+                  for r in found if r.execution_id == "x1") == [True]
+    assert [json.loads(r.input) for r in found if r.execution_id == "x2"] == [
+        {"q": "two", "extra": {"deep": 1}}]
 
 
 def test_without_versions_the_failures_before_the_merge_count(tmp_path: Path) -> None:

@@ -33,6 +33,8 @@ import yaml
 from bot.core import templates
 from bot.core.model import SQL_DIALECTS
 from bot.core.render import fenced, untrusted
+from bot.core.yamlparse import parse_yaml
+from bot.errors import InputError
 
 NEUTRALISED: Final = "[instruction-like text removed by promptbot]"
 REDACTED: Final = "[redacted]"
@@ -47,7 +49,8 @@ _EMAIL = re.compile(r"(?<![\w.+-])[\w.%+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})*\.
                     r"(?![\w-])")
 # Keys by their published shapes; a PEM block; a bearer token.
 _KEY = re.compile(
-    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"
+    r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----[A-Za-z0-9+/=\s:,-]{0,16000}?"
+    r"-----END [A-Z ]{0,40}PRIVATE KEY-----"
     r"|\bsk-(?:ant-|proj-|live-|test-)?[A-Za-z0-9_-]{16,}"
     r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"
     r"|\bgh[pousr]_[A-Za-z0-9]{30,}\b|\bgithub_pat_[A-Za-z0-9_]{30,}"
@@ -55,16 +58,22 @@ _KEY = re.compile(
     r"|\bAIza[0-9A-Za-z_-]{35}"
     r"|\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,}"
     r"|\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
-    r"|(?i:\bbearer\s+)[A-Za-z0-9._~+/-]{16,}=*")
+    r"|(?i:\bbearer\s+)[A-Za-z0-9._~+/-]{16,}=*"
+    r"|(?i:\bbasic\s+)[A-Za-z0-9+/]{8,}=*"
+    # The password of credentials in a URL (postgres://user:PASSWORD@host).
+    r"|(?<=://)[^\s:/@]{1,64}:[^\s@/]{1,128}(?=@)"
+    # US social security numbers.
+    r"|\b\d{3}-\d{2}-\d{4}\b")
 # What names a secret, inside a longer name too (client_secret, DB_PASSWORD, apiKey after
 # the camel case is split): the value after it is one.
 _SECRET_WORD = (r"pass(?:word|wd|phrase)?|pwd|secret|api[_-]?key|access[_-]?key|"
                 r"private[_-]?key|credentials?|otp|ssn|cvv|cvc|pin|token|authorization|"
                 r"cookie")
-_SECRET_ASSIGNMENT = re.compile(
-    rf"(?i)(?<![A-Za-z0-9])([\"']?[A-Za-z0-9_.-]*?(?<![A-Za-z0-9])(?:{_SECRET_WORD})"
-    r"(?![A-Za-z0-9])[A-Za-z0-9_.-]*[\"']?)(\s*[:=]\s*)"
-    r"(\"[^\"\n]{1,200}\"|'[^'\n]{1,200}'|[^\s,;}\]]{4,200})")
+# `name: value` or `name=value`; the name is checked in code (a pattern that searched it
+# for a secret word backtracked quadratically on long runs of word characters).
+_ASSIGNMENT = re.compile(
+    r"(?<![\w.-])([\"']?)([A-Za-z_][\w.-]{0,63})([\"']?)(\s*[:=]\s*)"
+    r"(\"[^\"\n]{1,200}\"|'[^'\n]{1,200}'|[^\s,;}\]]{3,200})")
 _SECRET_KEY = re.compile(rf"(?i)(?:^|[_.-])(?:{_SECRET_WORD})(?:$|[_.-])")
 # 13-19 digits, single spaces or dashes between groups, not inside a word (`blk_1724…`) and
 # not after a `+` (an international phone number); an issuer's prefix and Luhn decide.
@@ -92,6 +101,9 @@ _PERSON_NAME_KEYS = re.compile(r"(?i)^(first_?name|last_?name|full_?name|given_?
 # `name` is a person's only beside contact details that look like contact details (a table
 # with `name` and an `email` column is a schema, not a person).
 _NAME_KEY = re.compile(r"(?i)^name$")
+# What a name field holds when there is no name.
+_PLACEHOLDER_NAMES = frozenset(("unknown", "guest", "customer", "user", "n/a", "na", "none",
+                                "anonymous", "test", "-", "?", "null"))
 # Parts of a name that are common words too: replaced only as part of the full name.
 _COMMON_WORDS = frozenset((
     "will", "may", "june", "april", "august", "mark", "bill", "rose", "grace", "hope", "joy",
@@ -100,14 +112,33 @@ _COMMON_WORDS = frozenset((
     "love", "summer", "winter", "autumn", "faith", "art", "van", "von", "del", "der", "den"))
 
 
+# Keys whose numbers are secrets (a PIN); other secret-word keys hold counters too
+# (`token_count: 4096`).
+_SHORT_SECRET = re.compile(r"(?i)(?:^|[_.-])(?:pin|otp|cvv|cvc|ssn|code)(?:$|[_.-])")
+
+
 def _snake(key: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key)
 
 
+_TYPE_NAME = re.compile(r"(?i)(?:var)?char|text|string|str|int(?:eger)?|bigint|smallint|"
+                        r"numeric|decimal|float|double|bool(?:ean)?|bytea|blob|uuid|json|"
+                        r"date|time(?:stamp)?|null|none|true|false|required|optional|hidden|"
+                        r"redacted|\*+|x+")
+
+
+def _type_name(value: str) -> bool:
+    """`text`, `varchar(64)`: what a schema says about a column, no secret."""
+    bare = value.strip("'\"").strip()
+    return _TYPE_NAME.fullmatch(re.sub(r"\(\d+(,\s*\d+)?\)$", "", bare)) is not None
+
+
 def _secret_like(value: str) -> bool:
-    """A value after `password:` that looks like one: a short word ("Token: Token {") is
-    the log's own wording."""
-    bare = value.strip("'\"")
+    """A value after `password:` in text that looks like one: a short word ("Token: Token
+    {") is the log's own wording, a type name (`password_hash: text`) a schema's."""
+    bare = value.strip("'\"").strip()
+    if "\ue000" in bare or _type_name(bare):
+        return False  # replaced already, or a type
     return len(bare) >= 8 or not bare.isalpha()
 
 
@@ -169,12 +200,16 @@ class Scrubber:
         names = [(k[1], v) for k, v in self._seen.items() if k[0] == "name"]
         if not names:
             return value
-        parts = [(full, stand) for full, stand in names] + [
-            (part, stand) for full, stand in names for part in full.split()
-            if len(part) >= 3 and part.lower() not in _COMMON_WORDS]
+        # As written, in capitals or in lower case; a part only as written or in capitals
+        # ("Order" the surname is not "my order").
+        parts = [(form, stand) for full, stand in names
+                 for form in (full, full.upper(), full.lower())] + [
+            (form, stand) for full, stand in names for part in full.split()
+            if len(part) >= 3 and part.lower() not in _COMMON_WORDS
+            for form in (part, part.upper(), part.capitalize())]
         pattern = re.compile("|".join(rf"(?<!\w){re.escape(p)}(?!\w)" for p, _ in
-                                      sorted(parts, key=lambda x: -len(x[0]))), re.IGNORECASE)
-        lookup = {p.lower(): stand for p, stand in reversed(parts)}
+                                      sorted(set(parts), key=lambda x: (-len(x[0]), x[0]))))
+        lookup = dict(reversed(parts))
 
         def walk(v: Any) -> Any:
             if isinstance(v, dict):
@@ -184,20 +219,26 @@ class Scrubber:
             if isinstance(v, str):
                 def sub(m: re.Match[str]) -> str:
                     self.found["name"] += 1
-                    return lookup[m.group(0).lower()]
+                    return lookup[m.group(0)]
                 return pattern.sub(sub, v)
             return v
 
         return walk(value)
 
     def _name(self, value: str) -> str:
+        if value.strip().lower() in _PLACEHOLDER_NAMES:
+            return value
         return self._done(self._stand_in("name", value.strip()))
 
     def text(self, text: str) -> str:
         text = _KEY.sub(lambda m: self._stand_in("key", m.group(0)), text)
-        text = _SECRET_ASSIGNMENT.sub(
-            lambda m: m.group(1) + m.group(2) + self._stand_in("key", m.group(3))
-            if _secret_like(m.group(3)) else m.group(0), text)
+        def assignment(m: re.Match[str]) -> str:
+            if not (_SECRET_KEY.search(_snake(m.group(2))) and _secret_like(m.group(5))):
+                return m.group(0)
+            return m.group(1) + m.group(2) + m.group(3) + m.group(4) + \
+                self._stand_in("key", m.group(5))
+
+        text = _ASSIGNMENT.sub(assignment, text)
         text = _EMAIL.sub(lambda m: self._stand_in("email", m.group(0).lower()), text)
         text = _IBAN.sub(lambda m: self._stand_in("iban", m.group(0)) if _iban_ok(m.group(0))
                          else m.group(0), text)
@@ -225,7 +266,12 @@ class Scrubber:
         under secret keys redacted whole (nested ones too), under contact keys replaced."""
         if key and _SECRET_KEY.search(_snake(key)) and value not in (None, "", [], {}) \
                 and not isinstance(value, bool):
-            return self._redact(value)
+            if isinstance(value, dict | list):
+                return self._redact(value)
+            if isinstance(value, str) and not _type_name(value):
+                return self._done(self._stand_in("key", value))
+            if isinstance(value, int) and _SHORT_SECRET.search(_snake(key)):
+                return self._done(self._stand_in("key", str(value)))
         if isinstance(value, dict):
             contact = any((_EMAIL_KEYS.match(str(k)) and _contact(v, False))
                           or (_PHONE_KEYS.match(str(k)) and _contact(v, True))
@@ -256,11 +302,14 @@ class Scrubber:
         return value
 
     def _redact(self, value: Any) -> Any:
+        """Everything under a secret key that could be one (`credentials: {user, pass}`);
+        type names and booleans stay."""
         if isinstance(value, dict):
             return {k: self._redact(v) for k, v in value.items()}
         if isinstance(value, list):
             return [self._redact(v) for v in value]
-        if value in (None, "") or isinstance(value, bool):
+        if value in (None, "") or isinstance(value, bool) or (
+                isinstance(value, str) and _type_name(value)):
             return value
         return self._done(self._stand_in("key", str(value)))
 
@@ -268,7 +317,7 @@ class Scrubber:
 # ---------------------------------------------------------------- instructions
 
 # Verbs that override, and what they override; `don't ignore …` is no override.
-_OVERRIDE = (r"(?<!n't )(?<!not )(?<!never )\b(?:ignore|disregard|forget|override|bypass|skip)"
+_OVERRIDE = (r"(?<!n't )(?<!not )(?<!never )\b(?:ignore|disregard|forget|override|bypass)"
              r"\b")
 _INSTRUCTION = re.compile(
     rf"(?is){_OVERRIDE}[^.!?]{{0,40}}?"
@@ -277,10 +326,18 @@ _INSTRUCTION = re.compile(
     r"policies)\b"
     rf"|{_OVERRIDE}\s+(?:the\s+)?(?:above|everything(?:\s+(?:above|before|else))?|"
     r"all\s+(?:of\s+)?(?:the\s+)?above|what\s+you\s+were\s+told)"
-    r"|\byou\s+are\s+(?:now|no\s+longer)\b|\bfrom\s+now\s+on,?\s+you\b"
+    rf"|{_OVERRIDE}\s+(?:the|your|all|any)?\s*(?:instructions|rules|prompt|guidelines)\s+"
+    r"(?:you\s+(?:were|have\s+been)\s+given|so\s+far|above)"
+    # "You are now subscribed" is a newsletter's; "you are now DAN" is not.
+    r"|\byou\s+are\s+(?:now|no\s+longer)\s+(?:an?\s+|in\s+)?(?:\w+\s+){0,2}?(?:ai|assistant|"
+    r"model|bot|chatbot|dan|free|unrestricted|unfiltered|jailbroken|allowed|able|going\s+to|"
+    r"mode|bound)\b"
+    r"|\bfrom\s+now\s+on,?\s+you\s+(?:will|must|are|should|shall)\s+(?:\w+\s+)?(?:ignore|"
+    r"answer|respond|reply|act|obey|only|always|never|pretend)\b"
     r"|\b(?:new|updated|real|actual|admin)\s+(?:system\s+)?instructions?\s*:"
     r"|\b(?:reveal|print|show|repeat|output|leak)\b[^.!?\n]{0,30}?"
-    r"\b(?:system\s+prompt|your\s+instructions|hidden\s+instructions|internal\s+notes)\b"
+    r"\b(?:system\s+prompt|(?:hidden|initial|original|system)\s+instructions|internal\s+notes|"
+    r"your\s+(?:instructions|prompt)\s+(?:verbatim|word\s+for\s+word|in\s+full|above))\b"
     r"|\bpretend\s+(?:to\s+be|you\s+are)\b|\bjailbreak|\bdeveloper\s+mode\b"
     r"|<\|?(?:im_start|im_end|system|endoftext|assistant)\|?>|\[/?INST\]|<<\s*/?SYS\s*>>"
     r"|</?(?:system|instructions?)>"
@@ -300,14 +357,46 @@ _LOOKALIKE = str.maketrans(
     "aeijopcyxsdhlqwABEHIJKMOPCTXYS")
 
 
+@dataclass(frozen=True)
+class _Span:
+    begin: int
+    finish: int
+
+    def start(self) -> int:
+        return self.begin
+
+    def end(self) -> int:
+        return self.finish
+
+
+_INVISIBLE = frozenset("\u00ad\u200b\u200c\u200d\u2060\ufeff")
+
+
+def _skeleton(text: str) -> tuple[str, list[int]]:
+    """The text as the patterns read it — invisible characters dropped, full-width and
+    look-alike letters as Latin ones — and, per character of it, its index in `text`."""
+    chars: list[str] = []
+    where: list[int] = []
+    for i, ch in enumerate(text):
+        if ch in _INVISIBLE:
+            continue
+        if "\uff01" <= ch <= "\uff5e":  # full-width ASCII
+            ch = chr(ord(ch) - 0xFEE0)
+        chars.append(ch)
+        where.append(i)
+    where.append(len(text))
+    return "".join(chars).translate(_LOOKALIKE), where
+
+
 def neutralise(text: str) -> tuple[str, int]:
     """`text` with each sentence that holds instruction-like text replaced by NEUTRALISED,
     and how many were."""
-    skeleton = text.translate(_LOOKALIKE)  # the same length: positions carry over
+    skeleton, where = _skeleton(text)
     count = 0
     out: list[str] = []
     pos = 0
-    for m in _INSTRUCTION.finditer(skeleton):
+    for hit in _INSTRUCTION.finditer(skeleton):
+        m = _Span(where[hit.start()], where[hit.end()])
         if m.start() < pos:
             continue
         starts = [e.end() for e in _SENTENCE_END.finditer(text, pos, m.start())]
@@ -560,14 +649,26 @@ def plan(failing: Iterable[Failing], *, template: str, variables: frozenset[str]
 def _case(row: Failing, template: str, variables: frozenset[str], category: str, fmt: str,
           max_chars: int, renders: Callable[[dict[str, Any]], str | None],
           taken: set[str]) -> tuple[NewCase, Counter[str], int] | str:
-    """The case one failing execution gives, or why it gives none."""
-    inputs, why = inputs_of(row.input, variables)
-    if inputs is None:
-        return why
-    scrub = Scrubber()
-    clean = scrub.names_elsewhere(scrub.value(inputs))
-    clean, removed = _neutralise_value(clean)
-    if len(json.dumps(clean, ensure_ascii=False)) > max_chars:
+    """The case one failing execution gives, or why it gives none. Production text is
+    anything: an input too long, too deeply nested or not valid Unicode (a lone surrogate
+    from a cut emoji) is unusable, never a crash of the run."""
+    # Scrubbing costs with the length; an input far over the limit is not worth it.
+    if len(row.input) > 4 * max_chars:
+        return f"the input is longer than {max_chars:,} characters"
+    try:
+        inputs, why = inputs_of(row.input, variables)
+        if inputs is None:
+            return why
+        scrub = Scrubber()
+        clean = scrub.names_elsewhere(scrub.value(inputs))
+        clean, removed = _neutralise_value(clean)
+        shown = json.dumps(clean, ensure_ascii=False)
+        shown.encode("utf-8")
+    except RecursionError:
+        return "the input is nested too deeply"
+    except UnicodeError:
+        return "the input is not valid Unicode"
+    if len(shown) > max_chars:
         return f"the input is longer than {max_chars:,} characters"
     digest = _digest(clean)
     if digest in taken:
@@ -630,7 +731,9 @@ def _case_yaml(case: NewCase, indent: int, newline: str) -> str:
     text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=4096,
                      default_flow_style=False)
     pad = " " * indent
-    return "".join(pad + line + newline if line.strip() else newline
+    # Empty lines stay empty; a line of a block scalar that holds only a no-break space is
+    # content, not blank.
+    return "".join(pad + line + newline if line else newline
                    for line in text.split("\n")[:-1])
 
 
@@ -680,9 +783,14 @@ def add_cases(text: str | None, agent: str, cases: Sequence[NewCase]) -> str:
 def _verify(old: str | None, new: str, cases: Sequence[NewCase]) -> None:
     try:
         before = yaml.safe_load(old.lstrip("\ufeff")) if old else {"cases": []}
-        after = yaml.safe_load(new.lstrip("\ufeff"))
-    except yaml.YAMLError as exc:
-        raise EditError(f"the edited file does not parse ({exc})") from None
+    except yaml.YAMLError:
+        raise EditError("the file does not parse as YAML") from None
+    try:
+        # The loader `promptbot check` and the eval use, which refuses what PyYAML's pure
+        # loader lets through (a lone surrogate).
+        after = parse_yaml(new.lstrip("\ufeff"), "tests.yaml").data
+    except InputError as exc:
+        raise EditError(f"the edited file does not parse ({exc.render()})") from None
     want = {**(before or {}),
             "cases": [*((before or {}).get("cases") or []),
                        *({"name": c.name, "inputs": c.inputs,
@@ -730,7 +838,7 @@ def body(*, agent: str, proposal_id: str, pr: int | None, category: str, templat
         "### Before you merge",
         f"- **Personal data replaced:** {scrubbed} (reserved stand-ins: example.com "
         "addresses, 555-01xx numbers, the 4111 test card, `Person N` for names in name "
-        "fields; keys and passwords `[redacted]`). Names in free text, postal addresses "
+        "fields; keys and passwords `[redacted]`). Names found only in free text, postal addresses "
         "and other details are **not** detected: read the inputs below.",
         f"- **Instruction-like text removed:** {p.neutralised} sentence(s), replaced by "
         f"`{NEUTRALISED}`.",

@@ -368,7 +368,9 @@ def _normalized(src: _Source, where: str = "", segments: bool = False,
         elif kind.startswith("VARCHAR"):
             value = text("input")
         else:
-            value = f"CAST(to_json({raw('input')}) AS VARCHAR)"
+            # The STRUCT of all rows has every row's keys: those a row did not have come
+            # back as nulls, which a merge patch drops (a null logged on purpose too).
+            value = f"CAST(json_merge_patch('{{}}', to_json({raw('input')})) AS VARCHAR)"
         parts.append(f"{value} AS input")
     filtered = f"(SELECT * FROM {src.relation} WHERE {where})" if where else src.relation
     return f"SELECT {', '.join(parts)} FROM {filtered}"
