@@ -83,7 +83,8 @@ def main() -> None:
             t0 = time.perf_counter()
             rows = failing_inputs(files, policy.metrics, policy.pricing, agent="support-triage",
                                   error_type=problem["problem"]["error_type"],
-                                  version=problem["base_version"], before=None)
+                                  version=problem["base_version"], before=None,
+                                  template=problem["problem"]["template"])
             read = time.perf_counter() - t0
             assert rows is not None
             template = agent["prompts"]["user_template"]
