@@ -202,6 +202,10 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--until", metavar="YYYY-MM-DD",
                    help="only days before this one (UTC): pass today to leave out the day "
                    "that has not ended (the daily form has no hours, its last day counts whole)")
+    w.add_argument("--lookback-days", type=int, default=7, metavar="N",
+                   help="with --since: the days before it also read, so an execution re-sent "
+                   "up to N days later counts once, as ingest counts it (default 7; a re-send "
+                   "later than that counts again)")
     w.add_argument("--failures", action="store_true",
                    help="the failure rows (date, agent, version, error type, message, count) "
                    "instead of the daily counts and sums")
@@ -663,7 +667,7 @@ def _sql(root: Path, args: argparse.Namespace) -> int:
     from bot.warehouse import sql_text
 
     out(sql_text(root, args.dialect, args.table, args.since, args.failures, args.columns,
-                 args.until) + ";")
+                 args.until, args.lookback_days) + ";")
     return OK
 
 

@@ -6,14 +6,21 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from bot.core.warehouse import DIALECTS, Request, WarehouseError, build, resolve
+from bot.core.warehouse import (
+    DIALECTS,
+    LOOKBACK_DAYS,
+    Request,
+    WarehouseError,
+    build,
+    resolve,
+)
 from bot.errors import InputError, UsageError
 from bot.load.repo import WorkingTree, load_policy
 
 
 def sql_text(root: Path, dialect: str, table: str = "executions", since: str | None = None,
              failures: bool = False, columns: str | None = None,
-             until: str | None = None) -> str:
+             until: str | None = None, lookback_days: int = LOOKBACK_DAYS) -> str:
     """The SQL of the daily form (or, with `failures`, of its failure rows) for `dialect`."""
     if dialect not in DIALECTS:
         raise UsageError(f"unknown dialect {dialect!r}", fix=f"use one of {', '.join(DIALECTS)}")
@@ -35,7 +42,7 @@ def sql_text(root: Path, dialect: str, table: str = "executions", since: str | N
     try:
         found = resolve(dict(policy.columns), listed)
         return build(Request(dialect, table, found, dict(policy.status_values), first, end,
-                             failures))
+                             failures, lookback_days))
     except WarehouseError as exc:
         if exc.option:
             raise UsageError(exc.message, fix=exc.fix) from None

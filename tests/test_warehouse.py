@@ -373,6 +373,29 @@ def test_since_and_until_cut_whole_days_and_settle_resends_as_ingest(
     assert _segments(aggregated) == {k: v for k, v in _segments(team.raw).items() if within(k)}
 
 
+def test_the_look_back_is_an_option_and_too_short_a_one_counts_a_re_send_again(
+        team: Export, tmp_path: Path) -> None:
+    """dup-2's re-send on day 2 settles against its day-0 row only when the SQL reads two
+    days before --since: with one day it counts again, as the docs say."""
+    since, until = team.day + timedelta(days=2), team.day + timedelta(days=5)
+
+    def day_two(*extra: str) -> int:
+        where = tmp_path / "-".join(extra or ("default",))
+        where.mkdir(exist_ok=True)
+        files = _run_duckdb(team, where, "executions", "--since", str(since), "--until",
+                            str(until), *extra)
+        return sum(int(r["executions"]) for r in csv.DictReader(files[0].open())
+                   if r["date"] == str(since))
+
+    assert day_two("--lookback-days", "1") == day_two() + 1
+    assert day_two("--lookback-days", "2") == day_two("--lookback-days", "30") == day_two()
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["-C", str(team.root), "sql", "--dialect", "duckdb", "--since", str(since),
+                     "--lookback-days", "400"])
+    assert code != 0 and "--lookback-days 400 is out of range" in err.getvalue()
+
+
 def _key(row: dict[str, str]) -> tuple[str, ...]:
     return (row["date"], row["agent_id"], row["prompt_version"], row["segment"])
 

@@ -93,6 +93,7 @@ DAY = 86_400
 # once, on its first day (ingest reads the whole export; a re-send later than this after the
 # first copy counts again in the result).
 LOOKBACK_DAYS = 7
+MAX_LOOKBACK_DAYS = 366
 # The largest finite double: a number column must lie strictly inside (ingest: "a number is
 # not finite"); `1e400` converts to infinity where it converts at all.
 MAX_DOUBLE = "1.7976931348623157e308"
@@ -318,6 +319,7 @@ class Request:
     since: date | None = None  # the first day (UTC) in the result
     until: date | None = None  # the first day (UTC) not in it
     failures: bool = False
+    lookback_days: int = LOOKBACK_DAYS  # with `since`: earlier days read to settle re-sends
 
 
 _NUMBERS = {"latency_ms": "pb_lat", "input_tokens": "pb_tin", "output_tokens": "pb_tout",
@@ -414,7 +416,8 @@ def _grouping(present: set[str], segment: bool) -> tuple[list[str], list[str]]:
     return keys, out
 
 
-def _daily_text(present: set[str], since: date | None, until: date | None) -> str:
+def _daily_text(present: set[str], since: date | None, until: date | None,
+                lookback: int = LOOKBACK_DAYS) -> str:
     keys, out = _grouping(present, segment=True)
     out += ['count(*) AS "executions"',
             'sum(CASE WHEN pb_status = \'success\' THEN 1 ELSE 0 END) AS "successes"',
@@ -435,19 +438,20 @@ def _daily_text(present: set[str], since: date | None, until: date | None) -> st
     ll = ("CASE WHEN pb_lat IS NULL THEN NULL WHEN pb_lat < 0.001 THEN LN(0.001) "
           "ELSE LN(pb_lat) END") if "latency_ms" in present else "NULL"
     where = f" WHERE pb_ep >= {_epoch(since)}" if since is not None else ""
-    return (_rows_text(present, since, until) + f"""
+    return (_rows_text(present, since, until, lookback) + f"""
 SELECT {', '.join(out)}
 FROM (SELECT *, pb_day(pb_ep) AS pb_date, {ll} AS pb_ll FROM won{where}) AS pb_w
 GROUP BY {', '.join(keys)}
 ORDER BY {', '.join(keys)}""")
 
 
-def _failures_text(present: set[str], since: date | None, until: date | None) -> str:
+def _failures_text(present: set[str], since: date | None, until: date | None,
+                   lookback: int = LOOKBACK_DAYS) -> str:
     keys, out = _grouping(present, segment=False)
     keys += ["pb_e", "pb_key"]
     out += ['pb_e AS "error_type"', 'min(pb_m) AS "error_message"', 'count(*) AS "count"']
     where = f" AND pb_ep >= {_epoch(since)}" if since is not None else ""
-    return (_rows_text(present, since, until) + f"""
+    return (_rows_text(present, since, until, lookback) + f"""
 SELECT {', '.join(out)}
 FROM (SELECT *, pb_day(pb_ep) AS pb_date, pb_premask(pb_m) AS pb_key FROM won
       WHERE pb_status <> 'success'{where}) AS pb_w
@@ -520,8 +524,12 @@ def build(request: Request) -> str:
         raise WarehouseError(f"--until {request.until} is not after --since {request.since}",
                              "--until is the first day left out: pass a later day",
                              option=True)
+    if not 0 <= request.lookback_days <= MAX_LOOKBACK_DAYS:
+        raise WarehouseError(f"--lookback-days {request.lookback_days} is out of range",
+                             f"pass 0 to {MAX_LOOKBACK_DAYS} (days before --since read to "
+                             "settle re-sent executions)", option=True)
     text = (_failures_text if request.failures else _daily_text)(
-        present, request.since, request.until)
+        present, request.since, request.until, request.lookback_days)
     tree = sqlglot.parse_one(text, read="duckdb")
     table = exp.Table(this=exp.to_identifier(parts[-1], quoted=True),
                       db=exp.to_identifier(parts[-2], quoted=True) if len(parts) > 1 else None,
