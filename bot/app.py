@@ -163,8 +163,8 @@ def run(ctx: Context, patterns: list[str] | None = None, dry_run: bool = False) 
     advance_all(ctx, state, base, base_sha, prs, results, snapshot, report, dry_run)
     finals = _finals(ctx, state, base_sha, results, report)
     uses = promote_all(ctx, state, base, base_sha, prs, results, report, dry_run, finals)
-    regress_all(ctx, state, base, base_sha, prs, finals or [],
-                snapshot_files(ctx, state.policy, patterns), snapshot.oldest,
+    regress_all(ctx, state, base, base_sha, prs, finals or [], snapshot.sources,
+                snapshot.oldest,
                 {pid for pid, r in results.items() if not r.kept}, report, dry_run)
     current = {a: loaded.version for a, loaded in state.agents.items()}
     report.analysis = analysis(snapshot, current, state.policy)
@@ -196,12 +196,6 @@ def _finals(ctx: Context, state: RepoState, base_sha: str, results: dict[str, Re
     except PromptbotError as exc:
         report.errors.append(f"measured results: {exc.render()}")
         return None
-
-
-def snapshot_files(ctx: Context, policy: Policy, patterns: list[str] | None) -> list[str]:
-    from bot.load.metrics import resolve_sources
-
-    return resolve_sources(patterns or [policy.metrics.source], ctx.root)
 
 
 # ---------------------------------------------------------------- proposing

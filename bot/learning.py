@@ -14,7 +14,6 @@ promoted again, each time on a new commit on the base as it is then.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import replace
 from typing import Any
@@ -31,7 +30,15 @@ from bot.core.yamledit import RoundTripError
 from bot.edges.forge import PullRequest
 from bot.errors import MachineError, PromptbotError
 from bot.load.repo import PROMOTED_FILE, RepoState
-from bot.measuring import Recorded, people_pushed, results_texts, retire
+from bot.measuring import (
+    Recorded,
+    branch_tip,
+    build_branch,
+    people_pushed,
+    results_texts,
+    retire,
+    text_digest,
+)
 
 KINDS = frozenset(learning.KIND.values())
 
@@ -164,18 +171,6 @@ def _why_not(t: Tracked, promoted: tuple[variants.Category, ...]) -> str:
             f"rule {t.marker['rule']} is no longer in {PROMOTED_FILE}")
 
 
-def _digest(text: str | None) -> str:
-    """The rules file a branch was built on (a marker value)."""
-    return hashlib.sha256((text or "").encode("utf-8")).hexdigest()[:12]
-
-
-def _tip(ctx: Context, branch: str) -> str | None:
-    """Where the branch is: on GitHub as origin has it (a fresh checkout has no local one)."""
-    if ctx.forge.name == "github" and ctx.git.has_remote():
-        return ctx.git.fetch(branch)
-    return ctx.git.sha(f"refs/heads/{branch}")
-
-
 def open_change(ctx: Context, state: RepoState, base: str, base_sha: str, change: Change,
                 text: str | None, mine: list[Tracked], bar: Thresholds, report: RunReport,
                 dry_run: bool) -> PullRequest | None:
@@ -188,8 +183,8 @@ def open_change(ctx: Context, state: RepoState, base: str, base_sha: str, change
     title = learning.title(change)
     body = markers.attach(render.cap(learning.body(change, bar), "prompts/*/results/"), {
         "kind": change.kind, "agent": LEARNING_AGENT, "proposal_id": rid, "rule": rid,
-        "step": change.evidence.digest(), "base_version": _digest(text),
-        "new_version": _digest(new_text)})
+        "step": change.evidence.digest(), "base_version": text_digest(text),
+        "new_version": text_digest(new_text)})
     same = sorted((t for t in mine if t.kind == change.kind and t.marker["rule"] == rid),
                   key=lambda t: t.pr.number)
     current = next((t for t in same if t.pr.state == "open"), None)
@@ -197,7 +192,7 @@ def open_change(ctx: Context, state: RepoState, base: str, base_sha: str, change
         ensure_labels(ctx, current.pr, labels, report, dry_run)
         if current.pr.body == body and current.pr.title == title:
             return None
-        if current.marker.get("base_version") != _digest(text):
+        if current.marker.get("base_version") != text_digest(text):
             # The rules file moved on the base (another rule merged): the branch is built
             # again on it, or the PR would conflict.
             if people_pushed(ctx, base, branch):
@@ -222,7 +217,7 @@ def open_change(ctx: Context, state: RepoState, base: str, base_sha: str, change
         report.skipped.append(f"learning: rule {rid}: the {change.kind} PR #{last.pr.number} "
                               "was closed with this same evidence; not opened again")
         return None
-    tip = _tip(ctx, branch)
+    tip = branch_tip(ctx, branch)
     if tip is not None and ctx.git.touched_by_people(f"refs/heads/{base}", tip):
         report.skipped.append(f"learning: rule {rid}: a person pushed to {branch} (of a closed "
                               "PR); delete that branch to let promptbot open a new PR")
@@ -236,22 +231,6 @@ def open_change(ctx: Context, state: RepoState, base: str, base_sha: str, change
 
 def _build(ctx: Context, base_sha: str, branch: str, new_text: str, change: Change,
            tip: str | None = None) -> None:
-    """The branch at a commit on the base with the rules file edited, published. A tip
-    that is that very commit (a run stopped before opening the PR built it) is kept; any
-    other is not: an earlier PR's tip may hold the same file but be merged already, and a
-    PR from it would change nothing."""
-    if tip is None:
-        tip = _tip(ctx, branch)
-    want = tip if tip is not None and ctx.git.parents(tip) == [base_sha] \
-        and ctx.git.read(tip, PROMOTED_FILE) == new_text else None
-    if want is None:
-        want = ctx.git.commit_files(base_sha, {PROMOTED_FILE: new_text},
-                                    f"{learning.title(change)}\n\npromptbot learning: "
-                                    f"{change.reason}")
-    local = ctx.git.sha(f"refs/heads/{branch}")
-    if local != want:
-        ctx.git.move_branch(branch, want, local)
-    # A bot-owned branch: a closed PR's old tip is replaced (touched_by_people checked).
-    ctx.forge.publish(branch, force=True)
-
-
+    """The branch at a commit on the base with the rules file edited, published."""
+    build_branch(ctx, base_sha, branch, {PROMOTED_FILE: new_text},
+                 f"{learning.title(change)}\n\npromptbot learning: {change.reason}", tip)

@@ -7,6 +7,7 @@ and never rewrites a final result (`standing`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -403,6 +404,40 @@ def people_pushed(ctx: Context, base: str, branch: str) -> bool:
     else:
         tip = ctx.git.sha(f"refs/heads/{branch}")
     return tip is not None and ctx.git.touched_by_people(f"refs/heads/{base}", tip)
+
+
+def text_digest(text: str | None) -> str:
+    """The file a bot branch was built on, as a marker value (`base_version`): a PR is
+    built again when the file on the base no longer has it."""
+    return hashlib.sha256((text or "").encode("utf-8")).hexdigest()[:12]
+
+
+def branch_tip(ctx: Context, branch: str) -> str | None:
+    """Where a bot branch is: on GitHub as origin has it (a fresh checkout has no local
+    one)."""
+    if ctx.forge.name == "github" and ctx.git.has_remote():
+        return ctx.git.fetch(branch)
+    return ctx.git.sha(f"refs/heads/{branch}")
+
+
+def build_branch(ctx: Context, base_sha: str, branch: str, files: dict[str, str],
+                 message: str, tip: str | None = None) -> None:
+    """A bot branch at one commit on the base that writes `files`, published (learning
+    and regression-case PRs). A tip that is that very commit (a run stopped before opening
+    the PR built it) is kept; any other is not: an earlier PR's tip may hold the same files
+    but be merged already, and a PR from it would change nothing."""
+    if tip is None:
+        tip = branch_tip(ctx, branch)
+    want = tip if tip is not None and ctx.git.parents(tip) == [base_sha] and all(
+        ctx.git.read(tip, path) == text for path, text in files.items()) else None
+    if want is None:
+        want = ctx.git.commit_files(base_sha, files, message)
+    local = ctx.git.sha(f"refs/heads/{branch}")
+    if local != want:
+        ctx.git.move_branch(branch, want, local)
+    # A bot-owned branch: a closed PR's old tip is replaced (callers checked for a person's
+    # push first).
+    ctx.forge.publish(branch, force=True)
 
 
 def retire(ctx: Context, base: str, t: Tracked, why: str, what: str, key: str,

@@ -14,7 +14,6 @@ it. Nothing is added without review: the PR is the only way into tests.yaml.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -30,7 +29,7 @@ from bot.core.proposals import agent_format
 from bot.edges.forge import PullRequest
 from bot.errors import MachineError, PromptbotError
 from bot.load.repo import RepoState, tests_path
-from bot.measuring import people_pushed, retire
+from bot.measuring import branch_tip, build_branch, people_pushed, retire, text_digest
 
 KIND = "regression"
 
@@ -43,7 +42,6 @@ class Fix:
     base_version: str
     error_type: str
     template: str
-    merged_at: datetime | None
 
 
 def fixes(finals: Sequence[tuple[Use, Any]]) -> list[Fix]:
@@ -59,7 +57,7 @@ def fixes(finals: Sequence[tuple[Use, Any]]) -> list[Fix]:
             continue
         etype, template = problem.get("error_type"), problem.get("template")
         if isinstance(etype, str) and isinstance(template, str) and etype and template:
-            out.append(Fix(use, base, etype, template, None))
+            out.append(Fix(use, base, etype, template))
     return out
 
 
@@ -106,7 +104,8 @@ def regress_all(ctx: Context, state: RepoState, base: str, base_sha: str,
             # The export starts after the fix: no failure before it to read (a canary's
             # baseline keeps serving after the merge, so it is read all the same).
             continue
-        quiet = RunReport() if pid not in fresh else report
+        # A decided result's skips are said once, in the run that decided it.
+        quiet = report if pid in fresh else RunReport()
         try:
             opened = _one(ctx, state, base, base_sha, fix, merged, numbers.get(pid),
                           files, quiet, dry_run)
@@ -128,7 +127,8 @@ def regress_all(ctx: Context, state: RepoState, base: str, base_sha: str,
             # Production data is anything: one fix's odd input never stops the run.
             report.errors.append(f"regression cases: {agent} ({pid}): {exc}")
             continue
-        report.actions += quiet.actions if quiet is not report else []
+        if quiet is not report:
+            report.actions += quiet.actions
         if opened is not None:
             prs.append(Tracked(opened, markers.parse(opened.body) or {}))
     if no_input:
@@ -136,11 +136,6 @@ def regress_all(ctx: Context, state: RepoState, base: str, base_sha: str,
             "regression cases: the export has no `input` column (nor an OpenTelemetry input "
             f"attribute), so the fixes of {', '.join(no_input)} get no cases from production; "
             "log the user template's variables as JSON in `input` (docs/WAREHOUSE.md)")
-
-
-def _digest(text: str | None) -> str:
-    """The tests file a branch was built on (a marker value)."""
-    return hashlib.sha256((text or "").encode("utf-8")).hexdigest()[:12]
 
 
 def _refresh(ctx: Context, base: str, base_sha: str, t: Tracked, report: RunReport,
@@ -151,14 +146,14 @@ def _refresh(ctx: Context, base: str, base_sha: str, t: Tracked, report: RunRepo
     theirs."""
     path = tests_path(t.agent)
     text = ctx.git.read(base_sha, path)
-    if t.marker.get("base_version") == _digest(text):
+    if t.marker.get("base_version") == text_digest(text):
         return
     branch = t.pr.branch
     if people_pushed(ctx, base, branch):
         report.skipped.append(f"#{t.pr.number} regression cases: {path} changed on {base}; a "
                               "person pushed to the PR, so promptbot leaves it as it is")
         return
-    tip = _tip(ctx, branch)
+    tip = branch_tip(ctx, branch)
     parents = ctx.git.parents(tip) if tip else []
     if tip is None or len(parents) != 1:
         report.skipped.append(f"#{t.pr.number} regression cases: {path} changed on {base}, "
@@ -183,11 +178,12 @@ def _refresh(ctx: Context, base: str, base_sha: str, t: Tracked, report: RunRepo
                           f"({path} changed there)")
     if dry_run:
         return
-    _build(ctx, base_sha, branch, path, new_text, title, t.proposal_id)
+    build_branch(ctx, base_sha, branch, {path: new_text},
+                 f"{title}\n\npromptbot regression cases for {t.proposal_id}")
     body = t.pr.body[:t.pr.body.rfind("<!-- promptbot:")].rstrip()
     ctx.forge.update_pr(t.pr.number, title=title, body=markers.attach(
         body, {**{k: v for k, v in t.marker.items() if k != "body_hash"},
-               "base_version": _digest(text)}))
+               "base_version": text_digest(text)}))
 
 
 def _cases(text: str | None) -> list[tuple[str, tuple[Any, list[dict[str, Any]]]]]:
@@ -197,14 +193,10 @@ def _cases(text: str | None) -> list[tuple[str, tuple[Any, list[dict[str, Any]]]
     except yaml.YAMLError:
         return []
     cases = data.get("cases") if isinstance(data, dict) else None
+    if not isinstance(cases, list):
+        return []
     return [(str(c.get("name")), (c.get("inputs") or {}, list(c.get("assert") or [])))
-            for c in cases or [] if isinstance(c, dict)]
-
-
-def _tip(ctx: Context, branch: str) -> str | None:
-    if ctx.forge.name == "github" and ctx.git.has_remote():
-        return ctx.git.fetch(branch)
-    return ctx.git.sha(f"refs/heads/{branch}")
+            for c in cases if isinstance(c, dict)]
 
 
 class _NoInputColumn(Exception):
@@ -246,10 +238,9 @@ def _one(ctx: Context, state: RepoState, base: str, base_sha: str, fix: Fix,
             "no failing execution of this failure mode carries an input"
         report.skipped.append(f"regression cases: {agent_id} ({pid}): no usable input ({why})")
         return None
-    cases = _appendable(text, agent_id, p.cases)
+    cases, new_text = _appendable(text, agent_id, p.cases)
     if len(cases) < len(p.cases):
         p = replace(p, cases=cases)
-    new_text = regression.add_cases(text, agent_id, p.cases)
     branch = f"promptbot/regression/{pid}"
     prefix = state.policy.forge.label_prefix
     title = regression.title(agent_id, category, len(p.cases), number)
@@ -257,22 +248,23 @@ def _one(ctx: Context, state: RepoState, base: str, base_sha: str, fix: Fix,
         agent=agent_id, proposal_id=pid, pr=number, category=category,
         template=fix.template, p=p, tests_path=path, simulated=fix.use.simulated),
         path), {"kind": KIND, "agent": agent_id, "proposal_id": pid,
-                "base_version": _digest(text)})
+                "base_version": text_digest(text)})
     report.actions.append(f"{agent_id}: open PR '{title}' ({branch})")
     if dry_run:
         return None
-    _build(ctx, base_sha, branch, path, new_text, title, pid)
+    build_branch(ctx, base_sha, branch, {path: new_text},
+                 f"{title}\n\npromptbot regression cases for {pid}")
     return ctx.forge.open_pr(branch=branch, base=base, title=title, body=body,
                              labels=[prefix, f"{prefix}:{KIND}"])
 
 
 def _appendable(text: str | None, agent: str, cases: tuple[regression.NewCase, ...]
-                ) -> tuple[regression.NewCase, ...]:
-    """The cases that append cleanly: one that does not read back as written is left
-    out, not the whole PR (the file's own layout problems still raise)."""
+                ) -> tuple[tuple[regression.NewCase, ...], str]:
+    """The cases that append cleanly, and the tests file with them: one that does not read
+    back as written is left out, not the whole PR (the file's own layout problems still
+    raise)."""
     try:
-        regression.add_cases(text, agent, cases)
-        return cases
+        return cases, regression.add_cases(text, agent, cases)
     except regression.EditError:
         ok = []
         for case in cases:
@@ -283,7 +275,7 @@ def _appendable(text: str | None, agent: str, cases: tuple[regression.NewCase, .
             ok.append(case)
         if not ok:
             raise
-        return tuple(ok)
+        return tuple(ok), regression.add_cases(text, agent, ok)
 
 
 def _renders(template: str, inputs: dict[str, Any]) -> str | None:
@@ -297,29 +289,4 @@ def _renders(template: str, inputs: dict[str, Any]) -> str | None:
 def _existing(text: str | None) -> dict[str, Any]:
     """The tests file's cases, name -> inputs (a file that does not parse has none: the
     edit then refuses it with its own message)."""
-    if not text:
-        return {}
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return {}
-    cases = data.get("cases") if isinstance(data, dict) else None
-    if not isinstance(cases, list):
-        return {}
-    return {str(c.get("name")): c.get("inputs") for c in cases if isinstance(c, dict)}
-
-
-def _build(ctx: Context, base_sha: str, branch: str, path: str, new_text: str, title: str,
-           pid: str) -> None:
-    """The branch at one commit on the base that edits the tests file, published. A branch
-    already there at such a commit (a run stopped before opening the PR) is kept."""
-    tip = _tip(ctx, branch)
-    want = tip if tip is not None and ctx.git.parents(tip) == [base_sha] \
-        and ctx.git.read(tip, path) == new_text else None
-    if want is None:
-        want = ctx.git.commit_files(base_sha, {path: new_text},
-                                    f"{title}\n\npromptbot regression cases for {pid}")
-    local = ctx.git.sha(f"refs/heads/{branch}")
-    if local != want:
-        ctx.git.move_branch(branch, want, local)
-    ctx.forge.publish(branch, force=True)
+    return {name: inputs for name, (inputs, _) in _cases(text)}

@@ -357,18 +357,6 @@ _LOOKALIKE = str.maketrans(
     "aeijopcyxsdhlqwABEHIJKMOPCTXYS")
 
 
-@dataclass(frozen=True)
-class _Span:
-    begin: int
-    finish: int
-
-    def start(self) -> int:
-        return self.begin
-
-    def end(self) -> int:
-        return self.finish
-
-
 _INVISIBLE = frozenset("\u00ad\u200b\u200c\u200d\u2060\ufeff")
 
 
@@ -396,14 +384,14 @@ def neutralise(text: str) -> tuple[str, int]:
     out: list[str] = []
     pos = 0
     for hit in _INSTRUCTION.finditer(skeleton):
-        m = _Span(where[hit.start()], where[hit.end()])
-        if m.start() < pos:
+        first, last = where[hit.start()], where[hit.end()]  # in `text`
+        if first < pos:
             continue
-        starts = [e.end() for e in _SENTENCE_END.finditer(text, pos, m.start())]
+        starts = [e.end() for e in _SENTENCE_END.finditer(text, pos, first)]
         start = starts[-1] if starts else pos
-        while start < m.start() and text[start] in " \t":
+        while start < first and text[start] in " \t":
             start += 1
-        end_m = _SENTENCE_END.search(text, m.end())
+        end_m = _SENTENCE_END.search(text, last)
         end = end_m.end() if end_m else len(text)
         if end_m and text[end_m.start()] == "\n":
             end = end_m.start()

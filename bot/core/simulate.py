@@ -202,12 +202,17 @@ def _normal(a: int, b: int, seed: int, key: str = "i") -> str:
             f"{_u(b, seed, key)}))")
 
 
+def _pick(pool: Sequence[str], stream: int, seed: int) -> str:
+    """One item of `pool` for this row, drawn on `stream`."""
+    items = "[" + ", ".join(_lit(x) for x in pool) + "]"
+    return f"{items}[1 + CAST({_h(stream, seed)} % {len(pool)} AS INTEGER)]"
+
+
 def _inputs_sql(s: int) -> dict[str, str]:
     """Per agent kind, the JSON text of a failing execution's input."""
 
     def pick(pool: Sequence[str], stream: int) -> str:
-        items = "[" + ", ".join(_lit(x) for x in pool) + "]"
-        return f"{items}[1 + CAST({_h(stream, s)} % {len(pool)} AS INTEGER)]"
+        return _pick(pool, stream, s)
 
     first, last = pick(FIRST, 30), pick(LAST, 31)
     phone = (f"CASE WHEN {_h(34, s)} % 4 = 0 THEN ' Call me on +44 20 7946 ' || "
@@ -276,7 +281,6 @@ def query(timelines: list[Timeline], start: datetime, end: datetime, opts: Optio
             cum += share
     n_max = max(a[3] for a in agents)
     s = opts.seed
-    words = "[" + ", ".join(_lit(w) for w in WORDS) + "]"
     weight = (
         "(0.6 + 0.4 * cos(2 * pi() * (hour(ts) - 14) / 24)) "
         "* (CASE WHEN dayofweek(ts) IN (0, 6) THEN 0.6 ELSE 1.0 END)"
@@ -360,7 +364,7 @@ out AS (
                '{{col}}', CAST(1 + {_h(21, s)} % 97 AS VARCHAR)),
                '{{char}}', CAST(40 + {_h(22, s)} % 2400 AS VARCHAR)),
                '{{id}}', CAST(10000 + {_h(13, s)} % 89999 AS VARCHAR)),
-               '{{word}}', {words}[1 + CAST({_h(14, s)} % {len(WORDS)} AS INTEGER)]), '')
+               '{{word}}', {_pick(WORDS, 14, s)}), '')
                AS error_message,
            'claude-sonnet-4-5' AS model, i,
            round(least(1.0, greatest(0.0, qmean + 0.15 * {_normal(17, 18, s)})), 3)
