@@ -206,9 +206,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --since: the days before it also read, so an execution re-sent "
                    "up to N days later counts once, as ingest counts it (default 7; a re-send "
                    "later than that counts again)")
-    w.add_argument("--failures", action="store_true",
-                   help="the failure rows (date, agent, version, error type, message, count) "
-                   "instead of the daily counts and sums")
+    result = w.add_mutually_exclusive_group()
+    result.add_argument("--failures", action="store_true",
+                        help="the failure rows (date, agent, version, error type, message, "
+                        "count) instead of the daily counts and sums")
+    result.add_argument("--bad-rows", action="store_true",
+                        help="the rows left out (date, reason, rows): bad rows by ingest's "
+                        "reasons and re-sent executions' extra copies as 'duplicate'")
     w.add_argument("--columns", metavar="COL,COL,...",
                    help="the table's columns (as metrics.columns names them); default: the "
                    "mapped names and the canonical columns of the example export")
@@ -667,7 +671,7 @@ def _sql(root: Path, args: argparse.Namespace) -> int:
     from bot.warehouse import sql_text
 
     out(sql_text(root, args.dialect, args.table, args.since, args.failures, args.columns,
-                 args.until, args.lookback_days) + ";")
+                 args.until, args.lookback_days, bad_rows=args.bad_rows) + ";")
     return OK
 
 

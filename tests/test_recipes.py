@@ -63,7 +63,8 @@ ARTIFACT_GLOB = '"$RUNNER_TEMP/promptbot-metrics/**/*"'
 # Columns the bot's daily-form reader tells the two kinds of file apart by and requires
 # (bot/load/metrics.py: _is_daily, _daily_part).
 NEEDED = {"daily": {"date", "agent_id", "executions", "successes"},
-          "failures": {"date", "agent_id", "error_message", "count"}}
+          "failures": {"date", "agent_id", "error_message", "count"},
+          "bad-rows": {"date", "reason", "rows"}}
 
 # Repository variables and secrets a team sets; every one a recipe names must be listed here.
 VARS = {
@@ -340,7 +341,8 @@ if name == "bq":
         fail("no --max_rows: bq prints 100 rows")
     limit = int(limits[0])
     sql = sys.stdin.read()
-    kind = "failures" if "AS `count`" in sql else "daily"
+    kind = ("failures" if "AS `count`" in sql else "bad-rows" if "AS `rows`" in sql
+            else "daily")
 else:
     if args[:1] != ["sql"]:
         fail("not `snow sql`")
@@ -357,7 +359,8 @@ else:
         fail("not key-pair authentication")
     limit = None
     sql = Path(value("--filename")).read_text(encoding="utf-8")
-    kind = "failures" if 'AS "count"' in sql else "daily"
+    kind = ("failures" if 'AS "count"' in sql else "bad-rows" if 'AS "rows"' in sql
+            else "daily")
 
 Path(os.environ["STUB_LOG"], f"{name}-{kind}.sql").write_text(sql, encoding="utf-8")
 result = json.loads(Path(os.environ["STUB_DIR"], f"{kind}.json").read_text(encoding="utf-8"))
@@ -417,8 +420,9 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Example:
     raw = metrics.ingest_with([str(EXAMPLE)], policy.metrics, policy.pricing)
     con = duckdb.connect()
     con.execute(f"CREATE TABLE executions AS SELECT * FROM read_csv('{EXAMPLE}')")
-    for kind in ("daily", "failures"):
-        rel = con.sql(sql_text(root, "duckdb", "executions", failures=kind == "failures"))
+    for kind in ("daily", "failures", "bad-rows"):
+        rel = con.sql(sql_text(root, "duckdb", "executions", failures=kind == "failures",
+                               bad_rows=kind == "bad-rows"))
         rows = [[_cell(v) for v in row] for row in rel.fetchall()]
         assert rows
         (base / f"{kind}.json").write_text(json.dumps({"columns": rel.columns, "rows": rows}),
@@ -523,13 +527,15 @@ def test_aggregate_job_hands_the_bot_the_daily_form_ingest_would_compute(
     after = datetime.now(UTC).date()
     assert run.code == 0, run.output
 
-    # promptbot sql, twice, as the CLI parses what bash passed: the team's table, the whole
-    # window up to today (left out), the daily rows then the failure rows.
+    # promptbot sql, three times, as the CLI parses what bash passed: the team's table, the
+    # whole window up to today (left out), the daily rows, the failure rows, the rows left out.
     calls = [json.loads(line) for line in
              (run.log / "promptbot.jsonl").read_text(encoding="utf-8").splitlines()]
     parsed = [_parser().parse_args(call) for call in calls]
-    assert [(a.command, a.dialect, a.table, a.failures) for a in parsed] == [
-        ("sql", dialect, TABLES[dialect], False), ("sql", dialect, TABLES[dialect], True)]
+    assert [(a.command, a.dialect, a.table, a.failures, a.bad_rows) for a in parsed] == [
+        ("sql", dialect, TABLES[dialect], False, False),
+        ("sql", dialect, TABLES[dialect], True, False),
+        ("sql", dialect, TABLES[dialect], False, True)]
     window = int(_aggregate(dialect)["env"]["WINDOW_DAYS"])
     for args in parsed:
         until = date.fromisoformat(args.until)
@@ -540,10 +546,10 @@ def test_aggregate_job_hands_the_bot_the_daily_form_ingest_would_compute(
     # The client ran exactly what promptbot printed for those arguments, SQL of its dialect
     # whose result has the columns the bot's reader needs.
     for args in parsed:
-        kind = "failures" if args.failures else "daily"
+        kind = "failures" if args.failures else "bad-rows" if args.bad_rows else "daily"
         got = (run.log / f"{CLIENT[dialect]}-{kind}.sql").read_text(encoding="utf-8")
         printed = sql_text(example.policy_root, dialect, args.table, args.since, args.failures,
-                           args.columns, args.until)
+                           args.columns, args.until, bad_rows=args.bad_rows)
         assert got.strip() == printed + ";"
         tree = sqlglot.parse_one(got, read=dialect)
         assert isinstance(tree, exp.Query)
@@ -551,20 +557,29 @@ def test_aggregate_job_hands_the_bot_the_daily_form_ingest_would_compute(
 
     # Only what the bot reads is uploaded, and it reads the same counts and sums as from the
     # raw rows.
-    assert sorted(p.name for p in run.upload.iterdir()) == ["daily.csv", "failures.csv"]
+    assert sorted(p.name for p in run.upload.iterdir()) == ["bad-rows.csv", "daily.csv",
+                                                             "failures.csv"]
     assert "daily.csv: 166 rows" in run.output and "failures.csv: 523 rows" in run.output
+    assert "bad-rows.csv: 18 rows" in run.output
     assert_equal_to_ingest(example.raw, _downloaded(run, example))
 
 
 @dialects
-def test_a_window_without_failures_uploads_the_daily_rows_alone(
-        dialect: str, example: Example, tmp_path: Path) -> None:
-    run = _run_aggregate(dialect, example, tmp_path, mode="empty-failures")
+@pytest.mark.parametrize(("kind", "notice"), [("failures", "no failure rows"),
+                                              ("bad-rows", "no rows left out")])
+def test_a_window_without_failures_or_rows_left_out_uploads_the_rest(
+        dialect: str, kind: str, notice: str, example: Example, tmp_path: Path) -> None:
+    run = _run_aggregate(dialect, example, tmp_path, mode=f"empty-{kind}")
     assert run.code == 0, run.output
-    assert "::notice::failures.csv: no failure rows in the window" in run.output
-    assert [p.name for p in run.upload.iterdir()] == ["daily.csv"]
+    assert f"::notice::{kind}.csv: {notice} in the window" in run.output
+    assert sorted(p.name for p in run.upload.iterdir()) == sorted(
+        {"daily.csv", "failures.csv", "bad-rows.csv"} - {f"{kind}.csv"})
     snapshot = _downloaded(run, example)
-    assert snapshot.rows_used == example.raw.rows_used and not snapshot.error_days
+    assert snapshot.rows_used == example.raw.rows_used
+    if kind == "failures":
+        assert not snapshot.error_days and snapshot.duplicates == example.raw.duplicates
+    else:
+        assert (snapshot.duplicates, snapshot.bad_rows) == (0, 0) and snapshot.error_days
 
 
 @pytest.mark.parametrize(("dialect", "mode", "env", "error"), [

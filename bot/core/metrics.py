@@ -25,6 +25,32 @@ BINS_PER_LN = 20
 COST_UNIT = 1e-6  # costs are binned in micro-dollars
 
 
+# Why ingest leaves a per-execution row out, in the order it checks (a row's reason is the
+# first that holds); `promptbot sql --bad-rows` counts rows in a warehouse by the same words,
+# and the daily form's reader takes no other.
+BAD_TIMESTAMP = "unparseable timestamp"
+BAD_YEARS = "timestamp outside the years 1 to 9999"
+BAD_AGENT = "missing agent_id"
+BAD_STATUS = "unknown status"
+NUMBER_COLUMNS = ("latency_ms", "input_tokens", "output_tokens", "cost_usd", "quality_score",
+                  "retries")
+BAD_NEGATIVE = ((("latency_ms",), "negative latency_ms"),
+                (("input_tokens", "output_tokens"), "negative token count"),
+                (("cost_usd",), "negative cost_usd"), (("retries",), "negative retries"))
+BAD_INFINITE = "a number is not finite (inf/nan)"
+# In the bad-row counts of the daily form: the extra copies of re-sent executions.
+DUPLICATE = "duplicate"
+
+
+def not_a_number(column: str) -> str:
+    return f"{column} is not a number"
+
+
+BAD_REASONS = (BAD_TIMESTAMP, BAD_YEARS, BAD_AGENT, BAD_STATUS,
+               *(not_a_number(c) for c in NUMBER_COLUMNS), *(r for _, r in BAD_NEGATIVE),
+               BAD_INFINITE)
+
+
 def bin_of(value: float, unit: float = 1.0) -> int:
     return math.floor(math.log(max(value / unit, 1e-3)) * BINS_PER_LN)
 

@@ -179,9 +179,13 @@ def analysis_text(data: dict[str, Any]) -> str:
     src = data["input"]
     span = (f"{src['data_from']} → {src['data_through']}, window {src['window_days']} days"
             if src["data_through"] else "no usable rows")
-    daily = f" + {src['daily_rows']} daily rows" if src.get("daily_rows") else ""
+    read = f"{src['rows_read']} rows"
+    if src.get("daily_rows"):
+        # The daily form alone (a warehouse's result): no per-execution row was read.
+        read = (f"{read} + {src['daily_rows']} daily rows" if src["rows_read"]
+                else f"{src['daily_rows']} daily-form rows")
     lines = [
-        f"metrics: {src['rows_used']} executions used, from {src['rows_read']} rows{daily} "
+        f"metrics: {src['rows_used']} executions used, from {read} "
         f"({src['duplicates_dropped']} duplicates, {src['bad_rows']} bad rows dropped), {span}",
     ]
     for skipped in src.get("skipped_files", []):

@@ -3,7 +3,8 @@
 Ingest (bot/load/metrics.py) turns per-execution rows into sufficient statistics in DuckDB.
 A team whose executions live in a warehouse runs this SQL there instead and hands the bot the
 small result: the daily form of docs/METRICS.md §2 (per UTC day, agent, version and segment:
-counts and sums) and its failure rows (per day, agent, version, error type and message).
+counts and sums), its failure rows (per day, agent, version, error type and message) and the
+rows left out (per day and ingest's reason, re-sent copies as `duplicate`: `_bad_text`).
 
 Written once, in DuckDB's dialect (`_daily_text`, `_failures_text`), parsed by sqlglot and
 generated for the target dialect. What sqlglot cannot translate faithfully is a handful of
@@ -48,6 +49,16 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
+from bot.core.metrics import (
+    BAD_AGENT,
+    BAD_INFINITE,
+    BAD_NEGATIVE,
+    BAD_STATUS,
+    BAD_TIMESTAMP,
+    BAD_YEARS,
+    DUPLICATE,
+    not_a_number,
+)
 from bot.core.model import METRIC_COLUMNS, STATUSES
 from bot.core.templates import LIMIT
 
@@ -79,6 +90,11 @@ PG_TIMESTAMP_RE = (
     "^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])"
     "-(0[1-9]|[12][0-9]|3[01])([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]+)?)?"
     "( ?([zZ]|UTC|[+-](0[0-9]|1[0-5])(:?[0-5][0-9])?))?)?$")
+# Infinity and NaN as DuckDB's cast (so ingest) reads them, any case: the other dialects
+# write them as `inf`, `-inf` and `nan`, which each of them takes.
+NAN_RE = "^[+-]?[nN][aA][nN]$"
+INF_RE = "^[+]?[iI][nN][fF]([iI][nN][iI][tT][yY])?$"
+MINUS_INF_RE = "^-[iI][nN][fF]([iI][nN][iI][tT][yY])?$"
 # A number whose digits are all zeros (whatever its exponent), and an exponent of 5 digits
 # or more (beyond NUMERIC's range): Postgres's guards in pb_num.
 ZERO_RE = "^[+-]?0*[.]?0*([eE][+-]?[0-9]+)?$"
@@ -168,12 +184,17 @@ MACROS: dict[str, dict[str, str]] = {
     "pb_num": {
         # ingest's own conversion, on the same text (`1_000` is 1000, `5\u00a0` none).
         "duckdb": "TRY_CAST(pb_x AS DOUBLE)",
-        "other": f"CASE WHEN regexp_matches(pb_y, {_q(NUMBER_RE)}) "
-                 "THEN TRY_CAST(pb_y AS DOUBLE) END",
+        "other": f"""CASE WHEN regexp_matches(pb_y, {_q(NUMBER_RE)}) THEN TRY_CAST(pb_y AS DOUBLE)
+            WHEN regexp_matches(pb_y, {_q(NAN_RE)}) THEN CAST('nan' AS DOUBLE)
+            WHEN regexp_matches(pb_y, {_q(INF_RE)}) THEN CAST('inf' AS DOUBLE)
+            WHEN regexp_matches(pb_y, {_q(MINUS_INF_RE)}) THEN CAST('-inf' AS DOUBLE) END""",
         # No TRY_CAST, and a double out of range (`1e400`, `1e-400`) stops the query: the
         # value is checked as NUMERIC first (an exponent of 5 digits or more is settled by
         # the regexps), beyond the double range it is infinite, a tiny one is 0.
-        "postgres": f"""CASE WHEN NOT pb_y ~ {_q(NUMBER_RE)} THEN NULL
+        "postgres": f"""CASE WHEN pb_y ~ {_q(NAN_RE)} THEN CAST('nan' AS DOUBLE PRECISION)
+            WHEN pb_y ~ {_q(INF_RE)} THEN CAST('inf' AS DOUBLE PRECISION)
+            WHEN pb_y ~ {_q(MINUS_INF_RE)} THEN CAST('-inf' AS DOUBLE PRECISION)
+            WHEN NOT pb_y ~ {_q(NUMBER_RE)} THEN NULL
             WHEN pb_y ~ {_q(ZERO_RE)} THEN CAST(0 AS DOUBLE PRECISION)
             WHEN pb_y ~ {_q(HUGE_EXPONENT_RE)}
             THEN CASE WHEN pb_y ~ '[eE]-' THEN CAST(0 AS DOUBLE PRECISION)
@@ -184,8 +205,14 @@ MACROS: dict[str, dict[str, str]] = {
             ELSE CAST(pb_y AS DOUBLE PRECISION) END""",
         # Never a cast that throws on text the regexp lets through and the engine refuses
         # (sqlglot writes Snowflake's and ClickHouse's TRY_CAST as CAST).
-        "snowflake": f"CASE WHEN REGEXP_LIKE(pb_y, {_q(NUMBER_RE)}) THEN TRY_TO_DOUBLE(pb_y) END",
-        "clickhouse": f"CASE WHEN match(pb_y, {_q(NUMBER_RE)}) THEN toFloat64OrNull(pb_y) END",
+        "snowflake": f"""CASE WHEN REGEXP_LIKE(pb_y, {_q(NUMBER_RE)}) THEN TRY_TO_DOUBLE(pb_y)
+            WHEN REGEXP_LIKE(pb_y, {_q(NAN_RE)}) THEN TRY_TO_DOUBLE('nan')
+            WHEN REGEXP_LIKE(pb_y, {_q(INF_RE)}) THEN TRY_TO_DOUBLE('inf')
+            WHEN REGEXP_LIKE(pb_y, {_q(MINUS_INF_RE)}) THEN TRY_TO_DOUBLE('-inf') END""",
+        "clickhouse": f"""CASE WHEN match(pb_y, {_q(NUMBER_RE)}) THEN toFloat64OrNull(pb_y)
+            WHEN match(pb_y, {_q(NAN_RE)}) THEN toFloat64OrNull('nan')
+            WHEN match(pb_y, {_q(INF_RE)}) THEN toFloat64OrNull('inf')
+            WHEN match(pb_y, {_q(MINUS_INF_RE)}) THEN toFloat64OrNull('-inf') END""",
     },
     # ingest's premask of a failure message: every match replaced.
     "pb_premask": {
@@ -205,6 +232,9 @@ MACROS: dict[str, dict[str, str]] = {
     # A column as text. Postgres: to_json gives a date or time in ISO 8601 whatever the
     # session's DateStyle (CAST(ts AS TEXT) under `SQL, DMY` is `01/01/2026 15:30:00 IST`).
     "pb_text": {"duckdb": "CAST(pb_x AS TEXT)", "postgres": "TO_JSON(pb_x) #>> '{}'"},
+    # A date as the result's text: YYYY-MM-DD whatever the session's DateStyle (psql
+    # prints a date under `SQL, DMY` as 05/10/2026, which reads as May or October).
+    "pb_iso": {"duckdb": "pb_x", "postgres": "TO_CHAR(pb_x, 'YYYY-MM-DD')"},
     # A text sort key in byte order, as ingest sorts (a database's ICU collation would
     # break ties otherwise).
     "pb_c": {"duckdb": "pb_x", "postgres": 'pb_x COLLATE "C"'},
@@ -224,7 +254,7 @@ class WarehouseError(ValueError):
 # ------------------------------------------------------------------ names
 
 
-_CTES = ("src", "norm", "good", "ranked", "won")
+_CTES = ("src", "norm", "good", "ranked", "won", "flagged", "counted")
 _TABLE_PART = re.compile(r"[^\W][\w$-]*")
 _COLUMN = re.compile(r"[^\W][\w$ -]*")
 
@@ -320,6 +350,7 @@ class Request:
     until: date | None = None  # the first day (UTC) not in it
     failures: bool = False
     lookback_days: int = LOOKBACK_DAYS  # with `since`: earlier days read to settle re-sends
+    bad_rows: bool = False  # the rows left out, per day and reason
 
 
 _NUMBERS = {"latency_ms": "pb_lat", "input_tokens": "pb_tin", "output_tokens": "pb_tout",
@@ -329,9 +360,8 @@ _NON_NEGATIVE = ("latency_ms", "input_tokens", "output_tokens", "cost_usd", "ret
 _STATUS_LIST = ", ".join(f"'{s}'" for s in STATUSES)
 
 
-def _rows_text(present: set[str], since: date | None, until: date | None,
-               lookback: int = LOOKBACK_DAYS) -> str:
-    """CTEs src -> norm -> good -> ranked -> won: the winning good rows, one per execution."""
+def _norm_text(present: set[str]) -> str:
+    """CTEs src -> norm: every row, its values as text, converted where they convert."""
     def text(canonical: str) -> str:
         return f"nullif(trim(CAST(pb_col_{canonical} AS VARCHAR)), '')"
 
@@ -353,6 +383,39 @@ def _rows_text(present: set[str], since: date | None, until: date | None,
             "pb_epoch(pb_ts_raw, pb_ts_text) AS pb_ep"]
     for _, n in numbers:
         norm += [f"{n}_text", f"pb_num({n}_raw, {n}_text) AS {n}"]
+    return f"""
+WITH src AS (
+  SELECT {', '.join(src)} FROM pb_table
+), norm AS (
+  SELECT {', '.join(norm)} FROM src
+)"""
+
+
+def _order(present: set[str]) -> str:
+    """ingest's order among the rows of one execution id: the earliest (times in whole
+    microseconds), then the status, the fuller row, then the values. NULLS LAST spelled
+    out: sqlglot drops the clause where it is the dialect's default (Postgres, Snowflake),
+    and a session may change that default."""
+    def last(key: str) -> str:
+        return f"CASE WHEN {key} IS NULL THEN 1 ELSE 0 END, {key}"
+
+    nulls = " + ".join(f"CASE WHEN {_NUMBERS[c]} IS NULL THEN 1 ELSE 0 END"
+                       for c in _NUMBERS if c in present) or "0"
+    return ", ".join([last("ROUND(pb_ep * 1000000)"), last("pb_c(pb_status)"), nulls,
+                      last("pb_c(pb_agent)"), last("pb_c(pb_version)"),
+                      *(last(v) for v in _values(present)), last("pb_c(pb_e)"),
+                      last("pb_c(pb_m)"), "pb_c(pb_segment)"])
+
+
+def _values(present: set[str]) -> list[str]:
+    return [_NUMBERS[c] for c in ("latency_ms", "cost_usd", "input_tokens", "output_tokens",
+                                  "quality_score", "retries") if c in present]
+
+
+def _rows_text(present: set[str], since: date | None, until: date | None,
+               lookback: int = LOOKBACK_DAYS) -> str:
+    """CTEs src -> norm -> good -> ranked -> won: the winning good rows, one per execution."""
+    numbers = [(c, n) for c, n in _NUMBERS.items() if c in present]
     checks = [f"pb_ep >= {MIN_EPOCH}", f"pb_ep < {MAX_EPOCH}", "pb_agent IS NOT NULL",
               f"pb_status IN ({_STATUS_LIST})"]
     if since is not None:
@@ -366,34 +429,15 @@ def _rows_text(present: set[str], since: date | None, until: date | None,
         low = "0" if c in _NON_NEGATIVE else f"-{MAX_DOUBLE}"
         checks.append(f"({n}_text IS NULL OR ({n} {'>=' if c in _NON_NEGATIVE else '>'} "
                       f"{low} AND {n} < {MAX_DOUBLE}))")
-    nulls = " + ".join(f"CASE WHEN {_NUMBERS[c]} IS NULL THEN 1 ELSE 0 END"
-                       for c in _NUMBERS if c in present) or "0"
-    values = [_NUMBERS[c] for c in ("latency_ms", "cost_usd", "input_tokens", "output_tokens",
-                                    "quality_score", "retries") if c in present]
-
-    def last(key: str) -> str:
-        # NULLS LAST spelled out: sqlglot drops the clause where it is the dialect's
-        # default (Postgres, Snowflake), and a session may change that default.
-        return f"CASE WHEN {key} IS NULL THEN 1 ELSE 0 END, {key}"
-
-    # Times in whole microseconds, as ingest orders them.
-    order = ", ".join(["ROUND(pb_ep * 1000000)", "pb_c(pb_status)", nulls, "pb_c(pb_agent)",
-                       last("pb_c(pb_version)"), *(last(v) for v in values),
-                       last("pb_c(pb_e)"), last("pb_c(pb_m)"), "pb_c(pb_segment)"])
     kept = ", ".join(["pb_ep", "pb_agent", "pb_version", "pb_segment", "pb_status", "pb_e",
-                      "pb_m", *values])
-    return f"""
-WITH src AS (
-  SELECT {', '.join(src)} FROM pb_table
-), norm AS (
-  SELECT {', '.join(norm)} FROM src
-), good AS (
+                      "pb_m", *_values(present)])
+    return _norm_text(present) + f""", good AS (
   SELECT *,
     CASE WHEN pb_status <> 'success' THEN coalesce(pb_error_type, pb_status) END AS pb_e,
     CASE WHEN pb_status <> 'success' THEN coalesce(pb_error_message, '') END AS pb_m
   FROM norm WHERE {' AND '.join(checks)}
 ), ranked AS (
-  SELECT {kept}, row_number() OVER (PARTITION BY pb_id ORDER BY {order}) AS pb_rank
+  SELECT {kept}, row_number() OVER (PARTITION BY pb_id ORDER BY {_order(present)}) AS pb_rank
   FROM good WHERE pb_id IS NOT NULL
 ), won AS (
   SELECT {kept} FROM good WHERE pb_id IS NULL
@@ -406,7 +450,7 @@ def _grouping(present: set[str], segment: bool) -> tuple[list[str], list[str]]:
     """(GROUP BY keys, their output columns): day, agent, the version and (daily counts
     only; failure rows ignore it) the segment when the table has them."""
     keys = ["pb_date", "pb_agent"]
-    out = ['pb_date AS "date"', 'pb_agent AS "agent_id"']
+    out = ['pb_iso(pb_date) AS "date"', 'pb_agent AS "agent_id"']
     if "prompt_version" in present:
         keys.append("pb_version")
         out.append('pb_version AS "prompt_version"')
@@ -457,6 +501,69 @@ FROM (SELECT *, pb_day(pb_ep) AS pb_date, pb_premask(pb_m) AS pb_key FROM won
       WHERE pb_status <> 'success'{where}) AS pb_w
 GROUP BY {', '.join(keys)}
 ORDER BY {', '.join(keys)}""")
+
+
+def _reason(present: set[str]) -> str:
+    """ingest's reason a row is bad (`_bad_reason` in bot/load/metrics.py), NULL for a good
+    row: the same checks in the same order, the first that holds."""
+    numbers = [(c, n) for c, n in _NUMBERS.items() if c in present]
+    checks = [("pb_ep IS NULL", BAD_TIMESTAMP),
+              (f"pb_ep < {MIN_EPOCH} OR pb_ep >= {MAX_EPOCH}", BAD_YEARS),
+              ("pb_agent IS NULL", BAD_AGENT),
+              (f"pb_status IS NULL OR pb_status NOT IN ({_STATUS_LIST})", BAD_STATUS)]
+    checks += [(f"{n}_text IS NOT NULL AND {n} IS NULL", not_a_number(c)) for c, n in numbers]
+    for columns, reason in BAD_NEGATIVE:
+        names = [n for c, n in numbers if c in columns]
+        if names:
+            checks.append((" OR ".join(f"{n} < 0" for n in names), reason))
+    if numbers:
+        # Written so that NaN is caught whether it compares above every number (DuckDB,
+        # Postgres) or compares false (BigQuery).
+        checks.append((" OR ".join(f"NOT ({n} > -{MAX_DOUBLE} AND {n} < {MAX_DOUBLE})"
+                                   for _, n in numbers), BAD_INFINITE))
+    return "CASE " + " ".join(f"WHEN {c} THEN '{r}'" for c, r in checks) + " END"
+
+
+def _bad_text(present: set[str], since: date | None, until: date | None,
+              lookback: int = LOOKBACK_DAYS) -> str:
+    """Per UTC day and reason, the rows ingest leaves out: bad rows by ingest's reason, and
+    the extra copies of re-sent executions as `duplicate`.
+
+    Every row of one execution id is ranked as ingest ranks them (a good row first); the
+    first is the execution, every other copy a duplicate, good or bad. So a bad row counts
+    under its reason only when no row of its id is good. A row's day is its own; a row
+    without a usable timestamp has none and is counted only when neither --since nor
+    --until is given (it belongs to no day a window could hold)."""
+    window = []
+    if since is not None:
+        window.append(f"pb_ep >= {_epoch(since) - lookback * DAY}")
+    # No --until bound on the rows read: a later good copy wins over an earlier bad one.
+    shown = [f"pb_ep >= {MIN_EPOCH}", f"pb_ep < {MAX_EPOCH}"]
+    if since is not None:
+        shown.append(f"pb_ep >= {_epoch(since)}")
+    if until is not None:
+        shown.append(f"pb_ep < {_epoch(until)}")
+    where = f"WHERE {' AND '.join(shown)}" if since is not None or until is not None else ""
+    day = (f"CASE WHEN pb_ep >= {MIN_EPOCH} AND pb_ep < {MAX_EPOCH} THEN pb_day(pb_ep) END")
+    return _norm_text(present) + f""", flagged AS (
+  SELECT *, {_reason(present)} AS pb_bad,
+    CASE WHEN pb_status <> 'success' THEN coalesce(pb_error_type, pb_status) END AS pb_e,
+    CASE WHEN pb_status <> 'success' THEN coalesce(pb_error_message, '') END AS pb_m
+  FROM norm{f" WHERE {window[0]}" if window else ""}
+), ranked AS (
+  SELECT pb_ep, pb_bad, row_number() OVER (PARTITION BY pb_id ORDER BY
+    CASE WHEN pb_bad IS NULL THEN 0 ELSE 1 END, {_order(present)}) AS pb_rank
+  FROM flagged WHERE pb_id IS NOT NULL
+), counted AS (
+  SELECT pb_ep, pb_bad FROM flagged WHERE pb_id IS NULL AND pb_bad IS NOT NULL
+  UNION ALL
+  SELECT pb_ep, CASE WHEN pb_rank = 1 THEN pb_bad ELSE '{DUPLICATE}' END AS pb_bad
+  FROM ranked WHERE pb_rank > 1 OR pb_bad IS NOT NULL
+)
+SELECT pb_iso(pb_date) AS "date", pb_bad AS "reason", count(*) AS "rows"
+FROM (SELECT {day} AS pb_date, pb_bad FROM counted {where}) AS pb_w
+GROUP BY pb_date, pb_bad
+ORDER BY CASE WHEN pb_date IS NULL THEN 0 ELSE 1 END, pb_date, pb_c(pb_bad)"""
 
 
 def _epoch(day: date) -> int:
@@ -528,8 +635,12 @@ def build(request: Request) -> str:
         raise WarehouseError(f"--lookback-days {request.lookback_days} is out of range",
                              f"pass 0 to {MAX_LOOKBACK_DAYS} (days before --since read to "
                              "settle re-sent executions)", option=True)
-    text = (_failures_text if request.failures else _daily_text)(
-        present, request.since, request.until, request.lookback_days)
+    if request.failures and request.bad_rows:
+        raise WarehouseError("--failures and --bad-rows ask for two results",
+                             "run promptbot sql once for each", option=True)
+    make = (_failures_text if request.failures else _bad_text if request.bad_rows
+            else _daily_text)
+    text = make(present, request.since, request.until, request.lookback_days)
     tree = sqlglot.parse_one(text, read="duckdb")
     table = exp.Table(this=exp.to_identifier(parts[-1], quoted=True),
                       db=exp.to_identifier(parts[-2], quoted=True) if len(parts) > 1 else None,

@@ -31,8 +31,17 @@ import numpy as np
 
 from bot.core import regression
 from bot.core.metrics import (
+    BAD_AGENT,
+    BAD_INFINITE,
+    BAD_NEGATIVE,
+    BAD_REASONS,
+    BAD_STATUS,
+    BAD_TIMESTAMP,
+    BAD_YEARS,
     BINS_PER_LN,
     COST_UNIT,
+    DUPLICATE,
+    NUMBER_COLUMNS,
     Bucket,
     ErrorDay,
     HistBin,
@@ -40,6 +49,7 @@ from bot.core.metrics import (
     Moments,
     SegmentDay,
     isolated_tail,
+    not_a_number,
     version_stats,
 )
 from bot.core.model import DAILY_COLUMNS, METRIC_COLUMNS, STATUSES, MetricsPolicy, PricingPolicy
@@ -63,8 +73,7 @@ DAILY_ALSO = ("agent_id", "prompt_version", "segment", "error_type", "error_mess
 # per segment, only when some file has the column. Text; a missing or empty value is NONE.
 NONE_SEGMENT = "(none)"
 _STATUS_LIST = ", ".join(f"'{s}'" for s in STATUSES)
-NUMERIC = ("latency_ms", "input_tokens", "output_tokens", "cost_usd", "quality_score",
-           "retries")
+NUMERIC = NUMBER_COLUMNS
 MESSAGE_LIMIT = 2_000  # characters of an error message kept (some are whole stack traces)
 # One reader per CSV file: DuckDB records rejected rows only without union_by_name.
 _CSV = "read_csv({files}, header=true, store_rejects=true{extra})"
@@ -397,26 +406,23 @@ def _bad_reason(sources: Sequence[_Source]) -> str:
         n for src in sources for n in NUMERIC
         if n in src.columns and not src.types.get(n, "VARCHAR").startswith(_FINITE_TYPES)}
     checks = [
-        ("ts IS NULL", "unparseable timestamp"),
+        ("ts IS NULL", BAD_TIMESTAMP),
         # Python's datetime (and every report) ends at year 9999.
         ("ts < TIMESTAMP '0001-01-01' OR ts > TIMESTAMP '9999-12-31 23:59:59.999999'",
-         "timestamp outside the years 1 to 9999"),
-        ("agent_id IS NULL", "missing agent_id"),
-        (f"status IS NULL OR status NOT IN ({_STATUS_LIST})", "unknown status"),
+         BAD_YEARS),
+        ("agent_id IS NULL", BAD_AGENT),
+        (f"status IS NULL OR status NOT IN ({_STATUS_LIST})", BAD_STATUS),
     ]
     for n in NUMERIC:
         if n in as_text:
             checks.append((f"raw_{n} IS NOT NULL AND trim(raw_{n}) <> '' AND {n} IS NULL",
-                           f"{n} is not a number"))
-    for columns, reason in ((("latency_ms",), "negative latency_ms"),
-                            (("input_tokens", "output_tokens"), "negative token count"),
-                            (("cost_usd",), "negative cost_usd"),
-                            (("retries",), "negative retries")):
+                           not_a_number(n)))
+    for columns, reason in BAD_NEGATIVE:
         if present.intersection(columns):
             checks.append((" OR ".join(f"{n} < 0" for n in columns), reason))
     if may_be_infinite:
         checks.append((" OR ".join(f"NOT isfinite({n})" for n in NUMERIC if n in may_be_infinite),
-                       "a number is not finite (inf/nan)"))
+                       BAD_INFINITE))
     return "CASE " + " ".join(f"WHEN {c} THEN '{r}'" for c, r in checks) + " ELSE NULL END"
 
 
@@ -664,17 +670,29 @@ def _status_warnings(con: duckdb.DuckDBPyConnection, files: Sequence[str]) -> li
 
 def _is_daily(cols: set[str]) -> bool:
     return "date" in cols and "timestamp" not in cols and (
-        "executions" in cols or "count" in cols)
+        "executions" in cols or "count" in cols or _is_left_out(cols))
+
+
+def _is_left_out(cols: set[str]) -> bool:
+    """The daily form's bad-row counts (`promptbot sql --bad-rows`): date, reason, rows."""
+    return {"reason", "rows"} <= cols and "executions" not in cols and "count" not in cols
 
 
 def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
                 mapping: dict[str, str], described: Described) -> _Part:
     """Daily aggregates straight into buckets (at midnight) and daily failure counts; rows
     of a file with a segment column are per segment (the buckets add them up)."""
-    counts, errors = [], []
+    counts, errors, left_out = [], [], []
     segmented = False
     for f in files:
         names = {mapping.get(c, c): c for c, _ in described[f]}
+        if _is_left_out(set(names)):
+            left_out.append(f"SELECT try_cast(CAST({_ident(names['date'])} AS VARCHAR) AS DATE) "
+                            f"AS d, CAST({_ident(names['date'])} AS VARCHAR) AS dt, "
+                            f"trim(CAST({_ident(names['reason'])} AS VARCHAR)) AS r, "
+                            f"try_cast({_ident(names['rows'])} AS BIGINT) AS n "
+                            f"FROM {_reader(_suffix(f), [f])}")
+            continue
         missing = [c for c in ("agent_id", "executions" if "executions" in names else "count")
                    if c not in names]
         if "executions" in names and "successes" not in names:
@@ -761,6 +779,8 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
             part.oldest = datetime.combine(span[0], datetime.min.time())
             # The last second of the last day: the window then holds whole days.
             part.newest = datetime.combine(span[1], datetime.max.time()).replace(microsecond=0)
+    if left_out:
+        _left_out(con, left_out, part)
     if errors:
         part.daily_rows += _count(con, f"SELECT count(*) FROM ({_union(errors)})")
         con.execute(f"""CREATE OR REPLACE TEMP TABLE daily_errors AS
@@ -778,6 +798,32 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
             for r in rows
         ]
     return part
+
+
+def _left_out(con: duckdb.DuckDBPyConnection, selects: list[str], part: _Part) -> None:
+    """The warehouse's counts of rows it left out, added to the reasons ingest reports:
+    `duplicate` to the duplicates, ingest's own reasons to the bad rows. A row of the file
+    that says anything else (or a count that is none) is a bad row of the daily form. An
+    empty date is a row without a usable timestamp; any other date must be a date."""
+    known = ", ".join(_lit(r) for r in (*BAD_REASONS, DUPLICATE))
+    rows = con.execute(
+        f"""SELECT CASE WHEN d IS NULL AND nullif(trim(dt), '') IS NOT NULL
+                        THEN 'unparseable date'
+                        WHEN r IS NULL OR r NOT IN ({known}) THEN 'unknown reason'
+                        WHEN n IS NULL OR n < 0 THEN 'rows is not a non-negative number'
+                   END AS bad, r, CAST(sum(CASE WHEN n > 0 THEN n ELSE 0 END) AS BIGINT),
+                   CAST(count(*) AS BIGINT)
+            FROM ({_union(selects)}) GROUP BY ALL ORDER BY ALL"""
+    ).fetchall()
+    for bad, reason, n, lines in rows:
+        part.daily_rows += int(lines)
+        if bad is not None:
+            label = f"daily form: {bad}"
+            part.bad_by_reason[label] = part.bad_by_reason.get(label, 0) + int(lines)
+        elif reason == DUPLICATE:
+            part.duplicates += int(n)
+        elif n:
+            part.bad_by_reason[str(reason)] = part.bad_by_reason.get(str(reason), 0) + int(n)
 
 
 def _sources(con: duckdb.DuckDBPyConnection, readable: list[str], mapping: dict[str, str],
