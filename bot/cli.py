@@ -213,6 +213,9 @@ def _parser() -> argparse.ArgumentParser:
     result.add_argument("--bad-rows", action="store_true",
                         help="the rows left out (date, reason, rows): bad rows by ingest's "
                         "reasons and re-sent executions' extra copies as 'duplicate'")
+    w.add_argument("--hourly", action="store_true",
+                   help="the daily counts per UTC hour too (an `hour` column, 0 to 23): what "
+                   "canary stages and the newest day's hours need")
     w.add_argument("--columns", metavar="COL,COL,...",
                    help="the table's columns (as metrics.columns names them); default: the "
                    "mapped names and the canonical columns of the example export")
@@ -671,7 +674,8 @@ def _sql(root: Path, args: argparse.Namespace) -> int:
     from bot.warehouse import sql_text
 
     out(sql_text(root, args.dialect, args.table, args.since, args.failures, args.columns,
-                 args.until, args.lookback_days, bad_rows=args.bad_rows) + ";")
+                 args.until, args.lookback_days, bad_rows=args.bad_rows,
+                 hourly=args.hourly) + ";")
     return OK
 
 

@@ -21,7 +21,7 @@ from bot.load.repo import WorkingTree, load_policy
 def sql_text(root: Path, dialect: str, table: str = "executions", since: str | None = None,
              failures: bool = False, columns: str | None = None,
              until: str | None = None, lookback_days: int = LOOKBACK_DAYS,
-             bad_rows: bool = False) -> str:
+             bad_rows: bool = False, hourly: bool = False) -> str:
     """The SQL of the daily form (or, with `failures`, of its failure rows; with
     `bad_rows`, of the rows left out) for `dialect`."""
     if dialect not in DIALECTS:
@@ -44,7 +44,7 @@ def sql_text(root: Path, dialect: str, table: str = "executions", since: str | N
     try:
         found = resolve(dict(policy.columns), listed)
         return build(Request(dialect, table, found, dict(policy.status_values), first, end,
-                             failures, lookback_days, bad_rows))
+                             failures, lookback_days, bad_rows, hourly))
     except WarehouseError as exc:
         if exc.option:
             raise UsageError(exc.message, fix=exc.fix) from None

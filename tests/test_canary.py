@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pydantic
 import pytest
 import yaml
@@ -50,15 +51,30 @@ def open_pr(cli: Cli, title_part: str) -> dict[str, Any]:
     return found[0]
 
 
-def cycle(cli: Cli, repo: Path, effects: Path | None = None) -> str:
-    """Traffic that follows main (the canary's split included), then a run."""
+def cycle(cli: Cli, repo: Path, effects: Path | None = None, hourly: bool = False) -> str:
+    """Traffic that follows main (the canary's split included), then a run. `hourly`: the
+    run reads the hourly form a warehouse would compute (`promptbot sql --hourly`, with its
+    failure rows and rows left out) instead of the rows."""
     # Enough traffic that a 5 % stage gets its own comparison within the week; a true
     # +3 pts is not shown at 5 % but is at 25 %.
     args = ["simulate", "--out", str(repo / "sim"), "--days", "7", "--seed", "5",
             "--per-day", "2000", "--effect", "0.03"]
     code, _, err = cli(*args, *(["--effects", str(effects)] if effects else []))
     assert code == 0, err
-    code, out, err = cli("run", "--metrics", str(repo / "sim" / "*.csv"))
+    source = repo / "sim" / "*.csv"
+    if hourly:
+        con = duckdb.connect()
+        con.execute(f"CREATE TABLE executions AS SELECT * FROM "
+                    f"read_csv('{repo / 'sim' / 'executions.csv'}')")
+        out_dir = repo.parent / "warehouse"
+        out_dir.mkdir(exist_ok=True)
+        for name, option in (("hourly", "--hourly"), ("failures", "--failures"),
+                             ("bad-rows", "--bad-rows")):
+            code, sql, err = cli("sql", "--dialect", "duckdb", option)
+            assert code == 0, err
+            con.sql(sql.strip().removesuffix(";")).write_csv(str(out_dir / f"{name}.csv"))
+        source = out_dir / "*.csv"
+    code, out, err = cli("run", "--metrics", str(source))
     assert code == 0, err
     return out
 
@@ -146,6 +162,23 @@ def test_a_bad_candidate_ends_the_canary(cli: Cli, repo: Path, tmp_path: Path) -
     result = result_of(repo, proposal["proposal_id"])
     assert result["state"] == "rolled_back"
     assert result["headline"].startswith("rolled back (regression")
+
+
+def test_the_hourly_form_of_a_warehouse_ends_a_bad_canary_as_the_rows_do(
+        cli: Cli, repo: Path, tmp_path: Path) -> None:
+    """A canary is compared over the hours both versions served: the hourly form carries
+    them, so a team whose rows stay in its warehouse gets the same decision."""
+    enable(repo, "[0.25, 0.5]")
+    effects = tmp_path / "effects.yaml"
+    effects.write_text(f"agents:\n  {AGENT}: {{effect: -0.06}}\n")
+    assert cli("run")[0] == 0
+    proposal = open_pr(cli, f"{AGENT}: fix")
+    assert cli("pr", "merge", str(proposal["number"]))[0] == 0
+    out = cycle(cli, repo, effects, hourly=True)
+    assert "daily-form rows" in out and "regression" in out
+    end = open_pr(cli, "end canary")
+    _, shown, _ = cli("pr", "show", str(end["number"]))
+    assert "the candidate is worse" in shown
 
 
 def test_a_stage_a_person_closed_is_not_opened_again(cli: Cli, repo: Path) -> None:

@@ -240,6 +240,34 @@ def _days(snapshot: MetricsSnapshot) -> dict[tuple[Any, ...], dict[str, float]]:
     return out
 
 
+def _hours(snapshot: MetricsSnapshot) -> dict[tuple[Any, ...], dict[str, float]]:
+    """Per agent, version and hour: what the hourly form carries."""
+    return {(b.agent_id, b.prompt_version, b.hour):
+            {name: getattr(b, name) for name in (*_COUNTS, *_SUMS)}
+            for b in snapshot.buckets}
+
+
+def _same_sums(ours: dict[tuple[Any, ...], dict[str, float]],
+               theirs: dict[tuple[Any, ...], dict[str, float]]) -> None:
+    """The same keys, the same counts, sums to 1e-9 relative (added in another order)."""
+    assert ours.keys() == theirs.keys()
+    for key, expected in ours.items():
+        for name in _COUNTS:
+            assert theirs[key][name] == expected[name], (key, name)
+        for name in _SUMS:
+            assert math.isclose(theirs[key][name], expected[name], rel_tol=1e-9,
+                                abs_tol=1e-9), (key, name)
+
+
+def assert_hours_equal(raw: MetricsSnapshot, hourly: MetricsSnapshot) -> None:
+    ours = _hours(raw)
+    assert len({k[2].hour for k in ours}) > 12
+    _same_sums(ours, _hours(hourly))
+    # The window ends with the newest hour, as ingest's (the rows' own times).
+    assert raw.newest is not None and hourly.newest is not None
+    assert hourly.newest == raw.newest.replace(minute=59, second=59, microsecond=0)
+
+
 def _failures(snapshot: MetricsSnapshot) -> Counter[tuple[Any, ...]]:
     out: Counter[tuple[Any, ...]] = Counter()
     for e in snapshot.error_days:
@@ -270,6 +298,7 @@ def assert_equal_to_ingest(raw: MetricsSnapshot, aggregated: MetricsSnapshot) ->
     # reader itself rejects, which a table cannot hold).
     assert aggregated.bad_by_reason == raw.bad_by_reason
     assert (aggregated.duplicates, aggregated.bad_rows) == (raw.duplicates, raw.bad_rows)
+    assert aggregated.has_version == raw.has_version
 
 
 # ------------------------------------------------------------------ DuckDB
@@ -277,10 +306,11 @@ def assert_equal_to_ingest(raw: MetricsSnapshot, aggregated: MetricsSnapshot) ->
 
 # Each result of `promptbot sql`: its option.
 KINDS = {"daily": [], "failures": ["--failures"], "bad-rows": ["--bad-rows"]}
+HOURLY = {**KINDS, "daily": ["--hourly"]}
 
 
 def _run_duckdb(export: Export, out: Path, table: str = "executions",
-                *extra: str) -> list[Path]:
+                *extra: str, kinds: dict[str, list[str]] = KINDS) -> list[Path]:
     """The export as a DuckDB table (typed as ingest's reader types it), the printed SQL
     run on it, each result written as CSV."""
     con = duckdb.connect()
@@ -289,9 +319,9 @@ def _run_duckdb(export: Export, out: Path, table: str = "executions",
         con.execute(f"CREATE SCHEMA {table.split('.')[0]}")
     con.execute(f"CREATE TABLE {table} AS SELECT * FROM read_csv('{export.csv}')")
     files = []
-    for kind in KINDS:
+    for kind in kinds:
         args = ["--dialect", "duckdb", "--table", table, *extra]
-        printed = _sql(export.root, *args, *KINDS[kind])
+        printed = _sql(export.root, *args, *kinds[kind])
         path = out / f"{kind}.csv"
         con.sql(printed.strip().removesuffix(";")).write_csv(str(path))
         files.append(path)
@@ -326,6 +356,50 @@ def test_duckdb_sql_on_a_team_table_with_resends_bad_rows_and_their_names_equals
             if r["error_type"] == "ToolError"]
     assert {(r["date"], r["count"]) for r in mine} == {(str(day), "2")}  # dup-2 and dup-3
     assert mine[0]["error_message"].startswith("Tool 'búsqueda' falló: código ")
+
+
+def test_the_hourly_form_equals_ingests_hours(team: Export, tmp_path: Path) -> None:
+    files = _run_duckdb(team, tmp_path, "executions", kinds=HOURLY)
+    rows = list(csv.DictReader(files[0].open(encoding="utf-8")))
+    assert {int(r["hour"]) for r in rows} == set(range(24))
+    hourly = _ingest(team.root, files)
+    assert not hourly.warnings  # `hour`, `reason` and `rows` are the daily form's own
+    assert hourly.has_version  # the rows left out carry no version, and need none
+    assert_hours_equal(team.raw, hourly)
+    # Days, failures, segments and the rows left out as in the daily form.
+    assert _days(hourly).keys() == _days(team.raw).keys()
+    assert _failures(hourly) == _failures(team.raw)
+    assert _segments(hourly) == _segments(team.raw)
+    assert hourly.bad_by_reason == team.raw.bad_by_reason
+    # A window: whole days, each of its hours.
+    since, until = team.day + timedelta(days=2), team.day + timedelta(days=5)
+    out = tmp_path / "window"
+    out.mkdir()
+    part = _ingest(team.root, _run_duckdb(team, out, "executions", "--since", str(since),
+                                          "--until", str(until), kinds=HOURLY))
+    _same_sums({k: v for k, v in _hours(hourly).items() if since <= k[2].date() < until},
+               _hours(part))
+
+
+def test_hours_that_are_no_hour_of_the_day_are_bad_rows(tmp_path: Path) -> None:
+    hourly = tmp_path / "hourly.csv"
+    hourly.write_text("date,hour,agent_id,executions,successes\n"
+                      "2026-11-02,0,support,10,9\n2026-11-02,23,support,5,5\n"
+                      "2026-11-02,07,support,4,4\n"
+                      "2026-11-02,24,support,100,100\n2026-11-02,-1,support,100,100\n"
+                      "2026-11-02,1.5,support,100,100\n2026-11-02,noon,support,100,100\n",
+                      encoding="utf-8")
+    snapshot = _ingest(tmp_path, [hourly])
+    assert snapshot.bad_by_reason == {"daily form: hour is not a whole number from 0 to 23": 4}
+    assert {b.hour: b.executions for b in snapshot.buckets} == {
+        datetime(2026, 11, 2, 0): 10, datetime(2026, 11, 2, 7): 4,
+        datetime(2026, 11, 2, 23): 5}
+    assert snapshot.newest == datetime(2026, 11, 2, 23, 59, 59)
+    # An hour of the day before a day's own row: the window ends with the later of the two.
+    daily = tmp_path / "daily.csv"
+    daily.write_text("date,agent_id,executions,successes\n2026-11-03,support,8,8\n",
+                     encoding="utf-8")
+    assert _ingest(tmp_path, [hourly, daily]).newest == datetime(2026, 11, 3, 23, 59, 59)
 
 
 def test_duckdb_sql_reads_edge_values_as_ingest_reads_them(team: Export, tmp_path: Path) -> None:
@@ -547,13 +621,14 @@ def _pg_load(pg: Postgres, export: Export, table: str, tmp_path: Path) -> None:
     pg.run("-f", str(script))
 
 
-def _run_postgres(pg: Postgres, export: Export, table: str, out: Path) -> list[Path]:
+def _run_postgres(pg: Postgres, export: Export, table: str, out: Path,
+                  kinds: dict[str, list[str]] = KINDS) -> list[Path]:
     """What a team runs: the printed SQL in a file, `psql --csv -f` into the CSV."""
     files = []
-    for kind in KINDS:
+    for kind in kinds:
         sql = out / f"{kind}.sql"
         sql.write_text(_sql(export.root, "--dialect", "postgres", "--table", table,
-                            *KINDS[kind]), encoding="utf-8")
+                            *kinds[kind]), encoding="utf-8")
         path = out / f"{kind}.csv"
         pg.run("--csv", "-f", str(sql), stdout=path)
         files.append(path)
@@ -582,6 +657,12 @@ def test_postgres_sql_equals_ingest_on_text_and_typed_tables(
         out.mkdir()
         files = _run_postgres(postgres, export, table, out)
         assert_equal_to_ingest(export.raw, _ingest(export.root, files))
+    # The hourly form of the team's table: every hour's counts and sums as ingest's.
+    out = tmp_path / "hourly"
+    out.mkdir()
+    hourly = _ingest(team.root, _run_postgres(postgres, team, "team_text", out, HOURLY))
+    assert_hours_equal(team.raw, hourly)
+    assert _segments(hourly) == _segments(team.raw)
 
 
 # ------------------------------------------------------------------ every dialect
@@ -596,7 +677,7 @@ def test_every_dialect_parses_back_and_quotes_every_user_name(
     names = {"ts", "agent-name", "Prompt Version", "run_id", "outcome", "duration", "score",
              "tier", "input_tokens", "output_tokens", "cost_usd", "error_type",
              "error_message", "my-project", "analytics", "exec_log"}
-    for extra in ([], ["--failures"], ["--bad-rows"],
+    for extra in ([], ["--failures"], ["--bad-rows"], ["--hourly"],
                   ["--since", "2026-11-01", "--until", "2026-11-08"]):
         printed = _sql(team.root, "--dialect", dialect, "--table",
                        "my-project.analytics.exec_log", *extra)
@@ -688,6 +769,8 @@ def test_unsafe_names_and_unknown_dialects_are_refused(
         assert code == 2 and "starts with 'pb_'" in err and "fix: create a view" in err, err
     code, err = run("--dialect", "duckdb", "--failures", "--bad-rows")  # one result a run
     assert code == 2 and "not allowed with argument" in err
+    code, err = run("--dialect", "duckdb", "--hourly", "--failures")
+    assert code == 2 and "--hourly applies to the daily counts only" in err
     code, err = run("--dialect", "oracle")
     assert code == 2 and "invalid choice: 'oracle'" in err
     code, err = run("--dialect", "duckdb", "--since", "yesterday")

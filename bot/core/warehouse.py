@@ -351,6 +351,7 @@ class Request:
     failures: bool = False
     lookback_days: int = LOOKBACK_DAYS  # with `since`: earlier days read to settle re-sends
     bad_rows: bool = False  # the rows left out, per day and reason
+    hourly: bool = False  # the daily counts per UTC hour too (an `hour` column, 0 to 23)
 
 
 _NUMBERS = {"latency_ms": "pb_lat", "input_tokens": "pb_tin", "output_tokens": "pb_tout",
@@ -461,8 +462,13 @@ def _grouping(present: set[str], segment: bool) -> tuple[list[str], list[str]]:
 
 
 def _daily_text(present: set[str], since: date | None, until: date | None,
-                lookback: int = LOOKBACK_DAYS) -> str:
+                lookback: int = LOOKBACK_DAYS, hourly: bool = False) -> str:
     keys, out = _grouping(present, segment=True)
+    if hourly:
+        # The UTC hour of the day, 0 to 23, beside the date: plain arithmetic on epoch
+        # seconds, so no dialect's timestamp formatting or session time zone enters.
+        keys.insert(1, "pb_hour")
+        out.insert(1, 'pb_hour AS "hour"')
     out += ['count(*) AS "executions"',
             'sum(CASE WHEN pb_status = \'success\' THEN 1 ELSE 0 END) AS "successes"',
             'sum(CASE WHEN pb_status = \'timeout\' THEN 1 ELSE 0 END) AS "timeouts"',
@@ -484,9 +490,14 @@ def _daily_text(present: set[str], since: date | None, until: date | None,
     where = f" WHERE pb_ep >= {_epoch(since)}" if since is not None else ""
     return (_rows_text(present, since, until, lookback) + f"""
 SELECT {', '.join(out)}
-FROM (SELECT *, pb_day(pb_ep) AS pb_date, {ll} AS pb_ll FROM won{where}) AS pb_w
+FROM (SELECT *, pb_day(pb_ep) AS pb_date,{f" {HOUR} AS pb_hour," if hourly else ""} {ll} AS pb_ll
+      FROM won{where}) AS pb_w
 GROUP BY {', '.join(keys)}
 ORDER BY {', '.join(keys)}""")
+
+
+# The UTC hour of the day of epoch seconds (negative ones too: FLOOR, not MOD).
+HOUR = f"CAST(FLOOR((pb_ep - FLOOR(pb_ep / {DAY}) * {DAY}) / 3600) AS INT)"
 
 
 def _failures_text(present: set[str], since: date | None, until: date | None,
@@ -638,9 +649,17 @@ def build(request: Request) -> str:
     if request.failures and request.bad_rows:
         raise WarehouseError("--failures and --bad-rows ask for two results",
                              "run promptbot sql once for each", option=True)
-    make = (_failures_text if request.failures else _bad_text if request.bad_rows
-            else _daily_text)
-    text = make(present, request.since, request.until, request.lookback_days)
+    if request.hourly and (request.failures or request.bad_rows):
+        raise WarehouseError("--hourly applies to the daily counts only",
+                             "leave out --hourly for --failures and --bad-rows (they stay "
+                             "daily); run the counts with --hourly on their own", option=True)
+    if request.failures:
+        text = _failures_text(present, request.since, request.until, request.lookback_days)
+    elif request.bad_rows:
+        text = _bad_text(present, request.since, request.until, request.lookback_days)
+    else:
+        text = _daily_text(present, request.since, request.until, request.lookback_days,
+                           request.hourly)
     tree = sqlglot.parse_one(text, read="duckdb")
     table = exp.Table(this=exp.to_identifier(parts[-1], quoted=True),
                       db=exp.to_identifier(parts[-2], quoted=True) if len(parts) > 1 else None,

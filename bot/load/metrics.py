@@ -67,8 +67,11 @@ REQUIRED = ("timestamp", "agent_id", "status")
 # The pre-aggregated daily form: one row per day, agent and version with counts and sums,
 # and optionally failure counts per day and message (rows with `count`, no `executions`).
 DAILY = DAILY_COLUMNS
-# What else a daily file may hold: the canonical columns the daily form reads too.
-DAILY_ALSO = ("agent_id", "prompt_version", "segment", "error_type", "error_message")
+# What else a daily file may hold: the canonical columns the daily form reads too, the hour
+# of the hourly form and the columns of the rows left out (`promptbot sql --hourly`,
+# `--bad-rows`; named by the SQL, so never mapped).
+DAILY_ALSO = ("agent_id", "prompt_version", "segment", "error_type", "error_message", "hour",
+              "reason", "rows")
 # A team's own column mapped onto `segment` (a task type, a customer tier): per-day counts
 # per segment, only when some file has the column. Text; a missing or empty value is NONE.
 NONE_SEGMENT = "(none)"
@@ -524,8 +527,10 @@ def ingest(
                            fix="point --metrics at exports that contain rows")
     sources, described, daily = _sources(con, readable, mapping, preset, prices)
     columns = {f: {mapping.get(c, c) for c, _ in cols} for f, cols in described.items()}
+    # The rows left out (`--bad-rows`) are per day and reason: no version to carry.
     has_version = all("prompt_version" in s.columns for s in sources) and not (
-        daily and not all("prompt_version" in columns[f] for f in daily))
+        daily and not all("prompt_version" in columns[f] for f in daily
+                          if not _is_left_out(columns[f])))
     # Flat span exports carry every span attribute as a column: most are not ours to read.
     warnings = [] if preset == "otel" else _column_warnings(described, mapping, set(daily))
     try:
@@ -722,8 +727,11 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
                 segment = (f"coalesce(nullif(trim({_segment_text(names['segment'], kinds)}), "
                            f"''), {_lit(NONE_SEGMENT)}) AS sg, ")
                 segmented = True
+            # The hourly form (`promptbot sql --hourly`): the hour of the day, 0 to 23.
+            hour = (f"nullif(trim(CAST({_ident(names['hour'])} AS VARCHAR)), '') AS ht, "
+                    if "hour" in names else "CAST(NULL AS VARCHAR) AS ht, ")
             counts.append(f"SELECT {common}, {pick('executions', 'BIGINT')} AS n, "
-                          f"{pick('successes', 'BIGINT')} AS ok, {segment}{sums} "
+                          f"{pick('successes', 'BIGINT')} AS ok, {hour}{segment}{sums} "
                           f"FROM {relation}")
         else:
             errors.append(f"SELECT {common}, {pick('error_type')} AS e, "
@@ -738,8 +746,13 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
         con.execute(
             "CREATE OR REPLACE TEMP TABLE daily AS SELECT *, "
             + reason.format(extra="WHEN ok IS NULL OR ok < 0 OR ok > n THEN "
-                            "'successes outside 0..executions' ")
-            + f" AS bad FROM ({_union(counts)})")
+                            "'successes outside 0..executions' "
+                            "WHEN ht IS NOT NULL AND coalesce(NOT regexp_full_match(ht, "
+                            "'[0-9]{1,2}') OR try_cast(ht AS INTEGER) > 23, true) "
+                            "THEN 'hour is not a whole number from 0 to 23' ")
+            + f" AS bad FROM (SELECT *, CAST(d AS TIMESTAMP) + to_hours(CASE WHEN "
+            f"regexp_full_match(coalesce(ht, ''), '[0-9]{{1,2}}') THEN try_cast(ht AS INTEGER) "
+            f"ELSE 0 END) AS t FROM ({_union(counts)}))")
         for bad, rows in con.execute(
             "SELECT bad, count(*) FROM daily WHERE bad IS NOT NULL GROUP BY bad"
         ).fetchall():
@@ -751,7 +764,7 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
                    float(r[12]), float(r[13]), int(r[14]), int(r[15]), float(r[16]),
                    output_tokens_n=int(r[17]))
             for r in con.execute(
-                """SELECT a, v, CAST(d AS TIMESTAMP), sum(n), sum(ok),
+                """SELECT a, v, t, sum(n), sum(ok),
                           coalesce(sum(timeouts), 0),
                           coalesce(sum(errors), sum(n - ok - coalesce(timeouts, 0))),
                           coalesce(sum(latency_n), 0), coalesce(sum(latency_log_sum), 0),
@@ -762,7 +775,7 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
                           sum(CASE WHEN input_tokens_sum IS NOT NULL THEN n ELSE 0 END),
                           coalesce(sum(quality_n), 0), coalesce(sum(quality_sum), 0),
                           sum(CASE WHEN output_tokens_sum IS NOT NULL THEN n ELSE 0 END)
-                   FROM daily WHERE bad IS NULL GROUP BY a, v, d ORDER BY a, d, v"""
+                   FROM daily WHERE bad IS NULL GROUP BY a, v, t ORDER BY a, t, v"""
             ).fetchall()
         ]
         part.rows_used = sum(b.executions for b in part.buckets)
@@ -774,11 +787,14 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
                    ORDER BY a, d, v, sg"""
             ).fetchall()
         ] if segmented else []
-        span = con.execute("SELECT min(d), max(d) FROM daily WHERE bad IS NULL").fetchone()
+        # The last second of the last day, or of the last hour of the hourly form: the
+        # window then holds whole days (whole hours).
+        span = con.execute(
+            "SELECT min(t), max(t + CASE WHEN ht IS NULL THEN INTERVAL 1 DAY "
+            "ELSE INTERVAL 1 HOUR END) - INTERVAL 1 SECOND FROM daily WHERE bad IS NULL"
+        ).fetchone()
         if span and span[0] is not None:
-            part.oldest = datetime.combine(span[0], datetime.min.time())
-            # The last second of the last day: the window then holds whole days.
-            part.newest = datetime.combine(span[1], datetime.max.time()).replace(microsecond=0)
+            part.oldest, part.newest = span[0], span[1]
     if left_out:
         _left_out(con, left_out, part)
     if errors:
