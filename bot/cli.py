@@ -216,6 +216,10 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--hourly", action="store_true",
                    help="the daily counts per UTC hour too (an `hour` column, 0 to 23): what "
                    "canary stages and the newest day's hours need")
+    w.add_argument("--partition-column", metavar="COL",
+                   help="with --since: the column the table is partitioned on (a DATE or "
+                   "TIMESTAMP), compared as it is so the warehouse reads only the days "
+                   "needed (a day of margin each side)")
     w.add_argument("--columns", metavar="COL,COL,...",
                    help="the table's columns (as metrics.columns names them); default: the "
                    "mapped names and the canonical columns of the example export")
@@ -675,7 +679,7 @@ def _sql(root: Path, args: argparse.Namespace) -> int:
 
     out(sql_text(root, args.dialect, args.table, args.since, args.failures, args.columns,
                  args.until, args.lookback_days, bad_rows=args.bad_rows,
-                 hourly=args.hourly) + ";")
+                 hourly=args.hourly, partition_column=args.partition_column) + ";")
     return OK
 
 

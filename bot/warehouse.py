@@ -21,7 +21,8 @@ from bot.load.repo import WorkingTree, load_policy
 def sql_text(root: Path, dialect: str, table: str = "executions", since: str | None = None,
              failures: bool = False, columns: str | None = None,
              until: str | None = None, lookback_days: int = LOOKBACK_DAYS,
-             bad_rows: bool = False, hourly: bool = False) -> str:
+             bad_rows: bool = False, hourly: bool = False,
+             partition_column: str | None = None) -> str:
     """The SQL of the daily form (or, with `failures`, of its failure rows; with
     `bad_rows`, of the rows left out) for `dialect`."""
     if dialect not in DIALECTS:
@@ -44,7 +45,7 @@ def sql_text(root: Path, dialect: str, table: str = "executions", since: str | N
     try:
         found = resolve(dict(policy.columns), listed)
         return build(Request(dialect, table, found, dict(policy.status_values), first, end,
-                             failures, lookback_days, bad_rows, hourly))
+                             failures, lookback_days, bad_rows, hourly, partition_column))
     except WarehouseError as exc:
         if exc.option:
             raise UsageError(exc.message, fix=exc.fix) from None

@@ -70,6 +70,7 @@ NEEDED = {"daily": {"date", "agent_id", "executions", "successes"},
 VARS = {
     "PROMPTBOT_TABLE": "",  # per dialect, below
     "PROMPTBOT_TABLE_COLUMNS": "",
+    "PROMPTBOT_PARTITION_COLUMN": "",
     "GCP_PROJECT": "my-project",
     "GCP_WORKLOAD_IDENTITY_PROVIDER":
         "projects/123/locations/global/workloadIdentityPools/github/providers/github",
@@ -622,3 +623,20 @@ def test_the_tables_columns_reach_promptbot_sql(dialect: str, example: Example,
     # Without token and cost columns the SQL sums neither.
     daily = (run.log / f"{CLIENT[dialect]}-daily.sql").read_text(encoding="utf-8")
     assert "cost_sum" not in daily and "latency_log_sum" in daily
+
+
+@dialects
+def test_the_partition_column_reaches_promptbot_sql(dialect: str, example: Example,
+                                                    tmp_path: Path) -> None:
+    run = _run_aggregate(dialect, example, tmp_path,
+                         variables={"PROMPTBOT_PARTITION_COLUMN": "event_day"})
+    assert run.code == 0, run.output
+    calls = [_parser().parse_args(json.loads(c)) for c in
+             (run.log / "promptbot.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {c.partition_column for c in calls} == {"event_day"}
+    # Every query the client ran reads only the days it needs (and a day of margin).
+    first = date.fromisoformat(calls[0].since) - timedelta(days=8)
+    quote = "`" if dialect == "bigquery" else '"'
+    for kind in ("daily", "failures", "bad-rows"):
+        sql = (run.log / f"{CLIENT[dialect]}-{kind}.sql").read_text(encoding="utf-8")
+        assert f"{quote}event_day{quote} >= '{first}'" in sql, kind

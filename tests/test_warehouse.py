@@ -479,6 +479,44 @@ def test_since_and_until_cut_whole_days_and_settle_resends_as_ingest(
     assert aggregated.duplicates == sum(n for (_, r), n in expected.items() if r == "duplicate")
 
 
+def test_a_partition_column_prunes_the_days_read_and_changes_no_result(
+        team: Export, tmp_path: Path) -> None:
+    """The table partitioned by a DATE column: compared as it is with the days read (and a
+    day of margin), every result equals the unpruned one; a row whose partition lies far
+    from its time is not read, which shows the bound acts."""
+    since, until = team.day + timedelta(days=2), team.day + timedelta(days=5)
+    con = duckdb.connect()
+    con.execute(f"SET TimeZone = '{SESSION_TZ}'")
+    con.execute(f"CREATE TABLE executions AS SELECT *, try_cast(left(ts, 10) AS DATE) AS part "
+                f"FROM read_csv('{team.csv}', all_varchar = true)")
+    window = ["--since", str(since), "--until", str(until)]
+
+    def result(*args: str) -> list[tuple[Any, ...]]:
+        sql = _sql(team.root, "--dialect", "duckdb", *window, *args).strip().removesuffix(";")
+        return con.execute(sql).fetchall()
+
+    for kind in (["--hourly"], ["--failures"], ["--bad-rows"]):
+        pruned_rows, rows = result(*kind, "--partition-column", "part"), result(*kind)
+        assert len(pruned_rows) == len(rows) > 5, kind
+        for got, expected in zip(pruned_rows, rows, strict=True):
+            # Sums to 1e-9: the engine adds them up in its own order each run.
+            assert all(math.isclose(g, e, rel_tol=1e-9) if isinstance(g, float) else g == e
+                       for g, e in zip(got, expected, strict=True)), (kind, got, expected)
+    # An execution inside the window, filed under a partition years away.
+    con.execute(f"INSERT INTO executions SELECT * REPLACE ('far-1' AS run_id, "
+                f"DATE '2001-01-01' AS part) FROM executions WHERE ts LIKE '{since}T%' "
+                "AND outcome = 'OK' LIMIT 1")
+    pruned = {r[:4]: r[4] for r in result("--partition-column", "part")}
+    whole = {r[:4]: r[4] for r in result()}
+    assert pruned.keys() == whole.keys()
+    assert sum(whole.values()) - sum(pruned.values()) == 1  # far-1, and only it
+    printed = _sql(team.root, "--dialect", "bigquery", *window, "--partition-column",
+                   "_PARTITIONDATE")
+    first = since - timedelta(days=warehouse.LOOKBACK_DAYS + 1)
+    assert (f"`_PARTITIONDATE` >= '{first}' AND `_PARTITIONDATE` < "
+            f"'{until + timedelta(days=1)}'") in printed
+
+
 def _left_out_rows(path: Path) -> Counter[tuple[str, str]]:
     """(date, reason) -> rows of a `--bad-rows` result."""
     out: Counter[tuple[str, str]] = Counter()
@@ -657,6 +695,17 @@ def test_postgres_sql_equals_ingest_on_text_and_typed_tables(
         out.mkdir()
         files = _run_postgres(postgres, export, table, out)
         assert_equal_to_ingest(export.raw, _ingest(export.root, files))
+    # The typed table partitioned by its timestamptz column: the literal bounds compare as
+    # timestamps (under DateStyle `SQL, DMY` too) and change no row of the result.
+    window = ["--since", "2026-10-20", "--until", "2026-10-27"]
+    for extra in ([], ["--partition-column", "timestamp"]):
+        sql = tmp_path / f"pruned{len(extra)}.sql"
+        sql.write_text(_sql(example.root, "--dialect", "postgres", "--table",
+                            "analytics.example_typed", *window, *extra), encoding="utf-8")
+        postgres.run("--csv", "-f", str(sql), stdout=tmp_path / f"pruned{len(extra)}.csv")
+    pruned = (tmp_path / "pruned2.csv").read_text(encoding="utf-8")
+    assert pruned == (tmp_path / "pruned0.csv").read_text(encoding="utf-8")
+    assert pruned.count("\n") > 20 and "2026-10-20" in pruned and "2026-10-27" not in pruned
     # The hourly form of the team's table: every hour's counts and sums as ingest's.
     out = tmp_path / "hourly"
     out.mkdir()
@@ -771,6 +820,11 @@ def test_unsafe_names_and_unknown_dialects_are_refused(
     assert code == 2 and "not allowed with argument" in err
     code, err = run("--dialect", "duckdb", "--hourly", "--failures")
     assert code == 2 and "--hourly applies to the daily counts only" in err
+    code, err = run("--dialect", "duckdb", "--partition-column", "day")  # nothing to prune
+    assert code == 2 and "reads every partition anyway" in err and "fix: pass --since" in err
+    code, err = run("--dialect", "duckdb", "--since", "2026-11-01", "--partition-column",
+                    "day; DROP TABLE x")
+    assert code == 2 and "cannot be used as an SQL identifier" in err
     code, err = run("--dialect", "oracle")
     assert code == 2 and "invalid choice: 'oracle'" in err
     code, err = run("--dialect", "duckdb", "--since", "yesterday")

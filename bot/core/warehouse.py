@@ -43,7 +43,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import sqlglot
 from sqlglot import exp
@@ -298,8 +298,8 @@ def _column_ok(name: str, where: str) -> str:
             f"column {name!r} ({where}) cannot be used as an SQL identifier",
             "give the column a plain name (letters, digits, _, -, $ and inner spaces): rename "
             "it, or create a view that renames it and pass the view with --table",
-            option=where == "--columns")
-    return _not_internal(name, f"column ({where})", where == "--columns")
+            option=where.startswith("--"))
+    return _not_internal(name, f"column ({where})", where.startswith("--"))
 
 
 def resolve(mapping: Mapping[str, str], listed: Sequence[str] | None = None) -> dict[str, str]:
@@ -352,6 +352,7 @@ class Request:
     lookback_days: int = LOOKBACK_DAYS  # with `since`: earlier days read to settle re-sends
     bad_rows: bool = False  # the rows left out, per day and reason
     hourly: bool = False  # the daily counts per UTC hour too (an `hour` column, 0 to 23)
+    partition_column: str | None = None  # the table's own, compared as it is (`_pruned`)
 
 
 _NUMBERS = {"latency_ms": "pb_lat", "input_tokens": "pb_tin", "output_tokens": "pb_tout",
@@ -577,6 +578,44 @@ GROUP BY pb_date, pb_bad
 ORDER BY CASE WHEN pb_date IS NULL THEN 0 ELSE 1 END, pb_date, pb_c(pb_bad)"""
 
 
+# The partition column's placeholder (`pb_col_` + this): not a canonical column.
+PARTITION = "_partition"
+# Days of margin on each side of the days read: a partition day in a zone other than UTC,
+# or an ingestion time a little after the event, is within a day of the row's own.
+PARTITION_MARGIN_DAYS = 1
+
+
+def _pruned(tree: exp.Expr, request: Request) -> exp.Expr:
+    """The first subquery (`src`, the only one that reads the table) restricted to the days
+    read, by comparing the partition column as it is with a date's text: each warehouse
+    coerces the literal to the column's type (DATE or TIMESTAMP) and reads only those
+    partitions, which the values' text (what the rest of the SQL reads) would hide from it.
+    The bad-row counts have no upper bound: a later good copy makes an earlier bad one a
+    duplicate."""
+    if request.since is None and request.until is None:
+        raise WarehouseError("--partition-column without --since or --until reads every "
+                             "partition anyway",
+                             "pass --since (and --until) with it, or leave it out",
+                             option=True)
+    margin = timedelta(days=PARTITION_MARGIN_DAYS)
+    bounds = []
+    if request.since is not None:
+        first = request.since - timedelta(days=request.lookback_days) - margin
+        bounds.append(f"pb_col_{PARTITION} >= '{first.isoformat()}'")
+    if request.until is not None and not request.bad_rows:
+        bounds.append(f"pb_col_{PARTITION} < '{(request.until + margin).isoformat()}'")
+    if not bounds:
+        raise WarehouseError("--bad-rows reads every row after --since (a later good copy "
+                             "makes an earlier bad one a duplicate): with --until alone, "
+                             "--partition-column would prune nothing",
+                             "pass --since too, or leave --partition-column out", option=True)
+    src = next(c for c in tree.find_all(exp.CTE) if c.alias == "src")
+    select = src.this
+    assert isinstance(select, exp.Select)
+    src.set("this", select.where(" AND ".join(bounds), dialect="duckdb"))
+    return tree
+
+
 def _epoch(day: date) -> int:
     return (day - date(1970, 1, 1)).days * DAY
 
@@ -661,6 +700,10 @@ def build(request: Request) -> str:
         text = _daily_text(present, request.since, request.until, request.lookback_days,
                            request.hourly)
     tree = sqlglot.parse_one(text, read="duckdb")
+    if request.partition_column is not None:
+        columns = {**columns, PARTITION: _column_ok(request.partition_column,
+                                                    "--partition-column")}
+        tree = _pruned(tree, request)
     table = exp.Table(this=exp.to_identifier(parts[-1], quoted=True),
                       db=exp.to_identifier(parts[-2], quoted=True) if len(parts) > 1 else None,
                       catalog=exp.to_identifier(parts[0], quoted=True) if len(parts) > 2
