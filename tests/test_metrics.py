@@ -473,3 +473,35 @@ def test_an_export_read_three_times_counts_each_execution_once(tmp_path: Path) -
     assert snap.duplicates == 3 * expected.rows_read - expected.rows_used - expected.bad_rows
     assert snap.bad_by_reason == expected.bad_by_reason
     assert snap.versions == expected.versions
+
+
+def test_the_largest_finite_numbers_are_read_not_a_crash(tmp_path: Path) -> None:
+    # 1.7976931348623157e308 is finite, so not a bad row; its histogram bin lies past what
+    # exp() returns, and a percentile there reads as the largest double.
+    big = "1.7976931348623157e308"
+    rows = [("2026-11-01T10:00:00Z", "a", "v1", "e1", "success", big, "", ""),
+            ("2026-11-01T10:00:00Z", "a", "v1", "e2", "success", 100, "", "")]
+    snap = ingest([str(write_csv(tmp_path / "m.csv", rows))], window_days=30)
+    version = snap.version("a", "v1")
+    assert snap.rows_used == 2 and version is not None
+    assert version.latency_p95_ms is not None and math.isfinite(version.latency_p95_ms)
+    assert version.latency_p95_ms > 1e307
+
+
+def test_copies_bad_for_different_reasons_count_under_the_same_one_every_time(
+        tmp_path: Path) -> None:
+    # Alike in every value they have, bad for different reasons (one copy's latency is no
+    # number, the other's cost): the reason breaks the tie, whatever order the file holds.
+    for flip in (0, 1):
+        path = tmp_path / f"m{flip}.csv"
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow([*COLS, "cost_usd"])
+            for i in range(200):
+                latency = ["2026-11-01T10:00:00Z", "a", "v1", f"x{i}", "success", "abc", "", "",
+                           ""]
+                cost = [*latency[:5], "", "", "", "xyz"]
+                writer.writerows([latency, cost] if (i + flip) % 2 else [cost, latency])
+        snap = ingest([str(path)], window_days=30)
+        assert snap.bad_by_reason == {"cost_usd is not a number": 200}, flip
+        assert snap.duplicates == 200

@@ -177,6 +177,12 @@ def _handmade(day: date, agent: str, version: str) -> list[list[str]]:
          "", "gold"],
         ["yesterday", agent, version, "dup-5", "OK", "10", "1", "1", "-0.1", "", "", "",
          "gold"],
+        # Two bad copies alike in every value but why they are bad: the reason breaks the
+        # tie (a cost that is no number before a latency that is none, in byte order).
+        [f"{d1}T11:00:00Z", agent, version, "dup-6", "OK", "abc", "1", "1", "", "", "", "",
+         "gold"],
+        [f"{d1}T11:00:00Z", agent, version, "dup-6", "OK", "", "1", "1", "xyz", "", "", "",
+         "gold"],
         # An empty latency is no latency, not a bad row.
         [f"{d0}T16:00:00Z", agent, version, "ok-1", "OK", "", "1", "1", "0.1", "", "", "",
          "gold"],
@@ -350,6 +356,7 @@ def test_duckdb_sql_on_a_team_table_with_resends_bad_rows_and_their_names_equals
     assert_equal_to_ingest(raw, aggregated)
     left = _left_out_rows(files[2])
     assert left[(str(team.day + timedelta(days=1)), "negative token count")] == 1  # dup-5
+    assert left[(str(team.day + timedelta(days=1)), "cost_usd is not a number")] == 1  # dup-6
     # The hand-made re-sends were settled as ingest settles them (not only in total).
     day = team.day
     mine = [r for r in csv.DictReader(files[1].open(encoding="utf-8"))
@@ -467,13 +474,14 @@ def test_since_and_until_cut_whole_days_and_settle_resends_as_ingest(
         {k: n for k, n in _failures(team.raw).items() if within(k)})
     assert _segments(aggregated) == {k: v for k, v in _segments(team.raw).items() if within(k)}
     # The rows left out: each on its own day, as the whole table's result has them (which
-    # equals ingest's, above); rows without a usable timestamp belong to no window.
+    # equals ingest's, above).
     whole = tmp_path / "whole"
     whole.mkdir()
     everything = _left_out_rows(_run_duckdb(team, whole)[2])
     assert any(day == "" for day, _ in everything)
+    # Rows without a usable timestamp belong to no day: every window counts them.
     expected = Counter({(day, reason): n for (day, reason), n in everything.items()
-                        if day and since <= date.fromisoformat(day) < until})
+                        if not day or since <= date.fromisoformat(day) < until})
     assert _left_out_rows(files[2]) == expected
     assert expected[(str(since), "duplicate")] >= 1  # dup-2's re-send, settled on day 0
     assert aggregated.duplicates == sum(n for (_, r), n in expected.items() if r == "duplicate")
@@ -487,8 +495,9 @@ def test_a_partition_column_prunes_the_days_read_and_changes_no_result(
     since, until = team.day + timedelta(days=2), team.day + timedelta(days=5)
     con = duckdb.connect()
     con.execute(f"SET TimeZone = '{SESSION_TZ}'")
-    con.execute(f"CREATE TABLE executions AS SELECT *, try_cast(left(ts, 10) AS DATE) AS part "
-                f"FROM read_csv('{team.csv}', all_varchar = true)")
+    # A row without a usable time lands in some partition too (its ingestion day, say).
+    con.execute(f"CREATE TABLE executions AS SELECT *, coalesce(try_cast(left(ts, 10) AS DATE), "
+                f"DATE '{since}') AS part FROM read_csv('{team.csv}', all_varchar = true)")
     window = ["--since", str(since), "--until", str(until)]
 
     def result(*args: str) -> list[tuple[Any, ...]]:
@@ -871,29 +880,38 @@ def test_the_left_out_rows_are_read_as_ingest_reports_them_and_nothing_else(
         "2026-11-02,duplicate,4\n2026-11-03,negative token count,1\n"
         f"2026-11-03,{hostile},9\n"  # not a reason ingest gives
         "2026-11-03,duplicate,-2\n2026-11-03,duplicate,many\n"
+        "2026-11-03,duplicate,2.5\n2026-11-03,duplicate,1e3\n"
+        # Two of these would overflow a 64-bit sum: more than any table holds, refused.
+        "2026-11-03,duplicate,9223372036854775807\n2026-11-03,duplicate,9223372036854775807\n"
         "yesterday,missing agent_id,1\n"
+        "\\N,unparseable timestamp,2\n"  # ClickHouse's CSV writes NULL so
         "2026-11-03,missing agent_id,0\n",  # nothing left out: no reason listed
         encoding="utf-8")
     snapshot = _ingest(tmp_path, [daily, left])
-    assert snapshot.rows_used == 220 and snapshot.daily_rows == 2 + 10
+    assert snapshot.rows_used == 220 and snapshot.daily_rows == 2 + 15
     assert snapshot.duplicates == 4
+    too_many = "daily form: rows is not a whole number from 0 to 999,999,999,999,999"
     assert snapshot.bad_by_reason == {
-        "unparseable timestamp": 3, "unknown status": 7, "negative token count": 1,
-        "daily form: unknown reason": 1, "daily form: rows is not a non-negative number": 2,
-        "daily form: unparseable date": 1}
-    assert snapshot.bad_rows == 15
+        "unparseable timestamp": 5, "unknown status": 7, "negative token count": 1,
+        "daily form: unknown reason": 1, too_many: 6, "daily form: unparseable date": 1}
+    assert list(snapshot.bad_by_reason)[:2] == ["unknown status", too_many]  # most first
+    assert snapshot.bad_rows == 21
     # The report says what was left out, never the file's own words.
     text = analysis_text(analysis(snapshot, {}))
     assert "7 × unknown status" in text and "4 duplicates" in text
-    assert "from 12 daily-form rows" in text
+    assert "from 17 daily-form rows" in text
     assert hostile not in text
     # The same file without its daily counts still reads (a bad-rows run on its own).
     alone = _ingest(tmp_path, [left])
     assert alone.duplicates == 4 and alone.rows_used == 0
     # A file naming its columns otherwise is mapped like every other daily-form file.
     (tmp_path / "policies").mkdir()
-    (tmp_path / "policies" / "promptbot.yaml").write_text(
-        "metrics:\n  columns: {day: date}\n", encoding="utf-8")
+    policy = tmp_path / "policies" / "promptbot.yaml"
+    policy.write_text("metrics:\n  columns: {day: date}\n", encoding="utf-8")
     renamed = tmp_path / "renamed.csv"
     renamed.write_text("day,reason,rows\n2026-11-02,duplicate,6\n", encoding="utf-8")
     assert _ingest(tmp_path, [daily, renamed]).duplicates == 6
+    # The SQL's own names win over a mapping of a per-execution column called `reason`.
+    policy.write_text("metrics:\n  columns: {reason: error_type}\n", encoding="utf-8")
+    mapped = _ingest(tmp_path, [daily, left])
+    assert (mapped.duplicates, mapped.bad_by_reason) == (4, snapshot.bad_by_reason)

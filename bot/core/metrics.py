@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
@@ -55,8 +56,17 @@ def bin_of(value: float, unit: float = 1.0) -> int:
     return math.floor(math.log(max(value / unit, 1e-3)) * BINS_PER_LN)
 
 
+# ln of the largest finite double: a bin at the top of the range (a latency of 1e308 ms is
+# finite, so not a bad row) reads as the largest double, not an OverflowError.
+_LN_MAX = math.log(sys.float_info.max)
+
+
+def _exp(x: float) -> float:
+    return math.exp(min(x, _LN_MAX))
+
+
 def bin_value(index: int, unit: float = 1.0) -> float:
-    return math.exp((index + 0.5) / BINS_PER_LN) * unit
+    return min(_exp((index + 0.5) / BINS_PER_LN) * unit, sys.float_info.max)
 
 
 @dataclass(frozen=True)
@@ -313,7 +323,7 @@ def quantile(bins: dict[int, int], q: float, unit: float = 1.0) -> float | None:
         if seen + count >= target:
             # Interpolate inside the bin, on the log scale the bins are cut on.
             frac = (target - seen) / count if count else 0.5
-            return math.exp((index + frac) / BINS_PER_LN) * unit
+            return min(_exp((index + frac) / BINS_PER_LN) * unit, sys.float_info.max)
         seen += count
     return bin_value(max(bins), unit)
 

@@ -541,30 +541,31 @@ def _bad_text(present: set[str], since: date | None, until: date | None,
     """Per UTC day and reason, the rows ingest leaves out: bad rows by ingest's reason, and
     the extra copies of re-sent executions as `duplicate`.
 
-    Every row of one execution id is ranked as ingest ranks them (a good row first); the
-    first is the execution, every other copy a duplicate, good or bad. So a bad row counts
-    under its reason only when no row of its id is good. A row's day is its own; a row
-    without a usable timestamp has none and is counted only when neither --since nor
-    --until is given (it belongs to no day a window could hold)."""
-    window = []
+    Every row of one execution id is ranked as ingest ranks them (a good row first, the
+    reason last); the first is the execution, every other copy a duplicate, good or bad. So
+    a bad row counts under its reason only when no row of its id is good. A row's day is its
+    own; a row without a usable timestamp has none (an empty date) and is counted whatever
+    the window: it belongs to no day, and a window would hide it from every run."""
+    undated = f"pb_ep IS NULL OR pb_ep < {MIN_EPOCH} OR pb_ep >= {MAX_EPOCH}"
+    window = ""
     if since is not None:
-        window.append(f"pb_ep >= {_epoch(since) - lookback * DAY}")
+        window = f" WHERE {undated} OR pb_ep >= {_epoch(since) - lookback * DAY}"
     # No --until bound on the rows read: a later good copy wins over an earlier bad one.
-    shown = [f"pb_ep >= {MIN_EPOCH}", f"pb_ep < {MAX_EPOCH}"]
+    shown = []
     if since is not None:
         shown.append(f"pb_ep >= {_epoch(since)}")
     if until is not None:
         shown.append(f"pb_ep < {_epoch(until)}")
-    where = f"WHERE {' AND '.join(shown)}" if since is not None or until is not None else ""
-    day = (f"CASE WHEN pb_ep >= {MIN_EPOCH} AND pb_ep < {MAX_EPOCH} THEN pb_day(pb_ep) END")
+    where = f"WHERE pb_date IS NULL OR ({' AND '.join(shown)})" if shown else ""
+    day = f"CASE WHEN NOT ({undated}) THEN pb_day(pb_ep) END"
     return _norm_text(present) + f""", flagged AS (
   SELECT *, {_reason(present)} AS pb_bad,
     CASE WHEN pb_status <> 'success' THEN coalesce(pb_error_type, pb_status) END AS pb_e,
     CASE WHEN pb_status <> 'success' THEN coalesce(pb_error_message, '') END AS pb_m
-  FROM norm{f" WHERE {window[0]}" if window else ""}
+  FROM norm{window}
 ), ranked AS (
   SELECT pb_ep, pb_bad, row_number() OVER (PARTITION BY pb_id ORDER BY
-    CASE WHEN pb_bad IS NULL THEN 0 ELSE 1 END, {_order(present)}) AS pb_rank
+    CASE WHEN pb_bad IS NULL THEN 0 ELSE 1 END, {_order(present)}, pb_c(pb_bad)) AS pb_rank
   FROM flagged WHERE pb_id IS NOT NULL
 ), counted AS (
   SELECT pb_ep, pb_bad FROM flagged WHERE pb_id IS NULL AND pb_bad IS NOT NULL
@@ -573,7 +574,8 @@ def _bad_text(present: set[str], since: date | None, until: date | None,
   FROM ranked WHERE pb_rank > 1 OR pb_bad IS NOT NULL
 )
 SELECT pb_iso(pb_date) AS "date", pb_bad AS "reason", count(*) AS "rows"
-FROM (SELECT {day} AS pb_date, pb_bad FROM counted {where}) AS pb_w
+FROM (SELECT {day} AS pb_date, pb_bad, pb_ep FROM counted) AS pb_w
+{where}
 GROUP BY pb_date, pb_bad
 ORDER BY CASE WHEN pb_date IS NULL THEN 0 ELSE 1 END, pb_date, pb_c(pb_bad)"""
 

@@ -530,7 +530,7 @@ def ingest(
     # The rows left out (`--bad-rows`) are per day and reason: no version to carry.
     has_version = all("prompt_version" in s.columns for s in sources) and not (
         daily and not all("prompt_version" in columns[f] for f in daily
-                          if not _is_left_out(columns[f])))
+                          if _left_out_names([c for c, _ in described[f]], mapping) is None))
     # Flat span exports carry every span attribute as a column: most are not ours to read.
     warnings = [] if preset == "otel" else _column_warnings(described, mapping, set(daily))
     try:
@@ -675,12 +675,23 @@ def _status_warnings(con: duckdb.DuckDBPyConnection, files: Sequence[str]) -> li
 
 def _is_daily(cols: set[str]) -> bool:
     return "date" in cols and "timestamp" not in cols and (
-        "executions" in cols or "count" in cols or _is_left_out(cols))
+        "executions" in cols or "count" in cols)
 
 
-def _is_left_out(cols: set[str]) -> bool:
-    """The daily form's bad-row counts (`promptbot sql --bad-rows`): date, reason, rows."""
-    return {"reason", "rows"} <= cols and "executions" not in cols and "count" not in cols
+_LEFT_OUT = ("date", "reason", "rows")
+
+
+def _left_out_names(cols: Sequence[str], mapping: dict[str, str]) -> dict[str, str] | None:
+    """The columns of a file of rows left out (`promptbot sql --bad-rows`: date, reason,
+    rows), or None for another kind of file. The SQL names them, so their own names count
+    first: a policy mapping a per-execution column called `reason` leaves them alone."""
+    raw = set(cols)
+    mapped = {mapping.get(c, c): c for c in cols}
+    if set(_LEFT_OUT) <= raw and not {"executions", "count", "timestamp"} & set(mapped):
+        return {c: c for c in _LEFT_OUT}
+    if set(_LEFT_OUT) <= set(mapped) and not {"executions", "count", "timestamp"} & set(mapped):
+        return {c: mapped[c] for c in _LEFT_OUT}
+    return None
 
 
 def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
@@ -691,12 +702,14 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
     segmented = False
     for f in files:
         names = {mapping.get(c, c): c for c, _ in described[f]}
-        if _is_left_out(set(names)):
-            left_out.append(f"SELECT try_cast(CAST({_ident(names['date'])} AS VARCHAR) AS DATE) "
-                            f"AS d, CAST({_ident(names['date'])} AS VARCHAR) AS dt, "
-                            f"trim(CAST({_ident(names['reason'])} AS VARCHAR)) AS r, "
-                            f"try_cast({_ident(names['rows'])} AS BIGINT) AS n "
-                            f"FROM {_reader(_suffix(f), [f])}")
+        own = _left_out_names([c for c, _ in described[f]], mapping)
+        if own is not None:
+            # As text: a count is a whole number written as digits, nothing else.
+            left_out.append(f"SELECT try_cast(CAST({_ident(own['date'])} AS VARCHAR) AS DATE) "
+                            f"AS d, CAST({_ident(own['date'])} AS VARCHAR) AS dt, "
+                            f"trim(CAST({_ident(own['reason'])} AS VARCHAR)) AS r, "
+                            f"trim(CAST({_ident(own['rows'])} AS VARCHAR)) AS nt "
+                            f"FROM {_reader(_suffix(f), [f], {f: list(own.values())})}")
             continue
         missing = [c for c in ("agent_id", "executions" if "executions" in names else "count")
                    if c not in names]
@@ -816,19 +829,29 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
     return part
 
 
+# The most rows one line of the rows left out may count (15 digits): more than any table
+# holds, few enough that a year of lines adds up without overflow.
+MAX_LEFT_OUT = 999_999_999_999_999
+
+
 def _left_out(con: duckdb.DuckDBPyConnection, selects: list[str], part: _Part) -> None:
     """The warehouse's counts of rows it left out, added to the reasons ingest reports:
     `duplicate` to the duplicates, ingest's own reasons to the bad rows. A row of the file
     that says anything else (or a count that is none) is a bad row of the daily form. An
     empty date is a row without a usable timestamp; any other date must be a date."""
     known = ", ".join(_lit(r) for r in (*BAD_REASONS, DUPLICATE))
+    # ClickHouse writes NULL as \N in CSV: an empty date, as every other client writes it.
     rows = con.execute(
         f"""SELECT CASE WHEN d IS NULL AND nullif(trim(dt), '') IS NOT NULL
+                             AND trim(dt) <> '\\N'
                         THEN 'unparseable date'
                         WHEN r IS NULL OR r NOT IN ({known}) THEN 'unknown reason'
-                        WHEN n IS NULL OR n < 0 THEN 'rows is not a non-negative number'
-                   END AS bad, r, CAST(sum(CASE WHEN n > 0 THEN n ELSE 0 END) AS BIGINT),
-                   CAST(count(*) AS BIGINT)
+                        WHEN NOT regexp_full_match(coalesce(nt, ''), '[0-9]{{1,15}}')
+                        THEN 'rows is not a whole number from 0 to {MAX_LEFT_OUT:,}'
+                   END AS bad, r,
+                   sum(CASE WHEN regexp_full_match(coalesce(nt, ''), '[0-9]{{1,15}}')
+                            THEN CAST(nt AS BIGINT) ELSE 0 END),
+                   count(*)
             FROM ({_union(selects)}) GROUP BY ALL ORDER BY ALL"""
     ).fetchall()
     for bad, reason, n, lines in rows:
@@ -852,7 +875,8 @@ def _sources(con: duckdb.DuckDBPyConnection, readable: list[str], mapping: dict[
     described: Described = {f: _describe(con, _reader(_suffix(f), [f]), f)
                             for f in readable if f not in otlp}
     columns = {f: {mapping.get(c, c) for c, _ in cols} for f, cols in described.items()}
-    daily = [f for f in described if _is_daily(columns[f])]
+    daily = [f for f in described if _is_daily(columns[f])
+             or _left_out_names([c for c, _ in described[f]], mapping) is not None]
     # Files with a segment column and files without it are separate sources: a row of the
     # latter belongs to no segment, one of the former with an empty value to NONE_SEGMENT.
     groups: dict[tuple[str, bool], list[str]] = {}
@@ -1108,7 +1132,9 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
         "+ (output_tokens IS NULL)::INT + (quality_score IS NULL)::INT "
         "+ (retries IS NULL)::INT" + (" + (sg IS NULL)::INT" if segments else "") + ", "
         "a, v, latency_ms, cost_usd, input_tokens, output_tokens, quality_score, retries, "
-        "e, m" + (", sg" if segments else "") + ") = 1"
+        # The reason last: copies that tie on every value may still be bad for different
+        # reasons (a cost that is no number in one, a latency in the other).
+        "e, m" + (", sg" if segments else "") + ", bad) = 1"
     )
     candidates = _count(con, "SELECT sum(copies) FROM agg WHERE gid = 0")
     settled = _count(con, "SELECT count(*) FROM won")
@@ -1315,6 +1341,8 @@ def _finish(parts: list[_Part], files: list[str], skipped: tuple[str, ...], has_
         segment_days = [s for s in segment_days if s.day < cut_day]
         newest = (max(b.hour for b in buckets) + timedelta(minutes=59, seconds=59)
                   if buckets else None)
+    # The most frequent reason first, whichever kind of input counted it.
+    bad_by_reason = dict(sorted(bad_by_reason.items(), key=lambda kv: (-kv[1], kv[0])))
     # The window is whole hours: the newest hour and the window_days * 24 - 1 before it
     # (histograms and failure counts are daily and start at that day).
     since = (newest.replace(minute=0, second=0, microsecond=0) - timedelta(days=window_days)
