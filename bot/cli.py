@@ -206,9 +206,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --since: the days before it also read, so an execution re-sent "
                    "up to N days later counts once, as ingest counts it (default 7; a re-send "
                    "later than that counts again)")
-    w.add_argument("--failures", action="store_true",
-                   help="the failure rows (date, agent, version, error type, message, count) "
-                   "instead of the daily counts and sums")
+    result = w.add_mutually_exclusive_group()
+    result.add_argument("--failures", action="store_true",
+                        help="the failure rows (date, agent, version, error type, message, "
+                        "count) instead of the daily counts and sums")
+    result.add_argument("--histograms", action="store_true",
+                        help="the histogram rows (date, agent, version, latency or cost, log "
+                        "bin, count; the token sums of latency bins) instead: percentiles, p95 "
+                        "triggers, the latency estimate's fit and capped cost")
     w.add_argument("--columns", metavar="COL,COL,...",
                    help="the table's columns (as metrics.columns names them); default: the "
                    "mapped names and the canonical columns of the example export")
@@ -667,7 +672,7 @@ def _sql(root: Path, args: argparse.Namespace) -> int:
     from bot.warehouse import sql_text
 
     out(sql_text(root, args.dialect, args.table, args.since, args.failures, args.columns,
-                 args.until, args.lookback_days) + ";")
+                 args.until, args.lookback_days, histograms=args.histograms) + ";")
     return OK
 
 

@@ -20,8 +20,10 @@ from bot.load.repo import WorkingTree, load_policy
 
 def sql_text(root: Path, dialect: str, table: str = "executions", since: str | None = None,
              failures: bool = False, columns: str | None = None,
-             until: str | None = None, lookback_days: int = LOOKBACK_DAYS) -> str:
-    """The SQL of the daily form (or, with `failures`, of its failure rows) for `dialect`."""
+             until: str | None = None, lookback_days: int = LOOKBACK_DAYS, *,
+             histograms: bool = False) -> str:
+    """The SQL of the daily form (or, with `failures`, of its failure rows; with
+    `histograms`, of its histogram rows) for `dialect`."""
     if dialect not in DIALECTS:
         raise UsageError(f"unknown dialect {dialect!r}", fix=f"use one of {', '.join(DIALECTS)}")
     first, end = _day("--since", since), _day("--until", until)
@@ -42,7 +44,7 @@ def sql_text(root: Path, dialect: str, table: str = "executions", since: str | N
     try:
         found = resolve(dict(policy.columns), listed)
         return build(Request(dialect, table, found, dict(policy.status_values), first, end,
-                             failures, lookback_days))
+                             failures, lookback_days, histograms))
     except WarehouseError as exc:
         if exc.option:
             raise UsageError(exc.message, fix=exc.fix) from None

@@ -1,7 +1,8 @@
 """The warehouse recipes (docs/recipes/warehouse-*.yml; docs/WAREHOUSE.md, "Running it in the
 workflow"): caller workflows whose `aggregate` job prints the daily form's SQL with
-`promptbot sql`, runs it with the warehouse's own client and hands the two CSVs to the reusable
-workflow's cycle as an artifact (`metrics-artifact`).
+`promptbot sql`, runs it with the warehouse's own client and hands the three CSVs (daily rows,
+failure rows, histogram rows) to the reusable workflow's cycle as an artifact
+(`metrics-artifact`).
 
 Checked statically, as tests/test_workflows.py checks the repository's own workflows: the
 triggers, least privilege per job, SHA pins, no `${{ }}` in a `run:` script, that the promptbot
@@ -63,7 +64,9 @@ ARTIFACT_GLOB = '"$RUNNER_TEMP/promptbot-metrics/**/*"'
 # Columns the bot's daily-form reader tells the two kinds of file apart by and requires
 # (bot/load/metrics.py: _is_daily, _daily_part).
 NEEDED = {"daily": {"date", "agent_id", "executions", "successes"},
-          "failures": {"date", "agent_id", "error_message", "count"}}
+          "failures": {"date", "agent_id", "error_message", "count"},
+          "histograms": {"date", "agent_id", "metric", "bin", "bin_count"}}
+KINDS = tuple(NEEDED)
 
 # Repository variables and secrets a team sets; every one a recipe names must be listed here.
 VARS = {
@@ -340,7 +343,8 @@ if name == "bq":
         fail("no --max_rows: bq prints 100 rows")
     limit = int(limits[0])
     sql = sys.stdin.read()
-    kind = "failures" if "AS `count`" in sql else "daily"
+    kind = ("histograms" if "AS `bin_count`" in sql else
+            "failures" if "AS `count`" in sql else "daily")
 else:
     if args[:1] != ["sql"]:
         fail("not `snow sql`")
@@ -357,14 +361,15 @@ else:
         fail("not key-pair authentication")
     limit = None
     sql = Path(value("--filename")).read_text(encoding="utf-8")
-    kind = "failures" if 'AS "count"' in sql else "daily"
+    kind = ("histograms" if 'AS "bin_count"' in sql else
+            "failures" if 'AS "count"' in sql else "daily")
 
 Path(os.environ["STUB_LOG"], f"{name}-{kind}.sql").write_text(sql, encoding="utf-8")
 result = json.loads(Path(os.environ["STUB_DIR"], f"{kind}.json").read_text(encoding="utf-8"))
 columns, rows = result["columns"], result["rows"]
 if mode == f"empty-{kind}":
     rows = []
-if mode == "upper-header":  # what unquoted aliases give on Snowflake
+if mode in ("upper-header", f"upper-{kind}"):  # what unquoted aliases give on Snowflake
     columns = [c.upper() for c in columns]
 if not rows:
     sys.exit(0)  # both clients print nothing at all, not even a header
@@ -396,7 +401,7 @@ os.execv(sys.executable, [sys.executable, "-m", "bot", *sys.argv[1:]])
 class Example:
     policy_root: Path  # a prompts repository's checkout: the example policy
     raw: MetricsSnapshot  # ingest of the raw export
-    results: Path  # daily.json, failures.json: the daily form the clients print
+    results: Path  # daily.json, failures.json, histograms.json: what the clients print
 
 
 def _cell(value: Any) -> str | None:
@@ -417,8 +422,9 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Example:
     raw = metrics.ingest_with([str(EXAMPLE)], policy.metrics, policy.pricing)
     con = duckdb.connect()
     con.execute(f"CREATE TABLE executions AS SELECT * FROM read_csv('{EXAMPLE}')")
-    for kind in ("daily", "failures"):
-        rel = con.sql(sql_text(root, "duckdb", "executions", failures=kind == "failures"))
+    for kind in KINDS:
+        rel = con.sql(sql_text(root, "duckdb", "executions", failures=kind == "failures",
+                               histograms=kind == "histograms"))
         rows = [[_cell(v) for v in row] for row in rel.fetchall()]
         assert rows
         (base / f"{kind}.json").write_text(json.dumps({"columns": rel.columns, "rows": rows}),
@@ -523,13 +529,15 @@ def test_aggregate_job_hands_the_bot_the_daily_form_ingest_would_compute(
     after = datetime.now(UTC).date()
     assert run.code == 0, run.output
 
-    # promptbot sql, twice, as the CLI parses what bash passed: the team's table, the whole
-    # window up to today (left out), the daily rows then the failure rows.
+    # promptbot sql, three times, as the CLI parses what bash passed: the team's table, the
+    # whole window up to today (left out), the daily rows, the failure rows, the histograms.
     calls = [json.loads(line) for line in
              (run.log / "promptbot.jsonl").read_text(encoding="utf-8").splitlines()]
     parsed = [_parser().parse_args(call) for call in calls]
-    assert [(a.command, a.dialect, a.table, a.failures) for a in parsed] == [
-        ("sql", dialect, TABLES[dialect], False), ("sql", dialect, TABLES[dialect], True)]
+    assert [(a.command, a.dialect, a.table, a.failures, a.histograms) for a in parsed] == [
+        ("sql", dialect, TABLES[dialect], False, False),
+        ("sql", dialect, TABLES[dialect], True, False),
+        ("sql", dialect, TABLES[dialect], False, True)]
     window = int(_aggregate(dialect)["env"]["WINDOW_DAYS"])
     for args in parsed:
         until = date.fromisoformat(args.until)
@@ -540,10 +548,10 @@ def test_aggregate_job_hands_the_bot_the_daily_form_ingest_would_compute(
     # The client ran exactly what promptbot printed for those arguments, SQL of its dialect
     # whose result has the columns the bot's reader needs.
     for args in parsed:
-        kind = "failures" if args.failures else "daily"
+        kind = "histograms" if args.histograms else "failures" if args.failures else "daily"
         got = (run.log / f"{CLIENT[dialect]}-{kind}.sql").read_text(encoding="utf-8")
         printed = sql_text(example.policy_root, dialect, args.table, args.since, args.failures,
-                           args.columns, args.until)
+                           args.columns, args.until, histograms=args.histograms)
         assert got.strip() == printed + ";"
         tree = sqlglot.parse_one(got, read=dialect)
         assert isinstance(tree, exp.Query)
@@ -551,30 +559,49 @@ def test_aggregate_job_hands_the_bot_the_daily_form_ingest_would_compute(
 
     # Only what the bot reads is uploaded, and it reads the same counts and sums as from the
     # raw rows.
-    assert sorted(p.name for p in run.upload.iterdir()) == ["daily.csv", "failures.csv"]
+    assert sorted(p.name for p in run.upload.iterdir()) == [
+        "daily.csv", "failures.csv", "histograms.csv"]
     assert "daily.csv: 166 rows" in run.output and "failures.csv: 523 rows" in run.output
+    assert "histograms.csv: 6289 rows" in run.output
     assert_equal_to_ingest(example.raw, _downloaded(run, example))
 
 
 @dialects
-def test_a_window_without_failures_uploads_the_daily_rows_alone(
+def test_a_window_without_failures_uploads_the_other_results(
         dialect: str, example: Example, tmp_path: Path) -> None:
     run = _run_aggregate(dialect, example, tmp_path, mode="empty-failures")
     assert run.code == 0, run.output
     assert "::notice::failures.csv: no failure rows in the window" in run.output
-    assert [p.name for p in run.upload.iterdir()] == ["daily.csv"]
+    assert sorted(p.name for p in run.upload.iterdir()) == ["daily.csv", "histograms.csv"]
     snapshot = _downloaded(run, example)
     assert snapshot.rows_used == example.raw.rows_used and not snapshot.error_days
+    assert snapshot.histograms
+
+
+@dialects
+def test_a_window_without_histogram_rows_uploads_the_other_results(
+        dialect: str, example: Example, tmp_path: Path) -> None:
+    # No latency or cost in the window: no percentiles, the rest as before.
+    run = _run_aggregate(dialect, example, tmp_path, mode="empty-histograms")
+    assert run.code == 0, run.output
+    assert "::notice::histograms.csv: no histogram rows in the window" in run.output
+    assert sorted(p.name for p in run.upload.iterdir()) == ["daily.csv", "failures.csv"]
+    snapshot = _downloaded(run, example)
+    assert snapshot.rows_used == example.raw.rows_used and snapshot.error_days
+    assert not snapshot.histograms
 
 
 @pytest.mark.parametrize(("dialect", "mode", "env", "error"), [
     ("bigquery", "empty-daily", {}, "daily.csv: the query returned no rows"),
     ("snowflake", "empty-daily", {}, "daily.csv: the query returned no rows"),
-    # A header the reader would not recognise (Snowflake's unquoted aliases are upper case).
+    # A header the reader would not recognise (Snowflake's unquoted aliases are upper case);
+    # the first file checked is the daily rows'.
     ("snowflake", "upper-header", {},
      "daily.csv: no column date, agent_id, executions, successes in the header"),
     ("bigquery", "upper-header", {},
      "daily.csv: no column date, agent_id, executions, successes in the header"),
+    ("snowflake", "upper-histograms", {},
+     "histograms.csv: no column date, agent_id, metric, bin, bin_count in the header"),
     # bq stops at --max_rows without a word: a result that reaches it is refused.
     ("bigquery", "", {"MAX_ROWS": "50"}, "daily.csv: 50 rows, the client's limit MAX_ROWS"),
 ])
