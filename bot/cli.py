@@ -213,6 +213,10 @@ def _parser() -> argparse.ArgumentParser:
     result.add_argument("--bad-rows", action="store_true",
                         help="the rows left out (date, reason, rows): bad rows by ingest's "
                         "reasons and re-sent executions' extra copies as 'duplicate'")
+    result.add_argument("--histograms", action="store_true",
+                        help="the histogram rows (date, agent, version, latency or cost, log "
+                        "bin, count; the token sums of latency bins) instead: percentiles, p95 "
+                        "triggers, the latency estimate's fit and capped cost")
     w.add_argument("--hourly", action="store_true",
                    help="the daily counts per UTC hour too (an `hour` column, 0 to 23): what "
                    "canary stages and the newest day's hours need")
@@ -679,7 +683,8 @@ def _sql(root: Path, args: argparse.Namespace) -> int:
 
     out(sql_text(root, args.dialect, args.table, args.since, args.failures, args.columns,
                  args.until, args.lookback_days, bad_rows=args.bad_rows,
-                 hourly=args.hourly, partition_column=args.partition_column) + ";")
+                 hourly=args.hourly, partition_column=args.partition_column,
+                 histograms=args.histograms) + ";")
     return OK
 
 

@@ -22,9 +22,10 @@ def sql_text(root: Path, dialect: str, table: str = "executions", since: str | N
              failures: bool = False, columns: str | None = None,
              until: str | None = None, lookback_days: int = LOOKBACK_DAYS,
              bad_rows: bool = False, hourly: bool = False,
-             partition_column: str | None = None) -> str:
+             partition_column: str | None = None, histograms: bool = False) -> str:
     """The SQL of the daily form (or, with `failures`, of its failure rows; with
-    `bad_rows`, of the rows left out) for `dialect`."""
+    `bad_rows`, of the rows left out; with `histograms`, of its histogram rows) for
+    `dialect`."""
     if dialect not in DIALECTS:
         raise UsageError(f"unknown dialect {dialect!r}", fix=f"use one of {', '.join(DIALECTS)}")
     first, end = _day("--since", since), _day("--until", until)
@@ -45,7 +46,8 @@ def sql_text(root: Path, dialect: str, table: str = "executions", since: str | N
     try:
         found = resolve(dict(policy.columns), listed)
         return build(Request(dialect, table, found, dict(policy.status_values), first, end,
-                             failures, lookback_days, bad_rows, hourly, partition_column))
+                             failures, lookback_days, bad_rows=bad_rows, hourly=hourly,
+                             partition_column=partition_column, histograms=histograms))
     except WarehouseError as exc:
         if exc.option:
             raise UsageError(exc.message, fix=exc.fix) from None

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from conftest import Cli
 
+from bot.core.model import DAILY_COLUMNS, METRIC_COLUMNS
 from bot.load.check import check_paths
 from bot.load.repo import POLICY_FILE, WorkingTree, load_policy
 
@@ -58,7 +59,8 @@ def test_policy_keys_and_values_name_what_was_meant(repo: Path) -> None:
 
     column = by_start["field 'metrics.columns.tokens'"]
     assert column.message == ("field 'metrics.columns.tokens': 'output_token' is not one of "
-                              "the 30 allowed values (did you mean `output_tokens`?)")
+                              f"the {len(METRIC_COLUMNS) + len(DAILY_COLUMNS)} allowed values "
+                              "(did you mean `output_tokens`?)")
     assert column.fix.startswith("write `output_tokens`; use one of: timestamp, agent_id")
 
     status = by_start["field 'metrics.status_values.ok'"]

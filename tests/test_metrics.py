@@ -218,6 +218,61 @@ def test_daily_form_missing_columns(tmp_path: Path) -> None:
         ingest([str(daily)])
 
 
+def test_daily_form_histogram_rows(tmp_path: Path) -> None:
+    """The histogram file (`promptbot sql --histograms`) beside the daily counts: latency and
+    cost bins per version and day, the fit from latency bins whose every execution has both
+    token counts, bad rows counted by reason (and left out) without a warning about its
+    columns."""
+    daily = tmp_path / "daily.csv"
+    daily.write_text("date,agent_id,prompt_version,executions,successes\n"
+                     "2026-11-01,a,v1,20,18\n2026-11-02,a,v1,10,10\n")
+    hist = tmp_path / "histograms.csv"
+    header = ("date,agent_id,prompt_version,metric,bin,bin_count,input_tokens_n,"
+              "output_tokens_n,input_tokens_sum,output_tokens_sum,input_tokens_sumsq,"
+              "output_tokens_sumsq,input_output_tokens_sum")
+    hist.write_text("\n".join([
+        header,
+        "2026-11-01,a,v1,latency,100.0,15,15,15,150,75,1500,375,750",
+        "2026-11-01,a,v1,latency,140,5,5,4,50,20,500,100,200",  # a row without output tokens
+        "2026-11-01,a,v1,cost,150,20,,,,,,,",
+        "2026-11-02,a,v1,Latency,101,10,10,10,100,50,1000,250,500",  # the metric's case
+        "someday,a,v1,latency,100,1,1,1,1,1,1,1,1",
+        "2026-11-02,a,v1,p95,100,1,,,,,,,",
+        "2026-11-02,a,v1,latency,100.5,1,,,,,,,",
+        "2026-11-02,a,v1,cost,1,-3,,,,,,,",
+        "2026-11-02,a,v1,latency,102,3,4,3,1,1,1,1,1",  # more token counts than executions
+    ]) + "\n")
+    snap = ingest([str(daily), str(hist)], window_days=30)
+    assert snap.bad_by_reason == {
+        "daily form histograms: unparseable date": 1,
+        "daily form histograms: metric is neither latency nor cost": 1,
+        "daily form histograms: bin is not an integer": 1,
+        "daily form histograms: count is not a non-negative number": 1,
+        "daily form histograms: token counts outside 0..bin_count": 1}
+    assert snap.daily_rows == 2 + 9 and not snap.warnings
+    bins = {(h.day.day, h.metric, h.index): h.count for h in snap.histograms
+            if h.metric != "fit"}
+    assert bins == {(1, "latency", 100): 15, (1, "latency", 140): 5, (1, "cost", 150): 20,
+                    (2, "latency", 101): 10}
+    fits = {h.day.day: h.moments for h in snap.histograms if h.metric == "fit"}
+    assert set(fits) == {1, 2}  # day 1 without the 140 bin
+    assert fits[1] is not None and fits[1].n == 15 and fits[1].x1 == 150
+    y = math.exp(100.5 / 20)
+    assert fits[1].y == pytest.approx(15 * y) and fits[1].x1y == pytest.approx(150 * y)
+    v1 = snap.version("a", "v1")
+    assert v1 is not None and v1.latency_p50_ms is not None and v1.moments is not None
+    assert v1.moments.n == 25 and math.exp(100 / 20) < v1.latency_p50_ms < math.exp(102 / 20)
+
+
+def test_daily_form_histogram_rows_missing_columns(tmp_path: Path) -> None:
+    hist = tmp_path / "histograms.csv"
+    hist.write_text("date,agent_id,metric,bin\n2026-11-01,a,latency,100\n")
+    with pytest.raises(MetricsError, match=r"histograms.csv \(daily form, histogram rows\) is "
+                       r"missing column\(s\): bin_count") as caught:
+        ingest([str(hist)])
+    assert "promptbot sql --histograms" in caught.value.render()
+
+
 def test_bom_semicolons_mixed_zones_and_huge_messages(tmp_path: Path) -> None:
     path = tmp_path / "m.csv"
     huge = "x" * 50_000

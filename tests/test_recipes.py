@@ -1,7 +1,8 @@
 """The warehouse recipes (docs/recipes/warehouse-*.yml; docs/WAREHOUSE.md, "Running it in the
 workflow"): caller workflows whose `aggregate` job prints the daily form's SQL with
-`promptbot sql`, runs it with the warehouse's own client and hands the two CSVs to the reusable
-workflow's cycle as an artifact (`metrics-artifact`).
+`promptbot sql`, runs it with the warehouse's own client and hands the three CSVs (daily rows,
+failure rows, histogram rows) to the reusable workflow's cycle as an artifact
+(`metrics-artifact`).
 
 Checked statically, as tests/test_workflows.py checks the repository's own workflows: the
 triggers, least privilege per job, SHA pins, no `${{ }}` in a `run:` script, that the promptbot
@@ -64,7 +65,9 @@ ARTIFACT_GLOB = '"$RUNNER_TEMP/promptbot-metrics/**/*"'
 # (bot/load/metrics.py: _is_daily, _daily_part).
 NEEDED = {"daily": {"date", "agent_id", "executions", "successes"},
           "failures": {"date", "agent_id", "error_message", "count"},
-          "bad-rows": {"date", "reason", "rows"}}
+          "bad-rows": {"date", "reason", "rows"},
+          "histograms": {"date", "agent_id", "metric", "bin", "bin_count"}}
+KINDS = tuple(NEEDED)
 
 # Repository variables and secrets a team sets; every one a recipe names must be listed here.
 VARS = {
@@ -342,7 +345,8 @@ if name == "bq":
         fail("no --max_rows: bq prints 100 rows")
     limit = int(limits[0])
     sql = sys.stdin.read()
-    kind = ("failures" if "AS `count`" in sql else "bad-rows" if "AS `rows`" in sql
+    kind = ("histograms" if "AS `bin_count`" in sql else
+            "failures" if "AS `count`" in sql else "bad-rows" if "AS `rows`" in sql
             else "daily")
 else:
     if args[:1] != ["sql"]:
@@ -360,7 +364,8 @@ else:
         fail("not key-pair authentication")
     limit = None
     sql = Path(value("--filename")).read_text(encoding="utf-8")
-    kind = ("failures" if 'AS "count"' in sql else "bad-rows" if 'AS "rows"' in sql
+    kind = ("histograms" if 'AS "bin_count"' in sql else
+            "failures" if 'AS "count"' in sql else "bad-rows" if 'AS "rows"' in sql
             else "daily")
 
 Path(os.environ["STUB_LOG"], f"{name}-{kind}.sql").write_text(sql, encoding="utf-8")
@@ -368,7 +373,7 @@ result = json.loads(Path(os.environ["STUB_DIR"], f"{kind}.json").read_text(encod
 columns, rows = result["columns"], result["rows"]
 if mode == f"empty-{kind}":
     rows = []
-if mode == "upper-header":  # what unquoted aliases give on Snowflake
+if mode in ("upper-header", f"upper-{kind}"):  # what unquoted aliases give on Snowflake
     columns = [c.upper() for c in columns]
 if not rows:
     sys.exit(0)  # both clients print nothing at all, not even a header
@@ -400,7 +405,7 @@ os.execv(sys.executable, [sys.executable, "-m", "bot", *sys.argv[1:]])
 class Example:
     policy_root: Path  # a prompts repository's checkout: the example policy
     raw: MetricsSnapshot  # ingest of the raw export
-    results: Path  # daily.json, failures.json: the daily form the clients print
+    results: Path  # daily.json, failures.json, histograms.json: what the clients print
 
 
 def _cell(value: Any) -> str | None:
@@ -421,9 +426,9 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Example:
     raw = metrics.ingest_with([str(EXAMPLE)], policy.metrics, policy.pricing)
     con = duckdb.connect()
     con.execute(f"CREATE TABLE executions AS SELECT * FROM read_csv('{EXAMPLE}')")
-    for kind in ("daily", "failures", "bad-rows"):
+    for kind in KINDS:
         rel = con.sql(sql_text(root, "duckdb", "executions", failures=kind == "failures",
-                               bad_rows=kind == "bad-rows"))
+                               bad_rows=kind == "bad-rows", histograms=kind == "histograms"))
         rows = [[_cell(v) for v in row] for row in rel.fetchall()]
         assert rows
         (base / f"{kind}.json").write_text(json.dumps({"columns": rel.columns, "rows": rows}),
@@ -529,14 +534,17 @@ def test_aggregate_job_hands_the_bot_the_daily_form_ingest_would_compute(
     assert run.code == 0, run.output
 
     # promptbot sql, three times, as the CLI parses what bash passed: the team's table, the
-    # whole window up to today (left out), the daily rows, the failure rows, the rows left out.
+    # whole window up to today (left out), the daily rows, the failure rows, the rows left
+    # out, the histograms.
     calls = [json.loads(line) for line in
              (run.log / "promptbot.jsonl").read_text(encoding="utf-8").splitlines()]
     parsed = [_parser().parse_args(call) for call in calls]
-    assert [(a.command, a.dialect, a.table, a.failures, a.bad_rows) for a in parsed] == [
-        ("sql", dialect, TABLES[dialect], False, False),
-        ("sql", dialect, TABLES[dialect], True, False),
-        ("sql", dialect, TABLES[dialect], False, True)]
+    assert [(a.command, a.dialect, a.table, a.failures, a.bad_rows, a.histograms)
+            for a in parsed] == [
+        ("sql", dialect, TABLES[dialect], False, False, False),
+        ("sql", dialect, TABLES[dialect], True, False, False),
+        ("sql", dialect, TABLES[dialect], False, True, False),
+        ("sql", dialect, TABLES[dialect], False, False, True)]
     window = int(_aggregate(dialect)["env"]["WINDOW_DAYS"])
     for args in parsed:
         until = date.fromisoformat(args.until)
@@ -547,10 +555,12 @@ def test_aggregate_job_hands_the_bot_the_daily_form_ingest_would_compute(
     # The client ran exactly what promptbot printed for those arguments, SQL of its dialect
     # whose result has the columns the bot's reader needs.
     for args in parsed:
-        kind = "failures" if args.failures else "bad-rows" if args.bad_rows else "daily"
+        kind = ("histograms" if args.histograms else "failures" if args.failures
+                else "bad-rows" if args.bad_rows else "daily")
         got = (run.log / f"{CLIENT[dialect]}-{kind}.sql").read_text(encoding="utf-8")
         printed = sql_text(example.policy_root, dialect, args.table, args.since, args.failures,
-                           args.columns, args.until, bad_rows=args.bad_rows)
+                           args.columns, args.until, bad_rows=args.bad_rows,
+                           histograms=args.histograms)
         assert got.strip() == printed + ";"
         tree = sqlglot.parse_one(got, read=dialect)
         assert isinstance(tree, exp.Query)
@@ -558,39 +568,43 @@ def test_aggregate_job_hands_the_bot_the_daily_form_ingest_would_compute(
 
     # Only what the bot reads is uploaded, and it reads the same counts and sums as from the
     # raw rows.
-    assert sorted(p.name for p in run.upload.iterdir()) == ["bad-rows.csv", "daily.csv",
-                                                             "failures.csv"]
+    assert sorted(p.name for p in run.upload.iterdir()) == [
+        "bad-rows.csv", "daily.csv", "failures.csv", "histograms.csv"]
     assert "daily.csv: 166 rows" in run.output and "failures.csv: 523 rows" in run.output
-    assert "bad-rows.csv: 18 rows" in run.output
+    assert "bad-rows.csv: 18 rows" in run.output and "histograms.csv: 6289 rows" in run.output
     assert_equal_to_ingest(example.raw, _downloaded(run, example))
 
 
 @dialects
 @pytest.mark.parametrize(("kind", "notice"), [("failures", "no failure rows"),
-                                              ("bad-rows", "no rows left out")])
-def test_a_window_without_failures_or_rows_left_out_uploads_the_rest(
+                                              ("bad-rows", "no rows left out"),
+                                              ("histograms", "no histogram rows")])
+def test_a_window_without_one_result_uploads_the_others(
         dialect: str, kind: str, notice: str, example: Example, tmp_path: Path) -> None:
     run = _run_aggregate(dialect, example, tmp_path, mode=f"empty-{kind}")
     assert run.code == 0, run.output
     assert f"::notice::{kind}.csv: {notice} in the window" in run.output
     assert sorted(p.name for p in run.upload.iterdir()) == sorted(
-        {"daily.csv", "failures.csv", "bad-rows.csv"} - {f"{kind}.csv"})
+        {f"{k}.csv" for k in KINDS} - {f"{kind}.csv"})
     snapshot = _downloaded(run, example)
     assert snapshot.rows_used == example.raw.rows_used
-    if kind == "failures":
-        assert not snapshot.error_days and snapshot.duplicates == example.raw.duplicates
-    else:
-        assert (snapshot.duplicates, snapshot.bad_rows) == (0, 0) and snapshot.error_days
+    # What the left-out file carried is missing; the rest is there.
+    assert bool(snapshot.error_days) == (kind != "failures")
+    assert (snapshot.duplicates == example.raw.duplicates) == (kind != "bad-rows")
+    assert bool(snapshot.histograms) == (kind != "histograms")
 
 
 @pytest.mark.parametrize(("dialect", "mode", "env", "error"), [
     ("bigquery", "empty-daily", {}, "daily.csv: the query returned no rows"),
     ("snowflake", "empty-daily", {}, "daily.csv: the query returned no rows"),
-    # A header the reader would not recognise (Snowflake's unquoted aliases are upper case).
+    # A header the reader would not recognise (Snowflake's unquoted aliases are upper case);
+    # the first file checked is the daily rows'.
     ("snowflake", "upper-header", {},
      "daily.csv: no column date, agent_id, executions, successes in the header"),
     ("bigquery", "upper-header", {},
      "daily.csv: no column date, agent_id, executions, successes in the header"),
+    ("snowflake", "upper-histograms", {},
+     "histograms.csv: no column date, agent_id, metric, bin, bin_count in the header"),
     # bq stops at --max_rows without a word: a result that reaches it is refused.
     ("bigquery", "", {"MAX_ROWS": "50"}, "daily.csv: 50 rows, the client's limit MAX_ROWS"),
 ])

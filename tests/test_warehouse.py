@@ -3,17 +3,18 @@ what ingest computes from the same rows.
 
 Each dialect's SQL is parsed back; the DuckDB SQL runs in-process and the Postgres SQL on a
 throwaway server (initdb + pg_ctl on a unix socket); each result is written as the daily-form
-CSV and its failure CSV, read by promptbot's own ingest, and compared with ingesting the raw
-export: per agent, version and day every count and sum the daily form carries (floats to
-1e-9 relative), per agent, version, day, error type and failure template the failure counts,
-per segment and day the executions and successes.
+CSV, its failure CSV and its histogram CSV, read by promptbot's own ingest, and compared with
+ingesting the raw export: per agent, version and day every count and sum the daily form
+carries (floats to 1e-9 relative), per agent, version, day, error type and failure template
+the failure counts, per segment and day the executions and successes, per agent, version, day,
+metric and bin the latency and cost histograms, and per agent, version and day the
+latency-on-tokens fit's sums (floats to 1e-9 relative).
 
 The rows left out (`--bad-rows`) are compared too: bad rows per reason and re-sent copies,
 in total as ingest reports them, and per day against the same SQL without a window.
 
 What the daily form cannot carry, so is not compared (docs/WAREHOUSE.md, "What the bot loses"):
-latency and cost percentiles (the histograms need rows), the latency-on-tokens fit, the sums
-of squares of cost and quality, retries, samples of bad rows. And what it carries
+the sums of squares of cost and quality, retries, samples of bad rows. And what it carries
 differently: it has no count of the rows behind a sum, so a day where some rows lack a cost
 (or token counts) reads as if all had one; the exports here have cost and tokens on every good
 row, and `cost_n` / `tokens_n` are compared. Days and hours: ingest keeps hours, the daily form
@@ -35,8 +36,8 @@ import shutil
 import subprocess
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,12 @@ from sqlglot import exp
 
 from bot.cli import _parser, main
 from bot.core import warehouse
-from bot.core.metrics import MetricsSnapshot
+from bot.core.metrics import MetricsSnapshot, Moments
+from bot.core.model import MeasurePolicy, TriggerPolicy
+from bot.core.results import _cost_bins
+from bot.core.stats import arm_of, guardrails
 from bot.core.templates import LIMIT
+from bot.core.triggers import triggers
 from bot.load import metrics
 
 EXAMPLE = PROJECT / "examples" / "metrics" / "executions.csv"
@@ -286,6 +291,46 @@ def _segments(snapshot: MetricsSnapshot) -> dict[tuple[Any, ...], tuple[int, int
             for s in snapshot.segment_days}
 
 
+def _bins(snapshot: MetricsSnapshot) -> Counter[tuple[Any, ...]]:
+    """Per agent, version, day, metric ('latency' | 'cost') and bin: the executions."""
+    out: Counter[tuple[Any, ...]] = Counter()
+    for h in snapshot.histograms:
+        if h.metric != "fit":
+            out[(h.agent_id, h.prompt_version, h.day, h.metric, h.index)] += h.count
+    return out
+
+
+def _fits(snapshot: MetricsSnapshot) -> dict[tuple[Any, ...], Moments]:
+    """Per agent, version and day: the latency-on-tokens fit's sums."""
+    out: dict[tuple[Any, ...], Moments] = {}
+    for h in snapshot.histograms:
+        if h.metric == "fit":
+            assert h.moments is not None
+            key = (h.agent_id, h.prompt_version, h.day)
+            out[key] = out.get(key, Moments()) + h.moments
+    return out
+
+
+def assert_same_histograms(raw: MetricsSnapshot, aggregated: MetricsSnapshot,
+                           within: Callable[[tuple[Any, ...]], bool] = lambda _: True) -> None:
+    """Latency and cost bins to the execution, fit moments to 1e-9 relative (of the keys
+    `within` keeps of ingest's)."""
+    bins = Counter({k: n for k, n in _bins(raw).items() if within(k)})
+    assert {k[3] for k in bins} == {"latency", "cost"}  # something to compare
+    assert _bins(aggregated) == bins
+    ours = {k: m for k, m in _fits(raw).items() if within(k)}
+    theirs = _fits(aggregated)
+    assert ours and ours.keys() == theirs.keys()
+    for key, expected in ours.items():
+        assert theirs[key].n == expected.n, key
+        for name in _MOMENTS:
+            got, want = getattr(theirs[key], name), getattr(expected, name)
+            assert math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9), (key, name, got, want)
+
+
+_MOMENTS = tuple(f.name for f in fields(Moments) if f.name != "n")
+
+
 def assert_equal_to_ingest(raw: MetricsSnapshot, aggregated: MetricsSnapshot) -> None:
     assert aggregated.rows_read == 0 and aggregated.daily_rows > 0  # read as the daily form
     assert aggregated.rows_used == raw.rows_used == raw.rows_read - raw.duplicates - raw.bad_rows
@@ -305,18 +350,23 @@ def assert_equal_to_ingest(raw: MetricsSnapshot, aggregated: MetricsSnapshot) ->
     assert aggregated.bad_by_reason == raw.bad_by_reason
     assert (aggregated.duplicates, aggregated.bad_rows) == (raw.duplicates, raw.bad_rows)
     assert aggregated.has_version == raw.has_version
+    assert_same_histograms(raw, aggregated)
+    # The histogram rows are read without a bad one.
+    assert not any(r.startswith("daily form") for r in aggregated.bad_by_reason)
 
 
 # ------------------------------------------------------------------ DuckDB
 
 
-# Each result of `promptbot sql`: its option.
-KINDS = {"daily": [], "failures": ["--failures"], "bad-rows": ["--bad-rows"]}
-HOURLY = {**KINDS, "daily": ["--hourly"]}
+# The results of `promptbot sql`, each a file of the daily form: their options.
+KINDS: dict[str, tuple[str, ...]] = {"daily": (), "failures": ("--failures",),
+                                     "histograms": ("--histograms",),
+                                     "bad-rows": ("--bad-rows",)}
+HOURLY = {**KINDS, "daily": ("--hourly",)}
 
 
 def _run_duckdb(export: Export, out: Path, table: str = "executions",
-                *extra: str, kinds: dict[str, list[str]] = KINDS) -> list[Path]:
+                *extra: str, kinds: dict[str, tuple[str, ...]] = KINDS) -> list[Path]:
     """The export as a DuckDB table (typed as ingest's reader types it), the printed SQL
     run on it, each result written as CSV."""
     con = duckdb.connect()
@@ -354,7 +404,7 @@ def test_duckdb_sql_on_a_team_table_with_resends_bad_rows_and_their_names_equals
     files = _run_duckdb(team, tmp_path, "analytics.exec_log")
     aggregated = _ingest(team.root, files)
     assert_equal_to_ingest(raw, aggregated)
-    left = _left_out_rows(files[2])
+    left = _left_out_rows(files[3])
     assert left[(str(team.day + timedelta(days=1)), "negative token count")] == 1  # dup-5
     assert left[(str(team.day + timedelta(days=1)), "cost_usd is not a number")] == 1  # dup-6
     # The hand-made re-sends were settled as ingest settles them (not only in total).
@@ -409,6 +459,52 @@ def test_hours_that_are_no_hour_of_the_day_are_bad_rows(tmp_path: Path) -> None:
     assert _ingest(tmp_path, [hourly, daily]).newest == datetime(2026, 11, 3, 23, 59, 59)
 
 
+def test_a_daily_form_run_now_has_ingests_percentiles_p95_triggers_fit_and_capped_cost(
+        example: Export, tmp_path: Path) -> None:
+    """What the histogram rows bring to a run on the daily form: per version p50/p95/p99
+    latency and the latency estimate's fit, the p95 SLA trigger and the capped cost
+    guardrail, as ingest of the raw rows gives them; with the daily and failure rows alone,
+    none of them."""
+    files = _run_duckdb(example, tmp_path)
+    assert [f.name for f in files] == ["daily.csv", "failures.csv", "histograms.csv",
+                                       "bad-rows.csv"]
+    raw, full, bare = example.raw, _ingest(example.root, files), _ingest(example.root, files[:2])
+    assert [(v.agent_id, v.prompt_version) for v in full.versions] == [
+        (v.agent_id, v.prompt_version) for v in raw.versions]
+    for got, want, without in zip(full.versions, raw.versions, bare.versions, strict=True):
+        assert want.latency_p95_ms is not None and want.moments is not None
+        assert (got.latency_p50_ms, got.latency_p95_ms, got.latency_p99_ms) == (
+            want.latency_p50_ms, want.latency_p95_ms, want.latency_p99_ms)
+        assert got.moments is not None and got.moments.n == want.moments.n
+        for name in _MOMENTS:
+            assert math.isclose(getattr(got.moments, name), getattr(want.moments, name),
+                                rel_tol=1e-9), name
+        assert without.latency_p95_ms is None and without.moments is None
+    # The p95 SLA trigger (here: any p95 above 1 ms) fires on the daily form as on the rows.
+    policy = TriggerPolicy(sla_latency_p95_ms=1.0, success_drop=0.0, latency_increase=0.0,
+                           repeated_errors=0)
+    agents = sorted({v.agent_id for v in raw.versions})
+
+    def slow(snapshot: MetricsSnapshot) -> set[str]:
+        return {t.agent_id for t in triggers(snapshot, policy, 0.05, agents)
+                if "p95 latency" in t.message}
+
+    assert slow(raw) and slow(full) == slow(raw) and slow(bare) == set()
+
+    # Cost per execution capped at the 99.9th percentile of both versions, as on the rows.
+    def rails(snapshot: MetricsSnapshot) -> dict[str, float]:
+        arms = [arm_of([b for b in snapshot.buckets_of("support-triage")
+                        if b.prompt_version == version],
+                       _cost_bins(snapshot, "support-triage", version, datetime.min,
+                                  datetime.max))
+                for version in ("5d0c7a9e21b4", "b2f71e831985")]
+        return {g.metric: g.ratio for g in guardrails(arms[0], arms[1], MeasurePolicy())}
+
+    assert "cost" in rails(raw) and math.isclose(rails(full)["cost"], rails(raw)["cost"],
+                                                 rel_tol=1e-9)
+    assert "cost" not in rails(bare) and "cost (uncapped)" in rails(bare)
+
+
 def test_duckdb_sql_reads_edge_values_as_ingest_reads_them(team: Export, tmp_path: Path) -> None:
     # What DuckDB's own casts take or refuse, the DuckDB SQL takes or refuses as ingest does:
     # no trim before the epoch check, TRY_CAST on the text as it is, times in microseconds.
@@ -445,6 +541,42 @@ def test_duckdb_sql_reads_edge_values_as_ingest_reads_them(team: Export, tmp_pat
     assert_equal_to_ingest(edges.raw, _ingest(team.root, _run_duckdb(edges, out)))
 
 
+def test_a_latency_bin_where_a_row_lacks_a_token_count_is_left_out_of_the_fit(
+        team: Export, tmp_path: Path) -> None:
+    # Latencies 100 and 100.5 share a bin (ln * 20 = 92.1, 92.2), one without output tokens:
+    # the bin counts in the histogram but not in the fit, in ingest and in the SQL's result;
+    # 400 ms is a bin of its own, whole. A latency under 1 microsecond is binned as 1 (the
+    # bin of 1e-3 ms), a cost of 0 as 1e-3 micro-dollars.
+    d0 = team.day
+    rows = [[f"{d0}T10:00:0{n}Z", "a1", "v1", f"t-{n}", "OK", latency, "10", out, cost, "", "",
+             "", "gold"]
+            for n, (latency, out, cost) in enumerate([("100", "5", "0.001"), ("100.5", "", "0"),
+                                                      ("400", "7", "0.002"),
+                                                      ("400", "9", "0.002"),
+                                                      ("0.0000001", "1", "0.5")])]
+    path = tmp_path / "tokens.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(TEAM_COLUMNS)
+        writer.writerows(rows)
+    raw = _ingest(team.root, [path])
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE executions AS SELECT * FROM read_csv('{path}', all_varchar=true)")
+    out = tmp_path / "histograms.csv"
+    con.sql(_sql(team.root, "--dialect", "duckdb", "--histograms").strip().removesuffix(";")
+            ).write_csv(str(out))
+    aggregated = _ingest(team.root, [out])
+    assert aggregated.daily_rows == 7 and not aggregated.bad_by_reason
+    assert_same_histograms(raw, aggregated)
+    assert _bins(aggregated) == {("a1", "v1", datetime(d0.year, d0.month, d0.day), metric, b): n
+                                 for metric, b, n in (("latency", 92, 2), ("latency", 119, 2),
+                                                      ("latency", -139, 1), ("cost", 138, 1),
+                                                      ("cost", 152, 2), ("cost", 262, 1),
+                                                      ("cost", -139, 1))}
+    (fit,) = _fits(aggregated).values()
+    assert fit.n == 3 and fit.x2 == 7 + 9 + 1
+
+
 def test_since_and_until_cut_whole_days_and_settle_resends_as_ingest(
         team: Export, tmp_path: Path) -> None:
     # dup-2 failed on day 0 and was re-sent (a success) on day 2: from day 2 on, ingest of
@@ -473,16 +605,20 @@ def test_since_and_until_cut_whole_days_and_settle_resends_as_ingest(
     assert _failures(aggregated) == Counter(
         {k: n for k, n in _failures(team.raw).items() if within(k)})
     assert _segments(aggregated) == {k: v for k, v in _segments(team.raw).items() if within(k)}
+    # The histograms cut the same whole days, and settle re-sends across --since alike.
+    assert {r["date"] for r in csv.DictReader(files[2].open(encoding="utf-8"))} == {
+        str(since + timedelta(days=n)) for n in range(3)}
+    assert_same_histograms(team.raw, aggregated, within)
     # The rows left out: each on its own day, as the whole table's result has them (which
     # equals ingest's, above).
     whole = tmp_path / "whole"
     whole.mkdir()
-    everything = _left_out_rows(_run_duckdb(team, whole)[2])
+    everything = _left_out_rows(_run_duckdb(team, whole)[3])
     assert any(day == "" for day, _ in everything)
     # Rows without a usable timestamp belong to no day: every window counts them.
     expected = Counter({(day, reason): n for (day, reason), n in everything.items()
                         if not day or since <= date.fromisoformat(day) < until})
-    assert _left_out_rows(files[2]) == expected
+    assert _left_out_rows(files[3]) == expected
     assert expected[(str(since), "duplicate")] >= 1  # dup-2's re-send, settled on day 0
     assert aggregated.duplicates == sum(n for (_, r), n in expected.items() if r == "duplicate")
 
@@ -549,7 +685,7 @@ def test_the_look_back_is_an_option_and_too_short_a_one_counts_a_re_send_again(
                             str(until), *extra)
         return (sum(int(r["executions"]) for r in csv.DictReader(files[0].open())
                     if r["date"] == str(since)),
-                _left_out_rows(files[2])[(str(since), "duplicate")])
+                _left_out_rows(files[3])[(str(since), "duplicate")])
 
     (runs, copies), (runs_1, copies_1) = day_two(), day_two("--lookback-days", "1")
     assert (runs_1, copies_1) == (runs + 1, copies - 1)  # the re-send is no copy any more
@@ -669,7 +805,7 @@ def _pg_load(pg: Postgres, export: Export, table: str, tmp_path: Path) -> None:
 
 
 def _run_postgres(pg: Postgres, export: Export, table: str, out: Path,
-                  kinds: dict[str, list[str]] = KINDS) -> list[Path]:
+                  kinds: dict[str, tuple[str, ...]] = KINDS) -> list[Path]:
     """What a team runs: the printed SQL in a file, `psql --csv -f` into the CSV."""
     files = []
     for kind in kinds:
@@ -736,7 +872,8 @@ def test_every_dialect_parses_back_and_quotes_every_user_name(
              "tier", "input_tokens", "output_tokens", "cost_usd", "error_type",
              "error_message", "my-project", "analytics", "exec_log"}
     for extra in ([], ["--failures"], ["--bad-rows"], ["--hourly"],
-                  ["--since", "2026-11-01", "--until", "2026-11-08"]):
+                  ["--since", "2026-11-01", "--until", "2026-11-08"],
+                  ["--histograms", "--since", "2026-11-01"]):
         printed = _sql(team.root, "--dialect", dialect, "--table",
                        "my-project.analytics.exec_log", *extra)
         tree = sqlglot.parse_one(printed, read=dialect)
@@ -748,10 +885,19 @@ def test_every_dialect_parses_back_and_quotes_every_user_name(
         # Every user name is there, quoted (the failure rows read every column too: bad
         # rows and ties need them); the outputs carry the daily form's names.
         assert names <= quoted, names - quoted
-        assert ({"date", "agent_id", "prompt_version", "count"} if extra == ["--failures"]
-                else {"date", "reason", "rows"} if extra == ["--bad-rows"]
-                else {"date", "agent_id", "prompt_version", "segment", "executions",
-                      "latency_log_sum", "quality_sum"}) <= quoted
+        outputs = ({"date", "agent_id", "prompt_version", "count"} if "--failures" in extra
+                   else {"date", "reason", "rows"} if "--bad-rows" in extra
+                   else {"date", "agent_id", "prompt_version", "metric", "bin", "bin_count",
+                         *warehouse.FIT_COLUMNS} if "--histograms" in extra
+                   else {"date", "agent_id", "prompt_version", "segment", "executions",
+                         "latency_log_sum", "quality_sum"})
+        assert outputs <= quoted
+        if "--histograms" in extra:
+            # The columns the reader takes, in order; no segment (ingest's histograms have
+            # none).
+            assert isinstance(tree, exp.Query)
+            assert tree.named_selects == ["date", "agent_id", "prompt_version", "metric",
+                                          "bin", "bin_count", *warehouse.FIT_COLUMNS]
         # Nothing of DuckDB's own leaks into another dialect, no macro is left unexpanded.
         assert not re.search(r"\bpb_[a-z]+\(", printed, re.IGNORECASE)
         if dialect != "duckdb":
@@ -787,6 +933,10 @@ def test_premask_is_ingests() -> None:
     assert warehouse.PREMASK_RE in metrics.PREMASK and f"{LIMIT})" in metrics.PREMASK
     assert warehouse.MESSAGE_LIMIT == metrics.MESSAGE_LIMIT
     assert warehouse.NONE_SEGMENT == metrics.NONE_SEGMENT
+    # The histogram rows: the columns the SQL writes are those the reader takes, and the
+    # bins are ingest's.
+    assert tuple(c for c, _ in metrics._FIT) == warehouse.FIT_COLUMNS
+    assert {*warehouse.FIT_COLUMNS, *metrics.HISTOGRAM_KEYS} <= set(metrics.DAILY)
 
 
 def test_columns_say_which_columns_the_table_has() -> None:
@@ -804,6 +954,13 @@ def test_columns_say_which_columns_the_table_has() -> None:
     default = warehouse.resolve(mapping)
     assert default["quality_score"] == "score" and default["latency_ms"] == "latency_ms"
     assert "segment" not in default and "retries" not in default and "date" not in default
+    # Histograms of the columns there are: cost alone bins cost, and the fit's sums need
+    # latency and both token counts.
+    cost_only = warehouse.build(warehouse.Request("duckdb", columns=found | {
+        "cost_usd": "cost", "input_tokens": "input_tokens", "output_tokens": "output_tokens"},
+        histograms=True))
+    assert "'cost' AS pb_metric" in cost_only and "'latency'" not in cost_only
+    assert not any(f'"{c}"' in cost_only for c in warehouse.FIT_COLUMNS)
     with pytest.raises(warehouse.WarehouseError, match="maps both 'ts' and 'time'"):
         warehouse.resolve({"ts": "timestamp", "time": "timestamp"})
 
@@ -840,6 +997,14 @@ def test_unsafe_names_and_unknown_dialects_are_refused(
     assert code == 2 and "YYYY-MM-DD" in err
     code, err = run("--dialect", "duckdb", "--columns", "ts,agent")  # nothing mapped
     assert code == 2 and "--columns has no column for timestamp, agent_id, status" in err
+    # One result per statement; histograms of a table with neither latency nor cost.
+    code, err = run("--dialect", "duckdb", "--failures", "--histograms")
+    assert code == 2 and "--histograms: not allowed with argument --failures" in err
+    with pytest.raises(warehouse.WarehouseError, match="--failures and --histograms"):
+        warehouse.build(warehouse.Request("duckdb", failures=True, histograms=True))
+    code, err = run("--dialect", "duckdb", "--columns", "timestamp,agent_id,status,cost",
+                    "--histograms")
+    assert code == 2 and "--histograms needs a latency_ms or cost_usd column" in err, err
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "promptbot.yaml").write_text(
         "metrics:\n  columns: {\"ts;--\": timestamp}\n", encoding="utf-8")

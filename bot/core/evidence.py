@@ -413,7 +413,8 @@ def gather(snapshot: MetricsSnapshot, agent: str, versions: tuple[str | None, st
                        tuple(Day(d, *means[d], 0) for d in sorted(means) if d in post),
                        policy.day_sd**2)
     cost = _cost_days(snapshot, agent, versions, (set(pre), set(post)))
-    # Without cost histograms (the daily form) the mean comes uncapped from the sums.
+    # Without cost histograms (a daily form without its histogram rows) the mean comes
+    # uncapped from the sums.
     capped = bool(cost[0] and cost[1])
     rails = [
         Series("latency", _mean_days(pre, "latency"), _mean_days(post, "latency"),

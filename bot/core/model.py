@@ -41,7 +41,8 @@ MetricColumn = Literal[
 DailyColumn = Literal[
     "date", "executions", "successes", "timeouts", "errors", "latency_n", "latency_log_sum",
     "latency_log_sumsq", "cost_sum", "input_tokens_sum", "output_tokens_sum", "quality_n",
-    "quality_sum", "count",
+    "quality_sum", "count", "metric", "bin", "bin_count", "input_tokens_n", "output_tokens_n",
+    "input_tokens_sumsq", "output_tokens_sumsq", "input_output_tokens_sum",
 ]
 ColumnTarget = Literal[MetricColumn, DailyColumn]
 Status = Literal["success", "failure", "error", "timeout"]

@@ -3,13 +3,16 @@
 Ingest (bot/load/metrics.py) turns per-execution rows into sufficient statistics in DuckDB.
 A team whose executions live in a warehouse runs this SQL there instead and hands the bot the
 small result: the daily form of docs/METRICS.md §2 (per UTC day, agent, version and segment:
-counts and sums), its failure rows (per day, agent, version, error type and message) and the
-rows left out (per day and ingest's reason, re-sent copies as `duplicate`: `_bad_text`).
+counts and sums), its failure rows (per day, agent, version, error type and message), the
+rows left out (per day and ingest's reason, re-sent copies as `duplicate`: `_bad_text`) and
+its histogram rows (per day, agent, version, metric and log bin: counts, and for latency
+bins the token sums of the latency-on-tokens fit).
 
-Written once, in DuckDB's dialect (`_daily_text`, `_failures_text`), parsed by sqlglot and
-generated for the target dialect. What sqlglot cannot translate faithfully is a handful of
-primitives (`MACROS`): text to epoch seconds (each engine parses timestamps its own way, and
-Postgres has no TRY_CAST), epoch seconds to a date, a regexp replace of every match,
+Written once, in DuckDB's dialect (`_daily_text`, `_failures_text`, `_histograms_text`),
+parsed by sqlglot and generated for the target dialect. What sqlglot cannot translate
+faithfully is a handful of primitives (`MACROS`): text to epoch seconds (each engine parses
+timestamps its own way, and Postgres has no TRY_CAST), epoch seconds to a date, a regexp
+replace of every match,
 ClickHouse's UTF-8 string functions. Each is written per dialect in that dialect's SQL,
 parsed with it and put into the tree in place of a `pb_*` call.
 
@@ -56,6 +59,8 @@ from bot.core.metrics import (
     BAD_STATUS,
     BAD_TIMESTAMP,
     BAD_YEARS,
+    BINS_PER_LN,
+    COST_UNIT,
     DUPLICATE,
     not_a_number,
 )
@@ -348,11 +353,12 @@ class Request:
     statuses: Mapping[str, str] | None = None  # their status word -> canonical
     since: date | None = None  # the first day (UTC) in the result
     until: date | None = None  # the first day (UTC) not in it
-    failures: bool = False
+    failures: bool = False  # the failure rows instead of the daily counts and sums
     lookback_days: int = LOOKBACK_DAYS  # with `since`: earlier days read to settle re-sends
     bad_rows: bool = False  # the rows left out, per day and reason
     hourly: bool = False  # the daily counts per UTC hour too (an `hour` column, 0 to 23)
     partition_column: str | None = None  # the table's own, compared as it is (`_pruned`)
+    histograms: bool = False  # the histogram rows instead (not with another result)
 
 
 _NUMBERS = {"latency_ms": "pb_lat", "input_tokens": "pb_tin", "output_tokens": "pb_tout",
@@ -462,6 +468,11 @@ def _grouping(present: set[str], segment: bool) -> tuple[list[str], list[str]]:
     return keys, out
 
 
+# ln(latency), as ingest: a latency under 1 microsecond counts as 1 microsecond.
+_LN_LATENCY = ("CASE WHEN pb_lat IS NULL THEN NULL WHEN pb_lat < 0.001 THEN LN(0.001) "
+               "ELSE LN(pb_lat) END")
+
+
 def _daily_text(present: set[str], since: date | None, until: date | None,
                 lookback: int = LOOKBACK_DAYS, hourly: bool = False) -> str:
     keys, out = _grouping(present, segment=True)
@@ -485,9 +496,7 @@ def _daily_text(present: set[str], since: date | None, until: date | None,
             out.append(f'sum({name}) AS "{column}"')
     if "quality_score" in present:
         out += ['count(pb_q) AS "quality_n"', 'sum(pb_q) AS "quality_sum"']
-    # ln(latency), as ingest: a latency under 1 microsecond counts as 1 microsecond.
-    ll = ("CASE WHEN pb_lat IS NULL THEN NULL WHEN pb_lat < 0.001 THEN LN(0.001) "
-          "ELSE LN(pb_lat) END") if "latency_ms" in present else "NULL"
+    ll = _LN_LATENCY if "latency_ms" in present else "NULL"
     where = f" WHERE pb_ep >= {_epoch(since)}" if since is not None else ""
     return (_rows_text(present, since, until, lookback) + f"""
 SELECT {', '.join(out)}
@@ -618,6 +627,55 @@ def _pruned(tree: exp.Expr, request: Request) -> exp.Expr:
     return tree
 
 
+# Columns of the histogram rows a latency bin carries for the latency-on-tokens fit (cost
+# bins leave them empty): executions with each token count, and the sums of the tokens, their
+# squares and their product. Ingest keeps the same sums per bin (bot/load/metrics.py, `_sets`).
+FIT_COLUMNS = ("input_tokens_n", "output_tokens_n", "input_tokens_sum", "output_tokens_sum",
+               "input_tokens_sumsq", "output_tokens_sumsq", "input_output_tokens_sum")
+
+
+def _histograms_text(present: set[str], since: date | None, until: date | None,
+                     lookback: int = LOOKBACK_DAYS) -> str:
+    """Per day, agent, version, metric and bin: the executions in the bin, as ingest bins
+    them (`floor(ln(value) * BINS_PER_LN)`, a value under 1e-3 of its unit counting as
+    1e-3; cost in micro-dollars), and per latency bin the fit's token sums.
+
+    One pass over `won` crossed with the metrics: `won` referenced twice would settle the
+    re-sent executions twice where a warehouse does not keep a CTE's result (BigQuery)."""
+    keys, out = _grouping(present, segment=False)
+    bins, names = [], []
+    if "latency_ms" in present:
+        bins.append(f"WHEN pb_metric = 'latency' AND pb_lat IS NOT NULL "
+                    f"THEN FLOOR(({_LN_LATENCY}) * {BINS_PER_LN})")
+        names.append("latency")
+    if "cost_usd" in present:
+        # The same arithmetic as ingest (divided by the unit, then clamped), so the same bin.
+        micro = f"pb_cost / {COST_UNIT}"
+        bins.append(f"WHEN pb_metric = 'cost' AND pb_cost IS NOT NULL THEN FLOOR(LN("
+                    f"CASE WHEN {micro} < 0.001 THEN 0.001 ELSE {micro} END) * {BINS_PER_LN})")
+        names.append("cost")
+    metrics = " UNION ALL ".join(f"SELECT '{n}' AS pb_metric" for n in names)
+    out += ['pb_metric AS "metric"', 'pb_bin AS "bin"', 'count(*) AS "bin_count"']
+    tokens = ""
+    if {"latency_ms", "input_tokens", "output_tokens"} <= present:
+        # A bin enters the fit only when every execution in it has both token counts, as in
+        # ingest: the counts say which.
+        sums = ("count(pb_tin)", "count(pb_tout)", "sum(pb_tin)", "sum(pb_tout)",
+                "sum(pb_tin * pb_tin)", "sum(pb_tout * pb_tout)", "sum(pb_tin * pb_tout)")
+        out += [f"CASE WHEN pb_metric = 'latency' THEN {value} END AS \"{name}\""
+                for value, name in zip(sums, FIT_COLUMNS, strict=True)]
+        tokens = ", pb_tin, pb_tout"
+    where = f" WHERE pb_ep >= {_epoch(since)}" if since is not None else ""
+    return (_rows_text(present, since, until, lookback) + f"""
+SELECT {', '.join(out)}
+FROM (SELECT pb_day(pb_ep) AS pb_date, pb_agent, pb_version, pb_metric,
+        CASE {' '.join(bins)} END AS pb_bin{tokens}
+      FROM won CROSS JOIN ({metrics}) AS pb_metrics{where}) AS pb_w
+WHERE pb_bin IS NOT NULL
+GROUP BY {', '.join([*keys, 'pb_metric', 'pb_bin'])}
+ORDER BY {', '.join([*keys, 'pb_metric', 'pb_bin'])}""")
+
+
 def _epoch(day: date) -> int:
     return (day - date(1970, 1, 1)).days * DAY
 
@@ -687,17 +745,28 @@ def build(request: Request) -> str:
         raise WarehouseError(f"--lookback-days {request.lookback_days} is out of range",
                              f"pass 0 to {MAX_LOOKBACK_DAYS} (days before --since read to "
                              "settle re-sent executions)", option=True)
-    if request.failures and request.bad_rows:
-        raise WarehouseError("--failures and --bad-rows ask for two results",
-                             "run promptbot sql once for each", option=True)
-    if request.hourly and (request.failures or request.bad_rows):
+    chosen = [name for name, on in (("--failures", request.failures),
+                                    ("--bad-rows", request.bad_rows),
+                                    ("--histograms", request.histograms)) if on]
+    if len(chosen) > 1:
+        raise WarehouseError(f"{' and '.join(chosen)} ask for different results",
+                             "pass one of them per statement (and run promptbot sql once "
+                             "for each)", option=True)
+    if request.hourly and chosen:
         raise WarehouseError("--hourly applies to the daily counts only",
-                             "leave out --hourly for --failures and --bad-rows (they stay "
-                             "daily); run the counts with --hourly on their own", option=True)
+                             f"leave out --hourly for {chosen[0]} (it stays daily); run the "
+                             "counts with --hourly on their own", option=True)
+    if request.histograms and not {"latency_ms", "cost_usd"} & present:
+        raise WarehouseError(
+            "--histograms needs a latency_ms or cost_usd column, and the table has neither",
+            "map the table's latency or cost column under metrics.columns (or list it in "
+            "--columns); without either there is nothing to bin", option=True)
     if request.failures:
         text = _failures_text(present, request.since, request.until, request.lookback_days)
     elif request.bad_rows:
         text = _bad_text(present, request.since, request.until, request.lookback_days)
+    elif request.histograms:
+        text = _histograms_text(present, request.since, request.until, request.lookback_days)
     else:
         text = _daily_text(present, request.since, request.until, request.lookback_days,
                            request.hourly)

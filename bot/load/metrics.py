@@ -65,7 +65,8 @@ from bot.load.sql import lit as _lit
 CANONICAL = METRIC_COLUMNS
 REQUIRED = ("timestamp", "agent_id", "status")
 # The pre-aggregated daily form: one row per day, agent and version with counts and sums,
-# and optionally failure counts per day and message (rows with `count`, no `executions`).
+# and optionally failure counts per day and message (rows with `count`, no `executions`) and
+# histogram rows per day, metric and bin (rows with `metric`, `bin`, `bin_count`).
 DAILY = DAILY_COLUMNS
 # What else a daily file may hold: the canonical columns the daily form reads too, the hour
 # of the hourly form and the columns of the rows left out (`promptbot sql --hourly`,
@@ -673,9 +674,40 @@ def _status_warnings(con: duckdb.DuckDBPyConnection, files: Sequence[str]) -> li
         f"{{{example}}}}}); the canonical statuses are {', '.join(STATUSES)} (any case)")]
 
 
+# The histogram rows' own columns: any of them (with `date`, without `executions`) makes a
+# file histogram rows, so a file missing the others gets an error naming them.
+HISTOGRAM_KEYS = ("metric", "bin", "bin_count")
+# Per latency bin, the sums of the latency-on-tokens fit, as `promptbot sql --histograms`
+# names them (bot/core/warehouse.py FIT_COLUMNS, not imported: sqlglot loads only for that
+# command), with the reader's short names for them.
+_FIT = (("input_tokens_n", "tin_n"), ("output_tokens_n", "tout_n"),
+        ("input_tokens_sum", "tin"), ("output_tokens_sum", "tout"),
+        ("input_tokens_sumsq", "tin2"), ("output_tokens_sumsq", "tout2"),
+        ("input_output_tokens_sum", "tinout"))
+
+
+def _daily_kind(cols: set[str]) -> str | None:
+    """Which file of the daily form `cols` (canonical names) make: the daily counts and sums
+    (`executions`), histogram rows (`metric`, `bin`, `bin_count`), failure rows (`count`);
+    None for per-execution rows."""
+    if "date" not in cols or "timestamp" in cols:
+        return None
+    if "executions" in cols:
+        return "counts"
+    if cols.intersection(HISTOGRAM_KEYS):
+        return "histograms"
+    return "failures" if "count" in cols else None
+
+
 def _is_daily(cols: set[str]) -> bool:
-    return "date" in cols and "timestamp" not in cols and (
-        "executions" in cols or "count" in cols)
+    return _daily_kind(cols) is not None
+
+
+_NEEDS = {
+    "counts": ("agent_id", "executions", "successes"),
+    "histograms": ("agent_id", *HISTOGRAM_KEYS),
+    "failures": ("agent_id", "count"),
+}
 
 
 _LEFT_OUT = ("date", "reason", "rows")
@@ -696,9 +728,11 @@ def _left_out_names(cols: Sequence[str], mapping: dict[str, str]) -> dict[str, s
 
 def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
                 mapping: dict[str, str], described: Described) -> _Part:
-    """Daily aggregates straight into buckets (at midnight) and daily failure counts; rows
-    of a file with a segment column are per segment (the buckets add them up)."""
-    counts, errors, left_out = [], [], []
+    """Daily aggregates straight into buckets (at midnight, or the hour of the hourly form),
+    daily histogram bins (and the fit's sums) as ingest keeps them, daily failure counts and
+    the rows left out; rows of a file with a segment column are per segment (the buckets add
+    them up)."""
+    counts, errors, hists, left_out = [], [], [], []
     segmented = False
     for f in files:
         names = {mapping.get(c, c): c for c, _ in described[f]}
@@ -711,16 +745,19 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
                             f"trim(CAST({_ident(own['rows'])} AS VARCHAR)) AS nt "
                             f"FROM {_reader(_suffix(f), [f], {f: list(own.values())})}")
             continue
-        missing = [c for c in ("agent_id", "executions" if "executions" in names else "count")
-                   if c not in names]
-        if "executions" in names and "successes" not in names:
-            missing.append("successes")
+        form = _daily_kind(set(names))
+        assert form is not None  # `_sources` passes only files of the daily form
+        missing = [c for c in _NEEDS[form] if c not in names]
         if missing:
+            what = {"counts": "daily form", "histograms": "daily form, histogram rows",
+                    "failures": "daily form, failure rows"}[form]
             raise MetricsError(
-                f"{f} (daily form) is missing column(s): {', '.join(missing)}",
+                f"{f} ({what}) is missing column(s): {', '.join(missing)}",
                 fix="the daily form needs date, agent_id, executions, successes (and optional "
                 "prompt_version and sums); failure rows need date, agent_id, error_message, "
-                "count",
+                "count; histogram rows need date, agent_id, metric, bin, bin_count (and "
+                "optional prompt_version and the token sums of latency bins), as promptbot sql "
+                "--histograms prints them (docs/METRICS.md, section 2)",
             )
 
         def pick(name: str, kind: str = "VARCHAR", names: dict[str, str] = names) -> str:
@@ -731,8 +768,9 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
                   f"nullif(trim({pick('agent_id')}), '') AS a, "
                   f"nullif(trim({pick('prompt_version')}), '') AS v")
         relation = _reader(_suffix(f), [f], _segment_columns([f], mapping, described))
-        if "executions" in names:
-            sums = ", ".join(f"{pick(c, 'DOUBLE')} AS {c}" for c in DAILY[2:-1])
+        if form == "counts":
+            sums = ", ".join(f"{pick(c, 'DOUBLE')} AS {c}"
+                             for c in DAILY[2:DAILY.index("count")])
             # Only a file with the column has `sg` (UNION BY NAME makes it NULL for the others).
             segment = ""
             if "segment" in names:
@@ -746,6 +784,11 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
             counts.append(f"SELECT {common}, {pick('executions', 'BIGINT')} AS n, "
                           f"{pick('successes', 'BIGINT')} AS ok, {hour}{segment}{sums} "
                           f"FROM {relation}")
+        elif form == "histograms":
+            fit = ", ".join(f"{pick(c, 'DOUBLE')} AS {short}" for c, short in _FIT)
+            hists.append(f"SELECT {common}, lower(trim({pick('metric')})) AS metric, "
+                         f"{pick('bin', 'DOUBLE')} AS b, {pick('bin_count', 'BIGINT')} AS n, "
+                         f"{fit} FROM {relation}")
         else:
             errors.append(f"SELECT {common}, {pick('error_type')} AS e, "
                           f"left({pick('error_message')}, {MESSAGE_LIMIT}) AS m, "
@@ -810,6 +853,8 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
             part.oldest, part.newest = span[0], span[1]
     if left_out:
         _left_out(con, left_out, part)
+    if hists:
+        _daily_histograms(con, hists, reason, part)
     if errors:
         part.daily_rows += _count(con, f"SELECT count(*) FROM ({_union(errors)})")
         con.execute(f"""CREATE OR REPLACE TEMP TABLE daily_errors AS
@@ -863,6 +908,62 @@ def _left_out(con: duckdb.DuckDBPyConnection, selects: list[str], part: _Part) -
             part.duplicates += int(n)
         elif n:
             part.bad_by_reason[str(reason)] = part.bad_by_reason.get(str(reason), 0) + int(n)
+
+
+def _daily_histograms(con: duckdb.DuckDBPyConnection, hists: list[str], reason: str,
+                      part: _Part) -> None:
+    """Histogram rows of the daily form into `part.histograms`, as `_aggregate` builds them
+    from per-execution rows: latency and cost bins per agent, version and day, and per day
+    the latency-on-tokens fit's sums, from the latency bins whose every execution has both
+    token counts (each bin's rows read at the bin's value)."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE daily_hist AS SELECT *, " + reason.format(extra=(
+            "WHEN metric IS NULL OR metric NOT IN ('latency', 'cost') "
+            "THEN 'metric is neither latency nor cost' "
+            "WHEN b IS NULL OR NOT isfinite(b) OR b <> floor(b) THEN 'bin is not an integer' "
+            "WHEN tin_n < 0 OR tout_n < 0 OR tin_n > n OR tout_n > n "
+            "THEN 'token counts outside 0..bin_count' "))
+        + f" AS bad FROM ({_union(hists)})")
+    for bad, rows in con.execute(
+        "SELECT bad, count(*) FROM daily_hist WHERE bad IS NOT NULL GROUP BY bad ORDER BY bad"
+    ).fetchall():
+        key = f"daily form histograms: {bad}"
+        part.bad_by_reason[key] = part.bad_by_reason.get(key, 0) + int(rows)
+    part.daily_rows += _count(con, "SELECT count(*) FROM daily_hist")
+    part.histograms += [
+        HistBin(str(r[0]), r[1], r[2], str(r[3]), int(r[4]), int(r[5]))
+        for r in _fetch(
+            con,
+            """SELECT a, v, CAST(d AS TIMESTAMP), metric, CAST(b AS BIGINT),
+                      CAST(sum(n) AS BIGINT) FROM daily_hist
+               WHERE bad IS NULL GROUP BY a, v, d, metric, b HAVING sum(n) > 0
+               ORDER BY 1, 3, 4, 5""",
+        )
+    ]
+    # ingest's fit query (`_aggregate`) over the bins' sums; a bin of a file without the
+    # token columns, or with a row lacking one, is left out like a bin where some execution
+    # lacks a token count.
+    part.histograms += [
+        HistBin(str(r[0]), r[1], r[2], "fit", 0, int(r[3]),
+                Moments(int(r[3]), *(float(x) for x in r[4:13])))
+        for r in _fetch(
+            con,
+            f"""WITH k AS (
+                    SELECT a, v, d, sum(n) AS n, sum(tin) AS x1, sum(tout) AS x2,
+                           sum(tin2) AS x1x1, sum(tout2) AS x2x2, sum(tinout) AS x1x2,
+                           exp((b + 0.5) / {BINS_PER_LN}) AS y
+                    FROM daily_hist WHERE bad IS NULL AND metric = 'latency'
+                    GROUP BY a, v, d, b
+                    HAVING sum(n) > 0 AND sum(tin_n) = sum(n) AND sum(tout_n) = sum(n)
+                       AND bool_and(tin IS NOT NULL AND tout IS NOT NULL
+                                    AND tin2 IS NOT NULL AND tout2 IS NOT NULL
+                                    AND tinout IS NOT NULL))
+                SELECT a, v, CAST(d AS TIMESTAMP), CAST(sum(n) AS BIGINT), sum(x1), sum(x2),
+                       sum(y * n), sum(x1x1), sum(x2x2), sum(x1x2), sum(y * x1), sum(y * x2),
+                       sum(y * y * n)
+                FROM k GROUP BY a, v, d ORDER BY a, d, v""",
+        )
+    ]
 
 
 def _sources(con: duckdb.DuckDBPyConnection, readable: list[str], mapping: dict[str, str],
