@@ -201,7 +201,8 @@ def _parser() -> argparse.ArgumentParser:
                    "with the day before it too")
     w.add_argument("--until", metavar="YYYY-MM-DD",
                    help="only days before this one (UTC): pass today to leave out the day "
-                   "that has not ended (the daily form has no hours, its last day counts whole)")
+                   "that has not ended (without --hourly the daily form has no hours, its last "
+                   "day counts whole)")
     w.add_argument("--lookback-days", type=int, default=7, metavar="N",
                    help="with --since: the days before it also read, so an execution re-sent "
                    "up to N days later counts once, as ingest counts it (default 7; a re-send "
@@ -221,9 +222,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="the daily counts per UTC hour too (an `hour` column, 0 to 23): what "
                    "canary stages and the newest day's hours need")
     w.add_argument("--partition-column", metavar="COL",
-                   help="with --since: the column the table is partitioned on (a DATE or "
-                   "TIMESTAMP), compared as it is so the warehouse reads only the days "
-                   "needed (a day of margin each side)")
+                   help="with --since or --until: the column the table is partitioned on "
+                   "(each row's own day or time: a DATE, TIMESTAMP or DATETIME), compared as it "
+                   "is so the warehouse reads only the days needed (a day of margin each side)")
     w.add_argument("--columns", metavar="COL,COL,...",
                    help="the table's columns (as metrics.columns names them); default: the "
                    "mapped names and the canonical columns of the example export")

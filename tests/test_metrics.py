@@ -560,3 +560,18 @@ def test_copies_bad_for_different_reasons_count_under_the_same_one_every_time(
         snap = ingest([str(path)], window_days=30)
         assert snap.bad_by_reason == {"cost_usd is not a number": 200}, flip
         assert snap.duplicates == 200
+
+
+def test_a_cost_beyond_the_bins_range_is_binned_not_a_crash(tmp_path: Path) -> None:
+    # 1e303 dollars divided by the micro-dollar unit overflows a double: binned at the cap.
+    path = tmp_path / "m.csv"
+    path.write_text("timestamp,agent_id,prompt_version,execution_id,status,latency_ms,"
+                    "input_tokens,output_tokens,cost_usd\n"
+                    "2026-11-01T10:00:00Z,a,v1,e1,success,1.7976931348623157e308,5,5,1e303\n"
+                    "2026-11-01T10:00:00Z,a,v1,e2,success,100,5,5,0.01\n", encoding="utf-8")
+    snap = ingest([str(path)], window_days=30)
+    version = snap.version("a", "v1")
+    assert snap.rows_used == 2 and version is not None
+    assert {h.metric for h in snap.histograms} == {"latency", "cost", "fit"}
+    fit = version.moments
+    assert fit is not None and all(math.isfinite(getattr(fit, f)) for f in ("y", "x1y", "yy"))

@@ -457,6 +457,34 @@ def test_hours_that_are_no_hour_of_the_day_are_bad_rows(tmp_path: Path) -> None:
     daily.write_text("date,agent_id,executions,successes\n2026-11-03,support,8,8\n",
                      encoding="utf-8")
     assert _ingest(tmp_path, [hourly, daily]).newest == datetime(2026, 11, 3, 23, 59, 59)
+    # A policy mapping a per-execution column called `hour` leaves the hourly form's alone.
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "promptbot.yaml").write_text(
+        "metrics:\n  columns: {hour: segment}\n", encoding="utf-8")
+    mapped = _ingest(tmp_path, [hourly])
+    assert {b.hour for b in mapped.buckets} == {b.hour for b in snapshot.buckets}
+    assert not mapped.segment_days
+
+
+def test_the_newest_days_failures_count_when_the_hourly_form_ends_before_midnight(
+        tmp_path: Path) -> None:
+    """The failure rows are daily: under the hourly form, whose window ends with its newest
+    hour, the newest day's failures are seen by then, so the last day's repeated errors
+    fire as they do from the rows."""
+    from bot.core.model import TriggerPolicy
+    from bot.core.triggers import triggers
+
+    hourly = tmp_path / "hourly.csv"
+    hourly.write_text("date,hour,agent_id,executions,successes\n" + "".join(
+        f"2026-11-0{d},{h},support,100,{50 if d == 2 else 100}\n"
+        for d in (1, 2) for h in range(21)), encoding="utf-8")
+    failures = tmp_path / "failures.csv"
+    failures.write_text("date,agent_id,error_type,error_message,count\n"
+                        "2026-11-02,support,ToolError,lookup failed,50\n", encoding="utf-8")
+    snapshot = _ingest(tmp_path, [hourly, failures])
+    assert snapshot.newest == datetime(2026, 11, 2, 20, 59, 59)
+    fired = triggers(snapshot, TriggerPolicy(repeated_errors=20), 0.05, ["support"])
+    assert any(t.kind == "repeated_errors" and "ToolError" in t.message for t in fired), fired
 
 
 def test_a_daily_form_run_now_has_ingests_percentiles_p95_triggers_fit_and_capped_cost(
@@ -631,9 +659,10 @@ def test_a_partition_column_prunes_the_days_read_and_changes_no_result(
     since, until = team.day + timedelta(days=2), team.day + timedelta(days=5)
     con = duckdb.connect()
     con.execute(f"SET TimeZone = '{SESSION_TZ}'")
-    # A row without a usable time lands in some partition too (its ingestion day, say).
-    con.execute(f"CREATE TABLE executions AS SELECT *, coalesce(try_cast(left(ts, 10) AS DATE), "
-                f"DATE '{since}') AS part FROM read_csv('{team.csv}', all_varchar = true)")
+    # The partition derives from the time: a row without a usable one has none (NULL).
+    con.execute(f"CREATE TABLE executions AS SELECT *, try_cast(left(ts, 10) AS DATE) AS part "
+                f"FROM read_csv('{team.csv}', all_varchar = true)")
+    assert con.execute("SELECT count(*) FROM executions WHERE part IS NULL").fetchall()[0][0]
     window = ["--since", str(since), "--until", str(until)]
 
     def result(*args: str) -> list[tuple[Any, ...]]:
@@ -658,8 +687,8 @@ def test_a_partition_column_prunes_the_days_read_and_changes_no_result(
     printed = _sql(team.root, "--dialect", "bigquery", *window, "--partition-column",
                    "_PARTITIONDATE")
     first = since - timedelta(days=warehouse.LOOKBACK_DAYS + 1)
-    assert (f"`_PARTITIONDATE` >= '{first}' AND `_PARTITIONDATE` < "
-            f"'{until + timedelta(days=1)}'") in printed
+    assert (f"`_PARTITIONDATE` IS NULL\n    OR (\n      `_PARTITIONDATE` >= '{first}' AND "
+            f"`_PARTITIONDATE` < '{until + timedelta(days=1)}'") in printed
 
 
 def _left_out_rows(path: Path) -> Counter[tuple[str, str]]:

@@ -24,6 +24,13 @@ from bot.errors import Finding
 # read from them is within about 2.5 % of the exact one.
 BINS_PER_LN = 20
 COST_UNIT = 1e-6  # costs are binned in micro-dollars
+# A larger cost is binned as this one: divided by the unit it would overflow a double
+# (a finite cost of 1e303 is no bad row). The bin's value, read back, is capped at the
+# largest double anyway.
+MAX_BINNED_COST = 1e294
+# The latency-on-tokens fit reads a latency bin at exp((bin + 0.5) / 20), at most exp(345)
+# (~1e150 ms): its sums of squares and products then stay finite for any real volume.
+MAX_EXP = 345
 
 
 # Why ingest leaves a per-execution row out, in the order it checks (a row's reason is the

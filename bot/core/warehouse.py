@@ -62,6 +62,7 @@ from bot.core.metrics import (
     BINS_PER_LN,
     COST_UNIT,
     DUPLICATE,
+    MAX_BINNED_COST,
     not_a_number,
 )
 from bot.core.model import METRIC_COLUMNS, STATUSES
@@ -602,7 +603,8 @@ def _pruned(tree: exp.Expr, request: Request) -> exp.Expr:
     coerces the literal to the column's type (DATE or TIMESTAMP) and reads only those
     partitions, which the values' text (what the rest of the SQL reads) would hide from it.
     The bad-row counts have no upper bound: a later good copy makes an earlier bad one a
-    duplicate."""
+    duplicate. The column's value must be the row's day or time (a DATE, TIMESTAMP or
+    DATETIME), not a coarser one: a month's partition would fall before the first day."""
     if request.since is None and request.until is None:
         raise WarehouseError("--partition-column without --since or --until reads every "
                              "partition anyway",
@@ -623,7 +625,10 @@ def _pruned(tree: exp.Expr, request: Request) -> exp.Expr:
     src = next(c for c in tree.find_all(exp.CTE) if c.alias == "src")
     select = src.this
     assert isinstance(select, exp.Select)
-    src.set("this", select.where(" AND ".join(bounds), dialect="duckdb"))
+    # A NULL partition is read too: a row without a usable time where the column derives
+    # from it (counted by --bad-rows), or BigQuery's streaming buffer (_PARTITIONTIME).
+    src.set("this", select.where(f"pb_col_{PARTITION} IS NULL OR ({' AND '.join(bounds)})",
+                                 dialect="duckdb"))
     return tree
 
 
@@ -650,7 +655,8 @@ def _histograms_text(present: set[str], since: date | None, until: date | None,
         names.append("latency")
     if "cost_usd" in present:
         # The same arithmetic as ingest (divided by the unit, then clamped), so the same bin.
-        micro = f"pb_cost / {COST_UNIT}"
+        micro = (f"(CASE WHEN pb_cost > {MAX_BINNED_COST} THEN {MAX_BINNED_COST} ELSE pb_cost "
+                 f"END) / {COST_UNIT}")
         bins.append(f"WHEN pb_metric = 'cost' AND pb_cost IS NOT NULL THEN FLOOR(LN("
                     f"CASE WHEN {micro} < 0.001 THEN 0.001 ELSE {micro} END) * {BINS_PER_LN})")
         names.append("cost")

@@ -41,6 +41,8 @@ from bot.core.metrics import (
     BINS_PER_LN,
     COST_UNIT,
     DUPLICATE,
+    MAX_BINNED_COST,
+    MAX_EXP,
     NUMBER_COLUMNS,
     Bucket,
     ErrorDay,
@@ -735,7 +737,9 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
     counts, errors, hists, left_out = [], [], [], []
     segmented = False
     for f in files:
-        names = {mapping.get(c, c): c for c, _ in described[f]}
+        # `hour` is the name `promptbot sql --hourly` writes: a mapping of a per-execution
+        # column called so (onto a segment, say) does not apply to it.
+        names = {(c if c == "hour" else mapping.get(c, c)): c for c, _ in described[f]}
         own = _left_out_names([c for c, _ in described[f]], mapping)
         if own is not None:
             # As text: a count is a whole number written as digits, nothing else.
@@ -866,9 +870,14 @@ def _daily_part(con: duckdb.DuckDBPyConnection, files: list[str],
                FROM daily_errors x JOIN daily_keys k ON x.m IS NOT DISTINCT FROM k.m
                WHERE bad IS NULL GROUP BY ALL ORDER BY 1, 2, 3, 6 DESC"""
         ).fetchall()
+        # A day's failures are seen until its last second, or (the hourly form) until the
+        # newest hour's: a window that ends with that hour holds the newest day's failures.
+        newest = part.newest
         part.error_days = [
             ErrorDay(str(r[0]), r[1], r[2], "error", str(r[3]), str(r[4]), int(r[5]), r[2],
-                     r[2] + timedelta(days=1) - timedelta(seconds=1), str(r[6] or "")[:500])
+                     min(r[2] + timedelta(days=1) - timedelta(seconds=1),
+                         max(newest, r[2]) if newest else datetime.max),
+                     str(r[6] or "")[:500])
             for r in rows
         ]
     return part
@@ -951,7 +960,7 @@ def _daily_histograms(con: duckdb.DuckDBPyConnection, hists: list[str], reason: 
             f"""WITH k AS (
                     SELECT a, v, d, sum(n) AS n, sum(tin) AS x1, sum(tout) AS x2,
                            sum(tin2) AS x1x1, sum(tout2) AS x2x2, sum(tinout) AS x1x2,
-                           exp((b + 0.5) / {BINS_PER_LN}) AS y
+                           exp(least((b + 0.5) / {BINS_PER_LN}, {MAX_EXP})) AS y
                     FROM daily_hist WHERE bad IS NULL AND metric = 'latency'
                     GROUP BY a, v, d, b
                     HAVING sum(n) > 0 AND sum(tin_n) = sum(n) AND sum(tout_n) = sum(n)
@@ -1187,7 +1196,8 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
     # (greatest() skips NULLs, so ln(greatest(NULL, 1e-3)) would add ln(1e-3) to the sums
     # of a row that latency_n does not count).
     lat_ln = "CASE WHEN latency_ms IS NOT NULL THEN ln(greatest(latency_ms, 1e-3)) END"
-    cost_bin = f"floor(ln(greatest(cost_usd / {COST_UNIT}, 1e-3)) * {BINS_PER_LN})"
+    cost_bin = (f"floor(ln(greatest(least(cost_usd, {MAX_BINNED_COST}) / {COST_UNIT}, 1e-3)) "
+                f"* {BINS_PER_LN})")
     sets = _sets(any("quality_score" in s.columns for s in sources),
                  any("retries" in s.columns for s in sources), segments)
     row = _ROW + ((("sg", "VARCHAR"),) if segments else ())
@@ -1267,7 +1277,7 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
             f"""WITH b AS (
                     SELECT a, v, d, sum(n) AS n, sum(tin) AS x1, sum(tout) AS x2,
                            sum(tin2) AS x1x1, sum(tout2) AS x2x2, sum(tinout) AS x1x2,
-                           exp((lb + 0.5) / {BINS_PER_LN}) AS y
+                           exp(least((lb + 0.5) / {BINS_PER_LN}, {MAX_EXP})) AS y
                     FROM kept WHERE gid = 1 AND bad IS NULL AND lb IS NOT NULL
                     GROUP BY a, v, d, lb
                     HAVING sum(tok_n) = sum(n) AND sum(tout_n) = sum(n))
