@@ -26,6 +26,7 @@ copy of the repository. Prints figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import csv
 import math
@@ -83,6 +84,25 @@ DAILY = ("date", "agent_id", "prompt_version", "executions", "successes", "timeo
          "errors", "latency_n", "latency_log_sum", "latency_log_sumsq", "cost_sum",
          "input_tokens_sum", "output_tokens_sum")
 FAILURES = ("date", "agent_id", "prompt_version", "error_type", "error_message", "count")
+HISTOGRAMS = ("date", "agent_id", "prompt_version", "metric", "bin", "bin_count",
+              "input_tokens_n", "output_tokens_n", "input_tokens_sum", "output_tokens_sum",
+              "input_tokens_sumsq", "output_tokens_sumsq", "input_output_tokens_sum")
+BINS_PER_LN, COST_UNIT = 20, 1e-6  # bot.core.metrics's
+
+
+def _bins(rng: np.random.Generator, n: int, mu: float, sigma: float,
+          extra: dict[int, int] | None = None) -> dict[int, int]:
+    """n draws of a log-normal (ln-mean mu, ln-sd sigma) into promptbot's log bins: the
+    expected share of each bin within 5 sigma, drawn as one multinomial."""
+    lo, hi = math.floor((mu - 5 * sigma) * BINS_PER_LN), math.ceil((mu + 5 * sigma) * BINS_PER_LN)
+    edges = np.arange(lo, hi + 1) / BINS_PER_LN
+    cdf = np.array([0.5 * (1 + math.erf((x - mu) / (sigma * math.sqrt(2)))) for x in edges])
+    shares = np.diff(cdf)
+    counts = rng.multinomial(n, shares / shares.sum()) if n else np.zeros(len(shares), int)
+    out = {int(lo + k): int(c) for k, c in enumerate(counts) if c}
+    for b, c in (extra or {}).items():
+        out[b] = out.get(b, 0) + c
+    return out
 
 # (error type, message, share of an agent's errors): a poor agent's errors are mostly its
 # own (invalid JSON, a missing field); every agent sees some rate limiting and server errors.
@@ -123,19 +143,26 @@ def make_repo(root: Path, agents: int) -> dict[str, str]:
 
 
 def write_daily(out: Path, versions: dict[str, str], days: int,
-                seed: int = 1) -> tuple[int, int]:
-    """The daily and failure rows of `days` days up to yesterday (UTC), as CSV; returns how
-    many rows each file holds."""
+                seed: int = 1, histograms: bool = False) -> tuple[int, int, int]:
+    """The daily and failure rows of `days` days up to yesterday (UTC), as CSV, and with
+    `histograms` the histogram rows (`promptbot sql --histograms`: latency and cost bins per
+    day, the latency bins' token sums); returns how many rows each file holds."""
     rng = np.random.default_rng(seed)
     last = datetime.now(UTC).date() - timedelta(days=1)
     dates = [last - timedelta(days=days - 1 - k) for k in range(days)]
     weekend = np.array([0.6 if d.weekday() >= 5 else 1.0 for d in dates])
-    n_daily = n_failures = 0
+    n_daily = n_failures = n_hist = 0
     with (out / "daily.csv").open("w", newline="") as d_handle, \
-            (out / "failures.csv").open("w", newline="") as f_handle:
+            (out / "failures.csv").open("w", newline="") as f_handle, \
+            contextlib.ExitStack() as stack:
         daily, failures = csv.writer(d_handle), csv.writer(f_handle)
         daily.writerow(DAILY)
         failures.writerow(FAILURES)
+        hist = None
+        if histograms:
+            hist = csv.writer(stack.enter_context((out / "histograms.csv").open(
+                "w", newline="")))
+            hist.writerow(HISTOGRAMS)
         for i, (agent, version) in enumerate(versions.items()):
             poor = i % 10 == 3  # one agent in ten fails often
             volume = rng.lognormal(math.log(800), 0.8)  # executions on a weekday
@@ -170,6 +197,23 @@ def write_daily(out: Path, versions: dict[str, str], days: int,
                                 int(timeouts[k]), int(errors[k]), e, f"{log_sum:.6f}",
                                 f"{log_sumsq:.6f}", f"{cost:.6f}", round(inp), round(outp)))
                 n_daily += 1
+                if hist is not None:
+                    # Latency: the successes log-normal, the timeouts at 30 s; tokens as
+                    # the day's means (with their spread) in every bin.
+                    t30_bin = math.floor(t30 * BINS_PER_LN)
+                    lat = _bins(rng, ok, mu, sigma, {t30_bin: int(timeouts[k])} if timeouts[k]
+                                else None)
+                    for b, c in sorted(lat.items()):
+                        hist.writerow((day.isoformat(), agent, version, "latency", b, c, c, c,
+                                       round(c * tokens_in), round(c * tokens_out),
+                                       round(c * (tokens_in**2 + 3600)),
+                                       round(c * (tokens_out**2 + 16)),
+                                       round(c * tokens_in * tokens_out)))
+                    unit_cost = (tokens_in * INPUT_PER_MTOK + tokens_out * OUTPUT_PER_MTOK) / 1e6
+                    for b, c in sorted(_bins(rng, e, math.log(unit_cost / COST_UNIT),
+                                             0.1).items()):
+                        hist.writerow((day.isoformat(), agent, version, "cost", b, c, *[""] * 7))
+                    n_hist += len(lat) + 1
                 if timeouts[k]:
                     failures.writerow((day.isoformat(), agent, version, *TIMEOUT,
                                        int(timeouts[k])))
@@ -181,13 +225,13 @@ def write_daily(out: Path, versions: dict[str, str], days: int,
                         failures.writerow((day.isoformat(), agent, version, kind, message,
                                            int(count)))
                         n_failures += 1
-    return n_daily, n_failures
+    return n_daily, n_failures, n_hist
 
 
 def to_parquet(csv_dir: Path, out: Path) -> None:
     out.mkdir()
     con = duckdb.connect()
-    for name in ("daily", "failures"):
+    for name in [p.stem for p in sorted(csv_dir.glob("*.csv"))]:
         con.execute(f"COPY (SELECT * FROM read_csv('{csv_dir / name}.csv', header=true)) "
                     f"TO '{out / name}.parquet' (FORMAT parquet)")
     con.close()
@@ -213,6 +257,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--agents", type=int, default=200)
     parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--histograms", action="store_true",
+                        help="also the histogram rows of promptbot sql --histograms")
     parser.add_argument("--profile", action="store_true",
                         help="profile a first run on a fresh copy (top 15, cumulative)")
     args = parser.parse_args()
@@ -225,7 +271,8 @@ def main() -> None:
         if args.profile:
             shutil.copytree(root, Path(tmp) / "fresh")
         start = time.perf_counter()
-        n_daily, n_failures = write_daily(data, versions, args.days)
+        n_daily, n_failures, n_hist = write_daily(data, versions, args.days,
+                                                  histograms=args.histograms)
         t_write = time.perf_counter() - start
         to_parquet(data, Path(tmp) / "parquet")
         csv_glob = str(data / "*.csv")
@@ -236,6 +283,9 @@ def main() -> None:
               f"{size(Path(tmp) / 'parquet' / 'daily.parquet'):>8}")
         print(f"failure rows  {n_failures:>9,}   CSV {size(data / 'failures.csv'):>8}   "
               f"Parquet {size(Path(tmp) / 'parquet' / 'failures.parquet'):>8}")
+        if n_hist:
+            print(f"histogram rows {n_hist:>8,}   CSV {size(data / 'histograms.csv'):>8}   "
+                  f"Parquet {size(Path(tmp) / 'parquet' / 'histograms.parquet'):>8}")
         print(f"(written in {t_write:.1f} s)\n")
 
         ctx = context(root)
