@@ -952,25 +952,30 @@ def _daily_histograms(con: duckdb.DuckDBPyConnection, hists: list[str], reason: 
     # ingest's fit query (`_aggregate`) over the bins' sums; a bin of a file without the
     # token columns, or with a row lacking one, is left out like a bin where some execution
     # lacks a token count.
-    part.histograms += [
+    part.histograms += _fits(con, f"""
+        SELECT a, v, CAST(d AS TIMESTAMP) AS d, sum(n) AS n, sum(tin) AS x1, sum(tout) AS x2,
+               sum(tin2) AS x1x1, sum(tout2) AS x2x2, sum(tinout) AS x1x2,
+               exp(least((b + 0.5) / {BINS_PER_LN}, {MAX_EXP})) AS y
+        FROM daily_hist WHERE bad IS NULL AND metric = 'latency'
+        GROUP BY a, v, d, b
+        HAVING sum(n) > 0 AND sum(tin_n) = sum(n) AND sum(tout_n) = sum(n)
+           AND bool_and(tin IS NOT NULL AND tout IS NOT NULL AND tin2 IS NOT NULL
+                        AND tout2 IS NOT NULL AND tinout IS NOT NULL)""")
+
+
+def _fits(con: duckdb.DuckDBPyConnection, per_bin: str) -> list[HistBin]:
+    """Per agent, version and day, the latency-on-tokens fit's sums ("fit" bins) from
+    `per_bin`: a latency bin's executions (n), token sums (x1, x2, x1x1, x2x2, x1x2) and its
+    value (y), only bins whose every execution has both token counts."""
+    return [
         HistBin(str(r[0]), r[1], r[2], "fit", 0, int(r[3]),
                 Moments(int(r[3]), *(float(x) for x in r[4:13])))
         for r in _fetch(
             con,
-            f"""WITH k AS (
-                    SELECT a, v, d, sum(n) AS n, sum(tin) AS x1, sum(tout) AS x2,
-                           sum(tin2) AS x1x1, sum(tout2) AS x2x2, sum(tinout) AS x1x2,
-                           exp(least((b + 0.5) / {BINS_PER_LN}, {MAX_EXP})) AS y
-                    FROM daily_hist WHERE bad IS NULL AND metric = 'latency'
-                    GROUP BY a, v, d, b
-                    HAVING sum(n) > 0 AND sum(tin_n) = sum(n) AND sum(tout_n) = sum(n)
-                       AND bool_and(tin IS NOT NULL AND tout IS NOT NULL
-                                    AND tin2 IS NOT NULL AND tout2 IS NOT NULL
-                                    AND tinout IS NOT NULL))
-                SELECT a, v, CAST(d AS TIMESTAMP), CAST(sum(n) AS BIGINT), sum(x1), sum(x2),
-                       sum(y * n), sum(x1x1), sum(x2x2), sum(x1x2), sum(y * x1), sum(y * x2),
+            f"""SELECT a, v, d, CAST(sum(n) AS BIGINT), sum(x1), sum(x2), sum(y * n),
+                       sum(x1x1), sum(x2x2), sum(x1x2), sum(y * x1), sum(y * x2),
                        sum(y * y * n)
-                FROM k GROUP BY a, v, d ORDER BY a, d, v""",
+                FROM ({per_bin}) GROUP BY a, v, d ORDER BY a, d, v""",
         )
     ]
 
@@ -1266,24 +1271,13 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sources: list[_Source],
     )
     # The latency-on-tokens fit's sums per day: each latency bin's rows read at the bin's
     # value, bins where some row lacks a token count left out.
-    histograms += [
-        HistBin(str(r[0]), r[1], r[2], "fit", 0, int(r[3]),
-                Moments(int(r[3]), *(float(x) for x in r[4:13])))
-        for r in _fetch(
-            con,
-            f"""WITH b AS (
-                    SELECT a, v, d, sum(n) AS n, sum(tin) AS x1, sum(tout) AS x2,
-                           sum(tin2) AS x1x1, sum(tout2) AS x2x2, sum(tinout) AS x1x2,
-                           exp(least((lb + 0.5) / {BINS_PER_LN}, {MAX_EXP})) AS y
-                    FROM kept WHERE gid = 1 AND bad IS NULL AND lb IS NOT NULL
-                    GROUP BY a, v, d, lb
-                    HAVING sum(tok_n) = sum(n) AND sum(tout_n) = sum(n))
-                SELECT a, v, d, CAST(sum(n) AS BIGINT), sum(x1), sum(x2), sum(y * n),
-                       sum(x1x1), sum(x2x2), sum(x1x2), sum(y * x1), sum(y * x2),
-                       sum(y * y * n)
-                FROM b GROUP BY a, v, d ORDER BY a, d, v""",
-        )
-    ]
+    histograms += _fits(con, f"""
+        SELECT a, v, d, sum(n) AS n, sum(tin) AS x1, sum(tout) AS x2, sum(tin2) AS x1x1,
+               sum(tout2) AS x2x2, sum(tinout) AS x1x2,
+               exp(least((lb + 0.5) / {BINS_PER_LN}, {MAX_EXP})) AS y
+        FROM kept WHERE gid = 1 AND bad IS NULL AND lb IS NOT NULL
+        GROUP BY a, v, d, lb
+        HAVING sum(tok_n) = sum(n) AND sum(tout_n) = sum(n)""")
     segment_days = [
         SegmentDay(str(r[0]), r[1], r[2], str(r[3]), int(r[4]), int(r[5]))
         for r in _fetch(
