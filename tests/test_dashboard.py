@@ -253,7 +253,9 @@ def test_the_dashboard_follows_a_merge_a_result_and_a_rollback(cli: Cli, repo: P
     assert isinstance(prs, list)
     pr = next(p for p in prs if p["agent"] == "support-triage")
     assert cli("pr", "merge", str(pr["number"]))[0] == 0
-    cli("simulate", "--out", str(repo / "sim"), "--days", "14", "--seed", "3")
+    # A clear true effect: decided a success whatever the time of day the test runs at.
+    cli("simulate", "--out", str(repo / "sim"), "--days", "14", "--seed", "3", "--effect",
+        "0.06")
     assert cli("run", "--metrics", str(repo / "sim" / "*.csv"))[0] == 0
     merged = _dashboard(cli)
     assert merged["number"] == first["number"]  # edited in place

@@ -86,7 +86,8 @@ def test_merge_measure_revert_loop(cli: Cli, repo: Path) -> None:
     new_agent = (repo / "prompts/support-triage/agent.yaml").read_text()
     assert new_agent != old_agent and "Reliability rules" in new_agent
 
-    code, out, _ = cli("simulate", "--out", str(repo / "sim"), "--days", "14", "--seed", "3")
+    code, out, _ = cli("simulate", "--out", str(repo / "sim"), "--days", "14", "--seed", "3",
+                       "--effect", "0.06")  # decided whatever the time of day
     assert code == 0 and "wrote" in out
     code, _out, err = cli("run", "--metrics", str(repo / "sim" / "*.csv"))
     assert code == 0, err

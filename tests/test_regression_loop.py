@@ -39,8 +39,11 @@ def _measure_the_fix(cli: Cli, repo: Path, *sim: str) -> None:
     assert cli("run")[0] == 0
     pr = next(p for p in _prs(repo) if (parse(p["body"]) or {}).get("agent") == "support-triage")
     assert cli("pr", "merge", str(pr["number"]))[0] == 0
-    assert cli("simulate", "--out", str(repo / "sim"), "--days", "14", "--seed", "3", *sim)[0] \
-        == 0
+    # A clear true effect (+6 points): the fix is decided a success whatever the time of
+    # day the test runs at (the simulated days are cut at the wall clock's hours; with the
+    # default effect the decision was still open at some of them).
+    assert cli("simulate", "--out", str(repo / "sim"), "--days", "14", "--seed", "3",
+               "--effect", "0.06", *sim)[0] == 0
 
 
 def test_the_measured_fix_opens_one_pr_of_scrubbed_cases(cli: Cli, repo: Path) -> None:
@@ -313,7 +316,8 @@ def test_on_github_the_regression_pr_is_opened_once(clone: Path, origin: Path,
     standin.merge(number)
     git(clone, "pull", "-q", "--ff-only", "origin", "main")
     sim = clone.parent / "sim"
-    simulate(Git(clone), sim, days=14, seed=3, per_day=400, effect=0.04, effects_file=None,
+    # A clear true effect, as in `_measure_the_fix`: decided whatever the time of day.
+    simulate(Git(clone), sim, days=14, seed=3, per_day=400, effect=0.06, effects_file=None,
              version_column=True)
     metrics = [str(sim / "*.csv")]
     report = run(github_context(clone, standin), metrics)
